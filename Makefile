@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: test lint format demo bench system-deps clean
+.PHONY: test lint format demo bench bin_magic system-deps clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: $(STAMP)
 	$(PY) cli.py setup -n demo -p build/demo --force
 	@echo "Serving the demo site on http://127.0.0.1:8000/"
 	cd build/demo && ../../$(VENV)/bin/chalice local --host 127.0.0.1 --port 8000
+
+# Regenerate bin_magic/ from the pylibmagic wheels and verify SHA256SUMS.
+bin_magic:
+	$(PYTHON) bin_magic/build.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1650 @@
+"""chalice-http-toolkit: a Flask-like website toolkit for AWS Chalice.
+
+Copy this one file into your project's ``chalicelib/`` and get Jinja2 templates,
+static files, binary assets, image negotiation and a CloudFront cache layer
+(content-based validators, 304 Not Modified, Cache-Control) on AWS Lambda.
+
+The module is ordered the way a request flows: header helpers, content types,
+the static index, templates, images, responses, ``ContentManager``,
+``CloudFront``, keep-warm and the libmagic loader. Jinja2, Pillow and
+python-magic are imported lazily, so a cold start pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+from chalice.app import CaseInsensitiveMapping, Response
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "LAMBDA_RESPONSE_LIMIT",
+    "CloudFront",
+    "ContentManager",
+    "ResponseTooLargeError",
+    "StaticFile",
+    "StaticIndex",
+    "TemplateNotFoundError",
+    "accepts_encoding",
+    "content_type_for",
+    "etag_matches",
+    "evaluate_preconditions",
+    "http_date",
+    "if_range_matches",
+    "install_gateway_support",
+    "parse_accept_header",
+    "parse_etags",
+    "parse_http_date",
+    "parse_range",
+    "quote_etag",
+    "sniff_content_type",
+    "stable_digest",
+]
+
+logger = logging.getLogger("chalice_http_toolkit")
+
+#: Lambda's synchronous response payload limit (bytes of the whole JSON response).
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+
+#: ``Cache-Control`` for a static URL that carries the file's content hash.
+IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+#: Bodies smaller than this are not worth compressing.
+COMPRESS_MIN_SIZE = 1024
+
+
+def _digest(*parts: bytes) -> str:
+    """Hex digest of ``parts``: blake2b, 128 bits, identical in every process."""
+    import hashlib  # deferred: hashlib loads OpenSSL, which a cold start may not need
+
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        hasher.update(part)
+    return hasher.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# HTTP header helpers (pure: strings in, values out; no Chalice, no I/O)
+# ---------------------------------------------------------------------------
+
+
+def quote_etag(tag: str, weak: bool = False) -> str:
+    """Quote an opaque tag as an entity-tag (RFC 9110 §8.8.3).
+
+    Raises ``ValueError`` for a tag that cannot be quoted (developer input is
+    held to the grammar).
+
+    >>> quote_etag('abc'), quote_etag('abc', weak=True)
+    ('"abc"', 'W/"abc"')
+    """
+    if '"' in tag or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in tag):
+        raise ValueError(f"invalid entity-tag characters in {tag!r}")
+    return f'W/"{tag}"' if weak else f'"{tag}"'
+
+
+class ETagList(NamedTuple):
+    """Opaque tags named by an ``If-None-Match``/``If-Match`` field."""
+
+    tags: frozenset[str]
+    strong: frozenset[str]
+    star: bool
+
+
+_ETAG_ITEM = re.compile(r'\s*(W/)?"([^"]*)"\s*|\s*(\*)\s*|\s*([^,\s"]+)\s*')
+
+
+def parse_etags(value: str | None) -> ETagList:
+    """Parse an entity-tag list; lenient with garbage (RFC 9110 §13.1.2).
+
+    Weak and strong tags are both collected in ``tags`` (the weak comparison
+    set); ``strong`` holds only the strong ones. Unquoted tokens are accepted
+    as tags because some clients send them.
+
+    >>> parse_etags('W/"a", "b"').tags == {'a', 'b'}
+    True
+    >>> parse_etags('*').star
+    True
+    """
+    if not value:
+        return ETagList(frozenset(), frozenset(), False)
+    tags: set[str] = set()
+    strong: set[str] = set()
+    star = False
+    for item in value.split(","):
+        match = _ETAG_ITEM.fullmatch(item)
+        if match is None:
+            continue
+        weak, quoted, is_star, bare = match.groups()
+        if is_star:
+            star = True
+        elif quoted is not None:
+            tags.add(quoted)
+            if not weak:
+                strong.add(quoted)
+        elif bare is not None:
+            tags.add(bare)
+    return ETagList(frozenset(tags), frozenset(strong), star)
+
+
+def _opaque(etag: str) -> str:
+    """The opaque part of an entity-tag (``W/"x"`` and ``"x"`` give ``x``)."""
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Weak comparison of ``etag`` against an ``If-None-Match`` value.
+
+    CloudFront turns a strong ETag into ``W/"…"`` when it compresses, and
+    clients send that back, so weak comparison is what RFC 9110 §13.1.2
+    prescribes for If-None-Match. ``*`` matches any current representation.
+    """
+    if not header:
+        return False
+    parsed = parse_etags(header)
+    return parsed.star or _opaque(etag) in parsed.tags
+
+
+_MONTHS = {
+    name: index
+    for index, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+_IMF_FIXDATE = re.compile(
+    r"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT", re.ASCII
+)
+_RFC850_DATE = re.compile(
+    r"[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT", re.ASCII
+)
+_ASCTIME_DATE = re.compile(
+    r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})", re.ASCII
+)
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _rfc850_year(two_digits: int, now_year: int) -> int:
+    """RFC 9110 §5.6.7: a two-digit year more than 50 years ahead is in the past."""
+    year = now_year - now_year % 100 + two_digits
+    if year > now_year + 50:
+        year -= 100
+    return year
+
+
+def parse_http_date(value: str | None) -> int | None:
+    """Parse an HTTP-date in any of the three formats to a POSIX timestamp.
+
+    Accepts IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``), the obsolete
+    RFC 850 form (``Sunday, 06-Nov-94 08:49:37 GMT``) and asctime
+    (``Sun Nov  6 08:49:37 1994``), per RFC 9110 §5.6.7. Anything else,
+    including impossible dates, gives ``None`` so the caller ignores it.
+
+    >>> parse_http_date('Sun, 06 Nov 1994 08:49:37 GMT')
+    784111777
+    >>> parse_http_date('yesterday') is None
+    True
+    """
+    if not value or len(value) > 64:
+        return None
+    value = value.strip()
+    match = _IMF_FIXDATE.fullmatch(value)
+    if match:
+        day, month, year, hour, minute, second = match.groups()
+        year_number = int(year)
+    else:
+        match = _RFC850_DATE.fullmatch(value)
+        if match:
+            day, month, year, hour, minute, second = match.groups()
+            year_number = _rfc850_year(int(year), datetime.datetime.now(datetime.timezone.utc).year)
+        else:
+            match = _ASCTIME_DATE.fullmatch(value)
+            if not match:
+                return None
+            month, day, hour, minute, second, year = match.groups()
+            year_number = int(year)
+    month_number = _MONTHS.get(month.lower())
+    if month_number is None:
+        return None
+    try:
+        moment = datetime.datetime(
+            year_number,
+            month_number,
+            int(day),
+            int(hour),
+            int(minute),
+            min(int(second), 59),  # a leap second compares like :59
+            tzinfo=datetime.timezone.utc,
+        )
+    except ValueError:
+        return None
+    return int(moment.timestamp())
+
+
+def http_date(timestamp: float) -> str:
+    """Format a POSIX timestamp as an IMF-fixdate (RFC 9110 §5.6.7).
+
+    >>> http_date(784111777)
+    'Sun, 06 Nov 1994 08:49:37 GMT'
+    """
+    moment = datetime.datetime.fromtimestamp(int(timestamp), tz=datetime.timezone.utc)
+    return (
+        f"{_WEEKDAYS[moment.weekday()]}, {moment.day:02d} {_MONTH_NAMES[moment.month - 1]} "
+        f"{moment.year:04d} {moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} GMT"
+    )
+
+
+def evaluate_preconditions(
+    method: str,
+    headers: Mapping[str, str],
+    etag: str | None,
+    last_modified: int | None = None,
+) -> int | None:
+    """Evaluate conditional request headers in RFC 9110 §13.2.2 order.
+
+    ``headers`` is a mapping with lower-case names (Chalice's request headers
+    are case-insensitive). Returns 304 or 412 when the request's conditions
+    say so, else ``None`` (serve normally). If-None-Match takes precedence over
+    If-Modified-Since; an invalid date is ignored; only GET and HEAD get 304.
+    """
+    safe = method in ("GET", "HEAD")
+    if_match = headers.get("if-match")
+    if if_match is not None:
+        parsed = parse_etags(if_match)
+        strong_etag = etag is not None and not etag.startswith("W/")
+        if not (parsed.star and etag is not None) and not (
+            strong_etag and _opaque(etag) in parsed.strong
+        ):
+            return 412
+    elif last_modified is not None:
+        unmodified_since = parse_http_date(headers.get("if-unmodified-since"))
+        if unmodified_since is not None and last_modified > unmodified_since:
+            return 412
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None:
+        if etag is not None and etag_matches(if_none_match, etag):
+            return 304 if safe else 412
+        return None
+    if safe and last_modified is not None:
+        modified_since = parse_http_date(headers.get("if-modified-since"))
+        if modified_since is not None and last_modified <= modified_since:
+            return 304
+    return None
+
+
+class ByteRange(NamedTuple):
+    """An inclusive byte range ``first``..``last`` of a representation."""
+
+    first: int
+    last: int
+
+
+#: Returned by :func:`parse_range` for a range no byte of the representation satisfies.
+RANGE_NOT_SATISFIABLE = ByteRange(-1, -1)
+
+_RANGE_SPEC = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII)
+
+
+def parse_range(value: str | None, size: int) -> ByteRange | None:
+    """Parse a single-range ``Range: bytes=…`` header against a body of ``size`` bytes.
+
+    Returns the satisfiable range, :data:`RANGE_NOT_SATISFIABLE` (answer 416),
+    or ``None`` to ignore the header and send the whole body: RFC 9110 §14.2
+    lets a server ignore an invalid or multi-range request.
+
+    >>> parse_range('bytes=0-0', 10)
+    ByteRange(first=0, last=0)
+    >>> parse_range('bytes=-3', 10)
+    ByteRange(first=7, last=9)
+    >>> parse_range('bytes=20-', 10) == RANGE_NOT_SATISFIABLE
+    True
+    """
+    if not value or len(value) > 256:
+        return None
+    unit, sep, spec = value.partition("=")
+    if not sep or unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    match = _RANGE_SPEC.fullmatch(spec)
+    if not match:
+        return None
+    first_text, last_text = match.groups()
+    if not first_text:
+        if not last_text:
+            return None
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            return RANGE_NOT_SATISFIABLE
+        return ByteRange(max(size - suffix, 0), size - 1)
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last_text and last < first:
+        return None
+    if first >= size:
+        return RANGE_NOT_SATISFIABLE
+    return ByteRange(first, min(last, size - 1))
+
+
+def if_range_matches(value: str | None, etag: str | None, last_modified: int | None) -> bool:
+    """Whether an ``If-Range`` value still names the current representation (RFC 9110 §13.1.5).
+
+    An entity-tag needs a strong match; a date must equal Last-Modified
+    exactly. A missing header matches; garbage does not.
+    """
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        return (
+            etag is not None
+            and not value.startswith("W/")
+            and not etag.startswith("W/")
+            and value.strip('"') == _opaque(etag)
+        )
+    date = parse_http_date(value)
+    return date is not None and last_modified is not None and date == last_modified
+
+
+def parse_accept_header(value: str | None) -> list[tuple[str, float]]:
+    """Parse ``Accept``-style fields into ``(token, q)`` pairs in field order.
+
+    Tokens are lower-cased; parameters other than ``q`` are dropped; a
+    malformed ``q`` drops that element (RFC 9110 §12.4.2 weights are 0..1
+    with at most three decimals, leniently parsed).
+
+    >>> parse_accept_header('image/webp;q=0.9, image/jpeg ; q=0.1')
+    [('image/webp', 0.9), ('image/jpeg', 0.1)]
+    """
+    if not value:
+        return []
+    result = []
+    for element in value.split(","):
+        token, _, params = element.partition(";")
+        token = token.strip().lower()
+        if not token:
+            continue
+        quality = 1.0
+        valid = True
+        for param in params.split(";") if params else ():
+            name, _, raw = param.partition("=")
+            if name.strip().lower() != "q":
+                continue
+            try:
+                quality = float(raw.strip())
+            except ValueError:
+                valid = False
+                break
+            if not 0.0 <= quality <= 1.0:
+                valid = False
+                break
+        if valid:
+            result.append((token, quality))
+    return result
+
+
+def accepts_encoding(value: str | None, coding: str = "gzip") -> bool:
+    """Whether ``Accept-Encoding`` allows ``coding`` (RFC 9110 §12.5.3).
+
+    ``gzip;q=0`` refuses it; ``*`` allows it unless it is named with q=0.
+    No header means the server should send identity, so this returns False.
+
+    >>> accepts_encoding('gzip, deflate, br'), accepts_encoding('gzip;q=0, *')
+    (True, False)
+    """
+    star = None
+    aliases = {coding, "x-" + coding} if coding == "gzip" else {coding}
+    for token, quality in parse_accept_header(value):
+        if token in aliases:
+            return quality > 0
+        if token == "*":
+            star = quality > 0
+    return bool(star)
+
+
+# ---------------------------------------------------------------------------
+# Content types (the module's own table: the same answer on every machine)
+# ---------------------------------------------------------------------------
+
+#: Extension → media type for the types a website serves.
+MEDIA_TYPES: dict[str, str] = {
+    "apng": "image/apng",
+    "atom": "application/atom+xml",
+    "avif": "image/avif",
+    "bmp": "image/bmp",
+    "css": "text/css",
+    "csv": "text/csv",
+    "eot": "application/vnd.ms-fontobject",
+    "flac": "audio/flac",
+    "geojson": "application/geo+json",
+    "gif": "image/gif",
+    "gz": "application/gzip",
+    "htm": "text/html",
+    "html": "text/html",
+    "ico": "image/x-icon",
+    "ics": "text/calendar",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "js": "text/javascript",
+    "json": "application/json",
+    "jsonld": "application/ld+json",
+    "m4a": "audio/mp4",
+    "m4v": "video/mp4",
+    "map": "application/json",
+    "md": "text/markdown",
+    "mjs": "text/javascript",
+    "mov": "video/quicktime",
+    "mp3": "audio/mpeg",
+    "mp4": "video/mp4",
+    "oga": "audio/ogg",
+    "ogg": "audio/ogg",
+    "ogv": "video/ogg",
+    "otf": "font/otf",
+    "pdf": "application/pdf",
+    "png": "image/png",
+    "rss": "application/rss+xml",
+    "svg": "image/svg+xml",
+    "tif": "image/tiff",
+    "tiff": "image/tiff",
+    "ttf": "font/ttf",
+    "txt": "text/plain",
+    "vtt": "text/vtt",
+    "wasm": "application/wasm",
+    "wav": "audio/wav",
+    "weba": "audio/webm",
+    "webm": "video/webm",
+    "webmanifest": "application/manifest+json",
+    "webp": "image/webp",
+    "woff": "font/woff",
+    "woff2": "font/woff2",
+    "xhtml": "application/xhtml+xml",
+    "xml": "application/xml",
+    "xsl": "application/xml",
+    "zip": "application/zip",
+}
+
+_TEXT_APPLICATION_TYPES = frozenset(
+    {
+        "application/json",
+        "application/ld+json",
+        "application/geo+json",
+        "application/manifest+json",
+        "application/xml",
+        "application/xhtml+xml",
+        "application/atom+xml",
+        "application/rss+xml",
+        "application/javascript",
+        "image/svg+xml",
+    }
+)
+_COMPRESSIBLE_BINARY_TYPES = frozenset(
+    {
+        "application/wasm",
+        "font/ttf",
+        "font/otf",
+        "application/vnd.ms-fontobject",
+        "image/x-icon",
+        "image/bmp",
+    }
+)
+
+#: Leading bytes → media type, for bodies whose name says nothing.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"%PDF-", "application/pdf"),
+    (b"wOFF", "font/woff"),
+    (b"wOF2", "font/woff2"),
+    (b"\x00asm", "application/wasm"),
+    (b"PK\x03\x04", "application/zip"),
+    (b"\x1f\x8b", "application/gzip"),
+    (b"BM", "image/bmp"),
+    (b"\x00\x00\x01\x00", "image/x-icon"),
+    (b"ID3", "audio/mpeg"),
+    (b"OggS", "audio/ogg"),
+    (b"\x1aE\xdf\xa3", "video/webm"),
+)
+
+
+def _is_text_type(media_type: str) -> bool:
+    return media_type.startswith("text/") or media_type in _TEXT_APPLICATION_TYPES
+
+
+def _with_charset(media_type: str) -> str:
+    return f"{media_type}; charset=utf-8" if _is_text_type(media_type) else media_type
+
+
+def _is_compressible(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return (
+        _is_text_type(media_type)
+        or media_type in _COMPRESSIBLE_BINARY_TYPES
+        or media_type.endswith(("+json", "+xml"))
+    )
+
+
+def sniff_content_type(data: bytes) -> str:
+    """Guess a media type from leading bytes; ``application/octet-stream`` when unknown."""
+    for signature, media_type in _SIGNATURES:
+        if data.startswith(signature):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"avif", b"avis"):
+            return "image/avif"
+        if brand in (b"heic", b"heix", b"mif1"):
+            return "image/heic"
+        return "video/mp4"
+    head = data[:512].lstrip()
+    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096]:
+        return "image/svg+xml"
+    return "application/octet-stream"
+
+
+def content_type_for(filename: str, data: bytes | None = None) -> str:
+    """``Content-Type`` for ``filename``: by extension, else sniffed from ``data``.
+
+    Text types carry ``charset=utf-8``. Never fails: an unknown type is
+    ``application/octet-stream``.
+
+    >>> content_type_for('css/site.css')
+    'text/css; charset=utf-8'
+    """
+    extension = filename.rpartition(".")[2].lower() if "." in filename.rpartition("/")[2] else ""
+    media_type = MEDIA_TYPES.get(extension)
+    if media_type is None:
+        media_type = sniff_content_type(data) if data is not None else "application/octet-stream"
+    return _with_charset(media_type)
+
+
+# ---------------------------------------------------------------------------
+# Static index: scanned once per container, hashed lazily, looked up by dict
+# ---------------------------------------------------------------------------
+
+_FINGERPRINTED_NAME = re.compile(r"(?P<stem>.+)\.(?P<hash>[0-9a-f]{12})(?P<ext>\.[^./]+)?")
+
+
+class StaticFile:
+    """One file under ``static_dir``: its type, content hash and cached bodies."""
+
+    def __init__(self, path: str, relpath: str) -> None:
+        self.path = path
+        self.relpath = relpath
+        self.content_type = content_type_for(relpath)
+        self._stat_key: tuple[int, int] | None = None
+        self._body: bytes | None = None
+        self._gzip_body: bytes | None = None
+        self._digest: str | None = None
+
+    def _load(self) -> None:
+        with open(self.path, "rb") as handle:
+            body = handle.read()
+        info = os.stat(self.path)
+        self._stat_key = (info.st_mtime_ns, info.st_size)
+        self._body = body
+        self._gzip_body = None
+        self._digest = _digest(body)
+        if self.content_type == "application/octet-stream":
+            self.content_type = content_type_for(self.relpath, body)
+
+    def refresh(self) -> None:
+        """Reload when the file changed on disk (local development only)."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        if self._stat_key != (info.st_mtime_ns, info.st_size):
+            self._load()
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._load()
+        return self._body  # type: ignore[return-value]
+
+    @property
+    def digest(self) -> str:
+        """Content hash: the validator, identical on every container."""
+        if self._digest is None:
+            self._load()
+        return self._digest  # type: ignore[return-value]
+
+    @property
+    def fingerprint(self) -> str:
+        """Short content hash used in cache-busting URLs."""
+        return self.digest[:12]
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.digest}"'
+
+    def gzip_body(self) -> bytes | None:
+        """The gzip body, computed once; ``None`` when it would not be smaller."""
+        if self._gzip_body is None:
+            self._gzip_body = _gzip(self.body)
+        return self._gzip_body if len(self._gzip_body) < len(self.body) else None
+
+
+class StaticIndex:
+    """Every servable file under a directory, keyed by its relative path.
+
+    Requests are answered from this dictionary only, so a path that is not a
+    regular file inside the directory (traversal, encoded dots, absolute
+    paths, symlinks leaving the tree, dotfiles) simply is not found.
+    """
+
+    def __init__(self, root: str, auto_reload: bool = False) -> None:
+        self.root = os.path.realpath(root)
+        self.auto_reload = auto_reload
+        self.files: dict[str, StaticFile] = {}
+        self.scan()
+
+    def scan(self) -> None:
+        """(Re)build the index by walking the directory once."""
+        files: dict[str, StaticFile] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                path = os.path.join(dirpath, name)
+                real = os.path.realpath(path)
+                if os.path.commonpath([self.root, real]) != self.root or not os.path.isfile(real):
+                    logger.warning("static: skipping %s, it resolves outside %s", path, self.root)
+                    continue
+                relpath = os.path.relpath(path, self.root).replace(os.sep, "/")
+                files[relpath] = StaticFile(real, relpath)
+        self.files = files
+
+    def get(self, relpath: str) -> StaticFile | None:
+        """The file at ``relpath`` (``a/b.css``), or ``None``."""
+        static_file = self.files.get(relpath)
+        if self.auto_reload:
+            if static_file is None and os.path.isfile(os.path.join(self.root, relpath)):
+                self.scan()
+                static_file = self.files.get(relpath)
+            if static_file is not None:
+                static_file.refresh()
+        return static_file
+
+    def resolve(self, relpath: str) -> tuple[StaticFile | None, bool]:
+        """Find a file by plain or fingerprinted name, and whether the fingerprint is current."""
+        static_file = self.get(relpath)
+        if static_file is not None:
+            return static_file, False
+        directory, _, name = relpath.rpartition("/")
+        match = _FINGERPRINTED_NAME.fullmatch(name)
+        if match is None:
+            return None, False
+        plain = match["stem"] + (match["ext"] or "")
+        static_file = self.get(f"{directory}/{plain}" if directory else plain)
+        if static_file is None:
+            return None, False
+        return static_file, static_file.fingerprint == match["hash"]
+
+    def digest(self) -> str:
+        """One hash over every file's path and content."""
+        return _digest(
+            *(
+                f"{relpath}\0{self.files[relpath].digest}\0".encode()
+                for relpath in sorted(self.files)
+            )
+        )
+
+
+def _fingerprinted(relpath: str, fingerprint: str) -> str:
+    directory, slash, name = relpath.rpartition("/")
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem:
+        return f"{relpath}.{fingerprint}"
+    return f"{directory}{slash}{stem}.{fingerprint}.{extension}"
+
+
+def _clean_segments(segments: Iterable[str]) -> str | None:
+    """Join URL path segments into an index key, or ``None`` for anything suspicious."""
+    from urllib.parse import unquote
+
+    parts = []
+    for segment in segments:
+        if "%" in segment:
+            segment = unquote(segment)
+        if (
+            not segment
+            or segment in (".", "..")
+            or "/" in segment
+            or "\\" in segment
+            or "\0" in segment
+            or segment.startswith(".")
+        ):
+            return None
+        parts.append(segment)
+    return "/".join(parts) if parts else None
+
+
+# ---------------------------------------------------------------------------
+# Templates: dependency closure and a canonical argument digest, no rendering
+# ---------------------------------------------------------------------------
+
+
+class TemplateNotFoundError(LookupError):
+    """A template (or one it extends/includes) does not exist; the message names it."""
+
+
+class _NoCanonicalForm(Exception):
+    """An argument has no process-independent encoding; fall back to rendering."""
+
+
+_MAX_DEPTH = 64
+
+
+def _encode(value: Any, out: list[bytes], depth: int = 0) -> None:
+    """Append a canonical, type-tagged encoding of ``value`` to ``out``."""
+    if depth > _MAX_DEPTH:
+        raise _NoCanonicalForm("nested too deeply (or recursive)")
+    kind = type(value)
+    if value is None or kind is bool:
+        out.append(b"N" if value is None else (b"T" if value else b"F"))
+    elif kind is str:
+        data = value.encode("utf-8", "surrogatepass")
+        out.append(b"s%d:" % len(data) + data)
+    elif kind is int:
+        out.append(b"i%d;" % value)
+    elif kind is float:
+        out.append(b"f" + value.hex().encode() + b";")
+    elif kind is bytes:
+        out.append(b"b%d:" % len(value) + value)
+    elif kind in (list, tuple):
+        out.append(b"%s%d[" % (b"l" if kind is list else b"t", len(value)))
+        for item in value:
+            _encode(item, out, depth + 1)
+        out.append(b"]")
+    elif kind is dict:
+        # Insertion order is kept: a template iterating over a dict renders in that order.
+        out.append(b"d%d{" % len(value))
+        for key, item in value.items():
+            _encode(key, out, depth + 1)
+            _encode(item, out, depth + 1)
+        out.append(b"}")
+    elif kind in (set, frozenset):
+        # Set order depends on PYTHONHASHSEED; the sorted member encodings do not.
+        members = sorted(_encoded(item, depth + 1) for item in value)
+        out.append(b"S%d{" % len(members))
+        out.extend(members)
+        out.append(b"}")
+    elif kind in (datetime.datetime, datetime.date, datetime.time):
+        out.append(b"D" + kind.__name__.encode() + b":" + value.isoformat().encode() + b";")
+    else:
+        _encode_other(value, out, depth)
+
+
+def _encode_other(value: Any, out: list[bytes], depth: int) -> None:
+    """Encode the less common types; anything unknown has no canonical form."""
+    import collections
+    import dataclasses
+    import decimal
+    import enum
+    import uuid
+
+    kind = type(value)
+    name = f"{kind.__module__}.{kind.__qualname__}".encode()
+    if isinstance(value, enum.Enum):
+        out.append(b"E" + name + b":")
+        _encode(value.value, out, depth + 1)
+    elif isinstance(value, (decimal.Decimal, uuid.UUID)):
+        out.append(b"X" + name + b":" + str(value).encode() + b";")
+    elif isinstance(value, os.PathLike):
+        out.append(b"P" + name + b":")
+        _encode(os.fspath(value), out, depth + 1)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out.append(b"C" + name + b"{")
+        for field in dataclasses.fields(value):
+            _encode(field.name, out, depth + 1)
+            _encode(getattr(value, field.name), out, depth + 1)
+        out.append(b"}")
+    elif isinstance(value, tuple) and hasattr(kind, "_fields"):  # a namedtuple
+        out.append(b"U" + name + b":")
+        _encode(tuple(value), out, depth + 1)
+    elif isinstance(value, (collections.OrderedDict, collections.defaultdict, collections.Counter)):
+        out.append(b"U" + name + b":")
+        _encode(dict(value), out, depth + 1)
+    elif isinstance(value, str) and kind.__module__ == "markupsafe":
+        # Markup renders unescaped where a plain str would be escaped: tag the class.
+        out.append(b"U" + name + b":")
+        _encode(str(value), out, depth + 1)
+    else:
+        raise _NoCanonicalForm(f"no canonical form for {kind.__qualname__}")
+
+
+def _encoded(value: Any, depth: int) -> bytes:
+    out: list[bytes] = []
+    _encode(value, out, depth)
+    return b"".join(out)
+
+
+def stable_digest(value: Any) -> str | None:
+    """A digest of ``value`` identical in every process, or ``None`` if it has no canonical form.
+
+    Covers None, bool, int, float, str, bytes, lists, tuples, dicts, sets,
+    dates and times, Decimal, UUID, Enum, paths, dataclasses and subclasses of
+    str/int/float/bytes (tagged with their class). No ``pickle``, no ``hash()``:
+    the result does not depend on PYTHONHASHSEED or set order.
+    """
+    try:
+        return _digest(_encoded(value, 0))
+    except (_NoCanonicalForm, RecursionError):
+        return None
+
+
+class _TemplateDeps(NamedTuple):
+    """What a template's output depends on, found by parsing (not rendering)."""
+
+    digest: str | None  # hash of the sources of the whole closure; None when dynamic
+    static_refs: frozenset[str] | None  # constant static() paths; None when any is dynamic
+    files: tuple[tuple[str, tuple[int, int] | None], ...]  # for reload checks
+
+
+def _stat_key(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size)
+
+
+def _static_calls(tree: Any) -> set[str] | None:
+    """Constant paths passed to ``static()`` in a parsed template; ``None`` if any is dynamic."""
+    from jinja2 import nodes
+
+    calls = [
+        call
+        for call in tree.find_all(nodes.Call)
+        if isinstance(call.node, nodes.Name) and call.node.name == "static"
+    ]
+    names = [
+        name for name in tree.find_all(nodes.Name) if name.name == "static" and name.ctx == "load"
+    ]
+    if len(names) != len(calls):
+        return None
+    paths = set()
+    for call in calls:
+        arguments = list(call.args) + [keyword.value for keyword in call.kwargs]
+        if call.dyn_args is not None or call.dyn_kwargs is not None or not call.args:
+            return None
+        if not all(isinstance(argument, nodes.Const) for argument in arguments):
+            return None
+        paths.add(str(call.args[0].value))
+    return paths
+
+
+# ---------------------------------------------------------------------------
+# Images (format negotiation and conversion arrive with the images work)
+# ---------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# Responses: one builder for bodies, validators, compression and the size limit
+# ---------------------------------------------------------------------------
+
+
+class ResponseTooLargeError(ValueError):
+    """A response would exceed Lambda's 6 MB synchronous payload limit."""
+
+
+def _gzip(data: bytes) -> bytes:
+    import zlib
+
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip header with mtime 0
+    return compressor.compress(data) + compressor.flush()
+
+
+def _payload_size(body: str | bytes, headers: Mapping[str, Any]) -> int:
+    """Size of the JSON payload Lambda returns for this response (exact for large bodies)."""
+    if isinstance(body, str):
+        # JSON escapes at most six bytes per character; measure exactly only near the limit.
+        size = len(body) * 6
+        if size > LAMBDA_RESPONSE_LIMIT // 2:
+            size = len(json.dumps(body))
+    else:
+        size = (len(body) + 2) // 3 * 4
+    return size + sum(len(str(name)) + len(str(value)) + 8 for name, value in headers.items()) + 256
+
+
+class _GatewayResponse(Response):
+    """A Chalice ``Response`` marshalled for API Gateway by its body type.
+
+    Bytes travel base64-encoded with ``isBase64Encoded`` (API Gateway decodes
+    them when the request's first Accept type matches binaryMediaTypes, which
+    the toolkit sets to ``*/*``); text travels as text and reaches the client
+    intact whatever its Accept header. This holds whatever ``binary_types``
+    says, so a gzip body with a text Content-Type still arrives as bytes
+    (aws/chalice#1776).
+    """
+
+    def to_dict(self, binary_types: list[str] | None = None) -> dict[str, Any]:
+        response = super().to_dict(None)
+        body = response["body"]
+        if isinstance(body, (bytes, bytearray)):
+            response["body"] = base64.b64encode(body).decode("ascii")
+            response["isBase64Encoded"] = True
+        return response
+
+
+def _too_large_response(size: int, debug: bool) -> _GatewayResponse:
+    message = (
+        f"Response of about {size} bytes exceeds AWS Lambda's {LAMBDA_RESPONSE_LIMIT}-byte "
+        "response payload limit; serve large files from S3 (behind CloudFront) instead."
+    )
+    logger.error(message)
+    body = message if debug else "Response too large for AWS Lambda; see the function's log."
+    return _GatewayResponse(
+        body=body, headers={"Content-Type": "text/plain; charset=utf-8"}, status_code=500
+    )
+
+
+_CHALICE_INSTALLED = "_chalice_http_toolkit_gateway"
+
+
+def install_gateway_support(app: Any) -> None:
+    """Make every response of ``app`` reach clients intact through API Gateway REST.
+
+    Adds ``*/*`` to the API's binary media types (API Gateway then decodes a
+    base64 body whatever the browser's first Accept type is) and registers an
+    HTTP middleware that marshals bodies by type, treats a missing ``Accept``
+    as ``*/*`` (RFC 9110 §12.5.1; Chalice would otherwise answer 400 for a
+    ``*/*`` binary type) and enforces the Lambda payload limit for the app's
+    own routes too. Idempotent. A ``Blueprint`` has no API of its own: call
+    this on the ``Chalice`` app it is registered with.
+    """
+    if getattr(app, _CHALICE_INSTALLED, False):
+        return
+    api = getattr(app, "api", None)
+    if api is not None and "*/*" not in api.binary_types:
+        api.binary_types.append("*/*")
+    elif api is None:
+        logger.warning(
+            "%s has no API Gateway settings (a Blueprint?): call install_gateway_support(app) "
+            "on the Chalice app so binary responses survive API Gateway",
+            type(app).__name__,
+        )
+    app.register_middleware(_gateway_middleware, "http")
+    setattr(app, _CHALICE_INSTALLED, True)
+
+
+def _gateway_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
+    if request is not None and request.headers.get("accept") is None:
+        headers = dict(request.headers.items())
+        headers["accept"] = "*/*"
+        request.headers = CaseInsensitiveMapping(headers)
+    response = get_response(request)
+    if type(response) is _GatewayResponse:
+        return response
+    body = response.body
+    if isinstance(body, (str, bytes)):
+        size = _payload_size(body, response.headers)
+        if size > LAMBDA_RESPONSE_LIMIT:
+            return _too_large_response(size, debug=False)
+    return _GatewayResponse(body=body, headers=response.headers, status_code=response.status_code)
+
+
+class _Representation(NamedTuple):
+    """A body and the metadata that identifies it, before per-request handling."""
+
+    body: str | bytes
+    content_type: str
+    etag: str | None = None
+    last_modified: int | None = None
+    gzip_body: bytes | None = None  # precomputed (static files)
+    allow_ranges: bool = False
+
+
+_NOT_MODIFIED_HEADERS = (
+    "cache-control",
+    "content-location",
+    "date",
+    "etag",
+    "expires",
+    "last-modified",
+    "vary",
+    "access-control-allow-origin",
+    "access-control-expose-headers",
+    "access-control-allow-credentials",
+)
+
+
+def _merge_vary(headers: dict[str, str], field: str) -> None:
+    existing = headers.get("Vary")
+    if not existing:
+        headers["Vary"] = field
+    elif field.lower() not in (part.strip().lower() for part in existing.split(",")):
+        headers["Vary"] = f"{existing}, {field}"
+
+
+# ---------------------------------------------------------------------------
+# ContentManager
+# ---------------------------------------------------------------------------
+
+_AppLike = Any  # chalice.Chalice or chalice.Blueprint
+
+
+class ContentManager:
+    """Templates, static files, assets and response helpers for one Chalice app.
+
+    ``app`` may be a ``Chalice`` app or a ``Blueprint``; responses consult its
+    ``current_request`` for conditional requests, ranges and compression.
+    Options are keyword-only: ``cors`` (``True`` for ``*`` or an origin; off by
+    default), ``compress`` (gzip text bodies), ``auto_reload`` (re-read
+    changed templates and static files; defaults to on everywhere except on
+    AWS Lambda).
+    """
+
+    def __init__(
+        self,
+        templates_dir: str,
+        static_dir: str,
+        app: _AppLike | None = None,
+        *,
+        cors: bool | str | None = None,
+        compress: bool = True,
+        auto_reload: bool | None = None,
+    ) -> None:
+        self.templates_dir = templates_dir
+        self.static_dir = static_dir
+        self.app = app
+        self.static_prefix = "/static"
+        self.cors_origin = "*" if cors is True else (cors or None)
+        self.compress = compress
+        if auto_reload is None:
+            auto_reload = "AWS_LAMBDA_FUNCTION_NAME" not in os.environ
+        self.auto_reload = auto_reload
+        self.static_files = StaticIndex(static_dir, auto_reload=auto_reload)
+        self._env: Any = None
+        self._template_deps: dict[str, _TemplateDeps] = {}
+        if app is not None:
+            install_gateway_support(app)
+
+    # -- Jinja2 -------------------------------------------------------------
+
+    @property
+    def env(self) -> Any:
+        """The ``jinja2.Environment`` (created on first use; autoescape for html/htm/xml/svg)."""
+        if self._env is None:
+            import jinja2
+
+            self._env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(self.templates_dir),
+                autoescape=jinja2.select_autoescape(("html", "htm", "xml", "svg")),
+                auto_reload=self.auto_reload,
+            )
+            self._env.globals["static"] = self.static_url
+        return self._env
+
+    def set_static_handler_prefix(self, path: str) -> None:
+        """Set the static route's URL prefix; ``static()`` in templates builds URLs under it."""
+        self.static_prefix = "/" + path.strip("/") if path.strip("/") else ""
+        self._template_deps.clear()
+
+    def static_url(self, filename: str) -> str:
+        """Cache-busting URL for a static file: ``/static/css/site.<hash>.css``.
+
+        A missing file gets its plain URL (and a warning) so the page still renders.
+        """
+        relpath = filename.lstrip("/")
+        static_file = self.static_files.get(relpath)
+        if static_file is None:
+            logger.warning("static(): %r is not in %s", filename, self.static_dir)
+            return f"{self.static_prefix}/{relpath}"
+        return f"{self.static_prefix}/{_fingerprinted(relpath, static_file.fingerprint)}"
+
+    def _load_template(self, filename: str) -> Any:
+        import jinja2
+
+        try:
+            return self.env.get_template(filename)
+        except jinja2.TemplateNotFound as error:
+            missing = error.name if error.name and error.name != filename else filename
+            raise TemplateNotFoundError(
+                f"template {missing!r} not found in {self.templates_dir}"
+                + (f" (needed by {filename!r})" if missing != filename else "")
+            ) from error
+
+    def render_template(self, filename: str, **kwargs: Any) -> str:
+        """Render ``filename`` with ``kwargs``; a missing template raises TemplateNotFoundError."""
+        template = self._load_template(filename)
+        try:
+            return template.render(kwargs)
+        except LookupError as error:
+            import jinja2
+
+            if isinstance(error, jinja2.TemplateNotFound):
+                raise TemplateNotFoundError(
+                    f"template {error.name!r} not found in {self.templates_dir} "
+                    f"(needed by {filename!r})"
+                ) from error
+            raise
+
+    def template_dependencies(self, filename: str) -> _TemplateDeps:
+        """The template's transitive extends/include/import closure, parsed once.
+
+        With ``auto_reload`` a changed file (mtime or size) invalidates the entry.
+        """
+        cached = self._template_deps.get(filename)
+        if cached is not None and (
+            not self.auto_reload or all(_stat_key(path) == key for path, key in cached.files)
+        ):
+            return cached
+        deps = self._analyse_template(filename)
+        self._template_deps[filename] = deps
+        return deps
+
+    def _analyse_template(self, filename: str) -> _TemplateDeps:
+        import jinja2
+        from jinja2 import meta
+
+        env = self.env
+        pending = [filename]
+        seen: set[str] = set()
+        sources: list[bytes] = []
+        files: list[tuple[str, tuple[int, int] | None]] = []
+        static_refs: set[str] | None = set()
+        dynamic = False
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                source, path, _ = env.loader.get_source(env, name)
+            except jinja2.TemplateNotFound:
+                if name == filename:
+                    raise TemplateNotFoundError(
+                        f"template {name!r} not found in {self.templates_dir}"
+                    ) from None
+                dynamic = True  # e.g. ``{% include 'x' ignore missing %}``: let rendering decide
+                continue
+            files.append((path, _stat_key(path)))
+            sources.append(f"{name}\0{len(source)}\0".encode() + source.encode("utf-8"))
+            tree = env.parse(source, name, path)
+            for reference in meta.find_referenced_templates(tree):
+                if reference is None:
+                    dynamic = True
+                else:
+                    pending.append(reference)
+            calls = _static_calls(tree)
+            if calls is None or static_refs is None:
+                static_refs = None
+            else:
+                static_refs.update(calls)
+        sources.sort()
+        return _TemplateDeps(
+            None if dynamic else _digest(*sources),
+            None if static_refs is None else frozenset(static_refs),
+            tuple(files),
+        )
+
+    def template_etag(self, filename: str, kwargs: Mapping[str, Any], salt: str = "") -> str | None:
+        """Quoted ETag of a template's output computed without rendering it.
+
+        Hashes the template closure, the static files it names (or every
+        static file when a ``static()`` argument is not constant), the static
+        prefix and a canonical digest of ``kwargs``. ``None`` when the output
+        cannot be predicted: a dynamic include or an argument with no
+        canonical form; the caller then renders and hashes the body.
+        """
+        deps = self.template_dependencies(filename)
+        if deps.digest is None:
+            return None
+        arguments = stable_digest([(name, kwargs[name]) for name in sorted(kwargs)])
+        if arguments is None:
+            return None
+        if deps.static_refs is None:
+            statics = self.static_files.digest()
+        else:
+            parts = []
+            for relpath in sorted(deps.static_refs):
+                static_file = self.static_files.get(relpath.lstrip("/"))
+                parts.append(f"{relpath}={static_file.digest if static_file else '-'}")
+            statics = "\0".join(parts)
+        return (
+            '"'
+            + _digest(
+                f"t1\0{__version__}\0{salt}\0{self.static_prefix}\0".encode(),
+                deps.digest.encode(),
+                statics.encode(),
+                arguments.encode(),
+            )
+            + '"'
+        )
+
+    # -- responses ----------------------------------------------------------
+
+    @property
+    def _request(self) -> Any:
+        return getattr(self.app, "current_request", None) if self.app is not None else None
+
+    def _request_parts(self) -> tuple[str, Mapping[str, str]]:
+        request = self._request
+        if request is None:
+            return "GET", {}
+        return request.method, request.headers
+
+    def _base_headers(
+        self,
+        content_type: str,
+        headers: Mapping[str, str] | None,
+        cache_control: str | None,
+        vary: tuple[str, ...],
+        last_modified: int | None,
+    ) -> dict[str, str]:
+        out: dict[str, str] = {"Content-Type": content_type}
+        if cache_control is not None:
+            out["Cache-Control"] = cache_control
+        if last_modified is not None:
+            out["Last-Modified"] = http_date(last_modified)
+        for field in vary:
+            _merge_vary(out, field)
+        if self.cors_origin:
+            out["Access-Control-Allow-Origin"] = self.cors_origin
+            if self.cors_origin != "*":
+                _merge_vary(out, "Origin")
+        if headers:
+            for name, value in headers.items():
+                if name.lower() == "vary":
+                    for field in str(value).split(","):
+                        _merge_vary(out, field.strip())
+                else:
+                    out[name] = value
+        if self.compress and _is_compressible(out["Content-Type"]):
+            _merge_vary(out, "Accept-Encoding")
+        return out
+
+    def _conditional(
+        self,
+        out: dict[str, str],
+        etag: str,
+        last_modified: int | None,
+        status_code: int,
+    ) -> _GatewayResponse | None:
+        """Answer 304/412 when the request's preconditions say so (RFC 9110 §13.2.2)."""
+        if not 200 <= status_code < 300:
+            return None
+        method, request_headers = self._request_parts()
+        if last_modified is None and "Last-Modified" in out:
+            last_modified = parse_http_date(out["Last-Modified"])
+        candidates = (
+            (etag, _gzip_etag(etag))
+            if "Vary" in out and "Accept-Encoding" in out["Vary"]
+            else (etag,)
+        )
+        for candidate in candidates:
+            outcome = evaluate_preconditions(method, request_headers, candidate, last_modified)
+            if outcome is not None:
+                out["ETag"] = candidate
+                return _GatewayResponse(
+                    body="", headers=_not_modified_headers(out), status_code=outcome
+                )
+        return None
+
+    def _not_modified(
+        self,
+        etag: str,
+        content_type: str,
+        status_code: int,
+        headers: Mapping[str, str] | None,
+        cache_control: str | None,
+    ) -> _GatewayResponse | None:
+        """A 304/412 for ``etag`` before any body exists (pages, assets), else ``None``."""
+        if self._request is None:
+            return None
+        out = self._base_headers(content_type, headers, cache_control, (), None)
+        return self._conditional(out, etag, None, status_code)
+
+    def _respond(
+        self,
+        representation: _Representation,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        cache_control: str | None = None,
+        vary: tuple[str, ...] = (),
+    ) -> _GatewayResponse:
+        """Build every toolkit response: validators, 304/412, ranges, gzip, HEAD, size limit."""
+        method, request_headers = self._request_parts()
+        body = representation.body
+        etag = representation.etag
+        last_modified = representation.last_modified
+        out = self._base_headers(
+            representation.content_type, headers, cache_control, vary, last_modified
+        )
+        if last_modified is None and "Last-Modified" in out:
+            last_modified = parse_http_date(out["Last-Modified"])
+        if etag is not None:
+            answered = self._conditional(out, etag, last_modified, status_code)
+            if answered is not None:
+                return answered
+            out["ETag"] = etag
+
+        if representation.allow_ranges and status_code == 200:
+            out["Accept-Ranges"] = "bytes"
+            range_header = request_headers.get("range")
+            if (
+                method == "GET"
+                and range_header is not None
+                and if_range_matches(request_headers.get("if-range"), etag, last_modified)
+            ):
+                data = body.encode("utf-8") if isinstance(body, str) else body
+                byte_range = parse_range(range_header, len(data))
+                if byte_range == RANGE_NOT_SATISFIABLE:
+                    del out["Content-Type"]
+                    out["Content-Range"] = f"bytes */{len(data)}"
+                    return _GatewayResponse(body="", headers=out, status_code=416)
+                if byte_range is not None:
+                    out["Content-Range"] = f"bytes {byte_range.first}-{byte_range.last}/{len(data)}"
+                    return self._finish(
+                        data[byte_range.first : byte_range.last + 1], out, 206, method
+                    )
+
+        if (
+            200 <= status_code < 300
+            and "Accept-Encoding" in out.get("Vary", "")
+            and accepts_encoding(request_headers.get("accept-encoding"))
+        ):
+            compressed = representation.gzip_body
+            if compressed is None:
+                data = body.encode("utf-8") if isinstance(body, str) else body
+                if len(data) >= COMPRESS_MIN_SIZE:
+                    compressed = _gzip(data)
+                    if len(compressed) >= len(data):
+                        compressed = None
+            if compressed is not None:
+                out["Content-Encoding"] = "gzip"
+                if etag is not None:
+                    out["ETag"] = _gzip_etag(etag)
+                return self._finish(compressed, out, status_code, method)
+        return self._finish(body, out, status_code, method)
+
+    def _finish(
+        self, body: str | bytes, headers: dict[str, str], status_code: int, method: str
+    ) -> _GatewayResponse:
+        size = _payload_size(body, headers)
+        if size > LAMBDA_RESPONSE_LIMIT:
+            return _too_large_response(size, debug=bool(getattr(self.app, "debug", False)))
+        if method == "HEAD":
+            body = ""
+        return _GatewayResponse(body=body, headers=headers, status_code=status_code)
+
+    def _text(
+        self, body: str, content_type: str, status_code: int, headers: Mapping[str, str] | None
+    ) -> _GatewayResponse:
+        return self._respond(_Representation(body, content_type), status_code, headers)
+
+    def html(self, body: str, status_code: int = 200, headers: dict | None = None) -> Response:
+        """An HTML response (``text/html; charset=utf-8``)."""
+        return self._text(body, "text/html; charset=utf-8", status_code, headers)
+
+    def xml(self, body: str, status_code: int = 200, headers: dict | None = None) -> Response:
+        """An XML response (``application/xml; charset=utf-8``)."""
+        return self._text(body, "application/xml; charset=utf-8", status_code, headers)
+
+    def json(self, body: Any, status_code: int = 200, headers: dict | None = None) -> Response:
+        """A JSON response of any JSON-able object."""
+        return self._text(json.dumps(body), "application/json; charset=utf-8", status_code, headers)
+
+    def redirect(self, url: str, status_code: int = 301) -> Response:
+        """A redirect to ``url`` (301 by default; any 3xx status is allowed)."""
+        if not 300 <= status_code <= 399:
+            raise ValueError(f"redirect status must be 3xx, not {status_code}")
+        if any(ch in url for ch in "\r\n\0"):
+            raise ValueError(f"redirect URL contains control characters: {url!r}")
+        headers = {"Location": url}
+        if self.cors_origin:
+            headers["Access-Control-Allow-Origin"] = self.cors_origin
+        return _GatewayResponse(body="", headers=headers, status_code=status_code)
+
+    def not_found(self, message: str = "Not Found") -> Response:
+        """A plain-text 404."""
+        return self._text(message, "text/plain; charset=utf-8", 404, None)
+
+    def static(
+        self,
+        filename: str,
+        status_code: int = 200,
+        headers: dict | None = None,
+        *,
+        cache_control: str | None = None,
+    ) -> Response:
+        """Serve a file from ``static_dir`` with a content-hash ETag, ranges and gzip.
+
+        ``filename`` may be fingerprinted (as produced by ``static()``); when
+        the fingerprint is current the response may be cached for a year.
+        Anything not in the static index (traversal included) is a 404.
+        """
+        relpath = _clean_segments(filename.split("/"))
+        static_file, immutable = self.static_files.resolve(relpath) if relpath else (None, False)
+        if static_file is None:
+            return self.not_found()
+        return self._respond(
+            _Representation(
+                static_file.body,
+                static_file.content_type,
+                etag=static_file.etag,
+                gzip_body=static_file.gzip_body()
+                if _is_compressible(static_file.content_type)
+                else None,
+                allow_ranges=True,
+            ),
+            status_code,
+            headers,
+            cache_control=IMMUTABLE_CACHE_CONTROL if immutable else cache_control,
+        )
+
+    def asset(self, body: bytes, status_code: int = 200, headers: dict | None = None) -> Response:
+        """Serve bytes made at run time (e.g. from a database) with a sniffed type and an ETag."""
+        return self._asset(
+            body, status_code, headers, etag=f'"{_digest(body)}"', cache_control=None
+        )
+
+    def _asset(
+        self,
+        body: bytes,
+        status_code: int,
+        headers: Mapping[str, str] | None,
+        etag: str | None,
+        cache_control: str | None,
+    ) -> _GatewayResponse:
+        extra = {"X-Content-Type-Options": "nosniff"}
+        if headers:
+            extra.update(headers)
+        return self._respond(
+            _Representation(body, sniff_content_type(body), etag=etag, allow_ranges=True),
+            status_code,
+            extra,
+            cache_control=cache_control,
+        )
+
+    def convert_by_accepts(self, img: bytes, accepts: str, default: str | None = "WEBP") -> bytes:
+        """Convert an image to a format the ``Accept`` value names."""
+        raise NotImplementedError("image conversion arrives with the images work")
+
+    # -- routes -------------------------------------------------------------
+
+    def register_static_routes(
+        self,
+        prefix: str | None = None,
+        *,
+        max_depth: int | None = None,
+        cache_control: str | None = "no-cache",
+    ) -> None:
+        """Register GET/HEAD routes that serve ``static_dir`` under ``prefix``.
+
+        One route per directory depth (``/static/{p0}``, ``/static/{p0}/{p1}``,
+        …) rather than a greedy ``{proxy+}``: the local router of ``chalice
+        local`` and ``chalice.test.Client`` matches one segment per
+        parameter, so this works the same locally and deployed. ``max_depth``
+        defaults to the deepest file in the directory.
+        """
+        if self.app is None:
+            raise ValueError("register_static_routes needs the ContentManager's app")
+        if prefix is not None:
+            self.set_static_handler_prefix(prefix)
+        base = self.static_prefix
+        if max_depth is None:
+            max_depth = max(
+                (relpath.count("/") + 1 for relpath in self.static_files.files), default=1
+            )
+        for depth in range(1, max_depth + 1):
+            names = [f"p{index}" for index in range(depth)]
+            path = base + "".join(f"/{{{name}}}" for name in names)
+            self.app.route(
+                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_static_{depth}"
+            )(self._static_view(names, cache_control))
+
+    def _static_view(self, names: list[str], cache_control: str | None) -> Callable[..., Response]:
+        def view(**params: str) -> Response:
+            return self.static(
+                "/".join(params[name] for name in names), cache_control=cache_control
+            )
+
+        return view
+
+    def register_not_found_routes(
+        self, template: str = "404.html", *, max_depth: int = 4, **template_kwargs: Any
+    ) -> None:
+        """Register catch-all GET/HEAD routes that render ``template`` with status 404.
+
+        API Gateway answers unknown paths with a JSON 403 of its own; these
+        routes (``/{p0}`` … ``max_depth`` segments, plus a greedy tail when
+        deployed) make the site's own 404 page show instead.
+        """
+        if self.app is None:
+            raise ValueError("register_not_found_routes needs the ContentManager's app")
+
+        def view(**params: str) -> Response:
+            return self.html(self.render_template(template, **template_kwargs), status_code=404)
+
+        for depth in range(1, max_depth + 1):
+            path = "".join(f"/{{n{index}}}" for index in range(depth))
+            self.app.route(
+                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_not_found_{depth}"
+            )(view)
+        tail = "".join(f"/{{n{index}}}" for index in range(max_depth)) + "/{proxy+}"
+        self.app.route(tail, methods=["GET", "HEAD"], name="chalice_http_toolkit_not_found_tail")(
+            view
+        )
+
+
+def _gzip_etag(etag: str) -> str:
+    """The gzip representation's ETag: never the identity's (RFC 9110 §8.8.3)."""
+    return etag[:-1] + '-gz"'
+
+
+def _not_modified_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The 200's caching headers for a 304/412 (RFC 9110 §15.4.5), and no body headers."""
+    return {name: value for name, value in headers.items() if name.lower() in _NOT_MODIFIED_HEADERS}
+
+
+# ---------------------------------------------------------------------------
+# CloudFront: validators and Cache-Control so the CDN can revalidate cheaply
+# ---------------------------------------------------------------------------
+
+
+class CloudFront:
+    """Conditional responses for pages, static files and assets behind CloudFront.
+
+    Every response carries a content-based ETag and ``Cache-Control``
+    (``default_cache_control`` unless overridden), and a matching
+    ``If-None-Match`` is answered with 304 without rendering or reading the
+    body. ``etag_salt`` (keyword-only) is mixed into template ETags: change it
+    when something outside the template and its arguments changes the output.
+    """
+
+    def __init__(
+        self,
+        content_manager: ContentManager,
+        app: _AppLike | None = None,
+        default_cache_control: str = "no-cache",
+        *,
+        etag_salt: str = "",
+    ) -> None:
+        self.content_manager = content_manager
+        self.app = app if app is not None else content_manager.app
+        self.default_cache_control = default_cache_control
+        self.etag_salt = etag_salt
+
+    def template(
+        self,
+        filename: str,
+        status_code: int = 200,
+        headers: dict | None = None,
+        cache_control: str | None = None,
+        **kwargs: Any,
+    ) -> Response:
+        """Render a page, or answer 304 from a hash of the template closure and ``kwargs``.
+
+        When the ETag cannot be computed without rendering (dynamic includes,
+        arguments with no canonical form) the page is rendered and the body
+        hashed, so a changed page is never answered with 304.
+        """
+        cm = self.content_manager
+        cache_control = self.default_cache_control if cache_control is None else cache_control
+        etag = cm.template_etag(filename, kwargs, self.etag_salt)
+        if etag is not None:
+            answered = cm._not_modified(
+                etag, "text/html; charset=utf-8", status_code, headers, cache_control
+            )
+            if answered is not None:
+                return answered
+        body = cm.render_template(filename, **kwargs)
+        if etag is None:
+            etag = f'"{_digest(body.encode("utf-8"))}"'
+        return cm._respond(
+            _Representation(body, "text/html; charset=utf-8", etag=etag),
+            status_code,
+            headers,
+            cache_control,
+        )
+
+    def static(
+        self,
+        filename: str,
+        status_code: int = 200,
+        headers: dict | None = None,
+        cache_control: str | None = None,
+    ) -> Response:
+        """Serve a static file with a content-hash ETag and ``Cache-Control``."""
+        return self.content_manager.static(
+            filename,
+            status_code,
+            headers,
+            cache_control=self.default_cache_control if cache_control is None else cache_control,
+        )
+
+    def asset(
+        self,
+        get_asset: Callable[[], bytes],
+        get_etag: Callable[[], str],
+        status_code: int = 200,
+        headers: dict | None = None,
+        cache_control: str | None = None,
+    ) -> Response:
+        """Serve a run-time asset; ``get_asset`` is not called when ``get_etag()`` still matches."""
+        cm = self.content_manager
+        cache_control = self.default_cache_control if cache_control is None else cache_control
+        etag = f'"{_digest(str(get_etag()).encode("utf-8"))}"'
+        answered = cm._not_modified(
+            etag, "application/octet-stream", status_code, headers, cache_control
+        )
+        if answered is not None:
+            return answered
+        return cm._asset(get_asset(), status_code, headers, etag, cache_control)
