@@ -98,15 +98,16 @@ class ETagList(NamedTuple):
     star: bool
 
 
-_ETAG_ITEM = re.compile(r'\s*(W/)?"([^"]*)"\s*|\s*(\*)\s*|\s*([^,\s"]+)\s*')
+_ETAG_ITEM = re.compile(r'(W/)?"([^"]*)"|(\*)|([^,\s"]+)')
 
 
 def parse_etags(value: str | None) -> ETagList:
     """Parse an entity-tag list; lenient with garbage (RFC 9110 §13.1.2).
 
     Weak and strong tags are both collected in ``tags`` (the weak comparison
-    set); ``strong`` holds only the strong ones. Unquoted tokens are accepted
-    as tags because some clients send them.
+    set); ``strong`` holds only the strong ones. Commas inside quotes belong
+    to the tag. Unquoted tokens are accepted as tags because some clients send
+    them.
 
     >>> parse_etags('W/"a", "b"').tags == {'a', 'b'}
     True
@@ -118,10 +119,7 @@ def parse_etags(value: str | None) -> ETagList:
     tags: set[str] = set()
     strong: set[str] = set()
     star = False
-    for item in value.split(","):
-        match = _ETAG_ITEM.fullmatch(item)
-        if match is None:
-            continue
+    for match in _ETAG_ITEM.finditer(value):
         weak, quoted, is_star, bare = match.groups()
         if is_star:
             star = True
@@ -129,7 +127,7 @@ def parse_etags(value: str | None) -> ETagList:
             tags.add(quoted)
             if not weak:
                 strong.add(quoted)
-        elif bare is not None:
+        else:
             tags.add(bare)
     return ETagList(frozenset(tags), frozenset(strong), star)
 
