@@ -692,7 +692,9 @@ class StaticIndex:
         return static_file, static_file.fingerprint == match["hash"]
 
     def digest(self) -> str:
-        """One hash over every file's path and content."""
+        """One hash over every file's path and content (re-read first with ``auto_reload``)."""
+        if self.auto_reload:
+            self.scan()
         return _digest(
             *(
                 f"{relpath}\0{self.files[relpath].digest}\0".encode()
