@@ -971,9 +971,11 @@ def install_gateway_support(app: Any) -> None:
     if getattr(app, _CHALICE_INSTALLED, False):
         return
     api = getattr(app, "api", None)
-    if api is not None and "*/*" not in api.binary_types:
-        api.binary_types.append("*/*")
-    elif api is None:
+    if api is not None:
+        # ``*/*`` covers every other entry; a one-item list also keeps Chalice's
+        # per-request binary checks cheap.
+        api.binary_types[:] = ["*/*"]
+    else:
         logger.warning(
             "%s has no API Gateway settings (a Blueprint?): call install_gateway_support(app) "
             "on the Chalice app so binary responses survive API Gateway",
