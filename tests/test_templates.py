@@ -340,3 +340,30 @@ def test_env_is_lazy_and_jinja_not_imported_until_needed(site):
         "assert 'jinja2' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_304_keeps_last_modified_and_expires_and_honours_if_modified_since(site):
+    from chalice_http_toolkit import http_date
+
+    app, _, cf = build_app(*site)
+    stamp = 1_700_000_000
+    extra = {"Last-Modified": http_date(stamp), "Expires": http_date(stamp + 3600)}
+
+    @app.route("/dated", methods=["GET"])
+    def dated():
+        return cf.template("index.html", headers=dict(extra), title="d", items=[])
+
+    with Client(app) as client:
+        first = client.http.get("/dated")
+        by_etag = client.http.get("/dated", headers={"If-None-Match": first.headers["ETag"]})
+        by_date = client.http.get("/dated", headers={"If-Modified-Since": http_date(stamp)})
+        older = client.http.get("/dated", headers={"If-Modified-Since": http_date(stamp - 1)})
+        stale_etag = client.http.get(
+            "/dated", headers={"If-None-Match": '"other"', "If-Modified-Since": http_date(stamp)}
+        )
+    for response in (by_etag, by_date):
+        assert response.status_code == 304
+        assert response.headers["Last-Modified"] == extra["Last-Modified"]
+        assert response.headers["Expires"] == extra["Expires"]
+    assert older.status_code == 200
+    assert stale_etag.status_code == 200  # If-None-Match takes precedence
