@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import json
 import logging
 import os
@@ -26,11 +27,22 @@ from chalice.app import CaseInsensitiveMapping, Response
 __version__ = "1.0.0"
 
 __all__ = [
+    "DEFAULT_IMAGE_MAX_PIXELS",
+    "DEFAULT_IMAGE_QUALITY",
+    "DEFAULT_IMAGE_WIDTHS",
+    "IMAGE_ACCEPT_ANY",
+    "IMAGE_ACCEPT_AVIF",
+    "IMAGE_ACCEPT_WEBP",
+    "IMAGE_FORMATS",
     "LAMBDA_RESPONSE_LIMIT",
+    "WRITABLE_IMAGE_FORMATS",
     "CloudFront",
     "ContentManager",
+    "ImageCache",
+    "ImageVariant",
     "ResponseTooLargeError",
     "StaticFile",
+    "StaticImages",
     "StaticIndex",
     "TemplateNotFoundError",
     "accepts_encoding",
@@ -40,6 +52,8 @@ __all__ = [
     "http_date",
     "if_range_matches",
     "install_gateway_support",
+    "negotiate_image_format",
+    "normalise_image_accept",
     "parse_accept_header",
     "parse_etags",
     "parse_http_date",
@@ -864,17 +878,25 @@ def _stat_key(path: str | None) -> tuple[int, int] | None:
     return (info.st_mtime_ns, info.st_size)
 
 
+_STATIC_HELPERS = ("static", "srcset")
+
+
 def _static_calls(tree: Any) -> set[str] | None:
-    """Constant paths passed to ``static()`` in a parsed template; ``None`` if any is dynamic."""
+    """Constant paths passed to ``static()``/``srcset()`` in a parsed template; ``None`` if dynamic.
+
+    Constant keyword arguments (``static('img/a.jpg', width=640)``) keep a call constant.
+    """
     from jinja2 import nodes
 
     calls = [
         call
         for call in tree.find_all(nodes.Call)
-        if isinstance(call.node, nodes.Name) and call.node.name == "static"
+        if isinstance(call.node, nodes.Name) and call.node.name in _STATIC_HELPERS
     ]
     names = [
-        name for name in tree.find_all(nodes.Name) if name.name == "static" and name.ctx == "load"
+        name
+        for name in tree.find_all(nodes.Name)
+        if name.name in _STATIC_HELPERS and name.ctx == "load"
     ]
     if len(names) != len(calls):
         return None
@@ -890,8 +912,474 @@ def _static_calls(tree: Any) -> set[str] | None:
 
 
 # ---------------------------------------------------------------------------
-# Images (format negotiation and conversion arrive with the images work)
+# Images: Accept negotiation, conversion, responsive widths, a bounded cache
 # ---------------------------------------------------------------------------
+
+#: Raster media types the toolkit converts between, with their Pillow format names.
+IMAGE_FORMATS: dict[str, str] = {
+    "image/avif": "AVIF",
+    "image/webp": "WEBP",
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+}
+_FORMAT_MEDIA_TYPES = {pillow: media_type for media_type, pillow in IMAGE_FORMATS.items()}
+
+#: The three canonical ``Accept`` values :func:`normalise_image_accept` returns.
+IMAGE_ACCEPT_AVIF = "image/avif,image/webp,*/*"
+IMAGE_ACCEPT_WEBP = "image/webp,*/*"
+IMAGE_ACCEPT_ANY = "*/*"
+
+#: Widths (CSS pixels) offered for responsive images unless ``image_widths`` says otherwise.
+DEFAULT_IMAGE_WIDTHS = (320, 640, 960, 1280, 1920)
+
+#: Encoder quality per target format (PNG is lossless); override with ``image_quality``.
+DEFAULT_IMAGE_QUALITY: Mapping[str, int] = {"AVIF": 60, "WEBP": 80, "JPEG": 82}
+
+#: Images with more pixels than this are served untouched: decoding them could exhaust a
+#: Lambda's memory (Pillow's own bomb check starts at about 89 million).
+DEFAULT_IMAGE_MAX_PIXELS = 36_000_000
+
+_ENCODER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
+    "AVIF": {"speed": 7},
+    "WEBP": {"method": 4},
+    "JPEG": {"optimize": True, "progressive": True},
+    "PNG": {"compress_level": 6},
+}
+_FEATURE_FOR_FORMAT = (("AVIF", "avif"), ("WEBP", "webp"), ("JPEG", "jpg"), ("PNG", "zlib"))
+_writable_formats: tuple[str, ...] | None = None
+
+#: Pillow formats the toolkit can convert to here, best first (``AVIF`` needs libavif);
+#: provided by the module ``__getattr__`` below, so Pillow loads on first use only.
+WRITABLE_IMAGE_FORMATS: tuple[str, ...]
+
+
+def _writable_image_formats() -> tuple[str, ...]:
+    """The targets this Pillow can encode, best first; computed once (imports Pillow)."""
+    global _writable_formats
+    if _writable_formats is None:
+        try:
+            from PIL import features
+        except ImportError:
+            logger.warning("images: Pillow is not installed; images are served as they are")
+            _writable_formats = ()
+        else:
+            _writable_formats = tuple(
+                name for name, feature in _FEATURE_FOR_FORMAT if features.check(feature)
+            )
+    return _writable_formats
+
+
+def __getattr__(name: str) -> Any:
+    """Module constants computed on first use (PEP 562): ``WRITABLE_IMAGE_FORMATS``."""
+    if name == "WRITABLE_IMAGE_FORMATS":
+        return _writable_image_formats()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _image_weights(accept: str | None) -> dict[str, float]:
+    """Media range → q of its first occurrence; ``image/jpg`` is read as ``image/jpeg``."""
+    weights: dict[str, float] = {}
+    for token, quality in parse_accept_header(accept):
+        weights.setdefault("image/jpeg" if token == "image/jpg" else token, quality)
+    return weights
+
+
+def _modern_image_format(weights: Mapping[str, float]) -> str | None:
+    """AVIF or WebP when named explicitly with q > 0: the higher q wins, a tie goes to AVIF."""
+    writable = _writable_image_formats()
+    avif = weights.get("image/avif", 0.0) if "AVIF" in writable else 0.0
+    webp = weights.get("image/webp", 0.0) if "WEBP" in writable else 0.0
+    if avif <= 0.0 and webp <= 0.0:
+        return None
+    return "AVIF" if avif >= webp else "WEBP"
+
+
+def _media_type_acceptable(weights: Mapping[str, float], media_type: str) -> bool:
+    """RFC 9110 §12.5.1: the most specific matching range decides; q=0 means "not acceptable"."""
+    for media_range in (media_type, media_type.partition("/")[0] + "/*", "*/*"):
+        if media_range in weights:
+            return weights[media_range] > 0.0
+    return False
+
+
+def negotiate_image_format(accept: str | None, source_format: str) -> str | None:
+    """The Pillow format to convert a ``source_format`` image to for ``accept``, or ``None``.
+
+    ``None`` means "serve the original". The rule, in order:
+
+    1. AVIF and WebP count only when named explicitly (``image/avif``, ``image/webp``)
+       with q > 0; ``image/*`` and ``*/*`` do not prove a browser decodes them.
+       AVIF counts only if this Pillow can write it. If either counts, the higher
+       q wins, a tie goes to AVIF; the answer is that format (``None`` when the
+       source already is it).
+    2. Otherwise, with no ``Accept`` or when the source's own type is acceptable
+       (the most specific of ``image/x``, ``image/*``, ``*/*`` has q > 0), ``None``.
+    3. Otherwise JPEG or PNG if named explicitly with q > 0 (higher q wins, a tie
+       goes to JPEG; ``image/jpg`` counts as ``image/jpeg``); else ``None``.
+
+    The first occurrence of a repeated media range counts; an element with a
+    malformed q is ignored. Step 1 is all a CDN needs to cache on: see
+    :func:`normalise_image_accept`.
+
+    >>> negotiate_image_format('image/avif,image/webp,*/*', 'JPEG')
+    'AVIF'
+    >>> negotiate_image_format('image/webp;q=0.9, image/avif;q=0.5', 'PNG')
+    'WEBP'
+    >>> negotiate_image_format('image/*', 'JPEG') is None
+    True
+    """
+    weights = _image_weights(accept)
+    modern = _modern_image_format(weights)
+    if modern is not None:
+        return None if modern == source_format else modern
+    source_type = _FORMAT_MEDIA_TYPES.get(source_format, f"image/{source_format.lower()}")
+    if not weights or _media_type_acceptable(weights, source_type):
+        return None
+    writable = _writable_image_formats()
+    jpeg = weights.get("image/jpeg", 0.0) if "JPEG" in writable else 0.0
+    png = weights.get("image/png", 0.0) if "PNG" in writable else 0.0
+    if jpeg <= 0.0 and png <= 0.0:
+        return None
+    fallback = "JPEG" if jpeg >= png else "PNG"
+    return None if fallback == source_format else fallback
+
+
+def normalise_image_accept(accept: str | None) -> str:
+    """Reduce an ``Accept`` value to one of three canonical values for a CDN cache key.
+
+    Returns :data:`IMAGE_ACCEPT_AVIF`, :data:`IMAGE_ACCEPT_WEBP` or
+    :data:`IMAGE_ACCEPT_ANY` by step 1 of :func:`negotiate_image_format`, so
+    that negotiating on the result gives the same format as on ``accept`` for
+    every source whose own type ``accept`` allows (every browser image request).
+
+    >>> normalise_image_accept('image/webp,image/png,image/*;q=0.8,*/*;q=0.5')
+    'image/webp,*/*'
+    """
+    modern = _modern_image_format(_image_weights(accept))
+    if modern == "AVIF":
+        return IMAGE_ACCEPT_AVIF
+    if modern == "WEBP":
+        return IMAGE_ACCEPT_WEBP
+    return IMAGE_ACCEPT_ANY
+
+
+_negotiate_cached = functools.lru_cache(maxsize=256)(negotiate_image_format)
+
+
+class _ImageError(Exception):
+    """An image cannot be converted (corrupt, a bomb, unreadable): serve the original."""
+
+
+class _ImageLeftAlone(_ImageError):
+    """An image is deliberately not converted (animated): serve the original."""
+
+
+def _open_image(data: bytes, max_pixels: int, decode: bool = True) -> Any:
+    """Open (and ``decode``) ``data``; a bomb or a damaged file raises :class:`_ImageError`.
+
+    Without ``decode`` only the header is read: size and EXIF, no pixels.
+    """
+    import io
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        # Pillow warns (DecompressionBombWarning) before it raises: treat both as a refusal.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise _ImageError(f"decompression bomb refused ({error})") from error
+        except (OSError, SyntaxError, ValueError) as error:  # UnidentifiedImageError is an OSError
+            raise _ImageError(f"not a readable image ({error})") from error
+        width, height = image.size
+        if width * height > max_pixels:
+            raise _ImageError(f"{width}x{height} pixels exceed the limit of {max_pixels}")
+        if not decode:
+            return image
+        # MPO (a JPEG with extra pictures from a camera) is a still image; its first frame is it.
+        if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
+            raise _ImageLeftAlone(f"animated {image.format} ({image.n_frames} frames)")
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise _ImageError(f"corrupt image data ({error})") from error
+    return image
+
+
+def _to_srgb(image: Any, icc: bytes, mode: str) -> Any:
+    """Convert ``image`` from its embedded ICC profile to sRGB ``mode``; plainly on error."""
+    import io
+
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.profileToProfile(
+            image,
+            ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+            ImageCms.createProfile("sRGB"),
+            outputMode=mode,
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError) as error:
+        logger.warning("images: cannot apply the ICC profile (%s); converting plainly", error)
+        return image.convert(mode)
+
+
+def _encode_image(
+    data: bytes,
+    target: str,
+    width: int | None,
+    quality: Mapping[str, int],
+    max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
+) -> bytes | None:
+    """Re-encode an image as ``target``, at most ``width`` pixels wide, ready for the web.
+
+    EXIF orientation is applied and metadata dropped; alpha is kept, or flattened
+    onto white for JPEG; an ICC profile is kept when the colour model stays,
+    else converted to sRGB. Returns ``None`` when the result would be the source
+    itself (same format, ``width`` not smaller: never upscale). Raises
+    :class:`_ImageError` for input Pillow cannot or should not decode.
+    """
+    import io
+
+    from PIL import Image, ImageOps
+
+    image = _open_image(data, max_pixels)
+    source_format = "JPEG" if image.format == "MPO" else image.format
+    if (
+        width is not None
+        and width >= image.width
+        and target == source_format
+        and image.getexif().get(0x0112, 1) == 1
+    ):
+        return None
+    icc = image.info.get("icc_profile")
+    image = ImageOps.exif_transpose(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if image.mode == "CMYK" or (image.mode == "L" and target in ("WEBP", "AVIF")):
+        mode = "RGBA" if has_alpha else "RGB"
+        image = _to_srgb(image, icc, mode) if icc else image.convert(mode)
+        icc = None
+    elif has_alpha and image.mode != "RGBA":
+        image = image.convert("RGBA")
+    elif image.mode not in ("RGB", "RGBA", "L"):
+        image = image.convert("RGB")
+    if target == "JPEG" and image.mode == "RGBA":
+        flattened = Image.new("RGB", image.size, (255, 255, 255))
+        flattened.paste(image, mask=image.getchannel("A"))
+        image = flattened
+    if width is not None and width < image.width:
+        height = max(1, round(image.height * width / image.width))
+        image = image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    options: dict[str, Any] = dict(_ENCODER_OPTIONS.get(target, {}))
+    if target in quality:
+        options["quality"] = quality[target]
+    if icc:
+        options["icc_profile"] = icc
+    image.info = {}  # no EXIF (location, orientation already applied) or XMP in the output
+    output = io.BytesIO()
+    try:
+        image.save(output, target, **options)
+    except (OSError, ValueError) as error:
+        raise _ImageError(f"cannot encode as {target} ({error})") from error
+    return output.getvalue()
+
+
+def _check_quality(quality: Mapping[str, int] | None) -> dict[str, int]:
+    """``DEFAULT_IMAGE_QUALITY`` updated with ``quality``; ValueError for nonsense."""
+    merged = dict(DEFAULT_IMAGE_QUALITY)
+    for name, value in (quality or {}).items():
+        key = name.upper()
+        if key not in IMAGE_FORMATS.values():
+            raise ValueError(f"image_quality: unknown format {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+            raise ValueError(f"image_quality[{name!r}] must be an int from 1 to 100, not {value!r}")
+        merged[key] = value
+    return merged
+
+
+def _check_widths(widths: Iterable[int]) -> tuple[int, ...]:
+    checked = tuple(sorted(set(widths)))
+    if any(isinstance(w, bool) or not isinstance(w, int) or not 0 < w <= 16384 for w in checked):
+        raise ValueError(f"image_widths must be ints from 1 to 16384, not {widths!r}")
+    return checked
+
+
+class ImageVariant(NamedTuple):
+    """One converted and/or resized representation of a static image."""
+
+    key: tuple[str, str, int | None]  # (source digest, Pillow format, width)
+    etag: str
+    content_type: str
+
+
+_MISSING: Any = object()
+
+
+class ImageCache:
+    """Converted image bodies of one container, least recently used evicted first.
+
+    Bounded by the bytes of the bodies it holds; ``None`` entries (the original
+    is served: animated, corrupt, nothing to do) are counted at a nominal size.
+    ``hits``, ``misses`` and ``size`` tell how it is doing.
+    """
+
+    _NOMINAL_SIZE = 64
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.hits = 0
+        self.misses = 0
+        self._entries: dict[Any, bytes | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Any) -> Any:
+        """The cached body (or ``None``), else the module's ``_MISSING`` sentinel."""
+        body = self._entries.pop(key, _MISSING)
+        if body is _MISSING:
+            self.misses += 1
+            return body
+        self._entries[key] = body  # re-inserted: now the most recently used
+        self.hits += 1
+        return body
+
+    def put(self, key: Any, body: bytes | None) -> None:
+        cost = self._NOMINAL_SIZE if body is None else len(body)
+        if cost > self.max_bytes:
+            return
+        previous = self._entries.pop(key, _MISSING)
+        if previous is not _MISSING:
+            self.size -= self._NOMINAL_SIZE if previous is None else len(previous)
+        while self._entries and self.size + cost > self.max_bytes:
+            oldest = next(iter(self._entries))
+            evicted = self._entries.pop(oldest)
+            self.size -= self._NOMINAL_SIZE if evicted is None else len(evicted)
+        self._entries[key] = body
+        self.size += cost
+
+
+_WIDTH_NAME = re.compile(r"(?P<stem>.+)\.w(?P<width>[1-9][0-9]{0,4})(?P<ext>\.[^./]+)")
+
+
+def _with_width(relpath: str, width: int) -> str:
+    """``img/hero.abc.jpg`` → ``img/hero.abc.w640.jpg``."""
+    stem, dot, extension = relpath.rpartition(".")
+    if not dot or "/" in extension:
+        return f"{relpath}.w{width}"
+    return f"{stem}.w{width}.{extension}"
+
+
+class StaticImages:
+    """Negotiated and resized variants of the raster images in a :class:`StaticIndex`.
+
+    Decisions that depend only on a file's content (its real type, its size)
+    are made once per content digest; encoded bodies live in an
+    :class:`ImageCache`, so a repeat request is a few dictionary lookups.
+    """
+
+    def __init__(
+        self,
+        *,
+        widths: Iterable[int] = DEFAULT_IMAGE_WIDTHS,
+        quality: Mapping[str, int] | None = None,
+        cache_bytes: int = 64 * 1024 * 1024,
+        max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
+    ) -> None:
+        self.widths = _check_widths(widths)
+        self.quality = _check_quality(quality)
+        self.max_pixels = max_pixels
+        self.cache = ImageCache(cache_bytes)
+        self.encodes = 0
+        # Mixed into variant ETags: other settings or encoders give other bytes.
+        settings = json.dumps([__version__, sorted(self.quality.items()), _ENCODER_OPTIONS])
+        self._settings_tag = _digest(settings.encode())[:8]
+        self._media_types: dict[str, str] = {}
+        self._dimensions: dict[str, tuple[int, int] | None] = {}
+
+    def media_type(self, static_file: StaticFile) -> str:
+        """The file's real type by its leading bytes; a lying extension is logged once."""
+        media_type = self._media_types.get(static_file.digest)
+        if media_type is None:
+            declared = static_file.content_type
+            media_type = sniff_content_type(static_file.body)
+            if media_type == "application/octet-stream":
+                media_type = declared  # unknown bytes: conversion will fail and say so
+            elif media_type != declared:
+                logger.warning(
+                    "images: %s contains %s, not the %s its name says; serving it as %s",
+                    static_file.relpath,
+                    media_type,
+                    declared,
+                    media_type,
+                )
+            self._media_types[static_file.digest] = media_type
+        return media_type
+
+    def variant(self, static_file: StaticFile, target: str, width: int | None) -> ImageVariant:
+        """Key, ETag and type of ``static_file`` as ``target`` (a Pillow format) at ``width``."""
+        token = target.lower() if width is None else f"w{width}-{target.lower()}"
+        return ImageVariant(
+            (static_file.digest, target, width),
+            f'"{static_file.digest}-{token}-{self._settings_tag}"',
+            _FORMAT_MEDIA_TYPES[target],
+        )
+
+    def render(self, static_file: StaticFile, variant: ImageVariant) -> bytes | None:
+        """Encode ``variant`` and cache it; ``None`` (logged) means serve the original."""
+        _, target, width = variant.key
+        self.encodes += 1
+        try:
+            body = _encode_image(static_file.body, target, width, self.quality, self.max_pixels)
+        except _ImageLeftAlone as reason:
+            logger.info("images: %s left as it is: %s", static_file.relpath, reason)
+            body = None
+        except _ImageError as error:
+            logger.warning("images: %s: %s; serving the original", static_file.relpath, error)
+            body = None
+        except ImportError:
+            logger.warning("images: Pillow is not installed; serving %s", static_file.relpath)
+            body = None
+        self.cache.put(variant.key, body)
+        return body
+
+    def dimensions(self, static_file: StaticFile) -> tuple[int, int] | None:
+        """Displayed width and height (EXIF orientation applied); ``None`` if unreadable."""
+        key = static_file.digest
+        if key not in self._dimensions:
+            size = None
+            try:
+                image = _open_image(static_file.body, self.max_pixels, decode=False)
+            except _ImageError as error:
+                logger.warning("images: %s: %s", static_file.relpath, error)
+            except ImportError:
+                logger.warning("images: Pillow is not installed; no srcset widths")
+            else:
+                size = image.size
+                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    size = (size[1], size[0])
+            self._dimensions[key] = size
+        return self._dimensions[key]
+
+    def resolve_width(
+        self, index: StaticIndex, relpath: str
+    ) -> tuple[StaticFile | None, bool, int | None]:
+        """Find ``img/hero.<hash>.w640.jpg``: its file, whether the hash is current, the width.
+
+        A width outside the configured set, or on a file that is not a raster
+        image, finds nothing (404), so nobody can make the Lambda resize at will.
+        """
+        directory, slash, name = relpath.rpartition("/")
+        match = _WIDTH_NAME.fullmatch(name)
+        if match is None or int(match["width"]) not in self.widths:
+            return None, False, None
+        static_file, immutable = index.resolve(f"{directory}{slash}{match['stem']}{match['ext']}")
+        if static_file is None or static_file.content_type not in IMAGE_FORMATS:
+            return None, False, None
+        return static_file, immutable, int(match["width"])
 
 
 # ---------------------------------------------------------------------------
@@ -1049,7 +1537,10 @@ class ContentManager:
     Options are keyword-only: ``cors`` (``True`` for ``*`` or an origin; off by
     default), ``compress`` (gzip text bodies), ``auto_reload`` (re-read
     changed templates and static files; defaults to on everywhere except on
-    AWS Lambda).
+    AWS Lambda). Images: ``image_widths`` (the only widths ``static(…, width=)``
+    serves), ``image_quality`` (format → encoder quality), ``image_cache_bytes``
+    (bound of the per-container cache of converted images) and
+    ``image_max_pixels`` (larger images are served untouched).
     """
 
     def __init__(
@@ -1061,6 +1552,10 @@ class ContentManager:
         cors: bool | str | None = None,
         compress: bool = True,
         auto_reload: bool | None = None,
+        image_widths: Iterable[int] = DEFAULT_IMAGE_WIDTHS,
+        image_quality: Mapping[str, int] | None = None,
+        image_cache_bytes: int = 64 * 1024 * 1024,
+        image_max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
     ) -> None:
         self.templates_dir = templates_dir
         self.static_dir = static_dir
@@ -1072,6 +1567,12 @@ class ContentManager:
             auto_reload = "AWS_LAMBDA_FUNCTION_NAME" not in os.environ
         self.auto_reload = auto_reload
         self.static_files = StaticIndex(static_dir, auto_reload=auto_reload)
+        self.images = StaticImages(
+            widths=image_widths,
+            quality=image_quality,
+            cache_bytes=image_cache_bytes,
+            max_pixels=image_max_pixels,
+        )
         self._env: Any = None
         self._template_deps: dict[str, _TemplateDeps] = {}
         if app is not None:
@@ -1091,6 +1592,7 @@ class ContentManager:
                 auto_reload=self.auto_reload,
             )
             self._env.globals["static"] = self.static_url
+            self._env.globals["srcset"] = self.srcset
         return self._env
 
     def set_static_handler_prefix(self, path: str) -> None:
@@ -1098,17 +1600,46 @@ class ContentManager:
         self.static_prefix = "/" + path.strip("/") if path.strip("/") else ""
         self._template_deps.clear()
 
-    def static_url(self, filename: str) -> str:
+    def static_url(self, filename: str, width: int | None = None) -> str:
         """Cache-busting URL for a static file: ``/static/css/site.<hash>.css``.
 
-        A missing file gets its plain URL (and a warning) so the page still renders.
+        ``width`` asks for a raster image resized to one of ``image_widths``
+        (``/static/img/hero.<hash>.w640.jpg``); another width, or a width on a
+        file that is not a raster image, raises ``ValueError``. A missing file
+        gets its plain URL (and a warning) so the page still renders.
         """
         relpath = filename.lstrip("/")
+        if width is not None and width not in self.images.widths:
+            raise ValueError(f"width {width!r} is not one of image_widths {self.images.widths}")
         static_file = self.static_files.get(relpath)
         if static_file is None:
             logger.warning("static(): %r is not in %s", filename, self.static_dir)
-            return f"{self.static_prefix}/{relpath}"
-        return f"{self.static_prefix}/{_fingerprinted(relpath, static_file.fingerprint)}"
+            url = relpath
+        else:
+            if width is not None and static_file.content_type not in IMAGE_FORMATS:
+                raise ValueError(f"{filename!r} is not a raster image; it has no width variants")
+            url = _fingerprinted(relpath, static_file.fingerprint)
+        return f"{self.static_prefix}/{_with_width(url, width) if width else url}"
+
+    def srcset(self, filename: str) -> str:
+        """A ``srcset`` value for a raster image: its ``image_widths`` variants and itself.
+
+        Only widths below the image's own are listed (never upscale), then the
+        original at its own width; an unreadable image gets its plain URL only.
+        """
+        static_file = self.static_files.get(filename.lstrip("/"))
+        if static_file is None or static_file.content_type not in IMAGE_FORMATS:
+            return self.static_url(filename)
+        size = self.images.dimensions(static_file)
+        if size is None:
+            return self.static_url(filename)
+        candidates = [
+            f"{self.static_url(filename, width)} {width}w"
+            for width in self.images.widths
+            if width < size[0]
+        ]
+        candidates.append(f"{self.static_url(filename)} {size[0]}w")
+        return ", ".join(candidates)
 
     def _load_template(self, filename: str) -> Any:
         import jinja2
@@ -1222,7 +1753,7 @@ class ContentManager:
         return (
             '"'
             + _digest(
-                f"t1\0{__version__}\0{salt}\0{self.static_prefix}\0".encode(),
+                f"t1\0{__version__}\0{salt}\0{self.static_prefix}\0{self.images.widths}\0".encode(),
                 deps.digest.encode(),
                 statics.encode(),
                 arguments.encode(),
@@ -1431,11 +1962,24 @@ class ContentManager:
         ``filename`` may be fingerprinted (as produced by ``static()``); when
         the fingerprint is current the response may be cached for a year.
         Anything not in the static index (traversal included) is a 404.
+        JPEG, PNG, WebP and AVIF files are negotiated by ``Accept`` (see
+        :func:`negotiate_image_format`) and may carry a width (``hero.w640.jpg``).
         """
         relpath = _clean_segments(filename.split("/"))
         static_file, immutable = self.static_files.resolve(relpath) if relpath else (None, False)
+        width = None
+        if static_file is None and relpath:
+            static_file, immutable, width = self.images.resolve_width(self.static_files, relpath)
         if static_file is None:
             return self.not_found()
+        if static_file.content_type in IMAGE_FORMATS:
+            return self._static_image(
+                static_file,
+                width,
+                status_code,
+                headers,
+                IMMUTABLE_CACHE_CONTROL if immutable else cache_control,
+            )
         return self._respond(
             _Representation(
                 static_file.body,
@@ -1475,9 +2019,87 @@ class ContentManager:
             cache_control=cache_control,
         )
 
+    def _static_image(
+        self,
+        static_file: StaticFile,
+        width: int | None,
+        status_code: int,
+        headers: Mapping[str, str] | None,
+        cache_control: str | None,
+    ) -> _GatewayResponse:
+        """A raster image as the request's ``Accept`` prefers, resized to ``width`` if given.
+
+        Every representation has its own ETag and all carry ``Vary: Accept``;
+        a cached conversion is served like a static file, a new one is
+        encoded only after If-None-Match had its chance to answer 304.
+        """
+        images = self.images
+        media_type = images.media_type(static_file)
+        source_format = IMAGE_FORMATS.get(media_type)
+        if source_format is None:  # e.g. a GIF named .png: served as what it is
+            if width is not None:
+                return self.not_found("No resized variant of this file")
+            return self._respond(
+                _Representation(
+                    static_file.body, media_type, etag=static_file.etag, allow_ranges=True
+                ),
+                status_code,
+                headers,
+                cache_control,
+            )
+        accept = self._request_parts()[1].get("accept")
+        target = _negotiate_cached(accept, source_format)
+        body = None
+        if target is not None or width is not None:
+            variant = images.variant(static_file, target or source_format, width)
+            body = images.cache.get(variant.key)
+            if body is _MISSING:
+                vary_headers = dict(headers or {})
+                _merge_vary(vary_headers, "Accept")
+                answered = self._not_modified(
+                    variant.etag, variant.content_type, status_code, vary_headers, cache_control
+                )
+                if answered is not None:
+                    return answered
+                body = images.render(static_file, variant)
+        if body is None:  # the original: nothing to convert, or conversion refused (logged)
+            representation = _Representation(
+                static_file.body, media_type, etag=static_file.etag, allow_ranges=True
+            )
+        else:
+            representation = _Representation(
+                body, variant.content_type, etag=variant.etag, allow_ranges=True
+            )
+        return self._respond(representation, status_code, headers, cache_control, vary=("Accept",))
+
     def convert_by_accepts(self, img: bytes, accepts: str, default: str | None = "WEBP") -> bytes:
-        """Convert an image to a format the ``Accept`` value names."""
-        raise NotImplementedError("image conversion arrives with the images work")
+        """Convert ``img`` to the first of image/jpeg, jpg, webp or png that ``accepts`` names.
+
+        The 0.6.2 rule: field order, not q-values (but q=0 does not name a type).
+        With no match the image becomes ``default`` (a Pillow format name);
+        ``default=None`` then raises ``ValueError``. Bytes Pillow cannot read
+        or will not decode (a bomb) come back unchanged, with a log line.
+        """
+        target = None
+        for token, quality in parse_accept_header(accepts):
+            if quality > 0 and token in ("image/jpeg", "image/jpg", "image/webp", "image/png"):
+                target = "JPEG" if token == "image/jpg" else IMAGE_FORMATS[token]
+                break
+        if target is None:
+            if default is None:
+                raise ValueError(f"no supported image type in Accept {accepts!r}")
+            target = default.upper()
+            from PIL import Image
+
+            Image.init()
+            if target not in Image.SAVE:
+                raise ValueError(f"Pillow cannot write images as {default!r}")
+        try:
+            body = _encode_image(img, target, None, self.images.quality, self.images.max_pixels)
+        except _ImageError as error:
+            logger.warning("convert_by_accepts: %s; returning the image unchanged", error)
+            return img
+        return img if body is None else body
 
     # -- routes -------------------------------------------------------------
 
