@@ -37,6 +37,20 @@ demo: $(STAMP)
 	@echo "Serving the demo site on http://127.0.0.1:8000/"
 	cd build/demo && ../../$(VENV)/bin/chalice local --host 127.0.0.1 --port 8000
 
+# A benchmark, not a test: our module against chalice-http-toolkit 0.6.2 (PyPI), whose
+# package name clashes with our module, so it lives in its own venv. Writes bench/results.json.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat requirements-dev.txt bench/requirements.txt | sha256sum | cut -c1-12)
+
+$(BENCH_STAMP): requirements-dev.txt bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements-dev.txt -r bench/requirements.txt
+	touch $@
+
+bench: $(BENCH_STAMP) system-deps
+	$(BENCH_VENV)/bin/python bench/run.py
+
 # Regenerate bin_magic/ from the pylibmagic wheels and verify SHA256SUMS.
 bin_magic:
 	$(PYTHON) bin_magic/build.py

@@ -1,0 +1,60 @@
+"""The benchmark harness (bench/run.py) runs end to end; no timing is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("bench_run", None)
+
+
+def test_harness_runs_with_a_tiny_iteration_count(bench, tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    results = bench.run(
+        iterations=3,
+        budget=0.2,
+        import_runs=1,
+        cold_runs=1,
+        first_conversions=1,
+        output=output,
+    )
+
+    assert json.loads(output.read_text()) == json.loads(json.dumps(results))
+    rows = {row["row"]: row for row in results["rows"]}
+    assert list(rows) == bench.ROW_ORDER
+    measured = [name for name in bench.ROW_ORDER if name != "image repeat (WebP)"]
+    if results["meta"]["image_negotiation"]:
+        measured.append("image repeat (WebP)")
+    for name in measured:
+        assert rows[name]["ours_us"] > 0, name
+    assert set(results["import"]) >= {"ours", "ours, compiling", "target", "target_met"}
+    assert "ours" in results["cold_start"]
+    assert set(results["peak_rss_mib"]) >= {"bare", "ours"}
+    table = bench.markdown(results)
+    assert table.startswith("| path | ours µs |")
+    assert "| template 304 |" in table
+
+
+def test_every_row_request_is_answered_as_the_row_says(bench, tmp_path: Path) -> None:
+    templates, static = bench.write_site(tmp_path / "site", first_conversions=1)
+    app = bench.build_ours(templates, static, (tmp_path / "site" / "asset.png").read_bytes())
+
+    requests = bench._requests(app, old=False)  # checks status and Content-Type per row
+
+    statuses = {name: fn()["statusCode"] for name, fn in requests.items() if fn is not None}
+    assert statuses["template 304"] == statuses["static 304"] == statuses["asset 304"] == 304
+    assert statuses["template 200"] == statuses["static 200, nested"] == 200
