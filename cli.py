@@ -1,0 +1,671 @@
+#!/usr/bin/env python3
+"""Scaffold a chalice-http-toolkit project and look up its Lambda layers.
+
+    python cli.py layers -r us-east-1 [--python 3.12] [--arch x86_64|arm64] [-j]
+    python cli.py setup -n mysite -p mysite [-e magic] [-r us-east-1] [--force]
+
+Standard library only, so it runs before anything is installed. Layer ARNs come
+from the Klayers API (``KLAYERS_API_URL`` overrides its base URL and
+``KLAYERS_TIMEOUT`` the time-out in seconds). Messages go to stderr; ``layers``
+prints only ARNs (or JSON) on stdout, ``setup`` its progress and next steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import struct
+import sys
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import NamedTuple, Union
+
+# ---------------------------------------------------------------------------
+# Exit codes and settings
+# ---------------------------------------------------------------------------
+
+EXIT_OK = 0
+#: The Klayers API could not be reached, timed out, answered an error or garbage.
+EXIT_LOOKUP_FAILED = 1
+#: Bad arguments (argparse's own code).
+EXIT_USAGE = 2
+#: ``layers``: Klayers has no layer for a package on that Python/architecture.
+EXIT_MISSING_LAYER = 3
+#: ``setup``: files exist and ``--force`` was not given; nothing was written.
+EXIT_EXISTS = 4
+#: ``setup``: a source file is missing or the project could not be written.
+EXIT_SETUP_FAILED = 5
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0  success
+  1  the Klayers API could not be reached, timed out or answered an error or garbage
+  2  usage error
+  3  layers: a package has no layer for that Python version and architecture
+  4  setup: files already exist (use --force); nothing was written
+  5  setup: a source file is missing or the project could not be written
+"""
+
+#: Default base URL of the Klayers API (environment variable ``KLAYERS_API_URL``).
+KLAYERS_API_URL = "https://api.klayers.cloud"
+#: Seconds to wait for the Klayers API (environment variable ``KLAYERS_TIMEOUT``).
+KLAYERS_TIMEOUT = 5.0
+#: A region's layer list is tens of kilobytes; anything far larger is not one.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+#: Regions Klayers publishes layers in.
+REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "eu-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-north-1",
+    "eu-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-south-1",
+    "ap-east-1",
+    "sa-east-1",
+    "af-south-1",
+    "me-south-1",
+)
+ARCHITECTURES = ("x86_64", "arm64")
+
+#: The packages the toolkit wants from layers, as Klayers names them.
+LAYER_PACKAGES = ("jinja2", "Pillow")
+#: requirements.txt lines for what no layer provides.
+REQUIREMENTS = {"jinja2": "jinja2>=3.1", "Pillow": "Pillow>=10.0", "magic": "python-magic>=0.4.27"}
+
+HERE = Path(__file__).resolve().parent
+MODULE_SOURCE = HERE / "chalice_http_toolkit.py"
+MAGIC_SOURCE = HERE / "bin_magic"
+#: Files ``setup -e magic`` needs from ``bin_magic/``.
+MAGIC_REQUIRED = ("x86_64/libmagic.so.1", "aarch64/libmagic.so.1", "magic.mgc")
+#: ``bin_magic/`` files that describe or rebuild the binaries rather than ship them.
+MAGIC_SKIPPED = ("README.md", "SHA256SUMS")
+MAGIC_SKIPPED_SUFFIXES = (".py", ".sh", ".pyc")
+
+# Chalice has no name check of its own: it derives the Lambda function names
+# ``{app_name}-{stage}`` and ``{app_name}-{stage}-{handler}``, the IAM role and
+# CloudFormation IDs from it (chalice/deploy/appgraph.py, chalice.utils
+# .to_cfn_resource_name), so a bad name fails late, at deploy. Lambda function
+# names are letters, digits, '-' and '_', at most 64 characters; the limit here
+# leaves room for "-prod-" and the longest handler name of the scaffold.
+_APP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+MAX_APP_NAME_LENGTH = 32
+_PYTHON_VERSION = re.compile(r"3\.(0|[1-9][0-9]?)")
+_LAYER_ARN = re.compile(
+    r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_.-]+:(?P<number>[0-9]+)"
+)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------
+# Klayers lookup
+# ---------------------------------------------------------------------------
+
+
+class LayerLookupError(Exception):
+    """The Klayers API gave no usable answer; the message is one line for the user."""
+
+
+class Layer(NamedTuple):
+    package: str
+    version: str
+    arn: str
+    number: int
+
+
+def klayers_build(python: str, arch: str) -> str:
+    """Klayers' name for a build: ``p3.12`` or ``p3.12-arm64``."""
+    return f"p{python}" + ("-arm64" if arch == "arm64" else "")
+
+
+def klayers_url(base_url: str, region: str, python: str, arch: str) -> str:
+    build = klayers_build(python, arch)
+    return f"{base_url.rstrip('/')}/api/v2/{build}/layers/latest/{region}/json"
+
+
+def _network_reason(error: OSError | http.client.HTTPException, timeout: float) -> str:
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason) or type(reason).__name__
+
+
+def fetch_layer_list(url: str, timeout: float) -> bytes:
+    """GET ``url`` and return the body; any failure becomes a one-line ``LayerLookupError``."""
+    request = urllib.request.Request(
+        url, headers={"Accept": "application/json", "User-Agent": "chalice-http-toolkit-cli"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read(MAX_BODY_BYTES + 1)
+    except urllib.error.HTTPError as error:
+        error.close()
+        hint = " (no such build or region?)" if error.code == 404 else ""
+        raise LayerLookupError(
+            f"the Klayers API answered HTTP {error.code} {error.reason} for {url}{hint}"
+        ) from None
+    except (OSError, http.client.HTTPException) as error:
+        reason = _network_reason(error, timeout)
+        raise LayerLookupError(f"could not reach the Klayers API at {url}: {reason}") from None
+    if len(body) > MAX_BODY_BYTES:
+        raise LayerLookupError(f"malformed answer from {url}: more than {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def parse_layer_list(body: bytes, url: str) -> list[Layer]:
+    """Read the v2 format, a JSON list of objects with ``package``, ``packageVersion``, ``arn``.
+
+    Entries without a package name or a layer ARN are skipped; a body that is not
+    a list of objects, or has entries but none usable, is an error.
+    """
+    try:
+        entries = json.loads(body)
+    except ValueError:
+        raise LayerLookupError(f"malformed answer from {url}: not JSON") from None
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise LayerLookupError(f"malformed answer from {url}: expected a JSON list of layers")
+    layers = []
+    for entry in entries:
+        package, arn = entry.get("package"), entry.get("arn")
+        match = _LAYER_ARN.fullmatch(arn) if isinstance(arn, str) else None
+        if isinstance(package, str) and match:
+            version = entry.get("packageVersion")
+            layers.append(Layer(package, str(version or "?"), arn, int(match["number"])))
+    if entries and not layers:
+        raise LayerLookupError(f"malformed answer from {url}: no entry has a package and an ARN")
+    return layers
+
+
+def latest_layers(layers: list[Layer], packages: tuple[str, ...]) -> dict[str, Layer | None]:
+    """The highest layer version per package (names compared case-insensitively)."""
+    found: dict[str, Layer | None] = {}
+    for package in packages:
+        candidates = [layer for layer in layers if layer.package.lower() == package.lower()]
+        found[package] = max(candidates, key=lambda layer: layer.number, default=None)
+    return found
+
+
+def lookup_layers(args: argparse.Namespace) -> dict[str, Layer | None]:
+    """Latest layer per ``LAYER_PACKAGES`` for ``args.region``/``python``/``arch``."""
+    url = klayers_url(args.api_url, args.region, args.python, args.arch)
+    body = fetch_layer_list(url, args.timeout)
+    return latest_layers(parse_layer_list(body, url), LAYER_PACKAGES)
+
+
+def _missing_layer(package: str, args: argparse.Namespace) -> str:
+    build = klayers_build(args.python, args.arch)
+    return (
+        f"Klayers has no {package} layer for Python {args.python} ({args.arch}, {build}) "
+        f"in {args.region}; put {package} in requirements.txt instead"
+    )
+
+
+# ---------------------------------------------------------------------------
+# `layers`
+# ---------------------------------------------------------------------------
+
+
+def command_layers(args: argparse.Namespace) -> int:
+    """Print the latest jinja2 and Pillow layer ARNs (or JSON with ``-j``)."""
+    try:
+        found = lookup_layers(args)
+    except LayerLookupError as error:
+        _say(f"layers: {error}")
+        return EXIT_LOOKUP_FAILED
+    if args.json:
+        document = {
+            "region": args.region,
+            "python": args.python,
+            "arch": args.arch,
+            "layers": {
+                package: layer and {"arn": layer.arn, "version": layer.version}
+                for package, layer in found.items()
+            },
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        for layer in found.values():
+            if layer:
+                print(layer.arn)
+    missing = [package for package, layer in found.items() if layer is None]
+    for package in missing:
+        _say(f"layers: {_missing_layer(package, args)}")
+    return EXIT_MISSING_LAYER if missing else EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# `setup`: the files of a new project
+# ---------------------------------------------------------------------------
+
+APP_PY = """\
+import os
+
+from chalice import Chalice
+
+from chalicelib.chalice_http_toolkit import CloudFront, ContentManager, register_keep_warm
+
+app = Chalice(app_name={name!r})
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+cm = ContentManager(
+    os.path.join(HERE, "chalicelib", "templates"), os.path.join(HERE, "chalicelib", "static"), app
+)
+cm.set_static_handler_prefix("/static")  # static() in templates: content-hashed URLs
+cf = CloudFront(cm, app)  # ETags, 304 Not Modified and Cache-Control
+cm.register_static_routes()  # GET/HEAD /static/{{p0}}, /static/{{p0}}/{{p1}}, ...
+register_keep_warm(app, cm)  # a schedule that keeps the API handler's container warm
+
+
+@app.route("/", methods=["GET", "HEAD"])
+def index():
+    return cf.template("index.html", title={name!r})
+
+
+# Last: catch-all routes that render the 404 page for unknown paths.
+cm.register_not_found_routes("404.html")
+"""
+
+BASE_HTML = """\
+<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{% block title %}{% endblock %}</title>
+  <link rel="stylesheet" href="{{ static('css/site.css') }}">
+</head>
+<body>
+  <main>
+{% block content %}{% endblock %}
+  </main>
+  <footer>Served by Chalice with chalice-http-toolkit.</footer>
+</body>
+</html>
+"""
+
+INDEX_HTML = """\
+{% extends "base.html" %}
+{% block title %}{{ title }}{% endblock %}
+{% block content %}
+    <h1>{{ title }}</h1>
+    <p>Edit <code>chalicelib/templates/index.html</code> and reload.</p>
+    <img src="{{ static('img/hero.png') }}" alt="A sun over green hills" width="240" height="120">
+{% endblock %}
+"""
+
+NOT_FOUND_HTML = """\
+{% extends "base.html" %}
+{% block title %}Page not found{% endblock %}
+{% block content %}
+    <h1>Page not found</h1>
+    <p>There is nothing here. <a href="/">Go to the home page</a>.</p>
+{% endblock %}
+"""
+
+SITE_CSS = """\
+body {
+  margin: 0;
+  font: 1.1rem/1.5 system-ui, sans-serif;
+  color: #1d2a33;
+  background: #f6f8f9;
+}
+
+main {
+  max-width: 40rem;
+  margin: 3rem auto;
+  padding: 0 1rem;
+}
+
+img {
+  max-width: 100%;
+  height: auto;
+  border-radius: 0.5rem;
+}
+
+footer {
+  text-align: center;
+  color: #5b6b75;
+  font-size: 0.9rem;
+}
+"""
+
+GITIGNORE = """\
+.chalice/deployments/
+.chalice/venv/
+__pycache__/
+*.pyc
+.venv/
+"""
+
+
+def hero_png(width: int = 240, height: int = 120) -> bytes:
+    """A small real PNG (sky, sun, hills) encoded with zlib, so no image ships in cli.py."""
+    rows = []
+    for y in range(height):
+        row = bytearray(b"\x00")  # filter type None
+        sky = (90 + y, 160 + y // 2, 230)
+        for x in range(width):
+            horizon = height * (0.72 + (x / width - 0.4) ** 2)
+            if y > horizon:
+                pixel = (60, 140 - (y - int(horizon)), 70)
+            elif (x - width * 0.7) ** 2 + (y - height * 0.35) ** 2 < (height * 0.16) ** 2:
+                pixel = (255, 205, 80)
+            else:
+                pixel = sky
+            row += bytes(pixel)
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def chalice_config(name: str, arch: str, layer_arns: list[str]) -> dict:
+    """``.chalice/config.json``: stages dev (``chalice local``) and prod (deployed, layers)."""
+    prod: dict = {"api_gateway_stage": "api"}
+    if layer_arns:
+        prod["layers"] = layer_arns
+    return {
+        "version": "2.0",
+        "app_name": name,
+        "lambda_memory_size": 256,
+        "lambda_timeout": 30,
+        "lambda_architecture": arch,
+        "stages": {"dev": {"api_gateway_stage": "api"}, "prod": prod},
+    }
+
+
+def requirements_txt(needed: list[str], layers_note: str) -> str:
+    lines = [
+        "# Installed into the deployment package by `chalice deploy` / `chalice package`:",
+        f"# what no Lambda layer provides. {layers_note}",
+    ]
+    lines += [REQUIREMENTS[package] for package in needed] or ["# (nothing)"]
+    return "\n".join(lines) + "\n"
+
+
+def magic_files(source: Path) -> dict[str, Path]:
+    """``bin_magic/`` files to ship, keyed by their path under ``chalicelib/libs/``."""
+    files = {}
+    for path in sorted(source.rglob("*")):
+        relpath = path.relative_to(source).as_posix()
+        skipped = path.name in MAGIC_SKIPPED or path.suffix in MAGIC_SKIPPED_SUFFIXES
+        if path.is_file() and not skipped and "__pycache__" not in path.parts:
+            files[f"chalicelib/libs/{relpath}"] = path
+    return files
+
+
+#: A file's content: text or bytes to write, or a source file to copy byte for byte.
+Content = Union[str, bytes, Path]
+
+
+def planned_paths(magic: dict[str, Path]) -> list[str]:
+    """Every file ``setup`` writes, relative to the project directory."""
+    return [
+        "app.py",
+        "chalicelib/__init__.py",
+        "chalicelib/chalice_http_toolkit.py",
+        "chalicelib/templates/base.html",
+        "chalicelib/templates/index.html",
+        "chalicelib/templates/404.html",
+        "chalicelib/static/css/site.css",
+        "chalicelib/static/img/hero.png",
+        *magic,
+        ".chalice/config.json",
+        "requirements.txt",
+        ".gitignore",
+    ]
+
+
+def _write(target: Path, content: Content) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, Path):
+        shutil.copyfile(content, target)
+    elif isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------
+# `setup`
+# ---------------------------------------------------------------------------
+
+
+def _setup_layers(args: argparse.Namespace) -> tuple[list[Layer], str]:
+    """The layers prod gets and a note for requirements.txt; failures are reported, not fatal."""
+    if args.region is None:
+        _say("setup: no region (-r) given, so no Lambda layers: jinja2 and Pillow go in")
+        _say("       requirements.txt. Run `cli.py layers -r REGION` later to find them.")
+        return [], "No layers were looked up (no region given)."
+    try:
+        found = lookup_layers(args)
+    except LayerLookupError as error:
+        _say(f"setup: could not look up Lambda layers: {error}")
+        _say("setup: writing the project without layers; jinja2 and Pillow go in requirements.txt")
+        return [], "The Klayers API could not be reached when this was written."
+    for package, layer in found.items():
+        if layer is None:
+            _say(f"setup: {_missing_layer(package, args)}")
+    layers = [layer for layer in found.values() if layer]
+    build = klayers_build(args.python, args.arch)
+    return layers, f"Layers: Klayers {build} in {args.region}."
+
+
+def command_setup(args: argparse.Namespace) -> int:
+    """Write a complete, working project into ``args.path``."""
+    project = Path(args.path)
+    if not MODULE_SOURCE.is_file():
+        _say(f"setup: {MODULE_SOURCE} is missing; run cli.py from a chalice-http-toolkit checkout")
+        return EXIT_SETUP_FAILED
+    magic: dict[str, Path] = {}
+    if args.extra == "magic":
+        absent = [name for name in MAGIC_REQUIRED if not (MAGIC_SOURCE / name).is_file()]
+        if absent:
+            _say(f"setup: -e magic needs {MAGIC_SOURCE}/ with {', '.join(absent)}; run `make bin_magic`")
+            return EXIT_SETUP_FAILED
+        magic = magic_files(MAGIC_SOURCE)
+    if project.exists() and not project.is_dir():
+        _say(f"setup: {project} exists and is not a directory")
+        return EXIT_SETUP_FAILED
+    paths = planned_paths(magic)
+    existing = [relpath for relpath in paths if os.path.lexists(project / relpath)]
+    if existing and not args.force:
+        _say(f"setup: {len(existing)} file(s) already exist in {project}, nothing was written:")
+        for relpath in existing:
+            _say(f"  {relpath}")
+        _say("setup: use --force to overwrite them")
+        return EXIT_EXISTS
+
+    layers, layers_note = _setup_layers(args)
+    provided = {layer.package.lower() for layer in layers}
+    needed = [package for package in LAYER_PACKAGES if package.lower() not in provided]
+    if magic:
+        needed.append("magic")
+    config = chalice_config(args.name, args.arch, [layer.arn for layer in layers])
+    contents: dict[str, Content] = {
+        "app.py": APP_PY.format(name=args.name),
+        "chalicelib/__init__.py": "",
+        "chalicelib/chalice_http_toolkit.py": MODULE_SOURCE,
+        "chalicelib/templates/base.html": BASE_HTML,
+        "chalicelib/templates/index.html": INDEX_HTML,
+        "chalicelib/templates/404.html": NOT_FOUND_HTML,
+        "chalicelib/static/css/site.css": SITE_CSS,
+        "chalicelib/static/img/hero.png": hero_png(),
+        **magic,
+        ".chalice/config.json": json.dumps(config, indent=2) + "\n",
+        "requirements.txt": requirements_txt(needed, layers_note),
+        ".gitignore": GITIGNORE,
+    }
+
+    print(f"Creating {args.name} in {project}")
+    for relpath in paths:
+        target = project / relpath
+        verb = "overwrite" if relpath in existing else "create"
+        try:
+            _write(target, contents[relpath])
+        except OSError as error:
+            _say(f"setup: cannot write {target}: {error.strerror or error}")
+            return EXIT_SETUP_FAILED
+        print(f"  {verb:9} {relpath}")
+    for layer in layers:
+        print(f"  layer     {layer.package} {layer.version}: {layer.arn}")
+    _print_next_steps(args, project, needed, layers)
+    return EXIT_OK
+
+
+def _print_next_steps(
+    args: argparse.Namespace, project: Path, needed: list[str], layers: list[Layer]
+) -> None:
+    local = ["chalice", "jinja2", "Pillow"] + (["python-magic"] if "magic" in needed else [])
+    deploy = "chalice deploy --stage prod"
+    print()
+    print("Next steps:")
+    print(f"  cd {project}")
+    print(f"  python -m pip install {' '.join(local)}")
+    print("  chalice local                     # http://127.0.0.1:8000/")
+    if layers:
+        print(f"  AWS_DEFAULT_REGION={args.region} {deploy}")
+        print(f"  (run chalice with Python {args.python}: Lambda's runtime follows the")
+        print("   interpreter that runs chalice and must match the layers)")
+    else:
+        print(f"  {deploy}")
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def default_python() -> str:
+    """The Lambda runtime Chalice picks: the running interpreter's X.Y, at least 3.10."""
+    return "%d.%d" % max(sys.version_info[:2], (3, 10))
+
+
+def _add_lookup_options(parser: argparse.ArgumentParser, region_required: bool) -> None:
+    parser.add_argument(
+        "-r",
+        "--region",
+        required=region_required,
+        help="AWS region of the layers (e.g. us-east-1)",
+    )
+    parser.add_argument(
+        "--python",
+        default=default_python(),
+        metavar="X.Y",
+        help="Lambda Python version (default: %(default)s, this interpreter's)",
+    )
+    parser.add_argument(
+        "--arch", choices=ARCHITECTURES, default="x86_64", help="Lambda architecture"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cli.py",
+        description="Scaffold chalice-http-toolkit projects and look up their Lambda layers.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    layers = commands.add_parser(
+        "layers",
+        help="print the latest Klayers ARNs for jinja2 and Pillow",
+        description="Print the latest Klayers layer ARNs for jinja2 and Pillow, one per line.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_lookup_options(layers, region_required=True)
+    layers.add_argument("-j", "--json", action="store_true", help="print JSON instead")
+    layers.set_defaults(handler=command_layers, command_parser=layers)
+
+    setup = commands.add_parser(
+        "setup",
+        help="write a new project",
+        description="Write a complete, working chalice-http-toolkit project into PATH.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    setup.add_argument("-n", "--name", required=True, help="Chalice app name")
+    setup.add_argument("-p", "--path", required=True, help="project directory")
+    setup.add_argument(
+        "-e",
+        "--extra",
+        choices=["magic"],
+        help="magic: ship libmagic for Lambda in chalicelib/libs/ and require python-magic",
+    )
+    _add_lookup_options(setup, region_required=False)
+    setup.add_argument("--force", action="store_true", help="overwrite existing files")
+    setup.set_defaults(handler=command_setup, command_parser=setup)
+    return parser
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Strict with developer input: every mistake is a usage error (exit 2)."""
+    if args.region is not None and args.region not in REGIONS:
+        parser.error(f"unknown region {args.region!r}; Klayers regions: {', '.join(REGIONS)}")
+    if not _PYTHON_VERSION.fullmatch(args.python):
+        parser.error(f"--python must look like 3.12, not {args.python!r}")
+    name = getattr(args, "name", None)
+    if name is not None and not (
+        _APP_NAME.fullmatch(name) and len(name) <= MAX_APP_NAME_LENGTH
+    ):
+        parser.error(
+            f"invalid app name {name!r}: start with a letter, then letters, digits, '-' or '_', "
+            f"at most {MAX_APP_NAME_LENGTH} characters (Chalice builds Lambda function names "
+            "from it)"
+        )
+    args.api_url = os.environ.get("KLAYERS_API_URL") or KLAYERS_API_URL
+    if not args.api_url.startswith(("http://", "https://")):
+        parser.error(f"KLAYERS_API_URL must be an http(s) URL, not {args.api_url!r}")
+    timeout = os.environ.get("KLAYERS_TIMEOUT") or str(KLAYERS_TIMEOUT)
+    try:
+        args.timeout = float(timeout)
+    except ValueError:
+        args.timeout = 0.0
+    if not 0 < args.timeout < 600:
+        parser.error(f"KLAYERS_TIMEOUT must be seconds between 0 and 600, not {timeout!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_arguments(args.command_parser, args)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
