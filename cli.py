@@ -494,7 +494,8 @@ def command_setup(args: argparse.Namespace) -> int:
     if args.extra == "magic":
         absent = [name for name in MAGIC_REQUIRED if not (MAGIC_SOURCE / name).is_file()]
         if absent:
-            _say(f"setup: -e magic needs {MAGIC_SOURCE}/ with {', '.join(absent)}; run `make bin_magic`")
+            needs = ", ".join(absent)
+            _say(f"setup: -e magic needs {MAGIC_SOURCE}/ with {needs}; run `make bin_magic`")
             return EXIT_SETUP_FAILED
         magic = magic_files(MAGIC_SOURCE)
     if project.exists() and not project.is_dir():
@@ -571,7 +572,8 @@ def _print_next_steps(
 
 def default_python() -> str:
     """The Lambda runtime Chalice picks: the running interpreter's X.Y, at least 3.10."""
-    return "%d.%d" % max(sys.version_info[:2], (3, 10))
+    major, minor = max(sys.version_info[:2], (3, 10))
+    return f"{major}.{minor}"
 
 
 def _add_lookup_options(parser: argparse.ArgumentParser, region_required: bool) -> None:
@@ -640,9 +642,7 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if not _PYTHON_VERSION.fullmatch(args.python):
         parser.error(f"--python must look like 3.12, not {args.python!r}")
     name = getattr(args, "name", None)
-    if name is not None and not (
-        _APP_NAME.fullmatch(name) and len(name) <= MAX_APP_NAME_LENGTH
-    ):
+    if name is not None and not (_APP_NAME.fullmatch(name) and len(name) <= MAX_APP_NAME_LENGTH):
         parser.error(
             f"invalid app name {name!r}: start with a letter, then letters, digits, '-' or '_', "
             f"at most {MAX_APP_NAME_LENGTH} characters (Chalice builds Lambda function names "

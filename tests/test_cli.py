@@ -1,0 +1,635 @@
+"""cli.py `layers` and `setup`, in-process and as a subprocess, against a fake Klayers API.
+
+Every case runs twice (``run`` is parametrized): through ``cli.main([...])`` and as
+``python cli.py ...``, asserting stdout, stderr and the exit code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import pytest
+from PIL import Image
+
+import cli
+
+from conftest import ROOT
+from fake_klayers import CATALOGUE, REGIONS, FakeKlayers, layer_arn
+
+
+class Result(NamedTuple):
+    code: int
+    stdout: str
+    stderr: str
+
+
+Runner = Callable[..., Result]
+
+
+@pytest.fixture(params=["in-process", "subprocess"])
+def run(request, capsys) -> Runner:
+    def in_process(*args: str) -> Result:
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit:
+            code = exit.code
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    def as_subprocess(*args: str) -> Result:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    return in_process if request.param == "in-process" else as_subprocess
+
+
+@pytest.fixture
+def klayers(monkeypatch):
+    server = FakeKlayers().start()
+    monkeypatch.setenv("KLAYERS_API_URL", server.url)
+    monkeypatch.setenv("KLAYERS_TIMEOUT", "5")
+    yield server
+    server.stop()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def assert_failure(result: Result, code: int, *fragments: str) -> None:
+    """One clear line on stderr, nothing on stdout, no traceback."""
+    assert result.code == code, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# layers: the happy paths
+# ---------------------------------------------------------------------------
+
+
+def test_regions_match_the_issue_list():
+    assert cli.REGIONS == REGIONS
+    assert len(set(cli.REGIONS)) == 23
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_layers_prints_latest_arns_for_every_region(run, klayers, region):
+    result = run("layers", "-r", region, "--python", "3.12")
+    assert result == Result(
+        0,
+        f"{layer_arn('p3.12', region, 'jinja2', 7)}\n{layer_arn('p3.12', region, 'Pillow', 9)}\n",
+        "",
+    )
+    assert klayers.paths == [f"/api/v2/p3.12/layers/latest/{region}/json"]
+
+
+LAYER_AVAILABILITY = [
+    # python, arch, build, present (package, layer version), missing
+    ("3.10", "x86_64", "p3.10", [("jinja2", 4), ("Pillow", 6)], []),
+    ("3.11", "x86_64", "p3.11", [("jinja2", 5), ("Pillow", 8)], []),
+    ("3.12", "x86_64", "p3.12", [("jinja2", 7), ("Pillow", 9)], []),
+    ("3.14", "x86_64", "p3.14", [("jinja2", 2), ("Pillow", 3)], []),
+    ("3.12", "arm64", "p3.12-arm64", [("jinja2", 6)], ["Pillow"]),
+    ("3.14", "arm64", "p3.14-arm64", [("jinja2", 1)], ["Pillow"]),
+    ("3.13", "x86_64", "p3.13", [], ["jinja2", "Pillow"]),
+    ("3.13", "arm64", "p3.13-arm64", [], ["jinja2", "Pillow"]),
+]
+
+
+@pytest.mark.parametrize(("python", "arch", "build", "present", "missing"), LAYER_AVAILABILITY)
+def test_layers_per_python_version_and_architecture(
+    run, klayers, python, arch, build, present, missing
+):
+    result = run("layers", "-r", "eu-central-1", "--python", python, "--arch", arch)
+    assert klayers.paths == [f"/api/v2/{build}/layers/latest/eu-central-1/json"]
+    expected = "".join(
+        layer_arn(build, "eu-central-1", package, number) + "\n" for package, number in present
+    )
+    assert result.stdout == expected
+    assert result.code == (cli.EXIT_MISSING_LAYER if missing else cli.EXIT_OK)
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(missing)
+    for line, package in zip(lines, missing):
+        assert f"no {package} layer for Python {python} ({arch}" in line
+        assert f"put {package} in requirements.txt instead" in line
+
+
+def test_layers_arm64_arns_name_the_architecture(run, klayers):
+    result = run("layers", "-r", "us-west-2", "--python", "3.12", "--arch", "arm64")
+    assert result.stdout == (
+        "arn:aws:lambda:us-west-2:770693421928:layer:Klayers-p312-arm64-jinja2:6\n"
+    )
+
+
+def test_layers_json(run, klayers):
+    result = run("layers", "-r", "ap-southeast-5", "--python", "3.12", "--arch", "arm64", "-j")
+    assert result.code == cli.EXIT_MISSING_LAYER
+    assert json.loads(result.stdout) == {
+        "region": "ap-southeast-5",
+        "python": "3.12",
+        "arch": "arm64",
+        "layers": {
+            "jinja2": {
+                "arn": layer_arn("p3.12-arm64", "ap-southeast-5", "jinja2", 6),
+                "version": "3.1.6",
+            },
+            "Pillow": None,
+        },
+    }
+    assert "no Pillow layer" in result.stderr
+
+
+def test_layers_json_all_found(run, klayers):
+    result = run("layers", "-r", "us-east-1", "--python", "3.14", "--json")
+    assert (result.code, result.stderr) == (0, "")
+    layers = json.loads(result.stdout)["layers"]
+    assert layers["Pillow"] == {
+        "arn": layer_arn("p3.14", "us-east-1", "Pillow", 3),
+        "version": "12.0.0",
+    }
+
+
+def test_layers_default_python_is_the_runtime_chalice_picks(run, klayers):
+    result = run("layers", "-r", "us-east-1")
+    major, minor = max(sys.version_info[:2], (3, 10))
+    expected = f"{major}.{minor}"
+    assert cli.default_python() == expected
+    assert klayers.paths == [f"/api/v2/p{expected}/layers/latest/us-east-1/json"]
+    assert result.code in (cli.EXIT_OK, cli.EXIT_MISSING_LAYER)
+
+
+def test_layers_picks_the_highest_version_and_skips_unusable_entries(run, klayers):
+    arn = "arn:aws:lambda:us-east-1:770693421928:layer:Klayers-p312-{}:{}"
+    entries = [
+        {"package": "jinja2", "packageVersion": "3.1.4", "arn": arn.format("jinja2", 3)},
+        {"package": "jinja2", "packageVersion": "3.1.6", "arn": arn.format("jinja2", 12)},
+        {"package": "Jinja2", "packageVersion": "3.1.5", "arn": arn.format("jinja2", 7)},
+        {"package": "Pillow", "packageVersion": "11.3.0", "arn": "not an arn"},
+        {"package": "Pillow", "arn": arn.format("Pillow", 2), "expiryDate": None},
+        {"package": None, "arn": arn.format("Pillow", 99)},
+        {"package": "pillow", "packageVersion": "11.0.0", "arn": arn.format("Pillow", 5)},
+    ]
+    klayers.respond(200, json.dumps(entries))
+    result = run("layers", "-r", "us-east-1", "--python", "3.12")
+    assert result == Result(0, arn.format("jinja2", 12) + "\n" + arn.format("Pillow", 5) + "\n", "")
+
+
+def test_layers_empty_list_means_no_layers(run, klayers):
+    klayers.respond(200, "[]")
+    result = run("layers", "-r", "us-east-1", "--python", "3.12")
+    assert result.code == cli.EXIT_MISSING_LAYER
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 2
+
+
+# ---------------------------------------------------------------------------
+# layers: failures are one line, no traceback, a meaningful exit code
+# ---------------------------------------------------------------------------
+
+FAILURES = [
+    ("http-500", 500, "Internal error", "HTTP 500 Internal Server Error"),
+    ("http-503", 503, "", "HTTP 503"),
+    ("html", 200, "<html><body>maintenance</body></html>", "not JSON"),
+    ("truncated-json", 200, '[{"package": "jinja2", "arn": ', "not JSON"),
+    ("invalid-utf8", 200, b"\xff\xfe\x00[", "not JSON"),
+    ("object", 200, '{"message": "Internal server error"}', "expected a JSON list of layers"),
+    ("list-of-strings", 200, '["jinja2", "Pillow"]', "expected a JSON list of layers"),
+    ("null", 200, "null", "expected a JSON list of layers"),
+    ("no-usable-entry", 200, '[{"package": "jinja2"}, {"arn": 3}]', "no entry has a package"),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"), [case[1:] for case in FAILURES], ids=[c[0] for c in FAILURES]
+)
+def test_layers_bad_answers(run, klayers, status, body, message):
+    klayers.respond(status, body)
+    result = run("layers", "-r", "us-east-1", "--python", "3.12")
+    url = f"{klayers.url}/api/v2/p3.12/layers/latest/us-east-1/json"
+    assert_failure(result, cli.EXIT_LOOKUP_FAILED, message, url)
+
+
+def test_layers_unknown_build_is_http_404(run, klayers):
+    result = run("layers", "-r", "us-east-1", "--python", "3.9")
+    assert_failure(result, cli.EXIT_LOOKUP_FAILED, "HTTP 404", "/api/v2/p3.9/")
+
+
+def test_layers_timeout(run, klayers, monkeypatch):
+    monkeypatch.setenv("KLAYERS_TIMEOUT", "0.3")
+    klayers.respond(200, "[]", delay=10)
+    started = time.monotonic()
+    result = run("layers", "-r", "us-east-1", "--python", "3.12")
+    assert time.monotonic() - started < 5
+    assert_failure(result, cli.EXIT_LOOKUP_FAILED, "could not reach", "no answer within 0.3 s")
+
+
+def test_layers_connection_refused(run, monkeypatch):
+    monkeypatch.setenv("KLAYERS_API_URL", closed_port_url())
+    result = run("layers", "-r", "us-east-1", "--python", "3.12")
+    assert_failure(result, cli.EXIT_LOOKUP_FAILED, "could not reach", "Connection refused")
+
+
+USAGE_ERRORS = [
+    ("unknown-region", ["layers", "-r", "mars-east-1"], "unknown region 'mars-east-1'"),
+    ("region-case", ["layers", "-r", "US-EAST-1"], "unknown region"),
+    ("region-empty", ["layers", "-r", ""], "unknown region"),
+    ("no-region", ["layers"], "-r/--region"),
+    ("python-major", ["layers", "-r", "us-east-1", "--python", "3"], "--python must look like"),
+    ("python-name", ["layers", "-r", "us-east-1", "--python", "python3.12"], "--python"),
+    ("python-patch", ["layers", "-r", "us-east-1", "--python", "3.12.1"], "--python"),
+    ("python-2", ["layers", "-r", "us-east-1", "--python", "2.7"], "--python"),
+    ("arch", ["layers", "-r", "us-east-1", "--arch", "x86"], "invalid choice: 'x86'"),
+    ("no-command", [], "required: COMMAND"),
+    ("unknown-command", ["deploy"], "invalid choice: 'deploy'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [case[1:] for case in USAGE_ERRORS], ids=[c[0] for c in USAGE_ERRORS]
+)
+def test_usage_errors(run, klayers, args, message):
+    result = run(*args)
+    assert result.code == cli.EXIT_USAGE
+    assert result.stdout == ""
+    assert message in result.stderr
+    assert result.stderr.startswith("usage: cli.py")
+    assert "Traceback" not in result.stderr
+    assert klayers.paths == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("KLAYERS_API_URL", "ftp://example.invalid", "KLAYERS_API_URL must be an http(s) URL"),
+        ("KLAYERS_API_URL", "127.0.0.1:9", "KLAYERS_API_URL must be an http(s) URL"),
+        ("KLAYERS_TIMEOUT", "soon", "KLAYERS_TIMEOUT must be seconds"),
+        ("KLAYERS_TIMEOUT", "0", "KLAYERS_TIMEOUT must be seconds"),
+        ("KLAYERS_TIMEOUT", "-1", "KLAYERS_TIMEOUT must be seconds"),
+        ("KLAYERS_TIMEOUT", "nan", "KLAYERS_TIMEOUT must be seconds"),
+    ],
+)
+def test_bad_environment(run, klayers, monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    result = run("layers", "-r", "us-east-1", "--python", "3.12")
+    assert (result.code, result.stdout) == (cli.EXIT_USAGE, "")
+    assert message in result.stderr
+    assert klayers.paths == []
+
+
+def test_help_documents_exit_codes(run):
+    result = run("layers", "--help")
+    assert result.code == 0
+    assert "KLAYERS" not in result.stderr
+    assert "3  layers: a package has no layer" in result.stdout
+
+
+# ---------------------------------------------------------------------------
+# setup
+# ---------------------------------------------------------------------------
+
+PROJECT_FILES = [
+    ".chalice/config.json",
+    ".gitignore",
+    "app.py",
+    "chalicelib/__init__.py",
+    "chalicelib/chalice_http_toolkit.py",
+    "chalicelib/static/css/site.css",
+    "chalicelib/static/img/hero.png",
+    "chalicelib/templates/404.html",
+    "chalicelib/templates/base.html",
+    "chalicelib/templates/index.html",
+    "requirements.txt",
+]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def requirement_names(project: Path) -> list[str]:
+    lines = (project / "requirements.txt").read_text().splitlines()
+    return [line.split(">=")[0] for line in lines if line and not line.startswith("#")]
+
+
+def config_of(project: Path) -> dict:
+    return json.loads((project / ".chalice" / "config.json").read_text())
+
+
+def test_setup_writes_a_complete_project(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    result = run("setup", "-n", "mysite", "-p", str(project), "-r", "us-east-1", "--python", "3.12")
+    assert (result.code, result.stderr) == (0, "")
+    assert klayers.paths == ["/api/v2/p3.12/layers/latest/us-east-1/json"]
+
+    files = tree(project)
+    assert sorted(files) == PROJECT_FILES
+    assert (
+        files["chalicelib/chalice_http_toolkit.py"]
+        == (ROOT / "chalice_http_toolkit.py").read_bytes()
+    )
+    assert files["chalicelib/__init__.py"] == b""
+
+    jinja2_arn = layer_arn("p3.12", "us-east-1", "jinja2", 7)
+    pillow_arn = layer_arn("p3.12", "us-east-1", "Pillow", 9)
+    assert config_of(project) == {
+        "version": "2.0",
+        "app_name": "mysite",
+        "lambda_memory_size": 256,
+        "lambda_timeout": 30,
+        "lambda_architecture": "x86_64",
+        "stages": {
+            "dev": {"api_gateway_stage": "api"},
+            "prod": {"api_gateway_stage": "api", "layers": [jinja2_arn, pillow_arn]},
+        },
+    }
+    assert requirement_names(project) == []
+
+    app_py = files["app.py"].decode()
+    compile(app_py, "app.py", "exec")
+    assert "app = Chalice(app_name='mysite')" in app_py
+    assert "register_keep_warm(app, cm)" in app_py
+    assert "STAGE" not in app_py
+    assert app_py.rstrip().endswith('cm.register_not_found_routes("404.html")')
+
+    with Image.open(io.BytesIO(files["chalicelib/static/img/hero.png"])) as image:
+        image.load()
+        assert (image.format, image.size) == ("PNG", (240, 120))
+    assert b"static('css/site.css')" in files["chalicelib/templates/base.html"]
+    assert b"static('img/hero.png')" in files["chalicelib/templates/index.html"]
+    assert b'{% extends "base.html" %}' in files["chalicelib/templates/404.html"]
+    assert b".chalice/deployments/" in files[".gitignore"]
+
+    out = result.stdout
+    for relpath in PROJECT_FILES:
+        assert f"  create    {relpath}\n" in out
+    assert f"  layer     jinja2 3.1.6: {jinja2_arn}\n" in out
+    assert f"Next steps:\n  cd {project}\n" in out
+    assert "  chalice local " in out
+    assert "AWS_DEFAULT_REGION=us-east-1 chalice deploy --stage prod" in out
+
+
+def test_setup_with_magic_ships_bin_magic(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    args = ["setup", "-n", "magicsite", "-p", str(project), "-r", "us-east-1", "--python", "3.12"]
+    result = run(*args, "-e", "magic")
+    assert (result.code, result.stderr) == (0, "")
+    files = tree(project)
+    shipped = {
+        name: data
+        for name, data in tree(ROOT / "bin_magic").items()
+        if name not in ("README.md", "SHA256SUMS") and not name.endswith(".py")
+    }
+    assert {"x86_64/libmagic.so.1", "aarch64/libmagic.so.1", "magic.mgc"} <= set(shipped)
+    libs = {
+        name.removeprefix("chalicelib/libs/"): data
+        for name, data in files.items()
+        if name.startswith("chalicelib/libs/")
+    }
+    assert libs == shipped
+    assert sorted(set(files) - {f"chalicelib/libs/{name}" for name in libs}) == PROJECT_FILES
+    assert requirement_names(project) == ["python-magic"]
+    assert "python -m pip install chalice jinja2 Pillow python-magic" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("python", "arch", "layer_packages", "requirements"),
+    [
+        ("3.12", "arm64", ["jinja2"], ["Pillow"]),
+        ("3.13", "x86_64", [], ["jinja2", "Pillow"]),
+        ("3.14", "x86_64", ["jinja2", "Pillow"], []),
+    ],
+)
+def test_setup_requires_what_no_layer_provides(
+    run, klayers, tmp_path, python, arch, layer_packages, requirements
+):
+    project = tmp_path / "site"
+    result = run(
+        "setup", "-n", "site", "-p", str(project), "-r", "eu-west-1", "--python", python,
+        "--arch", arch,
+    )  # fmt: skip
+    assert result.code == 0
+    config = config_of(project)
+    assert config["lambda_architecture"] == arch
+    build = cli.klayers_build(python, arch)
+    expected = [
+        layer_arn(build, "eu-west-1", name, CATALOGUE[build][name][1]) for name in layer_packages
+    ]
+    assert config["stages"]["prod"].get("layers", []) == expected
+    assert requirement_names(project) == requirements
+    for package in requirements:
+        assert f"no {package} layer for Python {python}" in result.stderr
+
+
+def unreachable(monkeypatch, klayers):
+    monkeypatch.setenv("KLAYERS_API_URL", closed_port_url())
+
+
+def server_error(monkeypatch, klayers):
+    klayers.respond(500, "down")
+
+
+def garbage(monkeypatch, klayers):
+    klayers.respond(200, "<html>")
+
+
+def slow(monkeypatch, klayers):
+    monkeypatch.setenv("KLAYERS_TIMEOUT", "0.3")
+    klayers.respond(200, "[]", delay=10)
+
+
+@pytest.mark.parametrize(
+    ("break_api", "reason"),
+    [
+        (unreachable, "Connection refused"),
+        (server_error, "HTTP 500"),
+        (garbage, "not JSON"),
+        (slow, "no answer within 0.3 s"),
+    ],
+)
+def test_setup_offline_still_writes_a_working_project(
+    run, klayers, monkeypatch, tmp_path, break_api, reason
+):
+    break_api(monkeypatch, klayers)
+    project = tmp_path / "site"
+    result = run("setup", "-n", "site", "-p", str(project), "-r", "us-east-1", "--python", "3.12")
+    assert result.code == 0
+    assert "Traceback" not in result.stderr
+    assert "could not look up Lambda layers" in result.stderr
+    assert reason in result.stderr
+    assert "jinja2 and Pillow go in requirements.txt" in result.stderr
+    assert sorted(tree(project)) == PROJECT_FILES
+    assert "layers" not in config_of(project)["stages"]["prod"]
+    assert requirement_names(project) == ["jinja2", "Pillow"]
+    assert "could not be reached" in (project / "requirements.txt").read_text()
+    assert "Next steps:" in result.stdout
+
+
+def test_setup_without_region_asks_nobody(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    result = run("setup", "-n", "site", "-p", str(project))
+    assert result.code == 0
+    assert klayers.paths == []
+    assert "no region (-r) given" in result.stderr
+    assert requirement_names(project) == ["jinja2", "Pillow"]
+    assert "  chalice deploy --stage prod\n" in result.stdout
+
+
+def test_setup_refuses_to_overwrite(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    args = ["setup", "-n", "site", "-p", str(project), "-r", "us-east-1", "--python", "3.12"]
+    assert run(*args).code == 0
+    (project / "app.py").write_text("# my edits\n")
+    before = tree(project)
+    lookups = len(klayers.paths)
+
+    result = run(*args)
+    assert result.code == cli.EXIT_EXISTS
+    assert result.stdout == ""
+    assert f"11 file(s) already exist in {project}, nothing was written" in result.stderr
+    assert "\n  app.py\n" in result.stderr
+    assert "use --force" in result.stderr
+    assert tree(project) == before
+    assert len(klayers.paths) == lookups
+
+
+def test_setup_refuses_when_any_file_exists(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    project.mkdir()
+    (project / "requirements.txt").write_text("requests\n")
+    result = run("setup", "-n", "site", "-p", str(project), "-r", "us-east-1", "--python", "3.12")
+    assert result.code == cli.EXIT_EXISTS
+    assert "1 file(s) already exist" in result.stderr
+    assert tree(project) == {"requirements.txt": b"requests\n"}
+    assert klayers.paths == []
+
+
+def test_setup_force_overwrites_its_files_only(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    args = ["setup", "-n", "site", "-p", str(project), "-r", "us-east-1", "--python", "3.12"]
+    assert run(*args).code == 0
+    fresh = tree(project)
+    (project / "app.py").write_text("# my edits\n")
+    (project / "chalicelib" / "templates" / "about.html").write_text("mine")
+
+    result = run(*args, "--force")
+    assert (result.code, result.stderr) == (0, "")
+    assert "  overwrite app.py\n" in result.stdout
+    after = tree(project)
+    assert after.pop("chalicelib/templates/about.html") == b"mine"
+    assert after == fresh
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "1site", "-site", "_site", "my site", "my.site", "site/x", "sité", "a" * 33, "site\n"],
+)
+def test_setup_rejects_invalid_app_names(run, klayers, tmp_path, name):
+    project = tmp_path / "site"
+    result = run("setup", f"--name={name}", "-p", str(project))
+    assert (result.code, result.stdout) == (cli.EXIT_USAGE, "")
+    assert "invalid app name" in result.stderr
+    assert not project.exists()
+
+
+@pytest.mark.parametrize("name", ["a", "my-site", "My_Site2", "a" * 32])
+def test_setup_accepts_valid_app_names(run, klayers, tmp_path, name):
+    project = tmp_path / "site"
+    result = run("setup", "-n", name, "-p", str(project), "-r", "us-east-1", "--python", "3.12")
+    assert result.code == 0
+    assert config_of(project)["app_name"] == name
+    assert f"app = Chalice(app_name={name!r})" in (project / "app.py").read_text()
+
+
+def test_setup_path_is_a_file(run, klayers, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    result = run("setup", "-n", "site", "-p", str(target))
+    assert_failure(result, cli.EXIT_SETUP_FAILED, "is not a directory")
+    assert target.read_text() == "x"
+
+
+def copy_cli(tmp_path: Path, *, module: bool, magic: list[str] | None) -> Path:
+    """A checkout with only some of the sources cli.py copies from."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy(ROOT / "cli.py", checkout)
+    if module:
+        shutil.copy(ROOT / "chalice_http_toolkit.py", checkout)
+    for name in magic or []:
+        (checkout / "bin_magic" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "bin_magic" / name, checkout / "bin_magic" / name)
+    return checkout / "cli.py"
+
+
+def run_copy(script: Path, *args: str) -> Result:
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("module", "magic", "extra", "message"),
+    [
+        (False, None, [], "chalice_http_toolkit.py is missing"),
+        (True, None, ["-e", "magic"], "x86_64/libmagic.so.1, aarch64/libmagic.so.1, magic.mgc"),
+        (True, ["x86_64/libmagic.so.1", "magic.mgc"], ["-e", "magic"], "aarch64/libmagic.so.1;"),
+    ],
+)
+def test_setup_missing_sources(klayers, tmp_path, module, magic, extra, message):
+    script = copy_cli(tmp_path, module=module, magic=magic)
+    project = tmp_path / "site"
+    result = run_copy(script, "setup", "-n", "site", "-p", str(project), *extra)
+    assert_failure(result, cli.EXIT_SETUP_FAILED, message)
+    if extra:
+        assert "run `make bin_magic`" in result.stderr
+    assert not project.exists()
+    assert klayers.paths == []
+
+
+def test_setup_from_a_copy_without_bin_magic_works_without_magic(klayers, tmp_path):
+    script = copy_cli(tmp_path, module=True, magic=None)
+    project = tmp_path / "site"
+    result = run_copy(script, "setup", "-n", "site", "-p", str(project), "-r", "us-east-1")
+    assert result.code == 0
+    assert sorted(tree(project)) == PROJECT_FILES
+
+
+def test_setup_cannot_write(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    project.mkdir()
+    (project / "chalicelib").write_text("a file where a directory must go")
+    result = run("setup", "-n", "site", "-p", str(project))
+    assert result.code == cli.EXIT_SETUP_FAILED
+    assert f"cannot write {project / 'chalicelib' / '__init__.py'}" in result.stderr
+    assert "Traceback" not in result.stderr
