@@ -1,0 +1,371 @@
+"""The project `cli.py setup` writes works as it stands: through `chalice.test.Client`,
+under `chalice local` on 127.0.0.1, and packaged by `chalice package` without network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import pytest
+from chalice import Chalice
+from chalice.app import ScheduledEventConfig
+from chalice.test import Client
+
+from conftest import ROOT
+from fake_klayers import FakeKlayers, layer_arn
+
+if not (ROOT / "chalice_http_toolkit.py").is_file():
+    pytest.skip("chalice_http_toolkit.py is not in the checkout yet", allow_module_level=True)
+
+CHALICE = Path(sys.executable).parent / "chalice"
+LAYERS = [
+    layer_arn("p3.12", "us-east-1", "jinja2", 7),
+    layer_arn("p3.12", "us-east-1", "Pillow", 9),
+]
+
+
+class Reply(NamedTuple):
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+Fetch = Callable[..., Reply]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    """The environment with every way out blocked: a dead proxy, no package index."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(
+        http_proxy=dead,
+        https_proxy=dead,
+        HTTP_PROXY=dead,
+        HTTPS_PROXY=dead,
+        no_proxy="",
+        NO_PROXY="",
+        PIP_NO_INDEX="1",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    env.update(extra)
+    return env
+
+
+def scaffold(root: Path, *extra: str) -> Path:
+    """Run `cli.py setup` as a user would, against the fake Klayers API."""
+    project = root / "site"
+    args = ["setup", "-n", "scaffold", "-p", str(project), "-r", "us-east-1", "--python", "3.12"]
+    server = FakeKlayers().start()
+    try:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), *args, *extra],
+            env=offline_env(KLAYERS_API_URL=server.url, no_proxy="127.0.0.1", NO_PROXY="127.0.0.1"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert (done.returncode, done.stderr) == (0, ""), done
+    return project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return scaffold(tmp_path_factory.mktemp("scaffold"))
+
+
+# ---------------------------------------------------------------------------
+# Two ways to serve it: the test client in-process and `chalice local`
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project_app(project) -> Iterator[Chalice]:
+    """The scaffolded ``app.py`` imported in-process (as ``chalice.test.Client`` needs)."""
+    sys.path.insert(0, str(project))
+    try:
+        import app as project_app_module
+
+        yield project_app_module.app
+    finally:
+        sys.path.remove(str(project))
+        for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def client_fetch(project_app) -> Iterator[Fetch]:
+    with Client(project_app) as client:
+
+        def fetch(path: str, headers: dict[str, str] | None = None, method: str = "GET"):
+            reply = client.http.request(method, path, headers=headers or {})
+            return Reply(reply.status_code, lower(reply.headers), reply.body)
+
+        yield fetch
+
+
+@pytest.fixture(scope="module")
+def local_fetch(project) -> Iterator[Fetch]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = project.parent / "chalice-local.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(CHALICE), "local", "--host", "127.0.0.1", "--port", str(port), "--no-autoreload"],
+            cwd=project,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=offline_env(no_proxy="127.0.0.1", NO_PROXY="127.0.0.1"),
+        )
+        try:
+            wait_until_serving(base, process, log_path)
+
+            def fetch(path: str, headers: dict[str, str] | None = None, method: str = "GET"):
+                return fetch_url(base + path, headers or {}, method)
+
+            yield fetch
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def fetch_url(url: str, headers: dict[str, str], method: str) -> Reply:
+    request = urllib.request.Request(url, headers=headers, method=method)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return Reply(response.status, lower(response.headers), response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Reply(error.code, lower(error.headers), error.read())
+
+
+def lower(headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def wait_until_serving(base: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            fetch_url(base + "/", {}, "HEAD")
+            return
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"chalice local did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(params=["client", "local"])
+def fetch(request) -> Fetch:
+    return request.getfixturevalue(f"{request.param}_fetch")
+
+
+def urls_in(page: bytes) -> dict[str, str]:
+    """The content-hashed CSS and image URLs the index page links to."""
+    text = page.decode()
+    css = re.search(r'<link rel="stylesheet" href="([^"]+)"', text)
+    img = re.search(r'<img src="([^"]+)"', text)
+    assert css and img, text
+    return {"css": css[1], "img": img[1]}
+
+
+# ---------------------------------------------------------------------------
+# The site
+# ---------------------------------------------------------------------------
+
+
+def test_index(fetch):
+    reply = fetch("/", {"Accept": "text/html"})
+    assert reply.status == 200
+    assert reply.headers["content-type"] == "text/html; charset=utf-8"
+    assert b"<h1>scaffold</h1>" in reply.body
+    assert b"<title>scaffold</title>" in reply.body
+    assert reply.headers["etag"].startswith('"')
+    urls = urls_in(reply.body)
+    assert re.fullmatch(r"/static/css/site\.[0-9a-f]{8,}\.css", urls["css"])
+    assert re.fullmatch(r"/static/img/hero\.[0-9a-f]{8,}\.png", urls["img"])
+
+
+def test_head_index(fetch):
+    reply = fetch("/", method="HEAD")
+    assert (reply.status, reply.body) == (200, b"")
+    assert "etag" in reply.headers
+
+
+def test_nested_static(fetch, project):
+    css = (project / "chalicelib" / "static" / "css" / "site.css").read_bytes()
+    reply = fetch("/static/css/site.css")
+    assert (reply.status, reply.body) == (200, css)
+    assert reply.headers["content-type"] == "text/css; charset=utf-8"
+
+    hashed = fetch(urls_in(fetch("/").body)["css"])
+    assert (hashed.status, hashed.body) == (200, css)
+    assert hashed.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type", "signature"),
+    [
+        ("image/webp,image/png,*/*;q=0.8", "image/webp", b"RIFF"),
+        ("image/png", "image/png", b"\x89PNG\r\n\x1a\n"),
+        ("text/html,application/xhtml+xml,*/*;q=0.8", None, None),
+    ],
+)
+def test_image_is_negotiated(fetch, accept, content_type, signature):
+    reply = fetch(urls_in(fetch("/").body)["img"], {"Accept": accept})
+    assert reply.status == 200
+    assert "accept" in reply.headers["vary"].lower()
+    assert reply.headers["content-type"].startswith("image/")
+    if content_type:
+        assert reply.headers["content-type"] == content_type
+        assert reply.body.startswith(signature)
+
+
+@pytest.mark.parametrize("path", ["/nope", "/no/such/page", "/static/css/missing.css"])
+def test_unknown_path_gets_the_404_page(fetch, path):
+    reply = fetch(path, {"Accept": "text/html"})
+    assert reply.status == 404
+    if not path.startswith("/static/"):
+        assert reply.headers["content-type"] == "text/html; charset=utf-8"
+        assert b"<h1>Page not found</h1>" in reply.body
+
+
+@pytest.mark.parametrize("which", ["page", "static"])
+def test_revalidation_gives_304(fetch, which):
+    path = "/" if which == "page" else "/static/css/site.css"
+    first = fetch(path)
+    etag = first.headers["etag"]
+    again = fetch(path, {"If-None-Match": etag})
+    assert (again.status, again.body) == (304, b"")
+    assert again.headers["etag"] == etag
+    changed = fetch(path, {"If-None-Match": '"something-else"'})
+    assert changed.status == 200
+
+
+def test_keep_warm_is_scheduled(project_app):
+    schedules = [
+        source for source in project_app.event_sources if isinstance(source, ScheduledEventConfig)
+    ]
+    assert len(schedules) == 1, project_app.event_sources
+
+
+# ---------------------------------------------------------------------------
+# chalice package
+# ---------------------------------------------------------------------------
+
+
+def package(project: Path, out: Path, **env: str) -> dict:
+    done = subprocess.run(
+        [str(CHALICE), "package", "--stage", "prod", str(out)],
+        cwd=project,
+        env=offline_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((out / "sam.json").read_text())
+
+
+def functions(template: dict) -> dict[str, dict]:
+    return {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def test_chalice_package_has_layers_and_schedule(project, tmp_path):
+    out = tmp_path / "out"
+    template = package(project, out)
+    lambdas = functions(template)
+    assert "APIHandler" in lambdas
+    for properties in lambdas.values():
+        assert properties["Layers"] == LAYERS
+        assert properties["MemorySize"] == 256
+        assert properties["Timeout"] == 30
+        assert properties["Architectures"] == ["x86_64"]
+    schedules = [
+        event
+        for properties in lambdas.values()
+        for event in properties.get("Events", {}).values()
+        if event["Type"] == "Schedule"
+    ]
+    assert len(schedules) == 1
+    assert schedules[0]["Properties"]["Schedule"].startswith("rate(")
+
+    with zipfile.ZipFile(out / "deployment.zip") as archive:
+        names = set(archive.namelist())
+        module = archive.read("chalicelib/chalice_http_toolkit.py")
+    assert module == (ROOT / "chalice_http_toolkit.py").read_bytes()
+    assert {
+        "app.py",
+        "chalicelib/templates/base.html",
+        "chalicelib/templates/index.html",
+        "chalicelib/templates/404.html",
+        "chalicelib/static/css/site.css",
+        "chalicelib/static/img/hero.png",
+    } <= names
+    # jinja2 and Pillow come from the layers, not from the package.
+    assert not [name for name in names if name.startswith(("jinja2/", "PIL/"))]
+
+
+def installed_wheel(distribution: str, directory: Path) -> Path:
+    """Rebuild the pure-Python wheel of an installed distribution (pip needs no network)."""
+    from importlib.metadata import distribution as find
+
+    dist = find(distribution)
+    wheel = directory / f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for file in dist.files or []:
+            path = Path(dist.locate_file(file))
+            if (
+                path.is_file()
+                and "__pycache__" not in file.parts
+                and not file.name.endswith(".pyc")
+            ):
+                archive.write(path, file.as_posix())
+    return wheel
+
+
+def test_chalice_package_with_magic_ships_libmagic(tmp_path):
+    project = scaffold(tmp_path, "-e", "magic")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    installed_wheel("python-magic", wheels)
+    out = tmp_path / "out"
+    package(project, out, PIP_FIND_LINKS=str(wheels))
+    with zipfile.ZipFile(out / "deployment.zip") as archive:
+        names = set(archive.namelist())
+        library = archive.read("chalicelib/libs/x86_64/libmagic.so.1")
+    assert library == (ROOT / "bin_magic" / "x86_64" / "libmagic.so.1").read_bytes()
+    assert {"chalicelib/libs/aarch64/libmagic.so.1", "chalicelib/libs/magic.mgc"} <= names
+    assert "magic/__init__.py" in names  # python-magic, from requirements.txt
