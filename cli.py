@@ -431,22 +431,29 @@ def magic_files(source: Path) -> dict[str, Path]:
 Content = Union[str, bytes, Path]
 
 
-def planned_paths(magic: dict[str, Path]) -> list[str]:
-    """Every file ``setup`` writes, relative to the project directory."""
-    return [
-        "app.py",
-        "chalicelib/__init__.py",
-        "chalicelib/chalice_http_toolkit.py",
-        "chalicelib/templates/base.html",
-        "chalicelib/templates/index.html",
-        "chalicelib/templates/404.html",
-        "chalicelib/static/css/site.css",
-        "chalicelib/static/img/hero.png",
-        *magic,
-        ".chalice/config.json",
-        "requirements.txt",
-        ".gitignore",
-    ]
+def project_files(
+    args: argparse.Namespace, magic: dict[str, Path], layers: list[Layer], layers_note: str
+) -> dict[str, Content]:
+    """Every file of the new project, by path relative to the project directory."""
+    provided = {layer.package.lower() for layer in layers}
+    needed = [package for package in LAYER_PACKAGES if package.lower() not in provided]
+    if magic:
+        needed.append("magic")
+    config = chalice_config(args.name, args.arch, [layer.arn for layer in layers])
+    return {
+        "app.py": APP_PY.format(name=args.name),
+        "chalicelib/__init__.py": "",
+        "chalicelib/chalice_http_toolkit.py": MODULE_SOURCE,
+        "chalicelib/templates/base.html": BASE_HTML,
+        "chalicelib/templates/index.html": INDEX_HTML,
+        "chalicelib/templates/404.html": NOT_FOUND_HTML,
+        "chalicelib/static/css/site.css": SITE_CSS,
+        "chalicelib/static/img/hero.png": hero_png(),
+        **magic,
+        ".chalice/config.json": json.dumps(config, indent=2) + "\n",
+        "requirements.txt": requirements_txt(needed, layers_note),
+        ".gitignore": GITIGNORE,
+    }
 
 
 def _write(target: Path, content: Content) -> None:
@@ -501,7 +508,7 @@ def command_setup(args: argparse.Namespace) -> int:
     if project.exists() and not project.is_dir():
         _say(f"setup: {project} exists and is not a directory")
         return EXIT_SETUP_FAILED
-    paths = planned_paths(magic)
+    paths = list(project_files(args, magic, [], ""))  # the same paths whatever the layers
     existing = [relpath for relpath in paths if os.path.lexists(project / relpath)]
     if existing and not args.force:
         _say(f"setup: {len(existing)} file(s) already exist in {project}, nothing was written:")
@@ -511,26 +518,7 @@ def command_setup(args: argparse.Namespace) -> int:
         return EXIT_EXISTS
 
     layers, layers_note = _setup_layers(args)
-    provided = {layer.package.lower() for layer in layers}
-    needed = [package for package in LAYER_PACKAGES if package.lower() not in provided]
-    if magic:
-        needed.append("magic")
-    config = chalice_config(args.name, args.arch, [layer.arn for layer in layers])
-    contents: dict[str, Content] = {
-        "app.py": APP_PY.format(name=args.name),
-        "chalicelib/__init__.py": "",
-        "chalicelib/chalice_http_toolkit.py": MODULE_SOURCE,
-        "chalicelib/templates/base.html": BASE_HTML,
-        "chalicelib/templates/index.html": INDEX_HTML,
-        "chalicelib/templates/404.html": NOT_FOUND_HTML,
-        "chalicelib/static/css/site.css": SITE_CSS,
-        "chalicelib/static/img/hero.png": hero_png(),
-        **magic,
-        ".chalice/config.json": json.dumps(config, indent=2) + "\n",
-        "requirements.txt": requirements_txt(needed, layers_note),
-        ".gitignore": GITIGNORE,
-    }
-
+    contents = project_files(args, magic, layers, layers_note)
     print(f"Creating {args.name} in {project}")
     for relpath in paths:
         target = project / relpath
@@ -543,14 +531,14 @@ def command_setup(args: argparse.Namespace) -> int:
         print(f"  {verb:9} {relpath}")
     for layer in layers:
         print(f"  layer     {layer.package} {layer.version}: {layer.arn}")
-    _print_next_steps(args, project, needed, layers)
+    _print_next_steps(args, project, magic=bool(magic), layers=layers)
     return EXIT_OK
 
 
 def _print_next_steps(
-    args: argparse.Namespace, project: Path, needed: list[str], layers: list[Layer]
+    args: argparse.Namespace, project: Path, *, magic: bool, layers: list[Layer]
 ) -> None:
-    local = ["chalice", "jinja2", "Pillow"] + (["python-magic"] if "magic" in needed else [])
+    local = ["chalice", "jinja2", "Pillow"] + (["python-magic"] if magic else [])
     deploy = "chalice deploy --stage prod"
     print()
     print("Next steps:")
