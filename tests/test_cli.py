@@ -57,6 +57,14 @@ def run(request, capsys) -> Runner:
     return in_process if request.param == "in-process" else as_subprocess
 
 
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    """The fake API is on loopback; a proxy from the environment must not be in the way."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
 @pytest.fixture
 def klayers(monkeypatch):
     server = FakeKlayers().start()
