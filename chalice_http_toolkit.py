@@ -34,6 +34,7 @@ __all__ = [
     "IMAGE_ACCEPT_AVIF",
     "IMAGE_ACCEPT_WEBP",
     "IMAGE_FORMATS",
+    "KEEP_WARM_FUNCTION_ENV",
     "LAMBDA_RESPONSE_LIMIT",
     "WRITABLE_IMAGE_FORMATS",
     "CloudFront",
@@ -52,6 +53,9 @@ __all__ = [
     "http_date",
     "if_range_matches",
     "install_gateway_support",
+    "is_keep_warm_event",
+    "keep_warm_event",
+    "load_libmagic",
     "negotiate_image_format",
     "normalise_image_accept",
     "parse_accept_header",
@@ -59,6 +63,7 @@ __all__ = [
     "parse_http_date",
     "parse_range",
     "quote_etag",
+    "register_keep_warm",
     "sniff_content_type",
     "stable_digest",
 ]
@@ -545,7 +550,15 @@ def _is_compressible(content_type: str) -> bool:
 
 
 def sniff_content_type(data: bytes) -> str:
-    """Guess a media type from leading bytes; ``application/octet-stream`` when unknown."""
+    """Guess a media type from leading bytes; ``application/octet-stream`` when unknown.
+
+    python-magic decides when libmagic loads (:func:`load_libmagic`), else the
+    module's signature table, which also answers what libmagic cannot name.
+    """
+    return (_magic_media_type(data) if data else None) or _signature_media_type(data)
+
+
+def _signature_media_type(data: bytes) -> str:
     for signature, media_type in _SIGNATURES:
         if data.startswith(signature):
             return media_type
@@ -576,7 +589,8 @@ def content_type_for(filename: str, data: bytes | None = None) -> str:
     extension = filename.rpartition(".")[2].lower() if "." in filename.rpartition("/")[2] else ""
     media_type = MEDIA_TYPES.get(extension)
     if media_type is None:
-        media_type = sniff_content_type(data) if data is not None else "application/octet-stream"
+        # The signature table only: a file gets the same type with or without libmagic.
+        media_type = _signature_media_type(data) if data is not None else "application/octet-stream"
     return _with_charset(media_type)
 
 
@@ -1305,7 +1319,7 @@ class StaticImages:
         media_type = self._media_types.get(static_file.digest)
         if media_type is None:
             declared = static_file.content_type
-            media_type = sniff_content_type(static_file.body)
+            media_type = _signature_media_type(static_file.body)  # same with or without libmagic
             if media_type == "application/octet-stream":
                 media_type = declared  # unknown bytes: conversion will fail and say so
             elif media_type != declared:
@@ -1760,6 +1774,15 @@ class ContentManager:
             )
             + '"'
         )
+
+    def prime(self) -> dict[str, float]:
+        """Do this container's start-up work now; milliseconds per step (also logged).
+
+        Loads libmagic, imports Pillow, compiles every template and computes its
+        dependency hash, reads and hashes every static file: what the first requests
+        after a cold start would otherwise pay for. The keep-warm payload calls it.
+        """
+        return _prime(self)
 
     # -- responses ----------------------------------------------------------
 
@@ -2272,3 +2295,361 @@ class CloudFront:
         if answered is not None:
             return answered
         return cm._asset(get_asset(), status_code, headers, etag, cache_control)
+
+
+# ---------------------------------------------------------------------------
+# Keep-warm: a schedule that invokes the API handler, which primes its container
+# ---------------------------------------------------------------------------
+
+#: Environment variable naming the API handler function the keep-warm schedule invokes.
+KEEP_WARM_FUNCTION_ENV = "CHALICE_HTTP_TOOLKIT_API_FUNCTION"
+
+# A top-level key API Gateway never sends, and a resource path no route has.
+_KEEP_WARM_MARKER = "chalice_http_toolkit_keep_warm"
+_KEEP_WARM_RESOURCE_PATH = "/_chalice_http_toolkit/keep-warm"
+
+
+def keep_warm_event() -> dict[str, Any]:
+    """The warm-up payload the keep-warm schedule sends to the API handler function.
+
+    Chalice builds a request, and runs HTTP middleware, only for events with
+    ``requestContext.resourcePath``; so this is a minimal API Gateway proxy event
+    whose resource path no route has, plus a marker key API Gateway never sends.
+    """
+    return {
+        _KEEP_WARM_MARKER: True,
+        "resource": _KEEP_WARM_RESOURCE_PATH,
+        "path": _KEEP_WARM_RESOURCE_PATH,
+        "httpMethod": "GET",
+        "headers": {},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "body": None,
+        "isBase64Encoded": False,
+        "requestContext": {"resourcePath": _KEEP_WARM_RESOURCE_PATH, "httpMethod": "GET"},
+    }
+
+
+def is_keep_warm_event(event: Any) -> bool:
+    """True for a :func:`keep_warm_event` payload: the marker key AND the sentinel path."""
+    if not isinstance(event, Mapping) or event.get(_KEEP_WARM_MARKER) is not True:
+        return False
+    context = event.get("requestContext")
+    return isinstance(context, Mapping) and context.get("resourcePath") == _KEEP_WARM_RESOURCE_PATH
+
+
+def _keep_warm_middleware(content_manager: ContentManager) -> Callable[..., Any]:
+    def keep_warm_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
+        # ``request`` is None for events that are not HTTP: Chalice answers those itself.
+        if (
+            request is None
+            or request.path != _KEEP_WARM_RESOURCE_PATH
+            or not is_keep_warm_event(request.to_original_event())
+        ):
+            return get_response(request)
+        timings = content_manager.prime()
+        return Response(
+            body=json.dumps({"warm": True, "prime_ms": timings}),
+            headers={"Content-Type": "application/json"},
+            status_code=200,
+        )
+
+    return keep_warm_middleware
+
+
+def _prime_libmagic(content_manager: ContentManager) -> int:
+    return 0 if load_libmagic() is None else 1
+
+
+def _prime_pillow(content_manager: ContentManager) -> int:
+    try:
+        from PIL import Image
+    except ImportError as error:
+        logger.info("prime: Pillow is not installed (%s)", error)
+        return 0
+    Image.preinit()  # the common format plugins Image.open() would import on first use
+    _writable_image_formats()
+    return 1
+
+
+def _prime_templates(content_manager: ContentManager) -> int:
+    """Compile every template; compute its dependency closure and hash."""
+    import jinja2
+
+    compiled = 0
+    for name in content_manager.env.list_templates():
+        if any(part.startswith(".") for part in name.split("/")):
+            continue
+        try:
+            content_manager._load_template(name)
+            content_manager.template_dependencies(name)
+        except (jinja2.TemplateError, TemplateNotFoundError, UnicodeDecodeError) as error:
+            logger.warning("prime: template %s does not compile: %s", name, error)
+        else:
+            compiled += 1
+    return compiled
+
+
+def _prime_static(content_manager: ContentManager) -> int:
+    """Read and hash every static file; gzip the compressible ones; sniff the images."""
+    index = content_manager.static_files
+    index.digest()
+    for static_file in index.files.values():
+        if content_manager.compress and _is_compressible(static_file.content_type):
+            static_file.gzip_body()
+        if static_file.content_type in IMAGE_FORMATS:
+            content_manager.images.media_type(static_file)
+    return len(index.files)
+
+
+_PRIME_STEPS: tuple[tuple[str, Callable[[ContentManager], int]], ...] = (
+    ("libmagic", _prime_libmagic),
+    ("pillow", _prime_pillow),
+    ("templates", _prime_templates),
+    ("static", _prime_static),
+)
+
+
+def _prime(content_manager: ContentManager) -> dict[str, float]:
+    import time
+
+    timings = {}
+    for step, work in _PRIME_STEPS:
+        started = time.perf_counter()
+        done = work(content_manager)
+        timings[step] = round((time.perf_counter() - started) * 1000, 3)
+        logger.info("prime: %s: %d in %.1f ms", step, done, timings[step])
+    return timings
+
+
+def _api_function_name(
+    schedule_name: str, function_name: str | None, environ: Mapping[str, str]
+) -> str | None:
+    """The API handler function the schedule ``schedule_name`` should invoke, or ``None``.
+
+    ``function_name``, else ``$CHALICE_HTTP_TOOLKIT_API_FUNCTION``, else derived from
+    the schedule function's own name: ``chalice deploy`` names the API handler
+    ``{app}-{stage}`` and a schedule ``{app}-{stage}-{name}``. CloudFormation
+    (``chalice package``) generates other names: set the variable there.
+    """
+    if function_name:
+        return function_name
+    configured = environ.get(KEEP_WARM_FUNCTION_ENV)
+    if configured:
+        return configured
+    own = environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+    suffix = f"-{schedule_name}"
+    if own.endswith(suffix) and len(own) > len(suffix):
+        return own[: -len(suffix)]
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _lambda_client() -> Any:
+    # botocore, not boto3: Chalice depends on botocore only. Deferred: only the
+    # schedule function needs it, and it is slow to import.
+    import botocore.session
+
+    return botocore.session.get_session().create_client("lambda")
+
+
+def _invoke_warm_ups(client: Any, function_name: str, invocations: int) -> int:
+    """Invoke ``function_name`` asynchronously with the warm-up payload; how many were sent."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    payload = json.dumps(keep_warm_event()).encode()
+    for sent in range(invocations):
+        try:
+            client.invoke(FunctionName=function_name, InvocationType="Event", Payload=payload)
+        except (BotoCoreError, ClientError) as error:
+            logger.error(
+                "keep-warm: cannot invoke %s (%s); the schedule function's role needs "
+                "lambda:InvokeFunction on it",
+                function_name,
+                error,
+            )
+            return sent
+    logger.info("keep-warm: invoked %s %d time(s)", function_name, invocations)
+    return invocations
+
+
+def register_keep_warm(
+    app: Any,
+    content_manager: ContentManager,
+    *,
+    rate_minutes: int = 5,
+    invocations: int = 1,
+    name: str = "keep_warm",
+    function_name: str | None = None,
+) -> Callable[..., Any]:
+    """Keep the API handler function warm and primed; returns the schedule handler.
+
+    Registers an HTTP middleware that answers :func:`keep_warm_event` payloads with
+    :meth:`ContentManager.prime` before Chalice's routing, and a schedule ``name``
+    (every ``rate_minutes``) whose own Lambda function invokes the API handler
+    asynchronously ``invocations`` times with that payload. Assign the result to a
+    module-level name equal to ``name`` in ``app.py`` (``keep_warm =
+    register_keep_warm(app, cm)``): Lambda looks the handler up as ``app.<name>``.
+    The schedule's role needs ``lambda:InvokeFunction`` on the API handler, which
+    Chalice's policy generator does not see. The API handler's name is
+    ``function_name``, else ``$CHALICE_HTTP_TOOLKIT_API_FUNCTION``, else derived
+    from the schedule function's name (``{app}-{stage}-{name}`` → ``{app}-{stage}``).
+    """
+    for option, value in (("rate_minutes", rate_minutes), ("invocations", invocations)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{option} must be a positive int, not {value!r}")
+    if not name.isidentifier():
+        raise ValueError(f"name must be a Python identifier (app.py binds it), not {name!r}")
+    from chalice import Rate
+
+    app.register_middleware(_keep_warm_middleware(content_manager), "http")
+
+    def keep_warm(event: Any) -> dict[str, Any]:
+        target = _api_function_name(name, function_name, os.environ)
+        if target is None:
+            logger.error(
+                "keep-warm: no API handler to invoke: set %s (or pass function_name)",
+                KEEP_WARM_FUNCTION_ENV,
+            )
+            return {"function": None, "invoked": 0}
+        return {
+            "function": target,
+            "invoked": _invoke_warm_ups(_lambda_client(), target, invocations),
+        }
+
+    keep_warm.__name__ = keep_warm.__qualname__ = name
+    return app.schedule(Rate(rate_minutes, unit=Rate.MINUTES), name=name)(keep_warm)
+
+
+# ---------------------------------------------------------------------------
+# libmagic loader: the bundled libmagic on Lambda, the system's elsewhere
+# ---------------------------------------------------------------------------
+
+_DEFAULT_LIBS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libs")
+
+# libmagic's answers that name no type; the signature table may still know one.
+_MAGIC_UNKNOWN = frozenset({"application/octet-stream", "application/x-empty", "inode/x-empty"})
+
+# libmagic's names for formats ``MEDIA_TYPES`` names otherwise.
+_MAGIC_ALIASES = {
+    "application/x-gzip": "application/gzip",
+    "audio/x-wav": "audio/wav",
+    "image/vnd.microsoft.icon": "image/x-icon",
+    "image/x-ms-bmp": "image/bmp",
+    "text/xml": "application/xml",
+}
+
+# Bytes given to libmagic: every format's signature fits, and large bodies cost no more.
+_MAGIC_PEEK = 64 * 1024
+
+_magic_state: tuple[str, Any] | None = None  # (libs_dir, Magic or None): once per container
+
+
+def load_libmagic(libs_dir: str | None = None) -> Any:
+    """python-magic's ``Magic(mime=True)`` for sniffing, or ``None`` without libmagic.
+
+    Loads ``<libs_dir>/<platform.machine()>/libmagic.so.1`` by absolute path before
+    python-magic is imported, so its ``dlopen("libmagic.so.1")`` finds that library by
+    SONAME, and only then passes ``<libs_dir>/magic.mgc`` (the database format is tied
+    to the library's version). Without the directory python-magic uses the system
+    libmagic, if any. ``libs_dir`` defaults to ``libs/`` beside this file
+    (``chalicelib/libs``). Cached per container: call it with another directory
+    before the first sniff. Every failure is logged.
+    """
+    global _magic_state
+    wanted = _DEFAULT_LIBS_DIR if libs_dir is None else os.path.abspath(libs_dir)
+    if _magic_state is None:
+        _magic_state = (wanted, _open_libmagic(wanted))
+    elif libs_dir is not None and _magic_state[0] != wanted:
+        logger.warning(
+            "libmagic: already set up from %s in this container; %s is not used",
+            _magic_state[0],
+            wanted,
+        )
+    return _magic_state[1]
+
+
+def _preload_bundled_libmagic(libs_dir: str) -> Any:
+    """``ctypes.CDLL`` of the bundled libmagic for this machine, or ``None`` (logged)."""
+    import ctypes
+    import platform
+
+    if not os.path.isdir(libs_dir):
+        logger.info("libmagic: no %s; using the system libmagic, if any", libs_dir)
+        return None
+    path = os.path.join(libs_dir, platform.machine(), "libmagic.so.1")
+    if not os.path.isfile(path):
+        logger.warning("libmagic: no %s; using the system libmagic, if any", path)
+        return None
+    try:
+        return ctypes.CDLL(path)
+    except OSError as error:  # damaged, another machine's, or libz.so.1 missing
+        logger.warning(
+            "libmagic: cannot load %s (%s); using the system libmagic, if any", path, error
+        )
+        return None
+
+
+def _open_libmagic(libs_dir: str) -> Any:
+    bundled = _preload_bundled_libmagic(libs_dir)
+    try:
+        import magic
+    except ImportError as error:  # python-magic is missing, or it found no libmagic
+        logger.warning(
+            "libmagic: python-magic unavailable (%s); sniffing by signature table", error
+        )
+        return None
+    magic_file = None
+    if bundled is not None:
+        database = os.path.join(libs_dir, "magic.mgc")
+        if getattr(getattr(magic, "libmagic", None), "_handle", None) != bundled._handle:
+            logger.warning(
+                "libmagic: python-magic was imported before %s was loaded and uses another "
+                "libmagic; not passing it %s",
+                libs_dir,
+                database,
+            )
+        elif not os.path.isfile(database):
+            logger.warning("libmagic: no %s; using the library's default database", database)
+        else:
+            magic_file = database
+    try:
+        detector = magic.Magic(mime=True, magic_file=magic_file)
+    except magic.MagicException as error:
+        logger.warning(
+            "libmagic: cannot load the database %s (%s); sniffing by signature table",
+            magic_file or "(default)",
+            error,
+        )
+        return None
+    logger.info(
+        "libmagic: %s library, database %s",
+        "bundled" if magic_file else "system",
+        magic_file or "(default)",
+    )
+    return detector
+
+
+def _magic_media_type(data: bytes) -> str | None:
+    """libmagic's type for ``data`` in this module's names; ``None`` when it names none."""
+    detector = load_libmagic()
+    if detector is None:
+        return None
+    import magic
+
+    try:
+        answer = detector.from_buffer(data[:_MAGIC_PEEK])
+    except magic.MagicException as error:
+        logger.warning("libmagic: cannot identify %d bytes (%s)", len(data), error)
+        return None
+    media_type = answer.partition(";")[0].strip().lower()
+    if media_type in _MAGIC_UNKNOWN or "/" not in media_type:
+        return None
+    if media_type == "text/plain" or media_type.startswith("text/x-"):
+        # Generic text (or a guess at a programming language): a signature is more specific.
+        known = _signature_media_type(data)
+        return "text/plain" if known == "application/octet-stream" else known
+    return _MAGIC_ALIASES.get(media_type, media_type)
