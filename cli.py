@@ -106,7 +106,7 @@ MAGIC_SKIPPED_SUFFIXES = (".py", ".sh", ".pyc")
 # CloudFormation IDs from it (chalice/deploy/appgraph.py, chalice.utils
 # .to_cfn_resource_name), so a bad name fails late, at deploy. Lambda function
 # names are letters, digits, '-' and '_', at most 64 characters; the limit here
-# leaves room for "-prod-" and the longest handler name of the scaffold.
+# leaves room for "-prod-" and handler names up to 26 characters (``keep_warm``).
 _APP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 MAX_APP_NAME_LENGTH = 32
 _PYTHON_VERSION = re.compile(r"3\.(0|[1-9][0-9]?)")
@@ -277,7 +277,9 @@ cm = ContentManager(
 cm.set_static_handler_prefix("/static")  # static() in templates: content-hashed URLs
 cf = CloudFront(cm, app)  # ETags, 304 Not Modified and Cache-Control
 cm.register_static_routes()  # GET/HEAD /static/{{p0}}, /static/{{p0}}/{{p1}}, ...
-register_keep_warm(app, cm)  # a schedule that keeps the API handler's container warm
+# A schedule (its own Lambda function, looked up as app.keep_warm) that invokes the
+# API handler with a warm-up event every 5 minutes; .chalice/policy-prod.json lets it.
+keep_warm = register_keep_warm(app, cm)
 
 
 @app.route("/", methods=["GET", "HEAD"])
@@ -393,8 +395,16 @@ def hero_png(width: int = 240, height: int = 120) -> bytes:
 
 
 def chalice_config(name: str, arch: str, layer_arns: list[str]) -> dict:
-    """``.chalice/config.json``: stages dev (``chalice local``) and prod (deployed, layers)."""
-    prod: dict = {"api_gateway_stage": "api"}
+    """``.chalice/config.json``: stages dev (``chalice local``) and prod (deployed, layers).
+
+    Chalice generates IAM policies from the calls it sees in ``app.py`` only, so
+    prod uses ``policy-prod.json``, which lets keep-warm invoke the API handler.
+    """
+    prod: dict = {
+        "api_gateway_stage": "api",
+        "autogen_policy": False,
+        "iam_policy_file": "policy-prod.json",
+    }
     if layer_arns:
         prod["layers"] = layer_arns
     return {
@@ -404,6 +414,26 @@ def chalice_config(name: str, arch: str, layer_arns: list[str]) -> dict:
         "lambda_timeout": 30,
         "lambda_architecture": arch,
         "stages": {"dev": {"api_gateway_stage": "api"}, "prod": prod},
+    }
+
+
+def iam_policy(name: str, stage: str) -> dict:
+    """Logs, plus invoking ``{name}-{stage}``: the API handler ``chalice deploy`` creates."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": "arn:*:logs:*:*:*",
+            },
+            {
+                "Sid": "KeepWarmInvokesTheApiHandler",
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": f"arn:*:lambda:*:*:function:{name}-{stage}",
+            },
+        ],
     }
 
 
@@ -451,6 +481,7 @@ def project_files(
         "chalicelib/static/img/hero.png": hero_png(),
         **magic,
         ".chalice/config.json": json.dumps(config, indent=2) + "\n",
+        ".chalice/policy-prod.json": json.dumps(iam_policy(args.name, "prod"), indent=2) + "\n",
         "requirements.txt": requirements_txt(needed, layers_note),
         ".gitignore": GITIGNORE,
     }

@@ -318,6 +318,7 @@ def test_help_documents_exit_codes(run):
 
 PROJECT_FILES = [
     ".chalice/config.json",
+    ".chalice/policy-prod.json",
     ".gitignore",
     "app.py",
     "chalicelib/__init__.py",
@@ -373,15 +374,27 @@ def test_setup_writes_a_complete_project(run, klayers, tmp_path):
         "lambda_architecture": "x86_64",
         "stages": {
             "dev": {"api_gateway_stage": "api"},
-            "prod": {"api_gateway_stage": "api", "layers": [jinja2_arn, pillow_arn]},
+            "prod": {
+                "api_gateway_stage": "api",
+                "autogen_policy": False,
+                "iam_policy_file": "policy-prod.json",
+                "layers": [jinja2_arn, pillow_arn],
+            },
         },
     }
+    policy = json.loads(files[".chalice/policy-prod.json"])
+    assert {
+        "Sid": "KeepWarmInvokesTheApiHandler",
+        "Effect": "Allow",
+        "Action": "lambda:InvokeFunction",
+        "Resource": "arn:*:lambda:*:*:function:mysite-prod",
+    } in policy["Statement"]
     assert requirement_names(project) == []
 
     app_py = files["app.py"].decode()
     compile(app_py, "app.py", "exec")
     assert "app = Chalice(app_name='mysite')" in app_py
-    assert "register_keep_warm(app, cm)" in app_py
+    assert "\nkeep_warm = register_keep_warm(app, cm)\n" in app_py
     assert "STAGE" not in app_py
     assert app_py.rstrip().endswith('cm.register_not_found_routes("404.html")')
 
@@ -519,7 +532,7 @@ def test_setup_refuses_to_overwrite(run, klayers, tmp_path):
     result = run(*args)
     assert result.code == cli.EXIT_EXISTS
     assert result.stdout == ""
-    assert f"11 file(s) already exist in {project}, nothing was written" in result.stderr
+    assert f"12 file(s) already exist in {project}, nothing was written" in result.stderr
     assert "\n  app.py\n" in result.stderr
     assert "use --force" in result.stderr
     assert tree(project) == before

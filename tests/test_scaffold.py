@@ -16,6 +16,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, NamedTuple
 
 import pytest
@@ -102,17 +103,22 @@ def project(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def project_app(project) -> Iterator[Chalice]:
+def app_module(project) -> Iterator[ModuleType]:
     """The scaffolded ``app.py`` imported in-process (as ``chalice.test.Client`` needs)."""
     sys.path.insert(0, str(project))
     try:
-        import app as project_app_module
+        import app
 
-        yield project_app_module.app
+        yield app
     finally:
         sys.path.remove(str(project))
         for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
             del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def project_app(app_module) -> Chalice:
+    return app_module.app
 
 
 @pytest.fixture(scope="module")
@@ -269,11 +275,26 @@ def test_revalidation_gives_304(fetch, which):
     assert changed.status == 200
 
 
-def test_keep_warm_is_scheduled(project_app):
+def test_keep_warm_is_scheduled(app_module):
     schedules = [
-        source for source in project_app.event_sources if isinstance(source, ScheduledEventConfig)
+        source
+        for source in app_module.app.event_sources
+        if isinstance(source, ScheduledEventConfig)
     ]
-    assert len(schedules) == 1, project_app.event_sources
+    assert [source.name for source in schedules] == ["keep_warm"]
+    # Lambda runs the schedule's handler as app.keep_warm: app.py must bind that name.
+    assert schedules[0].handler_string == "app.keep_warm"
+    assert callable(app_module.keep_warm)
+
+
+def test_warm_up_event_primes_the_api_handler(app_module, client_fetch):
+    from chalicelib.chalice_http_toolkit import keep_warm_event
+
+    reply = app_module.app(keep_warm_event(), None)
+    assert reply["statusCode"] == 200
+    body = json.loads(reply["body"])
+    assert body["warm"] is True
+    assert set(body["prime_ms"]) >= {"templates", "static"}
 
 
 # ---------------------------------------------------------------------------
@@ -313,14 +334,25 @@ def test_chalice_package_has_layers_and_schedule(project, tmp_path):
         assert properties["MemorySize"] == 256
         assert properties["Timeout"] == 30
         assert properties["Architectures"] == ["x86_64"]
-    schedules = [
-        event
-        for properties in lambdas.values()
+    scheduled = {
+        name: event
+        for name, properties in lambdas.items()
         for event in properties.get("Events", {}).values()
         if event["Type"] == "Schedule"
-    ]
-    assert len(schedules) == 1
-    assert schedules[0]["Properties"]["Schedule"].startswith("rate(")
+    }
+    assert len(scheduled) == 1
+    [(keep_warm, event)] = scheduled.items()
+    assert event["Properties"]["Schedule"] == "rate(5 minutes)"
+
+    # The schedule's role may invoke the API handler (Chalice's generator would not allow it).
+    role = lambdas[keep_warm]["Role"]["Fn::GetAtt"][0]
+    [policy] = template["Resources"][role]["Properties"]["Policies"]
+    assert {
+        "Sid": "KeepWarmInvokesTheApiHandler",
+        "Effect": "Allow",
+        "Action": "lambda:InvokeFunction",
+        "Resource": "arn:*:lambda:*:*:function:scaffold-prod",
+    } in policy["PolicyDocument"]["Statement"]
 
     with zipfile.ZipFile(out / "deployment.zip") as archive:
         names = set(archive.namelist())
