@@ -268,7 +268,7 @@ from chalice import Chalice
 
 from chalicelib.chalice_http_toolkit import CloudFront, ContentManager, register_keep_warm
 
-app = Chalice(app_name={name!r})
+app = Chalice(app_name={name})
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 cm = ContentManager(
@@ -284,7 +284,7 @@ keep_warm = register_keep_warm(app, cm)
 
 @app.route("/", methods=["GET", "HEAD"])
 def index():
-    return cf.template("index.html", title={name!r})
+    return cf.template("index.html", title={name})
 
 
 # Last: catch-all routes that render the 404 page for unknown paths.
@@ -471,7 +471,7 @@ def project_files(
         needed.append("magic")
     config = chalice_config(args.name, args.arch, [layer.arn for layer in layers])
     return {
-        "app.py": APP_PY.format(name=args.name),
+        "app.py": APP_PY.format(name=json.dumps(args.name)),  # a valid name needs no escaping
         "chalicelib/__init__.py": "",
         "chalicelib/chalice_http_toolkit.py": MODULE_SOURCE,
         "chalicelib/templates/base.html": BASE_HTML,

@@ -393,7 +393,7 @@ def test_setup_writes_a_complete_project(run, klayers, tmp_path):
 
     app_py = files["app.py"].decode()
     compile(app_py, "app.py", "exec")
-    assert "app = Chalice(app_name='mysite')" in app_py
+    assert 'app = Chalice(app_name="mysite")' in app_py
     assert "\nkeep_warm = register_keep_warm(app, cm)\n" in app_py
     assert "STAGE" not in app_py
     assert app_py.rstrip().endswith('cm.register_not_found_routes("404.html")')
@@ -584,7 +584,7 @@ def test_setup_accepts_valid_app_names(run, klayers, tmp_path, name):
     result = run("setup", "-n", name, "-p", str(project), "-r", "us-east-1", "--python", "3.12")
     assert result.code == 0
     assert config_of(project)["app_name"] == name
-    assert f"app = Chalice(app_name={name!r})" in (project / "app.py").read_text()
+    assert f'app = Chalice(app_name="{name}")' in (project / "app.py").read_text()
 
 
 def test_setup_path_is_a_file(run, klayers, tmp_path):
