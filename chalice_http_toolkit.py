@@ -17,6 +17,7 @@ import datetime
 import functools
 import json
 import logging
+import marshal
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -273,29 +274,57 @@ def evaluate_preconditions(
     say so, else ``None`` (serve normally). If-None-Match takes precedence over
     If-Modified-Since; an invalid date is ignored; only GET and HEAD get 304.
     """
-    safe = method in ("GET", "HEAD")
+    return _evaluate_preconditions(method, headers, (etag,) if etag else (), last_modified)[0]
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed_etags(value: str) -> ETagList:
+    return parse_etags(value)
+
+
+def _etag_list(value: str) -> ETagList:
+    """:func:`parse_etags`, memoised for the short values clients repeat."""
+    return _parsed_etags(value) if len(value) <= 512 else parse_etags(value)
+
+
+def _evaluate_preconditions(
+    method: str,
+    headers: Mapping[str, str],
+    etags: tuple[str, ...],
+    last_modified: int | None,
+) -> tuple[int | None, str | None]:
+    """:func:`evaluate_preconditions` against every current ETag of a resource at once.
+
+    ``etags`` lists the validators of the representations the resource has now
+    (identity first, then e.g. its gzip form): a condition naming any of them
+    names the resource as it is. Returns the status (or ``None``) and the ETag
+    the answer carries: the one the client named, else the first.
+    """
+    current = etags[0] if etags else None
     if_match = headers.get("if-match")
     if if_match is not None:
-        parsed = parse_etags(if_match)
-        strong_etag = etag is not None and not etag.startswith("W/")
-        if not (parsed.star and etag is not None) and not (
-            strong_etag and _opaque(etag) in parsed.strong
+        parsed = _etag_list(if_match)
+        if not (parsed.star and etags) and not any(
+            not etag.startswith("W/") and _opaque(etag) in parsed.strong for etag in etags
         ):
-            return 412
+            return 412, current
     elif last_modified is not None:
         unmodified_since = parse_http_date(headers.get("if-unmodified-since"))
         if unmodified_since is not None and last_modified > unmodified_since:
-            return 412
+            return 412, current
+    safe = method in ("GET", "HEAD")
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None:
-        if etag is not None and etag_matches(if_none_match, etag):
-            return 304 if safe else 412
-        return None
+        parsed = _etag_list(if_none_match)
+        for etag in etags:
+            if parsed.star or _opaque(etag) in parsed.tags:
+                return (304 if safe else 412), etag
+        return None, None
     if safe and last_modified is not None:
         modified_since = parse_http_date(headers.get("if-modified-since"))
         if modified_since is not None and last_modified <= modified_since:
-            return 304
-    return None
+            return 304, current
+    return None, None
 
 
 class ByteRange(NamedTuple):
@@ -540,6 +569,7 @@ def _with_charset(media_type: str) -> str:
     return f"{media_type}; charset=utf-8" if _is_text_type(media_type) else media_type
 
 
+@functools.lru_cache(maxsize=256)
 def _is_compressible(content_type: str) -> bool:
     media_type = content_type.partition(";")[0].strip().lower()
     return (
@@ -868,6 +898,30 @@ def stable_digest(value: Any) -> str | None:
     str/int/float/bytes (tagged with their class). No ``pickle``, no ``hash()``:
     the result does not depend on PYTHONHASHSEED or set order.
     """
+    return _stable_digest(value)
+
+
+def _marshal_key(value: Any) -> bytes | None:
+    """Bytes that identify ``value`` within this process, for a memo; ``None`` if unsuitable.
+
+    ``marshal`` (C, fast) writes exact built-in types only and keeps tuple/list
+    and bool/int apart, so equal bytes mean an equal value. They are a memo key,
+    never a digest: they follow set order, object sharing and dict insertion
+    order, which may differ for equal values (a miss, never a wrong answer).
+    """
+    try:
+        key = marshal.dumps(value)
+    except ValueError:  # a type marshal does not write (datetime, Markup, …)
+        return None
+    return key if len(key) <= _MEMO_MAX_KEY else None
+
+
+_MEMO_MAX_KEY = 32 * 1024
+_MEMO_SIZE = 128  # entries per ContentManager: 4 MB at most
+_STATIC_URL_MEMO_SIZE = 4096
+
+
+def _stable_digest(value: Any) -> str | None:
     try:
         return _digest(_encoded(value, 0))
     except (_NoCanonicalForm, RecursionError):
@@ -1246,7 +1300,8 @@ class ImageCache:
         self.size = 0
         self.hits = 0
         self.misses = 0
-        self._entries: dict[Any, bytes | None] = {}
+        self._entries: dict[Any, Any] = {}
+        self._costs: dict[Any, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -1261,18 +1316,21 @@ class ImageCache:
         self.hits += 1
         return body
 
-    def put(self, key: Any, body: bytes | None) -> None:
-        cost = self._NOMINAL_SIZE if body is None else len(body)
+    def put(self, key: Any, body: Any, cost: int | None = None) -> None:
+        """Store ``body`` (bytes or ``None``; anything else with its ``cost`` in bytes)."""
+        if cost is None:
+            cost = self._NOMINAL_SIZE if body is None else len(body)
         if cost > self.max_bytes:
             return
         previous = self._entries.pop(key, _MISSING)
         if previous is not _MISSING:
-            self.size -= self._NOMINAL_SIZE if previous is None else len(previous)
+            self.size -= self._costs.pop(key)
         while self._entries and self.size + cost > self.max_bytes:
             oldest = next(iter(self._entries))
-            evicted = self._entries.pop(oldest)
-            self.size -= self._NOMINAL_SIZE if evicted is None else len(evicted)
+            del self._entries[oldest]
+            self.size -= self._costs.pop(oldest)
         self._entries[key] = body
+        self._costs[key] = cost
         self.size += cost
 
 
@@ -1408,8 +1466,35 @@ class ResponseTooLargeError(ValueError):
 def _gzip(data: bytes) -> bytes:
     import zlib
 
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip header with mtime 0
+    # A window no larger than the body (and a hash table to match) finds the same
+    # matches as the default 32 KB window but is several times cheaper to set up.
+    window = min(15, max(10, (len(data) - 1).bit_length()))
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + window, min(8, window - 6))  # gzip
     return compressor.compress(data) + compressor.flush()
+
+
+def _gzip_if_smaller(body: str | bytes) -> bytes | None:
+    """The gzip form of a body of at least :data:`COMPRESS_MIN_SIZE` bytes, if it is smaller."""
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    if len(data) < COMPRESS_MIN_SIZE:
+        return None
+    compressed = _gzip(data)
+    return compressed if len(compressed) < len(data) else None
+
+
+class _Page:
+    """A rendered page kept under its ETag, with its gzip form made on first use."""
+
+    __slots__ = ("_gzip_body", "body")
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self._gzip_body: Any = _MISSING
+
+    def gzip_body(self) -> bytes | None:
+        if self._gzip_body is _MISSING:
+            self._gzip_body = _gzip_if_smaller(self.body)
+        return self._gzip_body
 
 
 def _payload_size(body: str | bytes, headers: Mapping[str, Any]) -> int:
@@ -1510,22 +1595,36 @@ class _Representation(NamedTuple):
     content_type: str
     etag: str | None = None
     last_modified: int | None = None
-    gzip_body: bytes | None = None  # precomputed (static files)
+    gzip_body: Callable[[], bytes | None] | None = None  # cached gzip body, made on first use
     allow_ranges: bool = False
 
 
-_NOT_MODIFIED_HEADERS = (
-    "cache-control",
-    "content-location",
-    "date",
-    "etag",
-    "expires",
-    "last-modified",
-    "vary",
-    "access-control-allow-origin",
-    "access-control-expose-headers",
-    "access-control-allow-credentials",
+_CONDITIONAL_HEADERS = ("if-none-match", "if-match", "if-modified-since", "if-unmodified-since")
+
+_NOT_MODIFIED_HEADERS = frozenset(
+    (
+        "cache-control",
+        "content-location",
+        "date",
+        "etag",
+        "expires",
+        "last-modified",
+        "vary",
+        "access-control-allow-origin",
+        "access-control-expose-headers",
+        "access-control-allow-credentials",
+    )
 )
+
+
+def _lower_case_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Request headers keyed by lower-case name, as a plain dict where possible.
+
+    Chalice's ``CaseInsensitiveMapping`` keeps such a dict; reading it directly
+    spares the lower-casing and the exception its ``get`` pays per absent header.
+    """
+    inner = getattr(headers, "_dict", None)
+    return inner if type(inner) is dict else headers
 
 
 def _merge_vary(headers: dict[str, str], field: str) -> None:
@@ -1554,7 +1653,9 @@ class ContentManager:
     AWS Lambda). Images: ``image_widths`` (the only widths ``static(…, width=)``
     serves), ``image_quality`` (format → encoder quality), ``image_cache_bytes``
     (bound of the per-container cache of converted images) and
-    ``image_max_pixels`` (larger images are served untouched).
+    ``image_max_pixels`` (larger images are served untouched). Pages:
+    ``page_cache_bytes`` bounds the per-container cache of pages rendered by
+    :meth:`CloudFront.template` under their ETag (0 turns it off).
     """
 
     def __init__(
@@ -1570,6 +1671,7 @@ class ContentManager:
         image_quality: Mapping[str, int] | None = None,
         image_cache_bytes: int = 64 * 1024 * 1024,
         image_max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
+        page_cache_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.templates_dir = templates_dir
         self.static_dir = static_dir
@@ -1589,6 +1691,13 @@ class ContentManager:
         )
         self._env: Any = None
         self._template_deps: dict[str, _TemplateDeps] = {}
+        # (filename, salt) -> blake2b state after everything but the arguments
+        self._etag_bases: dict[tuple[str, str], Any] = {}
+        # (filename, salt, marshalled kwargs) -> ETag, when not auto-reloading
+        self._template_etags: dict[tuple[str, str, bytes], str | None] = {}
+        self._static_urls: dict[tuple[str, int | None], str] = {}
+        #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
+        self.pages = ImageCache(page_cache_bytes)
         if app is not None:
             install_gateway_support(app)
 
@@ -1613,6 +1722,9 @@ class ContentManager:
         """Set the static route's URL prefix; ``static()`` in templates builds URLs under it."""
         self.static_prefix = "/" + path.strip("/") if path.strip("/") else ""
         self._template_deps.clear()
+        self._etag_bases.clear()
+        self._template_etags.clear()
+        self._static_urls.clear()
 
     def static_url(self, filename: str, width: int | None = None) -> str:
         """Cache-busting URL for a static file: ``/static/css/site.<hash>.css``.
@@ -1622,6 +1734,15 @@ class ContentManager:
         file that is not a raster image, raises ``ValueError``. A missing file
         gets its plain URL (and a warning) so the page still renders.
         """
+        url = self._static_urls.get((filename, width))
+        if url is None:
+            url = self._static_url(filename, width)
+            # Deployed, a file's hash never changes; the bound caps names nobody has.
+            if not self.auto_reload and len(self._static_urls) < _STATIC_URL_MEMO_SIZE:
+                self._static_urls[(filename, width)] = url
+        return url
+
+    def _static_url(self, filename: str, width: int | None) -> str:
         relpath = filename.lstrip("/")
         if width is not None and width not in self.images.widths:
             raise ValueError(f"width {width!r} is not one of image_widths {self.images.widths}")
@@ -1750,12 +1871,39 @@ class ContentManager:
         cannot be predicted: a dynamic include or an argument with no
         canonical form; the caller then renders and hashes the body.
         """
+        key = None if self.auto_reload else _marshal_key(kwargs)
+        if key is not None:
+            etag = self._template_etags.get((filename, salt, key), _MISSING)
+            if etag is not _MISSING:
+                return etag
+        base = self._etag_bases.get((filename, salt))
+        if base is None:
+            base = self._template_etag_base(filename, salt)
+            if not self.auto_reload:  # deployed: templates and static files are fixed
+                self._etag_bases[(filename, salt)] = base
+        etag = None
+        if base is not False:
+            arguments = stable_digest([(name, kwargs[name]) for name in sorted(kwargs)])
+            if arguments is not None:
+                hasher = base.copy()
+                hasher.update(arguments.encode())
+                etag = '"' + hasher.hexdigest() + '"'
+        if key is not None:
+            if len(self._template_etags) >= _MEMO_SIZE:
+                del self._template_etags[next(iter(self._template_etags))]  # the oldest
+            self._template_etags[(filename, salt, key)] = etag
+        return etag
+
+    def _template_etag_base(self, filename: str, salt: str) -> Any:
+        """A blake2b state over all a template's ETag depends on but its arguments.
+
+        ``False`` when the output cannot be predicted (a dynamic include).
+        """
+        import hashlib
+
         deps = self.template_dependencies(filename)
         if deps.digest is None:
-            return None
-        arguments = stable_digest([(name, kwargs[name]) for name in sorted(kwargs)])
-        if arguments is None:
-            return None
+            return False
         if deps.static_refs is None:
             statics = self.static_files.digest()
         else:
@@ -1764,16 +1912,14 @@ class ContentManager:
                 static_file = self.static_files.get(relpath.lstrip("/"))
                 parts.append(f"{relpath}={static_file.digest if static_file else '-'}")
             statics = "\0".join(parts)
-        return (
-            '"'
-            + _digest(
-                f"t1\0{__version__}\0{salt}\0{self.static_prefix}\0{self.images.widths}\0".encode(),
-                deps.digest.encode(),
-                statics.encode(),
-                arguments.encode(),
-            )
-            + '"'
-        )
+        hasher = hashlib.blake2b(digest_size=16)
+        for part in (
+            f"t1\0{__version__}\0{salt}\0{self.static_prefix}\0{self.images.widths}\0",
+            deps.digest,
+            statics,
+        ):
+            hasher.update(part.encode())
+        return hasher
 
     def prime(self) -> dict[str, float]:
         """Do this container's start-up work now; milliseconds per step (also logged).
@@ -1794,7 +1940,7 @@ class ContentManager:
         request = self._request
         if request is None:
             return "GET", {}
-        return request.method, request.headers
+        return request.method, _lower_case_headers(request.headers)
 
     def _base_headers(
         self,
@@ -1844,14 +1990,13 @@ class ContentManager:
             if "Vary" in out and "Accept-Encoding" in out["Vary"]
             else (etag,)
         )
-        for candidate in candidates:
-            outcome = evaluate_preconditions(method, request_headers, candidate, last_modified)
-            if outcome is not None:
-                out["ETag"] = candidate
-                return _GatewayResponse(
-                    body="", headers=_not_modified_headers(out), status_code=outcome
-                )
-        return None
+        outcome, answered_etag = _evaluate_preconditions(
+            method, request_headers, candidates, last_modified
+        )
+        if outcome is None:
+            return None
+        out["ETag"] = answered_etag or etag
+        return _GatewayResponse(body="", headers=_not_modified_headers(out), status_code=outcome)
 
     def _not_modified(
         self,
@@ -1862,7 +2007,10 @@ class ContentManager:
         cache_control: str | None,
     ) -> _GatewayResponse | None:
         """A 304/412 for ``etag`` before any body exists (pages, assets), else ``None``."""
-        if self._request is None:
+        if self._request is None or not 200 <= status_code < 300:
+            return None
+        _, request_headers = self._request_parts()
+        if not any(name in request_headers for name in _CONDITIONAL_HEADERS):
             return None
         out = self._base_headers(content_type, headers, cache_control, (), None)
         return self._conditional(out, etag, None, status_code)
@@ -1916,13 +2064,10 @@ class ContentManager:
             and "Accept-Encoding" in out.get("Vary", "")
             and accepts_encoding(request_headers.get("accept-encoding"))
         ):
-            compressed = representation.gzip_body
-            if compressed is None:
-                data = body.encode("utf-8") if isinstance(body, str) else body
-                if len(data) >= COMPRESS_MIN_SIZE:
-                    compressed = _gzip(data)
-                    if len(compressed) >= len(data):
-                        compressed = None
+            if representation.gzip_body is not None:
+                compressed = representation.gzip_body()
+            else:
+                compressed = _gzip_if_smaller(body)
             if compressed is not None:
                 out["Content-Encoding"] = "gzip"
                 if etag is not None:
@@ -1988,8 +2133,16 @@ class ContentManager:
         JPEG, PNG, WebP and AVIF files are negotiated by ``Accept`` (see
         :func:`negotiate_image_format`) and may carry a width (``hero.w640.jpg``).
         """
-        relpath = _clean_segments(filename.split("/"))
-        static_file, immutable = self.static_files.resolve(relpath) if relpath else (None, False)
+        index = self.static_files
+        static_file = None
+        if not index.auto_reload and "%" not in filename and "\\" not in filename:
+            # A key of the index is a clean relative path by construction.
+            static_file = index.files.get(filename)
+        if static_file is not None:
+            relpath, immutable = filename, False
+        else:
+            relpath = _clean_segments(filename.split("/"))
+            static_file, immutable = index.resolve(relpath) if relpath else (None, False)
         width = None
         if static_file is None and relpath:
             static_file, immutable, width = self.images.resolve_width(self.static_files, relpath)
@@ -2008,7 +2161,7 @@ class ContentManager:
                 static_file.body,
                 static_file.content_type,
                 etag=static_file.etag,
-                gzip_body=static_file.gzip_body()
+                gzip_body=static_file.gzip_body
                 if _is_compressible(static_file.content_type)
                 else None,
                 allow_ranges=True,
@@ -2241,7 +2394,9 @@ class CloudFront:
 
         When the ETag cannot be computed without rendering (dynamic includes,
         arguments with no canonical form) the page is rendered and the body
-        hashed, so a changed page is never answered with 304.
+        hashed, so a changed page is never answered with 304. Otherwise the
+        rendered page is kept under its ETag (``page_cache_bytes``): the same
+        template with the same arguments is rendered once per container.
         """
         cm = self.content_manager
         cache_control = self.default_cache_control if cache_control is None else cache_control
@@ -2252,15 +2407,22 @@ class CloudFront:
             )
             if answered is not None:
                 return answered
-        body = cm.render_template(filename, **kwargs)
         if etag is None:
-            etag = f'"{_digest(body.encode("utf-8"))}"'
-        return cm._respond(
-            _Representation(body, "text/html; charset=utf-8", etag=etag),
-            status_code,
-            headers,
-            cache_control,
-        )
+            body = cm.render_template(filename, **kwargs)
+            representation = _Representation(
+                body, "text/html; charset=utf-8", etag=f'"{_digest(body.encode("utf-8"))}"'
+            )
+        else:
+            # The ETag names the output (the premise of answering 304 without
+            # rendering), so a page rendered once for it is that page.
+            page = cm.pages.get(etag)
+            if page is _MISSING:
+                page = _Page(cm.render_template(filename, **kwargs))
+                cm.pages.put(etag, page, cost=2 * len(page.body))  # room for its gzip form
+            representation = _Representation(
+                page.body, "text/html; charset=utf-8", etag=etag, gzip_body=page.gzip_body
+            )
+        return cm._respond(representation, status_code, headers, cache_control)
 
     def static(
         self,

@@ -1,0 +1,245 @@
+"""Per-container caches behind the fast paths: they must never change an answer.
+
+Template ETags are memoised under the marshalled keyword arguments, rendered
+pages are kept under their ETag, ``static()`` URLs are memoised when deployed,
+and gzip bodies use a window sized to the body. Each test checks that the
+cached answer is the uncached one, and that the cache is actually used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+import zlib
+
+import pytest
+from chalice.test import Client
+from markupsafe import Markup
+
+import chalice_http_toolkit as toolkit
+from chalice_http_toolkit import ContentManager, evaluate_preconditions
+
+from conftest import build_app
+from test_templates import counting
+
+
+def etag_pair(cm: ContentManager, kwargs: dict) -> tuple[str | None, str | None]:
+    """(memoised ETag, ETag from a fresh container): they must agree."""
+    fresh = ContentManager(cm.templates_dir, cm.static_dir, auto_reload=cm.auto_reload)
+    fresh.set_static_handler_prefix(cm.static_prefix)
+    return cm.template_etag("index.html", kwargs), fresh.template_etag("index.html", kwargs)
+
+
+@pytest.fixture
+def deployed(site):
+    return build_app(*site, auto_reload=False)
+
+
+# -- the template ETag memo ------------------------------------------------------
+
+
+def test_memoised_etag_equals_a_fresh_containers(deployed):
+    _, cm, _ = deployed
+    kwargs = {"title": "t", "items": [{"a": 1}, (2, 3.5), None, True, b"x"]}
+    first, fresh = etag_pair(cm, kwargs)
+    assert first == fresh and first is not None
+    assert cm.template_etag("index.html", kwargs) == first  # a memo hit
+    assert len(cm._template_etags) == 1
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ([1, 2], (1, 2)),  # list and tuple render differently
+        ([1], [True]),  # 1 and True are equal in Python, not in a page
+        ([1.0], [1]),
+        (["<b>"], [Markup("<b>")]),  # escaped and unescaped
+        ([{"1": "x"}], [{1: "x"}]),
+        ([{"a": 1, "b": 2}], [{"b": 2, "a": 1}]),  # iteration order shows in a page
+        (["a"], [b"a"]),
+    ],
+)
+def test_memo_never_conflates_values_that_render_differently(deployed, one, other):
+    _, cm, _ = deployed
+    first = cm.template_etag("index.html", {"title": "t", "items": one})
+    second = cm.template_etag("index.html", {"title": "t", "items": other})
+    assert first != second
+    # and both are what a container without the memo computes
+    assert etag_pair(cm, {"title": "t", "items": one})[1] == first
+    assert etag_pair(cm, {"title": "t", "items": other})[1] == second
+
+
+def test_keyword_order_and_set_order_do_not_change_the_etag(deployed):
+    _, cm, _ = deployed
+    words = [f"w{index}" for index in range(50)]
+    forward, backward = set(), set()
+    for word in words:
+        forward.add(word)
+    for word in reversed(words):
+        backward.add(word)
+    a = cm.template_etag("index.html", {"title": "t", "items": [forward]})
+    b = cm.template_etag("index.html", {"items": [backward], "title": "t"})
+    assert a == b
+
+
+def test_unmarshallable_arguments_still_get_a_canonical_etag(deployed):
+    import datetime
+
+    _, cm, _ = deployed
+    kwargs = {"title": "t", "items": [datetime.date(2025, 1, 2)]}
+    first, fresh = etag_pair(cm, kwargs)
+    assert first == fresh is not None
+    assert cm._template_etags == {}  # nothing memoised: marshal cannot key it
+
+
+def test_memo_is_bounded(deployed):
+    _, cm, _ = deployed
+    for index in range(toolkit._MEMO_SIZE + 40):
+        cm.template_etag("index.html", {"title": str(index), "items": []})
+    assert len(cm._template_etags) == toolkit._MEMO_SIZE
+    big = {"title": "t", "items": ["x" * (toolkit._MEMO_MAX_KEY + 1)]}
+    assert cm.template_etag("index.html", big) == etag_pair(cm, big)[1]
+    assert all(len(key[2]) <= toolkit._MEMO_MAX_KEY for key in cm._template_etags)
+
+
+def test_no_memo_while_auto_reloading(site):
+    templates, static = site
+    _, cm, _ = build_app(templates, static, auto_reload=True)
+    before = cm.template_etag("index.html", {"title": "t", "items": []})
+    (templates / "index.html").write_text((templates / "index.html").read_text() + "<!-- -->")
+    assert cm.template_etag("index.html", {"title": "t", "items": []}) != before
+    assert cm._template_etags == {}
+
+
+# -- the page cache --------------------------------------------------------------
+
+
+def test_a_page_is_rendered_once_per_etag(deployed):
+    app, cm, cf = deployed
+
+    @app.route("/big", methods=["GET"])
+    def big():
+        return cf.template("index.html", title="big", items=[f"item {i} " * 10 for i in range(40)])
+
+    renders = counting(cm)
+    with Client(app) as client:
+        first = client.http.get("/big")
+        second = client.http.get("/big")
+        zipped = client.http.get("/big", headers={"Accept-Encoding": "gzip"})
+        other = client.http.get("/page/other")
+    assert len(renders) == 2  # "/big" once, "/page/other" once
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert first.body == second.body and first.headers["ETag"] == second.headers["ETag"]
+    assert gzip.decompress(zipped.body) == first.body
+    assert zipped.headers["ETag"] == first.headers["ETag"][:-1] + '-gz"'
+    assert b"other" in other.body and other.body != first.body
+    assert cm.pages.hits == 2 and len(cm.pages) == 2
+
+
+def test_page_cache_follows_template_edits_in_development(site):
+    templates, static = site
+    app, _, _ = build_app(templates, static, auto_reload=True)
+    with Client(app) as client:
+        before = client.http.get("/").body
+        (templates / "index.html").write_text(
+            (templates / "index.html").read_text().replace("<h1>", "<h1 class=edited>")
+        )
+        after = client.http.get("/").body
+    assert b"edited" not in before and b"class=edited" in after
+
+
+def test_page_cache_can_be_turned_off_and_is_bounded(site):
+    app, cm, _ = build_app(*site, auto_reload=False, page_cache_bytes=0)
+    renders = counting(cm)
+    with Client(app) as client:
+        client.http.get("/")
+        client.http.get("/")
+    assert len(renders) == 2 and len(cm.pages) == 0
+
+    app, cm, _ = build_app(*site, auto_reload=False, page_cache_bytes=4000)
+    with Client(app) as client:
+        for index in range(20):
+            assert client.http.get(f"/page/p{index}").status_code == 200
+    assert 0 < len(cm.pages) < 20 and cm.pages.size <= 4000
+
+
+def test_pages_with_no_predictable_etag_are_not_cached(deployed):
+    app, cm, _ = deployed
+    with Client(app) as client:
+        assert client.http.get("/dynamic?n=footer.html").status_code == 200
+    assert len(cm.pages) == 0
+
+
+# -- static() URLs ---------------------------------------------------------------
+
+
+def test_static_urls_are_memoised_when_deployed_and_bounded(deployed, monkeypatch):
+    _, cm, _ = deployed
+    url = cm.static_url("css/site.css")
+    assert cm._static_urls[("css/site.css", None)] == url
+    monkeypatch.setattr(toolkit, "_STATIC_URL_MEMO_SIZE", 5)
+    for index in range(10):
+        assert cm.static_url(f"missing-{index}.css") == f"/static/missing-{index}.css"
+    assert len(cm._static_urls) == 5
+    cm.set_static_handler_prefix("/assets")
+    assert cm.static_url("css/site.css") == url.replace("/static/", "/assets/", 1)
+
+
+def test_static_urls_follow_edits_in_development(site):
+    templates, static = site
+    _, cm, _ = build_app(templates, static, auto_reload=True)
+    before = cm.static_url("css/site.css")
+    (static / "css" / "site.css").write_text("body { color: red; }")
+    assert cm.static_url("css/site.css") != before
+
+
+# -- gzip with a window sized to the body ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size", [1023, 1024, 1025, 4095, 4096, 4097, 32767, 32768, 32769, 200_000, 1_500_000]
+)
+def test_sized_gzip_window_round_trips(size):
+    rng = random.Random(size)
+    words = [f"word{index}" for index in range(300)]
+    text = " ".join(rng.choice(words) for _ in range(size // 4 + 1)).encode()[:size]
+    compressed = toolkit._gzip_if_smaller(text)
+    if size < toolkit.COMPRESS_MIN_SIZE:
+        assert compressed is None
+        return
+    assert compressed is not None and gzip.decompress(compressed) == text
+    # no worse than zlib's defaults by more than a few per cent
+    default = zlib.compressobj(6, zlib.DEFLATED, 31)
+    reference = default.compress(text) + default.flush()
+    assert len(compressed) <= len(reference) * 1.03 + 16
+
+
+def test_incompressible_body_is_sent_as_is():
+    data = random.Random(1).randbytes(5000)
+    assert toolkit._gzip_if_smaller(data) is None
+
+
+# -- preconditions against both representations at once -----------------------
+
+
+def test_if_match_naming_the_gzip_representation_passes(site_app):
+    app, _, _ = site_app
+    path = "/static/css/site.css"
+    with Client(app) as client:
+        zipped = client.http.get(path, headers={"Accept-Encoding": "gzip"})
+        gz_etag = zipped.headers["ETag"]
+        assert zipped.headers["Content-Encoding"] == "gzip" and gz_etag.endswith('-gz"')
+        match_gz = client.http.get(path, headers={"If-Match": gz_etag})
+        match_other = client.http.get(path, headers={"If-Match": '"other"'})
+        inm_gz = client.http.get(path, headers={"If-None-Match": gz_etag})
+    assert match_gz.status_code == 200
+    assert match_other.status_code == 412
+    assert inm_gz.status_code == 304 and inm_gz.headers["ETag"] == gz_etag
+
+
+def test_evaluate_preconditions_public_signature_unchanged():
+    headers = {"if-none-match": '"a"'}
+    assert evaluate_preconditions("GET", headers, '"a"') == 304
+    assert evaluate_preconditions("GET", headers, None) is None
+    assert evaluate_preconditions("GET", {"if-match": "*"}, None) == 412
+    assert evaluate_preconditions("GET", {"if-none-match": "*"}, '"a"') == 304
