@@ -806,47 +806,76 @@ class _NoCanonicalForm(Exception):
 _MAX_DEPTH = 64
 
 
-def _encode(value: Any, out: list[bytes], depth: int = 0) -> None:
-    """Append a canonical, type-tagged encoding of ``value`` to ``out``."""
+def _scalar(value: Any) -> str | None:
+    """The encoding of a str, int or float (the common leaves), else ``None``."""
+    kind = type(value)
+    if kind is str:
+        return f"s{len(value)}:{value}"
+    if kind is int:
+        return f"i{value};"
+    if kind is float:
+        return f"f{value.hex()};"
+    return None
+
+
+def _encode(value: Any, out: list[str], depth: int = 0) -> None:
+    """Append a canonical, type-tagged encoding of ``value`` to ``out``.
+
+    Text, with lengths in code points; the common leaves of a container are
+    encoded inline rather than by a call each.
+    """
     if depth > _MAX_DEPTH:
         raise _NoCanonicalForm("nested too deeply (or recursive)")
     kind = type(value)
-    if value is None or kind is bool:
-        out.append(b"N" if value is None else (b"T" if value else b"F"))
-    elif kind is str:
-        data = value.encode("utf-8", "surrogatepass")
-        out.append(b"s%d:" % len(data) + data)
-    elif kind is int:
-        out.append(b"i%d;" % value)
-    elif kind is float:
-        out.append(b"f" + value.hex().encode() + b";")
-    elif kind is bytes:
-        out.append(b"b%d:" % len(value) + value)
-    elif kind in (list, tuple):
-        out.append(b"%s%d[" % (b"l" if kind is list else b"t", len(value)))
-        for item in value:
-            _encode(item, out, depth + 1)
-        out.append(b"]")
-    elif kind is dict:
+    if kind is dict:
         # Insertion order is kept: a template iterating over a dict renders in that order.
-        out.append(b"d%d{" % len(value))
+        out.append(f"d{len(value)}{{")
         for key, item in value.items():
-            _encode(key, out, depth + 1)
-            _encode(item, out, depth + 1)
-        out.append(b"}")
-    elif kind in (set, frozenset):
+            kind = type(key)
+            if kind is str:
+                out.append(f"s{len(key)}:{key}")
+            else:
+                _encode(key, out, depth + 1)
+            kind = type(item)
+            if kind is str:
+                out.append(f"s{len(item)}:{item}")
+            elif kind is int:
+                out.append(f"i{item};")
+            elif kind is float:
+                out.append(f"f{item.hex()};")
+            else:
+                _encode(item, out, depth + 1)
+        out.append("}")
+    elif kind is list or kind is tuple:
+        out.append(f"{'l' if kind is list else 't'}{len(value)}[")
+        for item in value:
+            kind = type(item)
+            if kind is str:
+                out.append(f"s{len(item)}:{item}")
+            elif kind is int:
+                out.append(f"i{item};")
+            else:
+                _encode(item, out, depth + 1)
+        out.append("]")
+    elif kind is str or kind is int or kind is float:
+        out.append(_scalar(value))  # type: ignore[arg-type]
+    elif value is None or kind is bool:
+        out.append("N" if value is None else ("T" if value else "F"))
+    elif kind is bytes:
+        out.append(f"b{len(value)}:{value.hex()}")
+    elif kind is set or kind is frozenset:
         # Set order depends on PYTHONHASHSEED; the sorted member encodings do not.
-        members = sorted(_encoded(item, depth + 1) for item in value)
-        out.append(b"S%d{" % len(members))
+        members = sorted(_encoded_text(item, depth + 1) for item in value)
+        out.append(f"S{len(members)}{{")
         out.extend(members)
-        out.append(b"}")
+        out.append("}")
     elif kind in (datetime.datetime, datetime.date, datetime.time):
-        out.append(b"D" + kind.__name__.encode() + b":" + value.isoformat().encode() + b";")
+        out.append(f"D{kind.__name__}:{value.isoformat()};")
     else:
         _encode_other(value, out, depth)
 
 
-def _encode_other(value: Any, out: list[bytes], depth: int) -> None:
+def _encode_other(value: Any, out: list[str], depth: int) -> None:
     """Encode the less common types; anything unknown has no canonical form."""
     import collections
     import dataclasses
@@ -855,39 +884,43 @@ def _encode_other(value: Any, out: list[bytes], depth: int) -> None:
     import uuid
 
     kind = type(value)
-    name = f"{kind.__module__}.{kind.__qualname__}".encode()
+    name = f"{kind.__module__}.{kind.__qualname__}"
     if isinstance(value, enum.Enum):
-        out.append(b"E" + name + b":")
+        out.append(f"E{name}:")
         _encode(value.value, out, depth + 1)
     elif isinstance(value, (decimal.Decimal, uuid.UUID)):
-        out.append(b"X" + name + b":" + str(value).encode() + b";")
+        out.append(f"X{name}:{value};")
     elif isinstance(value, os.PathLike):
-        out.append(b"P" + name + b":")
+        out.append(f"P{name}:")
         _encode(os.fspath(value), out, depth + 1)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out.append(b"C" + name + b"{")
+        out.append(f"C{name}{{")
         for field in dataclasses.fields(value):
             _encode(field.name, out, depth + 1)
             _encode(getattr(value, field.name), out, depth + 1)
-        out.append(b"}")
+        out.append("}")
     elif isinstance(value, tuple) and hasattr(kind, "_fields"):  # a namedtuple
-        out.append(b"U" + name + b":")
+        out.append(f"U{name}:")
         _encode(tuple(value), out, depth + 1)
     elif isinstance(value, (collections.OrderedDict, collections.defaultdict, collections.Counter)):
-        out.append(b"U" + name + b":")
+        out.append(f"U{name}:")
         _encode(dict(value), out, depth + 1)
     elif isinstance(value, str) and kind.__module__ == "markupsafe":
         # Markup renders unescaped where a plain str would be escaped: tag the class.
-        out.append(b"U" + name + b":")
+        out.append(f"U{name}:")
         _encode(str(value), out, depth + 1)
     else:
         raise _NoCanonicalForm(f"no canonical form for {kind.__qualname__}")
 
 
-def _encoded(value: Any, depth: int) -> bytes:
-    out: list[bytes] = []
+def _encoded_text(value: Any, depth: int) -> str:
+    out: list[str] = []
     _encode(value, out, depth)
-    return b"".join(out)
+    return "".join(out)
+
+
+def _encoded(value: Any, depth: int) -> bytes:
+    return _encoded_text(value, depth).encode("utf-8", "surrogatepass")
 
 
 def stable_digest(value: Any) -> str | None:

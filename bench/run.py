@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -94,6 +95,14 @@ PAGE_ARGS: dict[str, Any] = {
         for index in range(12)
     ],
 }
+
+_FRESH = itertools.count()
+
+
+def fresh_args() -> dict[str, Any]:
+    """PAGE_ARGS with a title never used before: the page must be rendered (no cache helps)."""
+    return {**PAGE_ARGS, "title": f"Spring collection {next(_FRESH)}"}
+
 
 JSON_BODY = {
     "status": "ok",
@@ -224,6 +233,10 @@ def build_ours(templates: Path, static: Path, asset: bytes) -> Any:
     def index() -> Any:
         return cf.template("index.html", **PAGE_ARGS)
 
+    @app.route("/fresh")
+    def fresh() -> Any:
+        return cf.template("index.html", **fresh_args())
+
     @app.route("/api/data")
     def data() -> Any:
         return cm.json(JSON_BODY)
@@ -265,6 +278,10 @@ def build_old(templates: Path, static: Path, asset: bytes) -> Any:
     @app.route("/")
     def index() -> Any:
         return cf.template("index.html", **PAGE_ARGS)
+
+    @app.route("/fresh")
+    def fresh() -> Any:
+        return cf.template("index.html", **fresh_args())
 
     @app.route("/api/data")
     def data() -> Any:
@@ -484,6 +501,7 @@ def _requests(app: Any, old: bool) -> dict[str, Callable[[], Any] | None]:
         "template 200, no gzip": _event(
             app, "/", {k: v for k, v in page.items() if k != "Accept-Encoding"}
         ),
+        "template 200, new arguments": _event(app, "/fresh", page),
         "template 304": _validated(app, "/", page, "etag"),
         "image repeat (WebP)": _event(app, "/static/img/photo.jpg", image),
         "asset 200": _event(app, "/asset", _headers("*/*")),
@@ -497,6 +515,7 @@ def _requests(app: Any, old: bool) -> dict[str, Callable[[], Any] | None]:
         "static 200, nested": (200, "text/css"),
         "template 200": (200, "text/html"),
         "template 200, no gzip": (200, "text/html"),
+        "template 200, new arguments": (200, "text/html"),
         "image repeat (WebP)": (200, "image/webp"),
         "asset 200": (200, "image/png"),
     }
@@ -527,6 +546,7 @@ TARGETS = {
     "static 200, flat": ("<= 1.5x bare", 1.5, "bare"),
     "static 200, nested": ("<= 1.5x bare", 1.5, "bare"),
     "template 200": ("<= 1.1x (bare + Jinja2)", 1.1, "bare+jinja"),
+    "template 200, new arguments": ("<= 1.1x (bare + Jinja2)", 1.1, "bare+jinja"),
     "image repeat (WebP)": ("<= 2x static 200", 2.0, "static 200, nested"),
 }
 
@@ -538,6 +558,7 @@ ROW_ORDER = [
     "static 304",
     "template 200",
     "template 200, no gzip",
+    "template 200, new arguments",
     "template 304",
     "image repeat (WebP)",
     "first image conversion",
