@@ -13,6 +13,7 @@ python-magic are imported lazily, so a cold start pays only for what it uses.
 from __future__ import annotations
 
 import base64
+import collections
 import datetime
 import functools
 import json
@@ -445,6 +446,12 @@ def accepts_encoding(value: str | None, coding: str = "gzip") -> bool:
     >>> accepts_encoding('gzip, deflate, br'), accepts_encoding('gzip;q=0, *')
     (True, False)
     """
+    if value is not None and len(value) <= 256:
+        return _accepts_encoding_cached(value, coding)
+    return _accepts_encoding(value, coding)
+
+
+def _accepts_encoding(value: str | None, coding: str) -> bool:
     star = None
     aliases = {coding, "x-" + coding} if coding == "gzip" else {coding}
     for token, quality in parse_accept_header(value):
@@ -453,6 +460,10 @@ def accepts_encoding(value: str | None, coding: str = "gzip") -> bool:
         if token == "*":
             star = quality > 0
     return bool(star)
+
+
+#: The few Accept-Encoding values browsers and CDNs send, memoised.
+_accepts_encoding_cached = functools.lru_cache(maxsize=256)(_accepts_encoding)
 
 
 # ---------------------------------------------------------------------------
@@ -877,7 +888,6 @@ def _encode(value: Any, out: list[str], depth: int = 0) -> None:
 
 def _encode_other(value: Any, out: list[str], depth: int) -> None:
     """Encode the less common types; anything unknown has no canonical form."""
-    import collections
     import dataclasses
     import decimal
     import enum
@@ -1333,7 +1343,8 @@ class ImageCache:
         self.size = 0
         self.hits = 0
         self.misses = 0
-        self._entries: dict[Any, Any] = {}
+        # OrderedDict: popping the oldest is O(1); a dict would rescan its deleted slots
+        self._entries: collections.OrderedDict[Any, Any] = collections.OrderedDict()
         self._costs: dict[Any, int] = {}
 
     def __len__(self) -> int:
@@ -1341,11 +1352,11 @@ class ImageCache:
 
     def get(self, key: Any) -> Any:
         """The cached body (or ``None``), else the module's ``_MISSING`` sentinel."""
-        body = self._entries.pop(key, _MISSING)
+        body = self._entries.get(key, _MISSING)
         if body is _MISSING:
             self.misses += 1
             return body
-        self._entries[key] = body  # re-inserted: now the most recently used
+        self._entries.move_to_end(key)  # now the most recently used
         self.hits += 1
         return body
 
@@ -1359,8 +1370,7 @@ class ImageCache:
         if previous is not _MISSING:
             self.size -= self._costs.pop(key)
         while self._entries and self.size + cost > self.max_bytes:
-            oldest = next(iter(self._entries))
-            del self._entries[oldest]
+            oldest, _ = self._entries.popitem(last=False)
             self.size -= self._costs.pop(oldest)
         self._entries[key] = body
         self._costs[key] = cost
@@ -1539,6 +1549,8 @@ def _payload_size(body: str | bytes, headers: Mapping[str, Any]) -> int:
             size = len(json.dumps(body))
     else:
         size = (len(body) + 2) // 3 * 4
+    if size < LAMBDA_RESPONSE_LIMIT // 2:
+        return size + 1024  # far from the limit: the headers need not be counted
     return size + sum(len(str(name)) + len(str(value)) + 8 for name, value in headers.items()) + 256
 
 
@@ -1631,8 +1643,6 @@ class _Representation(NamedTuple):
     gzip_body: Callable[[], bytes | None] | None = None  # cached gzip body, made on first use
     allow_ranges: bool = False
 
-
-_CONDITIONAL_HEADERS = ("if-none-match", "if-match", "if-modified-since", "if-unmodified-since")
 
 _NOT_MODIFIED_HEADERS = frozenset(
     (
@@ -1727,7 +1737,9 @@ class ContentManager:
         # (filename, salt) -> blake2b state after everything but the arguments
         self._etag_bases: dict[tuple[str, str], Any] = {}
         # (filename, salt, marshalled kwargs) -> ETag, when not auto-reloading
-        self._template_etags: dict[tuple[str, str, bytes], str | None] = {}
+        self._template_etags: collections.OrderedDict[tuple[str, str, bytes], str | None] = (
+            collections.OrderedDict()
+        )
         self._static_urls: dict[tuple[str, int | None], str] = {}
         #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
         self.pages = ImageCache(page_cache_bytes)
@@ -1923,7 +1935,7 @@ class ContentManager:
                 etag = '"' + hasher.hexdigest() + '"'
         if key is not None:
             if len(self._template_etags) >= _MEMO_SIZE:
-                del self._template_etags[next(iter(self._template_etags))]  # the oldest
+                self._template_etags.popitem(last=False)  # the oldest
             self._template_etags[(filename, salt, key)] = etag
         return etag
 
@@ -2016,20 +2028,7 @@ class ContentManager:
         if not 200 <= status_code < 300:
             return None
         method, request_headers = self._request_parts()
-        if last_modified is None and "Last-Modified" in out:
-            last_modified = parse_http_date(out["Last-Modified"])
-        candidates = (
-            (etag, _gzip_etag(etag))
-            if "Vary" in out and "Accept-Encoding" in out["Vary"]
-            else (etag,)
-        )
-        outcome, answered_etag = _evaluate_preconditions(
-            method, request_headers, candidates, last_modified
-        )
-        if outcome is None:
-            return None
-        out["ETag"] = answered_etag or etag
-        return _GatewayResponse(body="", headers=_not_modified_headers(out), status_code=outcome)
+        return _precondition_response(out, etag, last_modified, method, request_headers)
 
     def _not_modified(
         self,
@@ -2040,13 +2039,14 @@ class ContentManager:
         cache_control: str | None,
     ) -> _GatewayResponse | None:
         """A 304/412 for ``etag`` before any body exists (pages, assets), else ``None``."""
-        if self._request is None or not 200 <= status_code < 300:
+        request = self._request
+        if request is None or not 200 <= status_code < 300:
             return None
-        _, request_headers = self._request_parts()
-        if not any(name in request_headers for name in _CONDITIONAL_HEADERS):
+        request_headers = _lower_case_headers(request.headers)
+        if not _has_preconditions(request_headers):
             return None
         out = self._base_headers(content_type, headers, cache_control, (), None)
-        return self._conditional(out, etag, None, status_code)
+        return _precondition_response(out, etag, None, request.method, request_headers)
 
     def _respond(
         self,
@@ -2375,6 +2375,40 @@ class ContentManager:
         self.app.route(tail, methods=["GET", "HEAD"], name="chalice_http_toolkit_not_found_tail")(
             view
         )
+
+
+def _has_preconditions(request_headers: Mapping[str, str]) -> bool:
+    """Whether a request (lower-case header names) has any conditional header."""
+    return (
+        "if-none-match" in request_headers
+        or "if-match" in request_headers
+        or "if-modified-since" in request_headers
+        or "if-unmodified-since" in request_headers
+    )
+
+
+def _precondition_response(
+    out: dict[str, str],
+    etag: str,
+    last_modified: int | None,
+    method: str,
+    request_headers: Mapping[str, str],
+) -> _GatewayResponse | None:
+    """The 304/412 for a response with headers ``out`` and validator ``etag``, or ``None``.
+
+    A condition may name the identity or the gzip representation's ETag when the
+    response varies by ``Accept-Encoding``; the answer carries the one it named.
+    """
+    if last_modified is None and "Last-Modified" in out:
+        last_modified = parse_http_date(out["Last-Modified"])
+    candidates = (etag, _gzip_etag(etag)) if "Accept-Encoding" in out.get("Vary", "") else (etag,)
+    outcome, answered_etag = _evaluate_preconditions(
+        method, request_headers, candidates, last_modified
+    )
+    if outcome is None:
+        return None
+    out["ETag"] = answered_etag or etag
+    return _GatewayResponse(body="", headers=_not_modified_headers(out), status_code=outcome)
 
 
 def _gzip_etag(etag: str) -> str:
