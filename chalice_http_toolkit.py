@@ -962,6 +962,7 @@ def _marshal_key(value: Any) -> bytes | None:
 _MEMO_MAX_KEY = 32 * 1024
 _MEMO_SIZE = 128  # entries per ContentManager: 4 MB at most
 _STATIC_URL_MEMO_SIZE = 4096
+_SNIFF_MEMO_SIZE = 1024
 
 
 def _stable_digest(value: Any) -> str | None:
@@ -1741,6 +1742,7 @@ class ContentManager:
             collections.OrderedDict()
         )
         self._static_urls: dict[tuple[str, int | None], str] = {}
+        self._sniffed: collections.OrderedDict[str, str] = collections.OrderedDict()  # ETag → type
         #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
         self.pages = ImageCache(page_cache_bytes)
         if app is not None:
@@ -1758,6 +1760,9 @@ class ContentManager:
                 loader=jinja2.FileSystemLoader(self.templates_dir),
                 autoescape=jinja2.select_autoescape(("html", "htm", "xml", "svg")),
                 auto_reload=self.auto_reload,
+                # A plain dict instead of a locked LRU: a site's templates are few,
+                # and every include looks its template up in this cache.
+                cache_size=-1,
             )
             self._env.globals["static"] = self.static_url
             self._env.globals["srcset"] = self.srcset
@@ -2221,8 +2226,16 @@ class ContentManager:
         extra = {"X-Content-Type-Options": "nosniff"}
         if headers:
             extra.update(headers)
+        # The ETag names the bytes (the premise of a 304), so it can name their type too.
+        content_type = self._sniffed.get(etag) if etag is not None else None
+        if content_type is None:
+            content_type = sniff_content_type(body)
+            if etag is not None:
+                if len(self._sniffed) >= _SNIFF_MEMO_SIZE:
+                    self._sniffed.popitem(last=False)
+                self._sniffed[etag] = content_type
         return self._respond(
-            _Representation(body, sniff_content_type(body), etag=etag, allow_ranges=True),
+            _Representation(body, content_type, etag=etag, allow_ranges=True),
             status_code,
             extra,
             cache_control=cache_control,
