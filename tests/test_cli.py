@@ -400,9 +400,10 @@ def test_setup_writes_a_complete_project(run, klayers, tmp_path):
 
     with Image.open(io.BytesIO(files["chalicelib/static/img/hero.png"])) as image:
         image.load()
-        assert (image.format, image.size) == ("PNG", (240, 120))
+        assert (image.format, image.size) == ("PNG", (960, 480))
     assert b"static('css/site.css')" in files["chalicelib/templates/base.html"]
     assert b"static('img/hero.png')" in files["chalicelib/templates/index.html"]
+    assert b"srcset('img/hero.png')" in files["chalicelib/templates/index.html"]
     assert b'{% extends "base.html" %}' in files["chalicelib/templates/404.html"]
     assert b".chalice/deployments/" in files[".gitignore"]
 
