@@ -299,6 +299,7 @@ BASE_HTML = """\
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{% block title %}{% endblock %}</title>
+  <link rel="icon" href="{{ static('favicon.svg') }}" type="image/svg+xml">
   <link rel="stylesheet" href="{{ static('css/site.css') }}">
 </head>
 <body>
@@ -356,6 +357,15 @@ footer {
   color: #5b6b75;
   font-size: 0.9rem;
 }
+"""
+
+#: Linked from base.html, so browsers do not ask for /favicon.ico (a 404 and a Lambda call).
+FAVICON_SVG = """\
+<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
+  <rect width="32" height="32" rx="6" fill="#5b9ee6"/>
+  <circle cx="21" cy="11" r="6" fill="#ffcd50"/>
+  <path d="M0 32V24Q13 17 32 26V32Z" fill="#3c8c46"/>
+</svg>
 """
 
 GITIGNORE = """\
@@ -491,6 +501,7 @@ def project_files(
         "chalicelib/templates/index.html": INDEX_HTML,
         "chalicelib/templates/404.html": NOT_FOUND_HTML,
         "chalicelib/static/css/site.css": SITE_CSS,
+        "chalicelib/static/favicon.svg": FAVICON_SVG,
         "chalicelib/static/img/hero.png": hero_png(),
         **magic,
         ".chalice/config.json": json.dumps(config, indent=2) + "\n",

@@ -256,6 +256,16 @@ def test_image_is_negotiated(fetch, accept, content_type, signature):
         assert reply.body.startswith(signature)
 
 
+def test_favicon_is_linked_so_browsers_skip_favicon_ico(fetch):
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', fetch("/").body.decode())
+    assert icon and re.fullmatch(r"/static/favicon\.[0-9a-f]{8,}\.svg", icon[1])
+    reply = fetch(icon[1], {"Accept": "image/avif,image/webp,image/svg+xml,*/*;q=0.8"})
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("image/svg+xml")
+    assert reply.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert reply.body.startswith(b"<svg ")
+
+
 def test_hero_image_offers_resized_variants(fetch):
     page = fetch("/").body.decode()
     srcset = re.search(r'srcset="([^"]+)"', page)
@@ -382,6 +392,7 @@ def test_chalice_package_has_layers_and_schedule(project, tmp_path):
         "chalicelib/templates/index.html",
         "chalicelib/templates/404.html",
         "chalicelib/static/css/site.css",
+        "chalicelib/static/favicon.svg",
         "chalicelib/static/img/hero.png",
     } <= names
     # jinja2 and Pillow come from the layers, not from the package.
