@@ -31,15 +31,18 @@ $(E2E_STAMP): $(STAMP) requirements-e2e.txt
 	$(PY) -m pip install --quiet -r requirements-e2e.txt
 	touch $@
 
+# Debian's browser binary (not the /usr/bin/chromium launcher script); installed when missing.
+CHROMIUM ?= /usr/lib/chromium/chromium
+
 browser-deps:
-	@if [ ! -x /usr/lib/chromium/chromium ]; then \
-		echo "installing chromium"; \
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "installing chromium ($(CHROMIUM) is missing)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
 # E2E_REQUIRED=1: a missing browser fails instead of skipping. Artifacts: build/e2e-artifacts/.
 e2e: $(E2E_STAMP) system-deps browser-deps
-	E2E_REQUIRED=1 $(PY) -m pytest -m e2e tests/e2e --durations=3
+	CHROMIUM="$(CHROMIUM)" E2E_REQUIRED=1 $(PY) -m pytest -m e2e tests/e2e --durations=3
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -50,13 +50,10 @@ def browser_required() -> bool:
 
 
 def find_chromium() -> str | None:
+    """The Chromium executable: ``$CHROMIUM`` if set, else Debian's; ``None`` if absent."""
     configured = os.environ.get("CHROMIUM")
-    if configured:
-        return configured
-    for candidate in CHROMIUM_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which("chromium")
+    candidates = [configured] if configured else [*CHROMIUM_CANDIDATES, shutil.which("chromium")]
+    return next((path for path in candidates if path and os.access(path, os.X_OK)), None)
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -149,7 +146,7 @@ def browser() -> Iterator[Browser]:
         _unavailable("Playwright is not installed")
     executable = find_chromium()
     if executable is None:
-        _unavailable("Chromium is not installed")
+        _unavailable(f"Chromium is not installed ({os.environ.get('CHROMIUM') or 'chromium'})")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=executable,
