@@ -139,6 +139,29 @@ def test_responsive_image_picks_a_sized_variant(
     assert requested == [image["src"]]  # one candidate downloaded, not every width
 
 
+def test_image_opened_directly_is_shown(open_tab: OpenTab, site: Site):
+    """A navigation's Accept starts with text/html (what API Gateway decides binary by)."""
+    tab = open_tab()
+    visit(tab, site)
+    url = tab.page.evaluate("document.images[0].src")  # the original, 960 px wide
+    tab.network.take()
+    assert visit(tab, site, url.removeprefix(site.base_url)) == 200
+    document, *others = tab.network.take()
+    accept = document.sent_headers["accept"]
+    assert accept.startswith("text/html")
+    target = negotiate_image_format(accept, "PNG")
+    assert document.content_type == {p: m for m, p in IMAGE_FORMATS.items()}[target]
+    assert tab.page.evaluate("document.images[0].naturalWidth") == 960
+    # An image document has no <link rel="icon">, so Chromium asks for /favicon.ico: the 404 page.
+    assert [(other.url, other.status) for other in others] == [
+        (site.base_url + "/favicon.ico", 404)
+    ]
+    assert tab.console_errors == [
+        "Failed to load resource: the server responded with a status of 404 (Not Found) "
+        f"({site.base_url}/favicon.ico)"
+    ]
+
+
 def test_unknown_link_shows_the_404_page(open_tab: OpenTab, site: Site, artifacts: Path):
     tab = open_tab()
     visit(tab, site)
