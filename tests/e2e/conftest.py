@@ -171,8 +171,10 @@ def open_tab(browser: Browser) -> Iterator[Callable[..., Tab]]:
     """``open_tab(viewport=..., device_scale_factor=...)``: a page in a fresh context (cache)."""
     contexts = []
 
-    def open_tab(viewport: dict[str, int] = DESKTOP, device_scale_factor: float = 1) -> Tab:
-        context = browser.new_context(viewport=viewport, device_scale_factor=device_scale_factor)
+    def open_tab(viewport: dict[str, int] | None = None, device_scale_factor: float = 1) -> Tab:
+        context = browser.new_context(
+            viewport=viewport or DESKTOP, device_scale_factor=device_scale_factor
+        )
         contexts.append(context)
         return Tab(context)
 

@@ -26,6 +26,7 @@ OpenTab = Callable[..., Tab]
 SUN = (255, 205, 80)
 SUN_TOLERANCE = 16
 IMMUTABLE = "public, max-age=31536000, immutable"
+MEDIA_TYPES = {pillow: media_type for media_type, pillow in IMAGE_FORMATS.items()}
 FINGERPRINTED = re.compile(r"/static/.+\.[0-9a-f]{8,}(\.w[0-9]+)?\.[a-z0-9]+")
 
 PAGE_STYLE = """() => {
@@ -37,7 +38,6 @@ PAGE_STYLE = """() => {
         color: style('body').color,
         background: style('body').backgroundColor,
         mainMaxWidth: style('main').maxWidth,
-        imageRadius: document.images.length ? style('img').borderTopLeftRadius : null,
     };
 }"""
 IMAGES = """() => [...document.images].map((image) => ({
@@ -64,7 +64,9 @@ def decoded(tab: Tab, url: str) -> Image.Image:
 def assert_site_css_applied(tab: Tab, site: Site) -> None:
     """The nested stylesheet (static/css/site.css) loaded and styles the page."""
     style = tab.page.evaluate(PAGE_STYLE)
-    assert re.fullmatch(rf"{site.base_url}/static/css/site\.[0-9a-f]{{8,}}\.css", style["sheet"])
+    assert re.fullmatch(
+        rf"{re.escape(site.base_url)}/static/css/site\.[0-9a-f]{{8,}}\.css", style["sheet"]
+    )
     assert style["rules"] >= 4
     assert style["color"] == "rgb(29, 42, 51)"  # body { color: #1d2a33 }
     assert style["background"] == "rgb(246, 248, 249)"  # body { background: #f6f8f9 }
@@ -108,7 +110,7 @@ def test_images_decode_in_the_format_accept_negotiates(open_tab: OpenTab, site: 
         exchange = exchanges[image["src"]]
         # The scaffold's images are PNGs; what Chromium's Accept asks them to become:
         target = negotiate_image_format(exchange.sent_headers["accept"], "PNG")
-        expected = {pillow: media for media, pillow in IMAGE_FORMATS.items()}[target]
+        expected = MEDIA_TYPES[target]
         assert expected in {"image/avif", "image/webp"}, exchange.sent_headers["accept"]
         assert exchange.content_type == expected
         assert "accept" in exchange.headers["vary"].lower()
@@ -132,7 +134,9 @@ def test_responsive_image_picks_a_sized_variant(
     visit(tab, site)
     [image] = tab.page.evaluate(IMAGES)
     suffix = r"\.png" if width == 960 else rf"\.w{width}\.png"
-    assert re.fullmatch(rf"{site.base_url}/static/img/hero\.[0-9a-f]{{8,}}{suffix}", image["src"])
+    assert re.fullmatch(
+        rf"{re.escape(site.base_url)}/static/img/hero\.[0-9a-f]{{8,}}{suffix}", image["src"]
+    )
     assert image["naturalWidth"] > 0
     assert decoded(tab, image["src"]).size == (width, width // 2)
     requested = [exchange.url for exchange in tab.network.take() if "/img/" in exchange.url]
@@ -150,7 +154,7 @@ def test_image_opened_directly_is_shown(open_tab: OpenTab, site: Site):
     accept = document.sent_headers["accept"]
     assert accept.startswith("text/html")
     target = negotiate_image_format(accept, "PNG")
-    assert document.content_type == {p: m for m, p in IMAGE_FORMATS.items()}[target]
+    assert document.content_type == MEDIA_TYPES[target]
     assert tab.page.evaluate("document.images[0].naturalWidth") == 960
     # An image document has no <link rel="icon">, so Chromium asks for /favicon.ico: the 404 page.
     assert [(other.url, other.status) for other in others] == [
@@ -244,6 +248,8 @@ def test_reload_revalidates_the_page_and_keeps_immutable_files(
     assert document.sent_headers["if-none-match"] == first[0].headers["etag"]
     assert document.status == 304
     assert response is not None and response.status == 200  # the cached page, as shown
+    reused = {exchange.url for exchange in _static(reload)}
+    assert {exchange.url for exchange in static if exchange.resource_type != "Other"} <= reused
     for exchange in _static(reload):
         assert (exchange.sent, exchange.from_cache) == (False, True), exchange
     assert reload_hits == [Hit("GET", "/", 304)]
@@ -258,3 +264,26 @@ def test_browser_reaches_loopback_only(open_tab: OpenTab):
     tab = open_tab()
     with pytest.raises(PlaywrightError, match=r"net::ERR_"):
         tab.page.goto("http://e2e-outside.invalid/")
+
+
+def test_edited_stylesheet_shows_on_reload(open_tab: OpenTab, site: Site):
+    """The page's ETag covers the files it links: a new stylesheet is a 200 with its new URL."""
+    tab = open_tab()
+    visit(tab, site)
+    old_sheet = tab.page.evaluate(PAGE_STYLE)["sheet"]
+    css = site.project / "chalicelib" / "static" / "css" / "site.css"
+    original = css.read_text()
+    css.write_text(original.replace("color: #1d2a33;", "color: #7a1f1f;", 1))
+    try:
+        offset = site.log_offset()
+        tab.page.reload(wait_until="networkidle")
+        hits = site.hits_since(offset)
+        style = tab.page.evaluate(PAGE_STYLE)
+    finally:
+        css.write_text(original)
+    assert style["color"] == "rgb(122, 31, 31)"
+    assert style["sheet"] != old_sheet
+    assert hits == [
+        Hit("GET", "/", 200),
+        Hit("GET", style["sheet"].removeprefix(site.base_url), 200),
+    ]
