@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: test lint format demo bench bin_magic system-deps clean
+.PHONY: test e2e lint format demo bench bin_magic system-deps browser-deps clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,27 @@ system-deps:
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not e2e"
+
+# Browser tests: Debian's Chromium driven by Playwright (which downloads no browser here).
+E2E_STAMP := $(VENV)/.e2e-$(shell cat requirements-dev.txt requirements-e2e.txt | sha256sum | cut -c1-12)
+
+$(E2E_STAMP): $(STAMP) requirements-e2e.txt
+	$(PY) -m pip install --quiet -r requirements-e2e.txt
+	touch $@
+
+# Debian's browser binary (not the /usr/bin/chromium launcher script); installed when missing.
+CHROMIUM ?= /usr/lib/chromium/chromium
+
+browser-deps:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "installing chromium ($(CHROMIUM) is missing)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+# E2E_REQUIRED=1: a missing browser fails instead of skipping. Artifacts: build/e2e-artifacts/.
+e2e: $(E2E_STAMP) system-deps browser-deps
+	CHROMIUM="$(CHROMIUM)" E2E_REQUIRED=1 $(PY) -m pytest -m e2e tests/e2e --durations=3
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

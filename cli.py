@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import re
 import shutil
@@ -298,6 +299,7 @@ BASE_HTML = """\
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{% block title %}{% endblock %}</title>
+  <link rel="icon" href="{{ static('favicon.svg') }}" type="image/svg+xml">
   <link rel="stylesheet" href="{{ static('css/site.css') }}">
 </head>
 <body>
@@ -315,7 +317,9 @@ INDEX_HTML = """\
 {% block content %}
     <h1>{{ title }}</h1>
     <p>Edit <code>chalicelib/templates/index.html</code> and reload.</p>
-    <img src="{{ static('img/hero.png') }}" alt="A sun over green hills" width="240" height="120">
+    <img src="{{ static('img/hero.png') }}" srcset="{{ srcset('img/hero.png') }}"
+         sizes="(min-width: 40rem) 38rem, calc(100vw - 2rem)"
+         alt="A sun over green hills" width="960" height="480">
 {% endblock %}
 """
 
@@ -355,6 +359,15 @@ footer {
 }
 """
 
+#: Linked from base.html, so browsers do not ask for /favicon.ico (a 404 and a Lambda call).
+FAVICON_SVG = """\
+<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
+  <rect width="32" height="32" rx="6" fill="#5b9ee6"/>
+  <circle cx="21" cy="11" r="6" fill="#ffcd50"/>
+  <path d="M0 32V24Q13 17 32 26V32Z" fill="#3c8c46"/>
+</svg>
+"""
+
 GITIGNORE = """\
 .chalice/deployments/
 .chalice/venv/
@@ -364,22 +377,25 @@ __pycache__/
 """
 
 
-def hero_png(width: int = 240, height: int = 120) -> bytes:
-    """A small real PNG (sky, sun, hills) encoded with zlib, so no image ships in cli.py."""
+def hero_png(width: int = 960, height: int = 480) -> bytes:
+    """A real PNG (sky, sun, hills) encoded with zlib, so no image ships in cli.py.
+
+    Wide enough that ``srcset()`` offers resized variants of it (320w, 640w).
+    Drawn a row at a time: the sun and the hill are one run of pixels per row.
+    """
+    sun_x, sun_y, sun_radius = width * 0.7, height * 0.35, height * 0.16
     rows = []
     for y in range(height):
-        row = bytearray(b"\x00")  # filter type None
-        sky = (90 + y, 160 + y // 2, 230)
-        for x in range(width):
-            horizon = height * (0.72 + (x / width - 0.4) ** 2)
-            if y > horizon:
-                pixel = (60, 140 - (y - int(horizon)), 70)
-            elif (x - width * 0.7) ** 2 + (y - height * 0.35) ** 2 < (height * 0.16) ** 2:
-                pixel = (255, 205, 80)
-            else:
-                pixel = sky
-            row += bytes(pixel)
-        rows.append(bytes(row))
+        depth = y / height
+        row = bytearray(bytes((90 + int(120 * depth), 160 + int(60 * depth), 230)) * width)
+        if abs(y - sun_y) < sun_radius:
+            half = math.sqrt(sun_radius**2 - (y - sun_y) ** 2)
+            _paint(row, sun_x - half, sun_x + half, (255, 205, 80))
+        if depth > 0.72:  # the hill: y below height * (0.72 + (x / width - 0.4) ** 2)
+            half = width * math.sqrt(depth - 0.72)
+            green = (60, 150 - int(120 * (depth - 0.72)), 70)
+            _paint(row, width * 0.4 - half, width * 0.4 + half, green)
+        rows.append(b"\x00" + row)  # filter type None
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(kind + data)
@@ -392,6 +408,13 @@ def hero_png(width: int = 240, height: int = 120) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
         + chunk(b"IEND", b"")
     )
+
+
+def _paint(row: bytearray, left: float, right: float, colour: tuple[int, int, int]) -> None:
+    """Fill the RGB pixels from ``left`` to ``right`` (clipped to the row) with ``colour``."""
+    first, last = max(0, round(left)), min(len(row) // 3, round(right))
+    if last > first:
+        row[first * 3 : last * 3] = bytes(colour) * (last - first)
 
 
 def chalice_config(name: str, arch: str, layer_arns: list[str]) -> dict:
@@ -478,6 +501,7 @@ def project_files(
         "chalicelib/templates/index.html": INDEX_HTML,
         "chalicelib/templates/404.html": NOT_FOUND_HTML,
         "chalicelib/static/css/site.css": SITE_CSS,
+        "chalicelib/static/favicon.svg": FAVICON_SVG,
         "chalicelib/static/img/hero.png": hero_png(),
         **magic,
         ".chalice/config.json": json.dumps(config, indent=2) + "\n",

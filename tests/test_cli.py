@@ -324,6 +324,7 @@ PROJECT_FILES = [
     "chalicelib/__init__.py",
     "chalicelib/chalice_http_toolkit.py",
     "chalicelib/static/css/site.css",
+    "chalicelib/static/favicon.svg",
     "chalicelib/static/img/hero.png",
     "chalicelib/templates/404.html",
     "chalicelib/templates/base.html",
@@ -400,9 +401,12 @@ def test_setup_writes_a_complete_project(run, klayers, tmp_path):
 
     with Image.open(io.BytesIO(files["chalicelib/static/img/hero.png"])) as image:
         image.load()
-        assert (image.format, image.size) == ("PNG", (240, 120))
+        assert (image.format, image.size) == ("PNG", (960, 480))
     assert b"static('css/site.css')" in files["chalicelib/templates/base.html"]
+    assert b"static('favicon.svg')" in files["chalicelib/templates/base.html"]
+    assert files["chalicelib/static/favicon.svg"].startswith(b"<svg ")
     assert b"static('img/hero.png')" in files["chalicelib/templates/index.html"]
+    assert b"srcset('img/hero.png')" in files["chalicelib/templates/index.html"]
     assert b'{% extends "base.html" %}' in files["chalicelib/templates/404.html"]
     assert b".chalice/deployments/" in files[".gitignore"]
 
@@ -532,7 +536,9 @@ def test_setup_refuses_to_overwrite(run, klayers, tmp_path):
     result = run(*args)
     assert result.code == cli.EXIT_EXISTS
     assert result.stdout == ""
-    assert f"12 file(s) already exist in {project}, nothing was written" in result.stderr
+    assert f"{len(PROJECT_FILES)} file(s) already exist in {project}, nothing was written" in (
+        result.stderr
+    )
     assert "\n  app.py\n" in result.stderr
     assert "use --force" in result.stderr
     assert tree(project) == before

@@ -4,6 +4,7 @@ under `chalice local` on 127.0.0.1, and packaged by `chalice package` without ne
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import pytest
 from chalice import Chalice
 from chalice.app import ScheduledEventConfig
 from chalice.test import Client
+from PIL import Image
 
 from conftest import ROOT
 from fake_klayers import FakeKlayers, layer_arn
@@ -254,6 +256,32 @@ def test_image_is_negotiated(fetch, accept, content_type, signature):
         assert reply.body.startswith(signature)
 
 
+def test_favicon_is_linked_so_browsers_skip_favicon_ico(fetch):
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', fetch("/").body.decode())
+    assert icon and re.fullmatch(r"/static/favicon\.[0-9a-f]{8,}\.svg", icon[1])
+    reply = fetch(icon[1], {"Accept": "image/avif,image/webp,image/svg+xml,*/*;q=0.8"})
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("image/svg+xml")
+    assert reply.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert reply.body.startswith(b"<svg ")
+
+
+def test_hero_image_offers_resized_variants(fetch):
+    page = fetch("/").body.decode()
+    srcset = re.search(r'srcset="([^"]+)"', page)
+    assert srcset, page
+    candidates = dict(reversed(item.split()) for item in srcset[1].split(", "))
+    assert list(candidates) == ["320w", "640w", "960w"]
+    assert candidates["960w"] == urls_in(page.encode())["img"]
+    assert re.fullmatch(r"/static/img/hero\.[0-9a-f]{8,}\.w640\.png", candidates["640w"])
+
+    reply = fetch(candidates["640w"], {"Accept": "image/png"})
+    assert (reply.status, reply.headers["content-type"]) == (200, "image/png")
+    assert reply.headers["cache-control"] == "public, max-age=31536000, immutable"
+    with Image.open(io.BytesIO(reply.body)) as image:
+        assert image.size == (640, 320)
+
+
 @pytest.mark.parametrize("path", ["/nope", "/no/such/page", "/static/css/missing.css"])
 def test_unknown_path_gets_the_404_page(fetch, path):
     reply = fetch(path, {"Accept": "text/html"})
@@ -364,6 +392,7 @@ def test_chalice_package_has_layers_and_schedule(project, tmp_path):
         "chalicelib/templates/index.html",
         "chalicelib/templates/404.html",
         "chalicelib/static/css/site.css",
+        "chalicelib/static/favicon.svg",
         "chalicelib/static/img/hero.png",
     } <= names
     # jinja2 and Pillow come from the layers, not from the package.
