@@ -16,7 +16,7 @@ nothing here fails on a slow number.
 Environment: ``BENCH_ITERATIONS`` (timed requests per row and variant, default
 5000), ``BENCH_BUDGET`` (seconds per row and variant, default 3; caps slow rows
 such as 0.6.2's per-request image conversion), ``BENCH_IMPORT_RUNS`` (default
-15), ``BENCH_COLD_RUNS`` (default 5), ``BENCH_FIRST_CONVERSIONS`` (default 10).
+15), ``BENCH_COLD_RUNS`` (default 5), ``BENCH_FIRST_CONVERSIONS`` (default 20).
 """
 
 from __future__ import annotations
@@ -528,14 +528,20 @@ def _requests(app: Any, old: bool) -> dict[str, Callable[[], Any] | None]:
     }
 
 
-def _first_conversions(app: Any, count: int) -> list[float]:
-    """Microseconds for the first WebP request of each distinct photo (a cold conversion)."""
-    out = []
+def _first_conversion(app: Any, index: int) -> float:
+    """Microseconds for the first WebP request of photo ``index`` (a cold conversion)."""
+    event = _event(app, f"/static/img/first/{index}.jpg", _headers(WEBP_ACCEPT))
+    start = time.perf_counter()
+    call(app, event)
+    return (time.perf_counter() - start) * 1e6
+
+
+def _first_conversions(apps: dict[str, Any], count: int) -> dict[str, list[float]]:
+    """Cold conversions per app, alternating between the apps so noise hits both alike."""
+    out: dict[str, list[float]] = {name: [] for name in apps}
     for index in range(count):
-        event = _event(app, f"/static/img/first/{index}.jpg", _headers(WEBP_ACCEPT))
-        start = time.perf_counter()
-        call(app, event)
-        out.append((time.perf_counter() - start) * 1e6)
+        for name, app in apps.items():
+            out[name].append(_first_conversion(app, index))
     return out
 
 
@@ -611,11 +617,11 @@ def measure_rows(
         medians["Jinja2 render (no Chalice)"] = {"ours": median(samples["jinja"])}
         medians["bare route + Jinja2 render"] = {"ours": median(samples["bare+jinja"])}
         medians["bare route"] = {"ours": median(bare_samples), "n": {"ours": len(bare_samples)}}
+        converting = {"old": old} if old is not None else {}
         if hasattr(sys.modules[OURS_MODULE], "negotiate_image_format"):
-            ours_first = _first_conversions(ours, first_conversions)
-        else:
-            ours_first = []
-        old_first = _first_conversions(old, first_conversions) if old is not None else []
+            converting["ours"] = ours
+        firsts = _first_conversions(converting, first_conversions)
+        ours_first, old_first = firsts.get("ours", []), firsts.get("old", [])
         medians["first image conversion"] = {
             "ours": median(ours_first),
             "old": median(old_first),
@@ -995,7 +1001,7 @@ def main(argv: list[str] | None = None) -> int:
         budget=float(os.environ.get("BENCH_BUDGET", "3")),
         import_runs=int(os.environ.get("BENCH_IMPORT_RUNS", "15")),
         cold_runs=int(os.environ.get("BENCH_COLD_RUNS", "5")),
-        first_conversions=int(os.environ.get("BENCH_FIRST_CONVERSIONS", "10")),
+        first_conversions=int(os.environ.get("BENCH_FIRST_CONVERSIONS", "20")),
         output=args.output,
     )
     if results["meta"]["old_toolkit"] is None:
