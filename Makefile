@@ -12,11 +12,16 @@ $(STAMP): requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# libmagic is a system library: install it when the machine lacks it.
+# libmagic is a system library, node runs the CloudFront Function in the tests: install
+# them when the machine lacks them.
 system-deps:
 	@if ! ldconfig -p 2>/dev/null | grep -q 'libmagic.so.1'; then \
 		echo "installing libmagic1"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmagic1; \
+	fi
+	@if ! command -v node >/dev/null 2>&1; then \
+		echo "installing nodejs"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs; \
 	fi
 
 test: $(STAMP) system-deps
