@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: test lint format demo bench bin_magic system-deps clean
+.PHONY: test lint format demo bench cdn-sim bin_magic system-deps clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ $(BENCH_STAMP): requirements-dev.txt bench/requirements.txt
 
 bench: $(BENCH_STAMP) system-deps
 	$(BENCH_VENV)/bin/python bench/run.py
+	$(BENCH_VENV)/bin/python bench/cdn_sim.py
+
+# Origin load behind the CloudFront model (tests/cdn_model.py), ours vs 0.6.2: bench/cdn_results.json.
+cdn-sim: $(BENCH_STAMP) system-deps
+	$(BENCH_VENV)/bin/python bench/cdn_sim.py
 
 # Regenerate bin_magic/ from the pylibmagic wheels and verify SHA256SUMS.
 bin_magic:

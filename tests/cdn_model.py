@@ -227,6 +227,7 @@ class OriginRequest:
     status: int
     bytes: int
     conditional: bool
+    content_type: str
 
 
 class CloudFrontModel:
@@ -300,7 +301,14 @@ class CloudFrontModel:
         answer = self.origin(target, conditional)
         revalidation = len(conditional) > len(headers)
         self.origin_log.append(
-            OriginRequest(target, key, answer.status, len(answer.body), revalidation)
+            OriginRequest(
+                target,
+                key,
+                answer.status,
+                len(answer.body),
+                revalidation,
+                answer.headers.get("content-type", ""),
+            )
         )
         if answer.status == 304 and stored is not None:
             for name in ("cache-control", "expires", "date", "last-modified", "vary"):
@@ -560,7 +568,7 @@ def page_view(
     """One page view: the page, then (for browsers) what it links to, then ``extra``."""
     seen = [client.fetch(cdn, page, "page", now)]
     links = subresources(seen[0].content) if client.profile.subresources else []
-    for url, kind in [*links, *extra]:
+    for url, kind in dict.fromkeys([*links, *extra]):  # each URL once, in page order
         seen.append(client.fetch(cdn, url, kind, now))
     return seen
 
