@@ -22,6 +22,8 @@ from chalice_http_toolkit import (
     IMAGE_ACCEPT_ANY,
     IMAGE_ACCEPT_AVIF,
     IMAGE_ACCEPT_WEBP,
+    IMAGE_FORMATS,
+    MEDIA_TYPES,
     WRITABLE_IMAGE_FORMATS,
     normalise_image_accept,
 )
@@ -385,6 +387,12 @@ def test_function_without_avif(accept, expected):
     no_avif = function_code(cli.cloudfront_template(avif=False))
     [result] = run_batch(no_avif, [("/a.png", {"accept": accept})])
     assert result == {"accept": expected}
+
+
+def test_function_image_extensions_are_the_modules():
+    """The function treats as images exactly the extensions the module negotiates."""
+    negotiated = {ext for ext, media_type in MEDIA_TYPES.items() if media_type in IMAGE_FORMATS}
+    assert set(cli.IMAGE_EXTENSIONS) == negotiated
 
 
 def test_long_lived_function_process(code):
