@@ -600,8 +600,7 @@ def _print_next_steps(
 #: ``normalise_image_accept()`` (q-values parsed as ``parse_accept_header()`` parses them),
 #: so the cache key holds at most three values per URL. ``%(avif)s`` and
 #: ``%(extensions)s`` are filled in by :func:`cloudfront_function_code`.
-CLOUDFRONT_FUNCTION_JS = r"""
-// chalice-http-toolkit: give the cache key and the origin one of three Accept values.
+CLOUDFRONT_FUNCTION_JS = r"""// chalice-http-toolkit: one of three Accept values.
 // Image requests (an image extension, or an Accept that starts with image/) get the value
 // of the module's normalise_image_accept(): AVIF and WebP count only when named explicitly
 // with q > 0, the higher q wins, a tie goes to AVIF. Other requests get */*: the toolkit's
