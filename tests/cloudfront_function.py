@@ -84,10 +84,12 @@ class ViewerRequestFunction:
         self.calls += 1
         line = _line(uri, {name.lower(): value for name, value in sorted(headers.items())})
         if line not in self._memo:
-            assert self._process.stdin is not None and self._process.stdout is not None
-            self._process.stdin.write(line + "\n")
-            self._process.stdin.flush()
-            answer = self._process.stdout.readline()
+            stdin, stdout = self._process.stdin, self._process.stdout
+            if stdin is None or stdout is None:
+                raise RuntimeError("the node harness has no pipes")
+            stdin.write(line + "\n")
+            stdin.flush()
+            answer = stdout.readline()
             if not answer:
                 raise RuntimeError("the node harness exited")
             self._memo[line] = json.loads(answer)
