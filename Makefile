@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: test e2e lint format demo bench bin_magic system-deps browser-deps clean
+.PHONY: test e2e lint format demo bench cdn-sim bin_magic system-deps browser-deps clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,11 +12,16 @@ $(STAMP): requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# libmagic is a system library: install it when the machine lacks it.
+# libmagic is a system library, node runs the CloudFront Function in the tests: install
+# them when the machine lacks them.
 system-deps:
 	@if ! ldconfig -p 2>/dev/null | grep -q 'libmagic.so.1'; then \
 		echo "installing libmagic1"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmagic1; \
+	fi
+	@if ! command -v node >/dev/null 2>&1; then \
+		echo "installing nodejs"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs; \
 	fi
 
 test: $(STAMP) system-deps
@@ -70,6 +75,11 @@ $(BENCH_STAMP): requirements-dev.txt bench/requirements.txt
 
 bench: $(BENCH_STAMP) system-deps
 	$(BENCH_VENV)/bin/python bench/run.py
+	$(BENCH_VENV)/bin/python bench/cdn_sim.py
+
+# Origin load behind the CloudFront model (tests/cdn_model.py), ours vs 0.6.2: bench/cdn_results.json.
+cdn-sim: $(BENCH_STAMP) system-deps
+	$(BENCH_VENV)/bin/python bench/cdn_sim.py
 
 # Regenerate bin_magic/ from the pylibmagic wheels and verify SHA256SUMS.
 bin_magic:

@@ -3,11 +3,14 @@
 
     python cli.py layers -r us-east-1 [--python 3.12] [--arch x86_64|arm64] [-j]
     python cli.py setup -n mysite -p mysite [-e magic] [-r us-east-1] [--force]
+    python cli.py cloudfront [-o cloudfront.json] [--stage api] [--static-prefix /static]
 
 Standard library only, so it runs before anything is installed. Layer ARNs come
 from the Klayers API (``KLAYERS_API_URL`` overrides its base URL and
 ``KLAYERS_TIMEOUT`` the time-out in seconds). Messages go to stderr; ``layers``
-prints only ARNs (or JSON) on stdout, ``setup`` its progress and next steps.
+prints only ARNs (or JSON) on stdout, ``setup`` its progress and next steps,
+``cloudfront`` the CloudFormation template of a distribution in front of the API
+(or, with ``-o``, writes it to a file).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 # ---------------------------------------------------------------------------
 # Exit codes and settings
@@ -38,9 +41,9 @@ EXIT_LOOKUP_FAILED = 1
 EXIT_USAGE = 2
 #: ``layers``: Klayers has no layer for a package on that Python/architecture.
 EXIT_MISSING_LAYER = 3
-#: ``setup``: files exist and ``--force`` was not given; nothing was written.
+#: ``setup``/``cloudfront``: files exist and ``--force`` was not given; nothing was written.
 EXIT_EXISTS = 4
-#: ``setup``: a source file is missing or the project could not be written.
+#: ``setup``/``cloudfront``: a source file is missing or a file could not be written.
 EXIT_SETUP_FAILED = 5
 
 EXIT_CODES_HELP = """\
@@ -49,8 +52,8 @@ exit codes:
   1  the Klayers API could not be reached, timed out or answered an error or garbage
   2  usage error
   3  layers: a package has no layer for that Python version and architecture
-  4  setup: files already exist (use --force); nothing was written
-  5  setup: a source file is missing or the project could not be written
+  4  setup, cloudfront: files already exist (use --force); nothing was written
+  5  setup, cloudfront: a source file is missing or a file could not be written
 """
 
 #: Default base URL of the Klayers API (environment variable ``KLAYERS_API_URL``).
@@ -101,6 +104,8 @@ MAGIC_REQUIRED = ("x86_64/libmagic.so.1", "aarch64/libmagic.so.1", "magic.mgc")
 #: ``bin_magic/`` files that describe or rebuild the binaries rather than ship them.
 MAGIC_SKIPPED = ("README.md", "SHA256SUMS")
 MAGIC_SKIPPED_SUFFIXES = (".py", ".sh", ".pyc")
+#: The API Gateway stage of new projects (``api_gateway_stage``), the template's origin path.
+STAGE = "api"
 
 # Chalice has no name check of its own: it derives the Lambda function names
 # ``{app_name}-{stage}`` and ``{app_name}-{stage}-{handler}``, the IAM role and
@@ -424,7 +429,7 @@ def chalice_config(name: str, arch: str, layer_arns: list[str]) -> dict:
     prod uses ``policy-prod.json``, which lets keep-warm invoke the API handler.
     """
     prod: dict = {
-        "api_gateway_stage": "api",
+        "api_gateway_stage": STAGE,
         "autogen_policy": False,
         "iam_policy_file": "policy-prod.json",
     }
@@ -436,7 +441,7 @@ def chalice_config(name: str, arch: str, layer_arns: list[str]) -> dict:
         "lambda_memory_size": 256,
         "lambda_timeout": 30,
         "lambda_architecture": arch,
-        "stages": {"dev": {"api_gateway_stage": "api"}, "prod": prod},
+        "stages": {"dev": {"api_gateway_stage": STAGE}, "prod": prod},
     }
 
 
@@ -507,6 +512,7 @@ def project_files(
         ".chalice/config.json": json.dumps(config, indent=2) + "\n",
         ".chalice/policy-prod.json": json.dumps(iam_policy(args.name, "prod"), indent=2) + "\n",
         "requirements.txt": requirements_txt(needed, layers_note),
+        _TEMPLATE_FILENAME: cloudfront_json(stage=STAGE),
         ".gitignore": GITIGNORE,
     }
 
@@ -606,6 +612,373 @@ def _print_next_steps(
         print("   interpreter that runs chalice and must match the layers)")
     else:
         print(f"  {deploy}")
+    print(f"  CloudFront in front: {_TEMPLATE_FILENAME} (README.md, section CloudFront)")
+
+
+# ---------------------------------------------------------------------------
+# `cloudfront`: a CloudFormation template for a distribution in front of the API
+# ---------------------------------------------------------------------------
+
+#: The CloudFront Function (viewer request, ``cloudfront-js-2.0``). It sets ``Accept`` to
+#: one of the module's three ``IMAGE_ACCEPT_*`` values by the rule of
+#: ``normalise_image_accept()`` (q-values parsed as ``parse_accept_header()`` parses them),
+#: so the cache key holds at most three values per URL. ``%(avif)s`` and
+#: ``%(extensions)s`` are filled in by :func:`cloudfront_function_code`.
+CLOUDFRONT_FUNCTION_JS = r"""// chalice-http-toolkit: one of three Accept values.
+// Image requests (an image extension, or an Accept that starts with image/) get the value
+// of the module's normalise_image_accept(): AVIF and WebP count only when named explicitly
+// with q > 0, the higher q wins, a tie goes to AVIF. Other requests get */*: the toolkit's
+// pages, CSS, JS and JSON do not vary on Accept, so one cache entry serves every browser.
+var AVIF = "image/avif,image/webp,*/*";
+var WEBP = "image/webp,*/*";
+var ANY = "*/*";
+// false when the origin's Pillow cannot write AVIF (cli.py cloudfront --no-avif).
+var AVIF_COUNTS = %(avif)s;
+var IMAGE_EXTENSIONS = %(extensions)s;
+// Python's str.strip() whitespace and float() syntax: q-values parse as in the module.
+var SPACE = "[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+var EDGES = new RegExp("^" + SPACE + "+|" + SPACE + "+$", "g");
+var DIGITS = "[0-9](?:_?[0-9])*";
+var MANTISSA = "(?:" + DIGITS + "(?:\\.(?:" + DIGITS + ")?)?|\\." + DIGITS + ")";
+var NUMBER = new RegExp("^[+-]?" + MANTISSA + "(?:[eE][+-]?" + DIGITS + ")?$");
+
+function strip(text) {
+    return text.replace(EDGES, "");
+}
+
+// The weight of an element from its parameters; -1 drops the element (malformed q, or
+// q outside 0..1), as parse_accept_header() does.
+function quality(params) {
+    var q = 1;
+    if (params === "") {
+        return q;
+    }
+    var parts = params.split(";");
+    for (var i = 0; i < parts.length; i++) {
+        var eq = parts[i].indexOf("=");
+        var name = strip(eq < 0 ? parts[i] : parts[i].slice(0, eq)).toLowerCase();
+        if (name !== "q") {
+            continue;
+        }
+        var raw = strip(eq < 0 ? "" : parts[i].slice(eq + 1));
+        if (!NUMBER.test(raw)) {
+            return -1;
+        }
+        q = Number(raw.replace(/_/g, ""));
+        if (!(q >= 0 && q <= 1)) {
+            return -1;
+        }
+    }
+    return q;
+}
+
+function normalise(accept) {
+    var avif = null;
+    var webp = null;
+    var elements = accept ? accept.split(",") : [];
+    for (var i = 0; i < elements.length; i++) {
+        var semi = elements[i].indexOf(";");
+        var token = strip(semi < 0 ? elements[i] : elements[i].slice(0, semi)).toLowerCase();
+        if (token === "") {
+            continue;
+        }
+        var q = quality(semi < 0 ? "" : elements[i].slice(semi + 1));
+        if (q < 0) {
+            continue;
+        }
+        // The first occurrence of a media range counts.
+        if (token === "image/avif" && avif === null) {
+            avif = q;
+        } else if (token === "image/webp" && webp === null) {
+            webp = q;
+        }
+    }
+    var a = AVIF_COUNTS && avif !== null ? avif : 0;
+    var w = webp !== null ? webp : 0;
+    if (a <= 0 && w <= 0) {
+        return ANY;
+    }
+    return a >= w ? AVIF : WEBP;
+}
+
+function isImageRequest(uri, accept) {
+    var name = uri.slice(uri.lastIndexOf("/") + 1);
+    var dot = name.lastIndexOf(".");
+    if (dot >= 0 && IMAGE_EXTENSIONS.indexOf(name.slice(dot + 1).toLowerCase()) >= 0) {
+        return true;
+    }
+    if (!accept) {
+        return false;
+    }
+    return strip(accept.split(",")[0].split(";")[0]).toLowerCase().indexOf("image/") === 0;
+}
+
+function handler(event) {
+    var request = event.request;
+    var header = request.headers.accept;
+    var accept;
+    if (header && header.multiValue) {
+        accept = header.multiValue.map(function (item) { return item.value; }).join(",");
+    } else if (header) {
+        accept = header.value;
+    }
+    var value = isImageRequest(request.uri, accept) ? normalise(accept) : ANY;
+    request.headers.accept = { value: value };
+    return request;
+}
+"""
+
+#: File extensions whose requests the function treats as image requests: the types the
+#: module converts between (``IMAGE_FORMATS``).
+IMAGE_EXTENSIONS = ("avif", "jpeg", "jpg", "png", "webp")
+#: CloudFront price classes (``PriceClass_100``: North America and Europe, the cheapest).
+PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
+#: One year: content-hashed static URLs are sent with ``max-age=31536000, immutable``.
+ONE_YEAR = 31536000
+#: A URL path segment: the static prefix and the stage.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+_STAGE = re.compile(r"[A-Za-z0-9_]+")
+_TEMPLATE_FILENAME = "cloudfront.json"
+
+
+def cloudfront_function_code(avif: bool = True) -> str:
+    """The viewer-request function's JavaScript (``avif``: the origin can write AVIF)."""
+    return CLOUDFRONT_FUNCTION_JS % {
+        "avif": "true" if avif else "false",
+        "extensions": json.dumps(list(IMAGE_EXTENSIONS)),
+    }
+
+
+def _cache_policy(name: str, comment: str, default_ttl: int, query_strings: str) -> dict:
+    """TTLs from the origin's Cache-Control (MinTTL 0); Accept and gzip/brotli in the key."""
+    return {
+        "Type": "AWS::CloudFront::CachePolicy",
+        "Properties": {
+            "CachePolicyConfig": {
+                "Name": {"Fn::Sub": "${AWS::StackName}-" + name},
+                "Comment": comment,
+                "MinTTL": 0,
+                "DefaultTTL": default_ttl,
+                "MaxTTL": ONE_YEAR,
+                "ParametersInCacheKeyAndForwardedToOrigin": {
+                    "EnableAcceptEncodingGzip": True,
+                    "EnableAcceptEncodingBrotli": True,
+                    "HeadersConfig": {"HeaderBehavior": "whitelist", "Headers": ["Accept"]},
+                    "CookiesConfig": {"CookieBehavior": "none"},
+                    "QueryStringsConfig": {"QueryStringBehavior": query_strings},
+                },
+            }
+        },
+    }
+
+
+def cloudfront_template(
+    *,
+    stage: str = "api",
+    static_prefix: str = "/static",
+    price_class: str = "PriceClass_100",
+    avif: bool = True,
+) -> dict:
+    """A CloudFormation template: a distribution in front of a Chalice REST API.
+
+    The origin is ``{RestApiId}.execute-api.{region}`` with the stage as origin path.
+    Pages (default behaviour) are cached by the origin's Cache-Control (the toolkit's
+    ``no-cache``: stored and revalidated with the ETag on every request); the static
+    prefix gets a behaviour whose key ignores query strings and whose TTL follows the
+    year-long ``immutable`` Cache-Control of content-hashed URLs. Both run the Accept
+    function on viewer requests; Host is never forwarded (API Gateway rejects it).
+    """
+    function = {"FunctionARN": {"Fn::GetAtt": ["AcceptFunction", "FunctionARN"]}}
+    association = {"FunctionAssociations": [{"EventType": "viewer-request", **function}]}
+    static_behaviour = {
+        "PathPattern": static_prefix.strip("/") + "/*",
+        "TargetOriginId": "chalice-api",
+        "ViewerProtocolPolicy": "redirect-to-https",
+        "AllowedMethods": ["GET", "HEAD"],
+        "CachedMethods": ["GET", "HEAD"],
+        "Compress": True,
+        "CachePolicyId": {"Ref": "StaticCachePolicy"},
+        **association,
+    }
+    default_behaviour = {
+        "TargetOriginId": "chalice-api",
+        "ViewerProtocolPolicy": "redirect-to-https",
+        "AllowedMethods": ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"],
+        "CachedMethods": ["GET", "HEAD"],
+        "Compress": True,
+        "CachePolicyId": {"Ref": "PageCachePolicy"},
+        "OriginRequestPolicyId": {"Ref": "PageOriginRequestPolicy"},
+        **association,
+    }
+    api_domain = {
+        "Fn::If": [
+            "ApiInStackRegion",
+            {"Fn::Sub": "${RestApiId}.execute-api.${AWS::Region}.${AWS::URLSuffix}"},
+            {"Fn::Sub": "${RestApiId}.execute-api.${ApiRegion}.${AWS::URLSuffix}"},
+        ]
+    }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": (
+            "chalice-http-toolkit: CloudFront in front of a Chalice REST API (written by "
+            "cli.py cloudfront)"
+        ),
+        "Parameters": {
+            "RestApiId": {
+                "Type": "String",
+                "AllowedPattern": "^[a-z0-9]{10}$",
+                "ConstraintDescription": "the 10-character id in the Rest API URL",
+                "Description": (
+                    "The id in the Rest API URL that chalice deploy prints: "
+                    "https://{RestApiId}.execute-api.{region}.amazonaws.com/{stage}/"
+                ),
+            },
+            "ApiRegion": {
+                "Type": "String",
+                "Default": "",
+                "AllowedPattern": "^([a-z]{2}(-[a-z]+)+-[0-9])?$",
+                "Description": "The API's region; empty: the region of this stack",
+            },
+            "Stage": {
+                "Type": "String",
+                "Default": stage,
+                "AllowedPattern": "^[A-Za-z0-9_]+$",
+                "Description": "The API Gateway stage (api_gateway_stage in .chalice/config.json)",
+            },
+            "PriceClass": {
+                "Type": "String",
+                "Default": price_class,
+                "AllowedValues": list(PRICE_CLASSES),
+                "Description": "Edge locations to serve from (PriceClass_100: NA and Europe)",
+            },
+        },
+        "Conditions": {"ApiInStackRegion": {"Fn::Equals": [{"Ref": "ApiRegion"}, ""]}},
+        "Resources": {
+            "AcceptFunction": {
+                "Type": "AWS::CloudFront::Function",
+                "Properties": {
+                    "Name": {"Fn::Sub": "${AWS::StackName}-accept"},
+                    "AutoPublish": True,
+                    "FunctionConfig": {
+                        "Comment": "Normalise Accept to three values (chalice-http-toolkit)",
+                        "Runtime": "cloudfront-js-2.0",
+                    },
+                    "FunctionCode": cloudfront_function_code(avif),
+                },
+            },
+            "PageCachePolicy": _cache_policy(
+                "pages",
+                "Pages: TTL from the origin's Cache-Control (no-cache: revalidate each time)",
+                0,
+                "all",
+            ),
+            "StaticCachePolicy": _cache_policy(
+                "static",
+                "Static files: content-hashed URLs are immutable for a year",
+                86400,
+                "none",
+            ),
+            "PageOriginRequestPolicy": {
+                "Type": "AWS::CloudFront::OriginRequestPolicy",
+                "Properties": {
+                    "OriginRequestPolicyConfig": {
+                        "Name": {"Fn::Sub": "${AWS::StackName}-pages"},
+                        "Comment": "Bodies and CORS preflights of the app's own routes; no Host",
+                        "HeadersConfig": {
+                            "HeaderBehavior": "whitelist",
+                            "Headers": [
+                                "Content-Type",
+                                "Origin",
+                                "Access-Control-Request-Method",
+                                "Access-Control-Request-Headers",
+                            ],
+                        },
+                        "CookiesConfig": {"CookieBehavior": "none"},
+                        "QueryStringsConfig": {"QueryStringBehavior": "all"},
+                    }
+                },
+            },
+            "Distribution": {
+                "Type": "AWS::CloudFront::Distribution",
+                "Properties": {
+                    "DistributionConfig": {
+                        "Enabled": True,
+                        "Comment": {"Fn::Sub": "${AWS::StackName}: chalice-http-toolkit site"},
+                        "HttpVersion": "http2and3",
+                        "IPV6Enabled": True,
+                        "PriceClass": {"Ref": "PriceClass"},
+                        "Origins": [
+                            {
+                                "Id": "chalice-api",
+                                "DomainName": api_domain,
+                                "OriginPath": {"Fn::Sub": "/${Stage}"},
+                                "CustomOriginConfig": {
+                                    "OriginProtocolPolicy": "https-only",
+                                    "HTTPSPort": 443,
+                                    "OriginSSLProtocols": ["TLSv1.2"],
+                                },
+                            }
+                        ],
+                        "DefaultCacheBehavior": default_behaviour,
+                        "CacheBehaviors": [static_behaviour],
+                        # A failing Lambda must not be cached for CloudFront's default 10 s.
+                        "CustomErrorResponses": [
+                            {"ErrorCode": code, "ErrorCachingMinTTL": 0}
+                            for code in (500, 502, 503, 504)
+                        ],
+                    }
+                },
+            },
+        },
+        "Outputs": {
+            "DistributionDomainName": {
+                "Description": "The site's CloudFront domain name",
+                "Value": {"Fn::GetAtt": ["Distribution", "DomainName"]},
+            },
+            "DistributionId": {
+                "Description": "For aws cloudfront create-invalidation --distribution-id",
+                "Value": {"Ref": "Distribution"},
+            },
+            "SiteUrl": {
+                "Description": "The site behind CloudFront",
+                "Value": {"Fn::Sub": "https://${Distribution.DomainName}/"},
+            },
+        },
+    }
+
+
+def cloudfront_json(**options: Any) -> str:
+    """The template as a file's text (``options``: see :func:`cloudfront_template`)."""
+    return json.dumps(cloudfront_template(**options), indent=2) + "\n"
+
+
+def command_cloudfront(args: argparse.Namespace) -> int:
+    """Write the distribution template to ``args.output`` (``-``: standard output)."""
+    text = cloudfront_json(
+        stage=args.stage,
+        static_prefix=args.static_prefix,
+        price_class=args.price_class,
+        avif=args.avif,
+    )
+    if args.output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    target = Path(args.output)
+    if target.is_dir():
+        _say(f"cloudfront: {target} is a directory; give a file name such as {_TEMPLATE_FILENAME}")
+        return EXIT_SETUP_FAILED
+    if os.path.lexists(target) and not args.force:
+        _say(
+            f"cloudfront: {target} already exists, nothing was written; use --force to overwrite it"
+        )
+        return EXIT_EXISTS
+    try:
+        _write(target, text)
+    except OSError as error:
+        _say(f"cloudfront: cannot write {target}: {error.strerror or error}")
+        return EXIT_SETUP_FAILED
+    print(f"Wrote {target}")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------
@@ -675,11 +1048,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lookup_options(setup, region_required=False)
     setup.add_argument("--force", action="store_true", help="overwrite existing files")
     setup.set_defaults(handler=command_setup, command_parser=setup)
+
+    cloudfront = commands.add_parser(
+        "cloudfront",
+        help="write the CloudFront distribution template (CloudFormation JSON)",
+        description=(
+            "Write a CloudFormation template for a CloudFront distribution in front of the "
+            "Chalice REST API: an Accept-normalising CloudFront Function, cache and origin "
+            "request policies, a long-cache behaviour for the static prefix. Deploy it with "
+            "`aws cloudformation deploy` (see README.md, section CloudFront)."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cloudfront.add_argument(
+        "-o", "--output", default="-", help="file to write (default: standard output)"
+    )
+    cloudfront.add_argument(
+        "--stage",
+        default=STAGE,
+        help="API Gateway stage, the origin path (default: %(default)s)",
+    )
+    cloudfront.add_argument(
+        "--static-prefix",
+        default="/static",
+        help="URL prefix of static files, as in set_static_handler_prefix (default: %(default)s)",
+    )
+    cloudfront.add_argument(
+        "--price-class",
+        choices=PRICE_CLASSES,
+        default="PriceClass_100",
+        help="default edge locations (default: %(default)s)",
+    )
+    cloudfront.add_argument(
+        "--no-avif",
+        dest="avif",
+        action="store_false",
+        help="the origin's Pillow cannot write AVIF: two Accept values for images instead of three",
+    )
+    cloudfront.add_argument("--force", action="store_true", help="overwrite an existing file")
+    cloudfront.set_defaults(handler=command_cloudfront, command_parser=cloudfront)
     return parser
 
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Strict with developer input: every mistake is a usage error (exit 2)."""
+    if args.command == "cloudfront":
+        _check_cloudfront_arguments(parser, args)
+        return
     if args.region is not None and args.region not in REGIONS:
         parser.error(f"unknown region {args.region!r}; Klayers regions: {', '.join(REGIONS)}")
     if not _PYTHON_VERSION.fullmatch(args.python):
@@ -701,6 +1117,22 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         args.timeout = 0.0
     if not 0 < args.timeout < 600:
         parser.error(f"KLAYERS_TIMEOUT must be seconds between 0 and 600, not {timeout!r}")
+
+
+def _check_cloudfront_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not _STAGE.fullmatch(args.stage):
+        parser.error(
+            f"--stage must be letters, digits and '_' (API Gateway's rule), not {args.stage!r}"
+        )
+    segments = args.static_prefix.strip("/").split("/")
+    if not args.static_prefix.startswith("/") or not all(
+        _PATH_SEGMENT.fullmatch(segment) for segment in segments
+    ):
+        parser.error(
+            f"--static-prefix must be a URL path such as /static, not {args.static_prefix!r}"
+        )
+    if args.output == "":
+        parser.error("-o/--output must be a file name, or - for standard output")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -329,6 +329,7 @@ PROJECT_FILES = [
     "chalicelib/templates/404.html",
     "chalicelib/templates/base.html",
     "chalicelib/templates/index.html",
+    "cloudfront.json",
     "requirements.txt",
 ]
 
@@ -409,6 +410,10 @@ def test_setup_writes_a_complete_project(run, klayers, tmp_path):
     assert b"srcset('img/hero.png')" in files["chalicelib/templates/index.html"]
     assert b'{% extends "base.html" %}' in files["chalicelib/templates/404.html"]
     assert b".chalice/deployments/" in files[".gitignore"]
+    # The distribution template, its origin path the stage chalice deploys to.
+    assert files["cloudfront.json"].decode() == cli.cloudfront_json()
+    stage = json.loads(files["cloudfront.json"])["Parameters"]["Stage"]["Default"]
+    assert stage == config_of(project)["stages"]["prod"]["api_gateway_stage"]
 
     out = result.stdout
     for relpath in PROJECT_FILES:
@@ -417,6 +422,7 @@ def test_setup_writes_a_complete_project(run, klayers, tmp_path):
     assert f"Next steps:\n  cd {project}\n" in out
     assert "  chalice local " in out
     assert "AWS_DEFAULT_REGION=us-east-1 chalice deploy --stage prod" in out
+    assert "CloudFront in front: cloudfront.json" in out
 
 
 def test_setup_with_magic_ships_bin_magic(run, klayers, tmp_path):

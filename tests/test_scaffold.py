@@ -26,6 +26,7 @@ from chalice.app import ScheduledEventConfig
 from chalice.test import Client
 from PIL import Image
 
+from apigw import invoke
 from conftest import ROOT
 from fake_klayers import FakeKlayers, layer_arn
 
@@ -397,6 +398,20 @@ def test_chalice_package_has_layers_and_schedule(project, tmp_path):
     } <= names
     # jinja2 and Pillow come from the layers, not from the package.
     assert not [name for name in names if name.startswith(("jinja2/", "PIL/"))]
+    assert "cloudfront.json" not in names  # deployed by CloudFormation, not in the Lambda
+
+
+def test_cloudfront_template_fits_the_project(project, app_module):
+    """The template's stage and static behaviour match what the scaffolded app serves."""
+    template = json.loads((project / "cloudfront.json").read_text())
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    stage = config["stages"]["prod"]["api_gateway_stage"]
+    assert template["Parameters"]["Stage"]["Default"] == stage
+    distribution = template["Resources"]["Distribution"]["Properties"]["DistributionConfig"]
+    [static] = distribution["CacheBehaviors"]
+    prefix = "/" + static["PathPattern"].removesuffix("*")
+    urls = urls_in(invoke(app_module.app, "GET", "/", {"Accept": "text/html"}).body)
+    assert urls["css"].startswith(prefix) and urls["img"].startswith(prefix)
 
 
 def installed_wheel(distribution: str, directory: Path) -> Path:

@@ -1,0 +1,257 @@
+"""The scaffolded site behind a model of CloudFront (``cdn_model``) configured by the
+``cloudfront.json`` that ``cli.py setup`` ships: thousands of page views from a browser
+mix over simulated time, several Lambda containers, a template change and a redeploy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import random
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+import cli
+from chalice_http_toolkit import parse_accept_header
+
+from apigw import invoke
+from cdn_model import (
+    CloudFrontModel,
+    LambdaOrigin,
+    Seen,
+    SimClock,
+    count_renders,
+    make_clients,
+    page_view,
+)
+from cloudfront_function import ViewerRequestFunction
+
+#: Chalice's deployment zip stamps every file 1980-01-01 (chalice/utils.py).
+ZIP_EPOCH = 315532800
+HASHED_STATIC = re.compile(r"/static/.+\.[0-9a-f]{8,}\.[a-z0-9]+")
+#: Extras a script (curl) fetches after the page: unversioned static URLs.
+CURL_EXTRAS = [("/static/css/site.css", "css"), ("/static/img/hero.png", "image")]
+
+
+def stamp(project: Path) -> None:
+    for path in project.rglob("*"):
+        os.utime(path, (ZIP_EPOCH, ZIP_EPOCH))
+
+
+def scaffold(root: Path, cache_control: str | None = None) -> Path:
+    project = root / "site"
+    assert cli.main(["setup", "-n", "cdnsite", "-p", str(project)]) == 0
+    if cache_control is not None:
+        app_py = project / "app.py"
+        text = app_py.read_text()
+        assert "cf = CloudFront(cm, app)" in text
+        app_py.write_text(
+            text.replace(
+                "cf = CloudFront(cm, app)",
+                f"cf = CloudFront(cm, app, default_cache_control={cache_control!r})",
+            )
+        )
+    stamp(project)
+    return project
+
+
+def _purge() -> None:
+    for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
+        del sys.modules[name]
+
+
+def container_factory(project: Path) -> Callable[[], Any]:
+    """A new Lambda container: app.py imported afresh (its own module, ContentManager)."""
+
+    def make() -> Any:
+        _purge()
+        sys.path.insert(0, str(project))
+        try:
+            return importlib.import_module("app").app
+        finally:
+            sys.path.remove(str(project))
+            _purge()
+
+    return make
+
+
+def redeploy(project: Path) -> None:
+    """Change the page template and the stylesheet, as a new deployment package has them."""
+    index = project / "chalicelib" / "templates" / "index.html"
+    index.write_text(index.read_text().replace("</h1>", "</h1>\n    <p>Version two.</p>"))
+    css = project / "chalicelib" / "static" / "css" / "site.css"
+    css.write_text(css.read_text() + "\nh1 { color: #7a1f5c; }\n")
+    stamp(project)
+
+
+def sniff(body: bytes) -> str | None:
+    if body.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if body.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
+        return "image/webp"
+    if body[4:12] in (b"ftypavif", b"ftypavis"):
+        return "image/avif"
+    return None
+
+
+def advertised(media_type: str, accept: str | None) -> bool:
+    """AVIF/WebP only when named with q > 0; other types when Accept allows them."""
+    weights: dict[str, float] = {}
+    for token, quality in parse_accept_header(accept):
+        weights.setdefault(token, quality)
+    if media_type in ("image/avif", "image/webp"):
+        return weights.get(media_type, 0.0) > 0
+    if accept is None:
+        return True
+    for media_range in (media_type, "image/*", "*/*"):
+        if media_range in weights:
+            return weights[media_range] > 0
+    return False
+
+
+class Run:
+    def __init__(self, project: Path, containers: int = 3, seed: int = 7) -> None:
+        self.project = project
+        self.rng = random.Random(seed)
+        self.clock = SimClock()
+        template = json.loads((project / "cloudfront.json").read_text())
+        [function] = [
+            r["Properties"]["FunctionCode"]
+            for r in template["Resources"].values()
+            if r["Type"] == "AWS::CloudFront::Function"
+        ]
+        self.function = ViewerRequestFunction(function)
+        self.origin = LambdaOrigin(container_factory(project), containers, self.rng, self.clock)
+        self.cdn = CloudFrontModel(template, self.origin, self.clock, self.function)
+        self.clients = make_clients(150, self.rng)
+        self.seen: list[Seen] = []
+
+    def views(self, count: int) -> None:
+        for _ in range(count):
+            self.clock.now += self.rng.expovariate(1 / 2.0)
+            client = self.rng.choice(self.clients)
+            if self.rng.random() < 0.2:
+                client.cache.clear()  # a new visitor
+            extra = CURL_EXTRAS if client.profile.name == "curl" else []
+            self.seen += page_view(self.cdn, client, "/", self.clock.now, extra)
+
+    def reference(self, path: str = "/") -> bytes:
+        """What a fresh container of the current deployment answers for ``path``."""
+        return invoke(container_factory(self.project)(), "GET", path, {"Accept": "*/*"}).body
+
+
+@pytest.fixture
+def lambda_env(monkeypatch) -> Iterator[None]:
+    """Containers run as on Lambda: hashes computed once, no auto-reload."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "cdnsite-prod")
+    yield
+    _purge()
+
+
+@pytest.fixture
+def run_default(tmp_path, lambda_env) -> Iterator[Run]:
+    run = Run(scaffold(tmp_path))
+    try:
+        yield run
+    finally:
+        run.function.close()
+
+
+def test_browser_mix_through_cloudfront(run_default):
+    run = run_default
+    with count_renders() as renders:
+        old_page = run.reference()
+        run.views(1500)
+        redeployed_at = run.clock.now
+        redeploy(run.project)
+        run.origin.redeploy()
+        new_page = run.reference()
+        renders.clear()
+        split = len(run.cdn.origin_log)
+        run.views(1500)
+    assert old_page != new_page and b"Version two." in new_page
+    assert run.origin.cold_starts == 6  # three containers per deployment
+
+    # No client ever gets an image format it did not advertise; each browser gets its best.
+    formats: Counter[tuple[str, str]] = Counter()
+    for seen in run.seen:
+        if seen.kind != "image":
+            continue
+        media_type = sniff(seen.content)
+        assert media_type is not None and seen.headers["content-type"] == media_type, seen.url
+        assert advertised(media_type, seen.profile.image_accept), (seen.profile.name, media_type)
+        formats[seen.profile.name, media_type] += 1
+    assert set(formats) == {
+        ("chrome", "image/avif"),
+        ("firefox", "image/avif"),
+        ("safari", "image/webp"),
+        ("curl", "image/png"),
+    }
+
+    # Pages: no-cache, so TTL 0: never stale after the redeploy, never stale before it.
+    pages = [seen for seen in run.seen if seen.kind == "page"]
+    assert len(pages) >= 2500
+    for seen in pages:
+        expected = new_page if seen.time > redeployed_at else old_page
+        assert seen.content == expected, (seen.client, seen.time - redeployed_at, seen.status)
+    # Unversioned static URLs (no-cache, content-hash ETags) follow the redeploy too.
+    css = (run.project / "chalicelib" / "static" / "css" / "site.css").read_bytes()
+    late_css = [s for s in run.seen if s.url == "/static/css/site.css" and s.time > redeployed_at]
+    assert late_css and all(seen.content == css for seen in late_css)
+    # The stylesheet a new page links to is the new one.
+    new_css_url = re.search(rb'href="(/static/css/[^"]+)"', new_page)[1].decode()
+    linked = [seen for seen in run.seen if seen.url == new_css_url]
+    assert linked and all(seen.content == css for seen in linked)
+
+    # Content-hashed static files are fetched from the origin once per version and key.
+    static = [r for r in run.cdn.origin_log if HASHED_STATIC.fullmatch(r.path)]
+    per_key = Counter(request.key for request in static)
+    assert static and set(per_key.values()) == {1}
+    assert all(request.status == 200 and not request.conditional for request in static)
+    versions = {request.path for request in static}
+    assert len(versions) == 3  # the old and the new stylesheet, the (unchanged) image
+    assert {p.rsplit(".", 2)[0] for p in versions} == {"/static/css/site", "/static/img/hero"}
+
+    # Pages are revalidated (304 without rendering) and sent once per key after a deploy;
+    # a container renders a page once whatever the key (its page cache, keyed by ETag).
+    late = [r for r in run.cdn.origin_log[split:] if r.path == "/"]
+    sent_after = sum(1 for r in late if r.status == 200)
+    assert sent_after == len({r.key for r in late})
+    assert 1 <= renders["index.html"] <= min(sent_after, 3)  # three containers
+    assert Counter(r.status for r in late)[304] > 0.9 * len(late)
+
+
+@pytest.fixture
+def run_max_age(tmp_path, lambda_env) -> Iterator[Run]:
+    run = Run(scaffold(tmp_path, "public, max-age=60"), seed=11)
+    try:
+        yield run
+    finally:
+        run.function.close()
+
+
+def test_cached_pages_are_fresh_once_the_ttl_has_passed(run_max_age):
+    """Pages cached for 60 s may be stale for up to 60 s after a redeploy, never later."""
+    run = run_max_age
+    old_page = run.reference()
+    run.views(600)
+    redeployed_at = run.clock.now
+    redeploy(run.project)
+    run.origin.redeploy()
+    new_page = run.reference()
+    run.views(600)
+    pages = [seen for seen in run.seen if seen.kind == "page" or seen.url == "/"]
+    stale = [seen for seen in pages if seen.time > redeployed_at and seen.content == old_page]
+    assert stale, "the model must serve cached pages within their TTL"
+    assert max(seen.time for seen in stale) - redeployed_at <= 60
+    late = [seen for seen in pages if seen.time > redeployed_at + 60]
+    assert late and all(seen.content == new_page for seen in late)
