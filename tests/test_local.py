@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 from chalice.test import Client
 
 from conftest import ROOT, write_site
+from localserver import free_port, stop, wait_until_serving
 
 APP = """
 import os
@@ -42,12 +41,6 @@ def plain():
 
 cm.register_not_found_routes("404.html")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -83,23 +76,10 @@ def server(project):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/plain", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"chalice local did not start:\n{log_path.read_text()}")
-                time.sleep(0.2)
+        wait_until_serving(base + "/plain", process, log_path)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -29,6 +26,7 @@ from PIL import Image
 from apigw import invoke
 from conftest import ROOT
 from fake_klayers import FakeKlayers, layer_arn
+from localserver import free_port, offline_env, stop, wait_until_serving
 
 if not (ROOT / "chalice_http_toolkit.py").is_file():
     pytest.skip("chalice_http_toolkit.py is not in the checkout yet", allow_module_level=True)
@@ -47,32 +45,6 @@ class Reply(NamedTuple):
 
 
 Fetch = Callable[..., Reply]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def offline_env(**extra: str) -> dict[str, str]:
-    """The environment with every way out blocked: a dead proxy, no package index."""
-    dead = f"http://127.0.0.1:{free_port()}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update(
-        http_proxy=dead,
-        https_proxy=dead,
-        HTTP_PROXY=dead,
-        HTTPS_PROXY=dead,
-        no_proxy="",
-        NO_PROXY="",
-        PIP_NO_INDEX="1",
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    env.update(extra)
-    return env
 
 
 def scaffold(root: Path, *extra: str) -> Path:
@@ -149,19 +121,14 @@ def local_fetch(project) -> Iterator[Fetch]:
             env=offline_env(no_proxy="127.0.0.1", NO_PROXY="127.0.0.1"),
         )
         try:
-            wait_until_serving(base, process, log_path)
+            wait_until_serving(base + "/", process, log_path)
 
             def fetch(path: str, headers: dict[str, str] | None = None, method: str = "GET"):
                 return fetch_url(base + path, headers or {}, method)
 
             yield fetch
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def fetch_url(url: str, headers: dict[str, str], method: str) -> Reply:
@@ -177,18 +144,6 @@ def fetch_url(url: str, headers: dict[str, str], method: str) -> Reply:
 
 def lower(headers) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
-
-
-def wait_until_serving(base: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            fetch_url(base + "/", {}, "HEAD")
-            return
-        except (urllib.error.URLError, ConnectionError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chalice local did not start:\n{log_path.read_text()}")
-            time.sleep(0.2)
 
 
 @pytest.fixture(params=["client", "local"])

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn
@@ -23,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 import pytest
 
 from .browsing import Site, Tab
+from localserver import free_port, offline_env, stop, wait_until_serving
 
 try:
     from playwright import sync_api
@@ -62,44 +59,6 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(f"{reason} (run `make e2e`)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def offline_env(**extra: str) -> dict[str, str]:
-    """This environment without AWS credentials and with every proxy a dead loopback port."""
-    dead = f"http://127.0.0.1:{free_port()}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update(
-        http_proxy=dead,
-        https_proxy=dead,
-        HTTP_PROXY=dead,
-        HTTPS_PROXY=dead,
-        no_proxy="127.0.0.1",
-        NO_PROXY="127.0.0.1",
-        KLAYERS_API_URL=dead,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    env.update(extra)
-    return env
-
-
-def _wait_until_serving(base_url: str, process: subprocess.Popen, log_path: Path) -> None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with opener.open(urllib.request.Request(base_url + "/", method="HEAD"), timeout=5):
-                return
-        except (urllib.error.URLError, ConnectionError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chalice local did not start:\n{log_path.read_text()}")
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """`cli.py setup` as a user runs it (no region: no lookup), then `chalice local`."""
@@ -107,7 +66,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     project = root / APP_NAME
     done = subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "setup", "-n", APP_NAME, "-p", str(project)],
-        env=offline_env(),
+        env=offline_env(
+            no_proxy="127.0.0.1",
+            NO_PROXY="127.0.0.1",
+            KLAYERS_API_URL=f"http://127.0.0.1:{free_port()}",
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -125,18 +88,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             cwd=project,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=offline_env(),
+            env=offline_env(
+                no_proxy="127.0.0.1",
+                NO_PROXY="127.0.0.1",
+                KLAYERS_API_URL=f"http://127.0.0.1:{free_port()}",
+            ),
         )
         try:
-            _wait_until_serving(base_url, process, log_path)
+            wait_until_serving(base_url + "/", process, log_path)
             yield Site(APP_NAME, base_url, project, log_path)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 @pytest.fixture(scope="session")
