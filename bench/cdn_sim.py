@@ -47,6 +47,7 @@ from cdn_model import (  # noqa: E402
     Seen,
     SimClock,
     count_renders,
+    image_type,
     make_clients,
     page_view,
 )
@@ -80,18 +81,6 @@ def redeploy_site(templates: Path, static: Path) -> None:
     css = static / "print.css"
     css.write_text(css.read_text() + "h1 { color: #7a1f5c; }\n")
     stamp(templates.parent)
-
-
-def sniff(body: bytes) -> str | None:
-    if body.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if body.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
-        return "image/webp"
-    if body[4:12] in (b"ftypavif", b"ftypavis"):
-        return "image/avif"
-    return None
 
 
 def named(media_type: str, accept: str | None) -> bool:
@@ -173,11 +162,12 @@ def _figures(
     stale_pages = sum(1 for s in late if s.kind == "page" and s.content == old_page)
     stale_css = sum(1 for s in late if s.kind == "css" and s.content == old_css)
     images = [s for s in seen if s.kind == "image"]
-    broken = sum(1 for s in images if s.status == 200 and sniff(s.content) is None)
+    broken = sum(1 for s in images if s.status == 200 and image_type(s.content) is None)
     unadvertised = sum(
         1
         for s in images
-        if sniff(s.content) is not None and not named(sniff(s.content), s.profile.image_accept)
+        if image_type(s.content) is not None
+        and not named(image_type(s.content), s.profile.image_accept)
     )
     requests = sum(cdn.results.values())
     return {
@@ -201,7 +191,9 @@ def _figures(
         "images_seen": len(images),
         "broken_images": broken,
         "unadvertised_image_formats": unadvertised,
-        "image_formats": dict(Counter(f"{s.profile.name}: {sniff(s.content)}" for s in images)),
+        "image_formats": dict(
+            Counter(f"{s.profile.name}: {image_type(s.content)}" for s in images)
+        ),
     }
 
 

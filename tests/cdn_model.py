@@ -619,6 +619,19 @@ class LambdaOrigin:
         return Delivered(delivered.status, out, delivered.body)
 
 
+def image_type(body: bytes) -> str | None:
+    """The image type of ``body`` from its signature (what a client decodes), else ``None``."""
+    if body.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if body.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
+        return "image/webp"
+    if body[4:12] in (b"ftypavif", b"ftypavis"):
+        return "image/avif"
+    return None
+
+
 @contextlib.contextmanager
 def count_renders() -> Iterator[Counter[str]]:
     """Count Jinja2 ``Template.render`` calls (the real render runs) by template name."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -115,3 +118,38 @@ def build_app(templates: Path, static: Path, **options):
 @pytest.fixture
 def site_app(site):
     return build_app(*site)
+
+
+class CliResult(NamedTuple):
+    """What ``cli.py`` printed and returned."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(params=["in-process", "subprocess"])
+def run(request, capsys) -> Callable[..., CliResult]:
+    """Run ``cli.py`` with arguments, in this process and as a subprocess (two params)."""
+
+    def in_process(*args: str) -> CliResult:
+        import cli
+
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit:
+            code = exit.code
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    def as_subprocess(*args: str) -> CliResult:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+    return in_process if request.param == "in-process" else as_subprocess

@@ -28,6 +28,7 @@ from cdn_model import (
     Seen,
     SimClock,
     count_renders,
+    image_type,
     make_clients,
     page_view,
 )
@@ -89,18 +90,6 @@ def redeploy(project: Path) -> None:
     css = project / "chalicelib" / "static" / "css" / "site.css"
     css.write_text(css.read_text() + "\nh1 { color: #7a1f5c; }\n")
     stamp(project)
-
-
-def sniff(body: bytes) -> str | None:
-    if body.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if body.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
-        return "image/webp"
-    if body[4:12] in (b"ftypavif", b"ftypavis"):
-        return "image/avif"
-    return None
 
 
 def advertised(media_type: str, accept: str | None) -> bool:
@@ -186,7 +175,7 @@ def test_browser_mix_through_cloudfront(run_default):
     for seen in run.seen:
         if seen.kind != "image":
             continue
-        media_type = sniff(seen.content)
+        media_type = image_type(seen.content)
         assert media_type is not None and seen.headers["content-type"] == media_type, seen.url
         assert advertised(media_type, seen.profile.image_accept), (seen.profile.name, media_type)
         formats[seen.profile.name, media_type] += 1

@@ -14,47 +14,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import pytest
 from PIL import Image
 
 import cli
 
-from conftest import ROOT
+from conftest import ROOT, CliResult
 from fake_klayers import CATALOGUE, REGIONS, FakeKlayers, layer_arn
 
-
-class Result(NamedTuple):
-    code: int
-    stdout: str
-    stderr: str
-
-
+Result = CliResult
 Runner = Callable[..., Result]
-
-
-@pytest.fixture(params=["in-process", "subprocess"])
-def run(request, capsys) -> Runner:
-    def in_process(*args: str) -> Result:
-        try:
-            code = cli.main(list(args))
-        except SystemExit as exit:
-            code = exit.code
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    def as_subprocess(*args: str) -> Result:
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "cli.py"), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    return in_process if request.param == "in-process" else as_subprocess
 
 
 @pytest.fixture(autouse=True)

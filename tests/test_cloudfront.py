@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,7 +28,7 @@ from chalice_http_toolkit import (
 )
 
 from cloudfront_function import ViewerRequestFunction, run_batch
-from conftest import ROOT
+from conftest import CliResult
 
 AVIF, WEBP, ANY = IMAGE_ACCEPT_AVIF, IMAGE_ACCEPT_WEBP, IMAGE_ACCEPT_ANY
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
@@ -38,33 +37,7 @@ if "AVIF" not in WRITABLE_IMAGE_FORMATS:
     pytest.skip("this Pillow cannot write AVIF; the tables assume it can", allow_module_level=True)
 
 
-class Result(NamedTuple):
-    code: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture(params=["in-process", "subprocess"])
-def run(request, capsys) -> Callable[..., Result]:
-    def in_process(*args: str) -> Result:
-        try:
-            code = cli.main(list(args))
-        except SystemExit as exit:
-            code = exit.code
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    def as_subprocess(*args: str) -> Result:
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "cli.py"), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    return in_process if request.param == "in-process" else as_subprocess
+Result = CliResult
 
 
 def resources_of(template: dict, kind: str) -> dict[str, dict]:
