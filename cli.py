@@ -465,6 +465,43 @@ def iam_policy(name: str, stage: str) -> dict:
     }
 
 
+#: For ``chalice package --merge-template``: CloudFormation names the functions, so the
+#: keep-warm learns the API handler's name from a Ref and may invoke it by its ARN.
+PACKAGE_MERGE_FILENAME = ".chalice/package-merge.json"
+
+
+def package_merge_template() -> dict:
+    """What ``chalice package`` needs on top of its template for the keep-warm to work."""
+    return {
+        "Resources": {
+            "KeepWarm": {
+                "Properties": {
+                    "Environment": {
+                        "Variables": {"CHALICE_HTTP_TOOLKIT_API_FUNCTION": {"Ref": "APIHandler"}}
+                    }
+                }
+            },
+            "KeepWarmInvokesTheApiHandler": {
+                "Type": "AWS::IAM::Policy",
+                "Properties": {
+                    "PolicyName": "KeepWarmInvokesTheApiHandler",
+                    "Roles": [{"Ref": "KeepWarmRole"}],
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": "lambda:InvokeFunction",
+                                "Resource": {"Fn::GetAtt": ["APIHandler", "Arn"]},
+                            }
+                        ],
+                    },
+                },
+            },
+        }
+    }
+
+
 def requirements_txt(needed: list[str], layers_note: str) -> str:
     lines = [
         "# Installed into the deployment package by `chalice deploy` / `chalice package`:",
@@ -511,6 +548,7 @@ def project_files(
         **magic,
         ".chalice/config.json": json.dumps(config, indent=2) + "\n",
         ".chalice/policy-prod.json": json.dumps(iam_policy(args.name, "prod"), indent=2) + "\n",
+        PACKAGE_MERGE_FILENAME: json.dumps(package_merge_template(), indent=2) + "\n",
         "requirements.txt": requirements_txt(needed, layers_note),
         _TEMPLATE_FILENAME: cloudfront_json(stage=STAGE),
         ".gitignore": GITIGNORE,
@@ -613,6 +651,7 @@ def _print_next_steps(
     else:
         print(f"  {deploy}")
     print(f"  CloudFront in front: {_TEMPLATE_FILENAME} (README.md, section CloudFront)")
+    print(f"  (CloudFormation instead: chalice package --merge-template {PACKAGE_MERGE_FILENAME})")
 
 
 # ---------------------------------------------------------------------------

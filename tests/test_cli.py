@@ -289,6 +289,7 @@ def test_help_documents_exit_codes(run):
 
 PROJECT_FILES = [
     ".chalice/config.json",
+    ".chalice/package-merge.json",
     ".chalice/policy-prod.json",
     ".gitignore",
     "app.py",

@@ -23,6 +23,8 @@ from chalice.app import ScheduledEventConfig
 from chalice.test import Client
 from PIL import Image
 
+import chalice_http_toolkit as toolkit
+
 from apigw import invoke
 from conftest import ROOT
 from fake_klayers import FakeKlayers, layer_arn
@@ -286,9 +288,9 @@ def test_warm_up_event_primes_the_api_handler(app_module, client_fetch):
 # ---------------------------------------------------------------------------
 
 
-def package(project: Path, out: Path, **env: str) -> dict:
+def package(project: Path, out: Path, *options: str, **env: str) -> dict:
     done = subprocess.run(
-        [str(CHALICE), "package", "--stage", "prod", str(out)],
+        [str(CHALICE), "package", "--stage", "prod", *options, str(out)],
         cwd=project,
         env=offline_env(**env),
         capture_output=True,
@@ -354,6 +356,31 @@ def test_chalice_package_has_layers_and_schedule(project, tmp_path):
     # jinja2 and Pillow come from the layers, not from the package.
     assert not [name for name in names if name.startswith(("jinja2/", "PIL/"))]
     assert "cloudfront.json" not in names  # deployed by CloudFormation, not in the Lambda
+
+
+def test_chalice_package_merge_template_points_keep_warm_at_the_api_handler(project, tmp_path):
+    """Under CloudFormation the names are generated: a Ref and a GetAtt carry them."""
+    out = tmp_path / "out"
+    template = package(project, out, "--merge-template", ".chalice/package-merge.json")
+    resources = template["Resources"]
+    assert all("Type" in resource for resource in resources.values()), "merged into nothing"
+    lambdas = functions(template)
+    [keep_warm] = [
+        name
+        for name, properties in lambdas.items()
+        if any(event["Type"] == "Schedule" for event in properties.get("Events", {}).values())
+    ]
+    variables = lambdas[keep_warm]["Environment"]["Variables"]
+    assert variables["CHALICE_HTTP_TOOLKIT_API_FUNCTION"] == {"Ref": "APIHandler"}
+    policy = resources["KeepWarmInvokesTheApiHandler"]
+    assert policy["Type"] == "AWS::IAM::Policy"
+    role = lambdas[keep_warm]["Role"]["Fn::GetAtt"][0]
+    assert policy["Properties"]["Roles"] == [{"Ref": role}]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["APIHandler", "Arn"]}
+    assert statement["Action"] == "lambda:InvokeFunction"
+    # The name the keep-warm reads is the one the module looks for.
+    assert toolkit.KEEP_WARM_FUNCTION_ENV == "CHALICE_HTTP_TOOLKIT_API_FUNCTION"
 
 
 def test_cloudfront_template_fits_the_project(project, app_module):
