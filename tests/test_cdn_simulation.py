@@ -133,6 +133,16 @@ class Run:
             extra = CURL_EXTRAS if client.profile.name == "curl" else []
             self.seen += page_view(self.cdn, client, "/", self.clock.now, extra)
 
+    def redeploy(self) -> float:
+        """Change a template and the stylesheet, redeploy (1980 stamps, new containers).
+
+        Returns the time of the redeploy.
+        """
+        now = self.clock.now
+        redeploy(self.project)
+        self.origin.redeploy()
+        return now
+
     def reference(self, path: str = "/") -> bytes:
         """What a fresh container of the current deployment answers for ``path``."""
         return invoke(container_factory(self.project)(), "GET", path, {"Accept": "*/*"}).body
@@ -160,9 +170,7 @@ def test_browser_mix_through_cloudfront(run_default):
     with count_renders() as renders:
         old_page = run.reference()
         run.views(1500)
-        redeployed_at = run.clock.now
-        redeploy(run.project)
-        run.origin.redeploy()
+        redeployed_at = run.redeploy()
         new_page = run.reference()
         renders.clear()
         split = len(run.cdn.origin_log)
@@ -233,9 +241,7 @@ def test_cached_pages_are_fresh_once_the_ttl_has_passed(run_max_age):
     run = run_max_age
     old_page = run.reference()
     run.views(600)
-    redeployed_at = run.clock.now
-    redeploy(run.project)
-    run.origin.redeploy()
+    redeployed_at = run.redeploy()
     new_page = run.reference()
     run.views(600)
     pages = [seen for seen in run.seen if seen.kind == "page" or seen.url == "/"]
