@@ -21,6 +21,7 @@ import logging
 import marshal
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -1334,7 +1335,8 @@ class ImageCache:
 
     Bounded by the bytes of the bodies it holds; ``None`` entries (the original
     is served: animated, corrupt, nothing to do) are counted at a nominal size.
-    ``hits``, ``misses`` and ``size`` tell how it is doing.
+    ``hits``, ``misses`` and ``size`` tell how it is doing. Safe to share between
+    threads (``chalice local`` serves each request on its own thread).
     """
 
     _NOMINAL_SIZE = 64
@@ -1347,19 +1349,21 @@ class ImageCache:
         # OrderedDict: popping the oldest is O(1); a dict would rescan its deleted slots
         self._entries: collections.OrderedDict[Any, Any] = collections.OrderedDict()
         self._costs: dict[Any, int] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: Any) -> Any:
         """The cached body (or ``None``), else the module's ``_MISSING`` sentinel."""
-        body = self._entries.get(key, _MISSING)
-        if body is _MISSING:
-            self.misses += 1
+        with self._lock:
+            body = self._entries.get(key, _MISSING)
+            if body is _MISSING:
+                self.misses += 1
+                return body
+            self._entries.move_to_end(key)  # now the most recently used
+            self.hits += 1
             return body
-        self._entries.move_to_end(key)  # now the most recently used
-        self.hits += 1
-        return body
 
     def put(self, key: Any, body: Any, cost: int | None = None) -> None:
         """Store ``body`` (bytes or ``None``; anything else with its ``cost`` in bytes)."""
@@ -1367,15 +1371,16 @@ class ImageCache:
             cost = self._NOMINAL_SIZE if body is None else len(body)
         if cost > self.max_bytes:
             return
-        previous = self._entries.pop(key, _MISSING)
-        if previous is not _MISSING:
-            self.size -= self._costs.pop(key)
-        while self._entries and self.size + cost > self.max_bytes:
-            oldest, _ = self._entries.popitem(last=False)
-            self.size -= self._costs.pop(oldest)
-        self._entries[key] = body
-        self._costs[key] = cost
-        self.size += cost
+        with self._lock:
+            previous = self._entries.pop(key, _MISSING)
+            if previous is not _MISSING:
+                self.size -= self._costs.pop(key)
+            while self._entries and self.size + cost > self.max_bytes:
+                oldest, _ = self._entries.popitem(last=False)
+                self.size -= self._costs.pop(oldest)
+            self._entries[key] = body
+            self._costs[key] = cost
+            self.size += cost
 
 
 _WIDTH_NAME = re.compile(r"(?P<stem>.+)\.w(?P<width>[1-9][0-9]{0,4})(?P<ext>\.[^./]+)")

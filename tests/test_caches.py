@@ -243,3 +243,40 @@ def test_evaluate_preconditions_public_signature_unchanged():
     assert evaluate_preconditions("GET", headers, None) is None
     assert evaluate_preconditions("GET", {"if-match": "*"}, None) == 412
     assert evaluate_preconditions("GET", {"if-none-match": "*"}, '"a"') == 304
+
+
+# -- threads (chalice local serves each request on its own thread) -------------
+
+
+def test_image_cache_is_consistent_under_threads():
+    import sys
+    import threading
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    cache = toolkit.ImageCache(max_bytes=2_000)
+    errors: list[Exception] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(20_000):
+                key = rng.randrange(60)
+                if rng.random() < 0.5:
+                    cache.put(key, b"x" * rng.randrange(1, 200))
+                else:
+                    cache.get(key)
+        except (KeyError, RuntimeError) as error:  # what a racing OrderedDict raises
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert errors == []
+    assert cache.size == sum(cache._costs.values()) <= cache.max_bytes
+    assert set(cache._costs) == set(cache._entries)
