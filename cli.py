@@ -20,6 +20,7 @@ import http.client
 import json
 import math
 import os
+import py_compile
 import re
 import shutil
 import struct
@@ -555,6 +556,24 @@ def project_files(
     }
 
 
+def compile_for_lambda(source: Path) -> Path:
+    """Byte-compile ``source`` into ``__pycache__`` with a checked-hash .pyc (PEP 552).
+
+    Lambda cannot write ``__pycache__`` into /var/task, and Chalice's zip stamps every
+    file 1980-01-01, so a usual (timestamp) .pyc is stale there and the module is
+    compiled again on every cold start. A checked-hash .pyc is valid wherever the
+    source is unchanged. Chalice packages all of ``chalicelib/``, this file included.
+    """
+    cfile = source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+    py_compile.compile(
+        str(source),
+        cfile=str(cfile),
+        doraise=True,
+        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+    )
+    return cfile
+
+
 def _write(target: Path, content: Content) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, Path):
@@ -628,14 +647,24 @@ def command_setup(args: argparse.Namespace) -> int:
             _say(f"setup: cannot write {target}: {error.strerror or error}")
             return EXIT_SETUP_FAILED
         print(f"  {verb:9} {relpath}")
+    compiled = args.python == "{}.{}".format(*sys.version_info[:2])  # a .pyc is per version
+    if compiled:
+        module = project / "chalicelib" / "chalice_http_toolkit.py"
+        try:
+            cfile = compile_for_lambda(module)
+        except (OSError, py_compile.PyCompileError) as error:
+            _say(f"setup: cannot byte-compile {module} ({error}); it compiles on each cold start")
+            compiled = False
+        else:
+            print(f"  compile   {cfile.relative_to(project).as_posix()}")
     for layer in layers:
         print(f"  layer     {layer.package} {layer.version}: {layer.arn}")
-    _print_next_steps(args, project, magic=bool(magic), layers=layers)
+    _print_next_steps(args, project, magic=bool(magic), layers=layers, compiled=compiled)
     return EXIT_OK
 
 
 def _print_next_steps(
-    args: argparse.Namespace, project: Path, *, magic: bool, layers: list[Layer]
+    args: argparse.Namespace, project: Path, *, magic: bool, layers: list[Layer], compiled: bool
 ) -> None:
     local = ["chalice", "jinja2", "Pillow"] + (["python-magic"] if magic else [])
     deploy = "chalice deploy --stage prod"
@@ -644,6 +673,9 @@ def _print_next_steps(
     print(f"  cd {project}")
     print(f"  python -m pip install {' '.join(local)}")
     print("  chalice local                     # http://127.0.0.1:8000/")
+    if not compiled:
+        print(f"  python{args.python} -m compileall -q --invalidation-mode checked-hash chalicelib")
+        print("  (before deploying: spares Lambda compiling the module on every cold start)")
     if layers:
         print(f"  AWS_DEFAULT_REGION={args.region} {deploy}")
         print(f"  (run chalice with Python {args.python}: Lambda's runtime follows the")

@@ -307,12 +307,44 @@ PROJECT_FILES = [
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` with its bytes."""
+    """Every file under ``root`` with its bytes, byte code aside (see test_setup_byte_compiles…)."""
     return {
         path.relative_to(root).as_posix(): path.read_bytes()
         for path in sorted(root.rglob("*"))
-        if path.is_file()
+        if path.is_file() and "__pycache__" not in path.parts
     }
+
+
+RUNNING = "{}.{}".format(*sys.version_info[:2])
+PYC = f"chalicelib/__pycache__/chalice_http_toolkit.{sys.implementation.cache_tag}.pyc"
+
+
+def test_setup_byte_compiles_the_module_with_a_checked_hash(run, klayers, tmp_path):
+    """Lambda cannot write __pycache__ and sees 1980 mtimes: only a hash-checked .pyc is valid."""
+    import importlib.util
+
+    project = tmp_path / "site"
+    result = run("setup", "-n", "site", "-p", str(project), "--python", RUNNING)
+    assert result.code == 0, result.stderr
+    assert f"  compile   {PYC}\n" in result.stdout
+    assert "compileall" not in result.stdout
+    pyc = (project / PYC).read_bytes()
+    source = (project / "chalicelib" / "chalice_http_toolkit.py").read_bytes()
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(pyc[4:8], "little") == 0b11  # hash-based, checked against the source
+    assert pyc[8:16] == importlib.util.source_hash(source)
+
+
+def test_setup_for_another_python_says_how_to_compile(run, klayers, tmp_path):
+    other = "3.14" if RUNNING != "3.14" else "3.12"
+    project = tmp_path / "site"
+    result = run("setup", "-n", "site", "-p", str(project), "--python", other)
+    assert result.code == 0, result.stderr
+    assert not (project / "chalicelib" / "__pycache__").exists()
+    assert (
+        f"python{other} -m compileall -q --invalidation-mode checked-hash chalicelib"
+        in result.stdout
+    )
 
 
 def requirement_names(project: Path) -> list[str]:

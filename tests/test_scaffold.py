@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -427,3 +428,33 @@ def test_chalice_package_with_magic_ships_libmagic(tmp_path):
     assert library == (ROOT / "bin_magic" / "x86_64" / "libmagic.so.1").read_bytes()
     assert {"chalicelib/libs/aarch64/libmagic.so.1", "chalicelib/libs/magic.mgc"} <= names
     assert "magic/__init__.py" in names  # python-magic, from requirements.txt
+
+
+def test_the_packaged_module_loads_from_its_pyc_on_lambda(tmp_path):
+    """Unzipped as Lambda does (1980 mtimes, nothing written), the .pyc is used, not compiled."""
+    running = "{}.{}".format(*sys.version_info[:2])
+    project = scaffold(tmp_path, "--python", running)
+    out = tmp_path / "out"
+    package(project, out)
+    task = tmp_path / "task"
+    with zipfile.ZipFile(out / "deployment.zip") as archive:
+        pyc = f"chalicelib/__pycache__/chalice_http_toolkit.{sys.implementation.cache_tag}.pyc"
+        assert pyc in archive.namelist()
+        archive.extractall(task)
+    for path in task.rglob("*"):
+        os.utime(path, (315532800, 315532800))  # 1980-01-01, as Chalice's zip stamps them
+    env = offline_env(PYTHONDONTWRITEBYTECODE="1")  # /var/task is read-only
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-v", "-c", "import chalicelib.chalice_http_toolkit"],
+        cwd=task,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = done.stderr
+    assert f"{task / pyc} matches {task / 'chalicelib' / 'chalice_http_toolkit.py'}" in log
+    assert "bytecode is stale for 'chalicelib.chalice_http_toolkit'" not in log
