@@ -1342,6 +1342,8 @@ class ImageCache:
     _NOMINAL_SIZE = 64
 
     def __init__(self, max_bytes: int) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"a cache size is a number of bytes >= 0, not {max_bytes!r}")
         self.max_bytes = max_bytes
         self.size = 0
         self.hits = 0

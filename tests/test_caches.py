@@ -280,3 +280,10 @@ def test_image_cache_is_consistent_under_threads():
     assert errors == []
     assert cache.size == sum(cache._costs.values()) <= cache.max_bytes
     assert set(cache._costs) == set(cache._entries)
+
+
+@pytest.mark.parametrize("option", ["page_cache_bytes", "image_cache_bytes"])
+@pytest.mark.parametrize("value", [-1, 1.5, "16MB", None, True])
+def test_cache_sizes_are_checked(site, option, value):
+    with pytest.raises(ValueError, match="cache size"):
+        build_app(*site, **{option: value})
