@@ -1331,10 +1331,12 @@ _MISSING: Any = object()
 
 
 class ImageCache:
-    """Converted image bodies of one container, least recently used evicted first.
+    """Bodies made by one container, least recently used evicted first.
 
-    Bounded by the bytes of the bodies it holds; ``None`` entries (the original
-    is served: animated, corrupt, nothing to do) are counted at a nominal size.
+    Holds converted images (``StaticImages.cache``) and rendered pages
+    (``ContentManager.pages``). Bounded by the bytes of the bodies it holds;
+    ``None`` entries (an image's original is served: animated, corrupt, nothing
+    to do) are counted at a nominal size.
     ``hits``, ``misses`` and ``size`` tell how it is doing. Safe to share between
     threads (``chalice local`` serves each request on its own thread).
     """
