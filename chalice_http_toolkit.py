@@ -2031,19 +2031,6 @@ class ContentManager:
             _merge_vary(out, "Accept-Encoding")
         return out
 
-    def _conditional(
-        self,
-        out: dict[str, str],
-        etag: str,
-        last_modified: int | None,
-        status_code: int,
-    ) -> _GatewayResponse | None:
-        """Answer 304/412 when the request's preconditions say so (RFC 9110 §13.2.2)."""
-        if not 200 <= status_code < 300:
-            return None
-        method, request_headers = self._request_parts()
-        return _precondition_response(out, etag, last_modified, method, request_headers)
-
     def _not_modified(
         self,
         etag: str,
@@ -2081,9 +2068,10 @@ class ContentManager:
         if last_modified is None and "Last-Modified" in out:
             last_modified = parse_http_date(out["Last-Modified"])
         if etag is not None:
-            answered = self._conditional(out, etag, last_modified, status_code)
-            if answered is not None:
-                return answered
+            if 200 <= status_code < 300:
+                answered = _precondition_response(out, etag, last_modified, method, request_headers)
+                if answered is not None:
+                    return answered
             out["ETag"] = etag
 
         if representation.allow_ranges and status_code == 200:

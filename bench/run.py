@@ -215,21 +215,10 @@ def build_bare(templates: Path) -> Any:
     return app
 
 
-def build_ours(templates: Path, static: Path, asset: bytes) -> Any:
-    """Our toolkit on the site: CloudFront pages, registered static routes, JSON, an asset.
+def _site_routes(app: Any, cm: Any, cf: Any, asset: bytes, index_methods: list[str]) -> Any:
+    """The routes both toolkits serve the same way (their method names are the same)."""
 
-    ``auto_reload=False`` is how it runs on Lambda (no stat() per template per request).
-    """
-    from chalice import Chalice
-
-    module = load_ours()
-    app = Chalice(app_name="ours")
-    cm = module.ContentManager(str(templates), str(static), app, auto_reload=False)
-    cm.set_static_handler_prefix("/static")
-    cf = module.CloudFront(cm, app)
-    cm.register_static_routes()
-
-    @app.route("/", methods=["GET", "HEAD"])
+    @app.route("/", methods=index_methods)
     def index() -> Any:
         return cf.template("index.html", **PAGE_ARGS)
 
@@ -247,6 +236,23 @@ def build_ours(templates: Path, static: Path, asset: bytes) -> Any:
 
     app.content_manager = cm
     return app
+
+
+def build_ours(templates: Path, static: Path, asset: bytes) -> Any:
+    """Our toolkit on the site: CloudFront pages, registered static routes, JSON, an asset.
+
+    ``auto_reload=False`` is how it runs on Lambda (no stat() per template per request).
+    """
+    from chalice import Chalice
+
+    module = load_ours()
+    app = Chalice(app_name="ours")
+    cm = module.ContentManager(str(templates), str(static), app, auto_reload=False)
+    cm.set_static_handler_prefix("/static")
+    cf = module.CloudFront(cm, app)
+    cm.register_static_routes()
+
+    return _site_routes(app, cm, cf, asset, index_methods=["GET", "HEAD"])
 
 
 def build_old(templates: Path, static: Path, asset: bytes) -> Any:
@@ -275,24 +281,7 @@ def build_old(templates: Path, static: Path, asset: bytes) -> Any:
     def static3(p0: str, p1: str, p2: str) -> Any:
         return cf.static(f"{p0}/{p1}/{p2}", cache_control="no-cache")
 
-    @app.route("/")
-    def index() -> Any:
-        return cf.template("index.html", **PAGE_ARGS)
-
-    @app.route("/fresh")
-    def fresh() -> Any:
-        return cf.template("index.html", **fresh_args())
-
-    @app.route("/api/data")
-    def data() -> Any:
-        return cm.json(JSON_BODY)
-
-    @app.route("/asset")
-    def asset_route() -> Any:
-        return cf.asset(lambda: asset, lambda: ASSET_ETAG)
-
-    app.content_manager = cm
-    return app
+    return _site_routes(app, cm, cf, asset, index_methods=["GET"])
 
 
 # ---------------------------------------------------------------------------

@@ -183,11 +183,8 @@ def test_warm_up_event_is_recognised_after_a_json_round_trip():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("auto_reload", [False, True], ids=["deployed", "local"])
-def test_first_request_after_priming_compiles_nothing(tmp_path, auto_reload):
-    site = Site(tmp_path / "site", auto_reload=auto_reload)
-    site(keep_warm_event())
-    env = site.cm.env
+def count_compiles(env) -> list[str]:
+    """Names of the templates ``env`` compiles from now on (its real compile, counted)."""
     compiled: list[str] = []
     original_compile = env.compile
 
@@ -196,6 +193,15 @@ def test_first_request_after_priming_compiles_nothing(tmp_path, auto_reload):
         return original_compile(source, name, filename, raw, defer_init)
 
     env.compile = counting_compile
+    return compiled
+
+
+@pytest.mark.parametrize("auto_reload", [False, True], ids=["deployed", "local"])
+def test_first_request_after_priming_compiles_nothing(tmp_path, auto_reload):
+    site = Site(tmp_path / "site", auto_reload=auto_reload)
+    site(keep_warm_event())
+    env = site.cm.env
+    compiled = count_compiles(env)
     templates_before = {key: env.cache[key] for key in env.cache}
     deps_before = dict(site.cm._template_deps)
     bodies_before = {f.relpath: f._body for f in site.cm.static_files.files.values()}
@@ -215,14 +221,7 @@ def test_without_priming_the_first_request_compiles(tmp_path):
     """The counterpart of the test above: the spy does see compilation when there is some."""
     site = Site(tmp_path / "site", auto_reload=False)
     env = site.cm.env
-    compiled: list[str] = []
-    original_compile = env.compile
-
-    def counting_compile(source, name=None, filename=None, raw=False, defer_init=False):
-        compiled.append(name)
-        return original_compile(source, name, filename, raw, defer_init)
-
-    env.compile = counting_compile
+    compiled = count_compiles(env)
     site(make_event(site.app, "GET", "/"))
     assert "index.html" in compiled
 
