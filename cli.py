@@ -18,16 +18,14 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import math
 import os
 import py_compile
 import re
 import shutil
-import struct
+import string
 import sys
 import urllib.error
 import urllib.request
-import zlib
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
@@ -98,8 +96,14 @@ LAYER_PACKAGES = ("jinja2", "Pillow")
 REQUIREMENTS = {"jinja2": "jinja2>=3.1", "Pillow": "Pillow>=10.0", "magic": "python-magic>=0.4.27"}
 
 HERE = Path(__file__).resolve().parent
+#: Installed by pip, ``scaffold/`` and ``bin_magic/`` sit in this folder beside cli.py
+#: (``tool.setuptools`` in pyproject.toml); in a checkout, at the top level beside it.
+_INSTALLED_DATA = HERE / "chalice_http_toolkit_data"
+DATA = _INSTALLED_DATA if _INSTALLED_DATA.is_dir() else HERE
 MODULE_SOURCE = HERE / "chalice_http_toolkit.py"
-MAGIC_SOURCE = HERE / "bin_magic"
+MAGIC_SOURCE = DATA / "bin_magic"
+#: The files of a new project (``SCAFFOLD_FILES`` says where each goes).
+SCAFFOLD_SOURCE = DATA / "scaffold"
 #: Files ``setup -e magic`` needs from ``bin_magic/``.
 MAGIC_REQUIRED = ("x86_64/libmagic.so.1", "aarch64/libmagic.so.1", "magic.mgc")
 #: ``bin_magic/`` files that describe or rebuild the binaries rather than ship them.
@@ -268,239 +272,43 @@ def command_layers(args: argparse.Namespace) -> int:
 # `setup`: the files of a new project
 # ---------------------------------------------------------------------------
 
-APP_PY = """\
-import os
-
-from chalice import Chalice
-
-from chalicelib.chalice_http_toolkit import CloudFront, ContentManager, register_keep_warm
-
-app = Chalice(app_name={name})
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-cm = ContentManager(
-    os.path.join(HERE, "chalicelib", "templates"), os.path.join(HERE, "chalicelib", "static"), app
+#: What ``setup`` writes from the scaffold folder: a path in the new project, the file
+#: under ``scaffold/`` it comes from, and whether it is rendered with ``string.Template``
+#: (``$name``, ``$arch``, ``$stage``; ``$$`` is a dollar sign). A rendered ``.json`` file is
+#: parsed and written back with two-space indents, so a broken template fails here, not
+#: at deploy. Everything else is copied byte for byte.
+SCAFFOLD_FILES = (
+    ("app.py", "app.py", True),
+    ("chalicelib/__init__.py", "chalicelib/__init__.py", False),
+    ("chalicelib/templates/base.html", "chalicelib/templates/base.html", False),
+    ("chalicelib/templates/index.html", "chalicelib/templates/index.html", False),
+    ("chalicelib/templates/404.html", "chalicelib/templates/404.html", False),
+    ("chalicelib/static/css/site.css", "chalicelib/static/css/site.css", False),
+    ("chalicelib/static/favicon.svg", "chalicelib/static/favicon.svg", False),
+    ("chalicelib/static/img/hero.png", "chalicelib/static/img/hero.png", False),
+    (".chalice/config.json", "chalice/config.json", True),
+    (".chalice/policy-prod.json", "chalice/policy-prod.json", True),
+    (".chalice/package-merge.json", "chalice/package-merge.json", True),
+    (".gitignore", "gitignore", False),
 )
-cm.set_static_handler_prefix("/static")  # static() in templates: content-hashed URLs
-cf = CloudFront(cm, app)  # ETags, 304 Not Modified and Cache-Control
-cm.register_static_routes()  # GET/HEAD /static/{{p0}}, /static/{{p0}}/{{p1}}, ...
-# A schedule (its own Lambda function, looked up as app.keep_warm) that invokes the
-# API handler with a warm-up event every 5 minutes; .chalice/policy-prod.json lets it.
-keep_warm = register_keep_warm(app, cm)
-
-
-@app.route("/", methods=["GET", "HEAD"])
-def index():
-    return cf.template("index.html", title={name})
-
-
-# Last: catch-all routes that render the 404 page for unknown paths.
-cm.register_not_found_routes("404.html")
-"""
-
-BASE_HTML = """\
-<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <title>{% block title %}{% endblock %}</title>
-  <link rel="icon" href="{{ static('favicon.svg') }}" type="image/svg+xml">
-  <link rel="stylesheet" href="{{ static('css/site.css') }}">
-</head>
-<body>
-  <main>
-{% block content %}{% endblock %}
-  </main>
-  <footer>Served by Chalice with chalice-http-toolkit.</footer>
-</body>
-</html>
-"""
-
-INDEX_HTML = """\
-{% extends "base.html" %}
-{% block title %}{{ title }}{% endblock %}
-{% block content %}
-    <h1>{{ title }}</h1>
-    <p>Edit <code>chalicelib/templates/index.html</code> and reload.</p>
-    <img src="{{ static('img/hero.png') }}" srcset="{{ srcset('img/hero.png') }}"
-         sizes="(min-width: 40rem) 38rem, calc(100vw - 2rem)"
-         alt="A sun over green hills" width="960" height="480">
-{% endblock %}
-"""
-
-NOT_FOUND_HTML = """\
-{% extends "base.html" %}
-{% block title %}Page not found{% endblock %}
-{% block content %}
-    <h1>Page not found</h1>
-    <p>There is nothing here. <a href="/">Go to the home page</a>.</p>
-{% endblock %}
-"""
-
-SITE_CSS = """\
-body {
-  margin: 0;
-  font: 1.1rem/1.5 system-ui, sans-serif;
-  color: #1d2a33;
-  background: #f6f8f9;
-}
-
-main {
-  max-width: 40rem;
-  margin: 3rem auto;
-  padding: 0 1rem;
-}
-
-img {
-  max-width: 100%;
-  height: auto;
-  border-radius: 0.5rem;
-}
-
-footer {
-  text-align: center;
-  color: #5b6b75;
-  font-size: 0.9rem;
-}
-"""
-
-#: Linked from base.html, so browsers do not ask for /favicon.ico (a 404 and a Lambda call).
-FAVICON_SVG = """\
-<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
-  <rect width="32" height="32" rx="6" fill="#5b9ee6"/>
-  <circle cx="21" cy="11" r="6" fill="#ffcd50"/>
-  <path d="M0 32V24Q13 17 32 26V32Z" fill="#3c8c46"/>
-</svg>
-"""
-
-GITIGNORE = """\
-.chalice/deployments/
-.chalice/venv/
-__pycache__/
-*.pyc
-.venv/
-"""
-
-
-def hero_png(width: int = 960, height: int = 480) -> bytes:
-    """A real PNG (sky, sun, hills) encoded with zlib, so no image ships in cli.py.
-
-    Wide enough that ``srcset()`` offers resized variants of it (320w, 640w).
-    Drawn a row at a time: the sun and the hill are one run of pixels per row.
-    """
-    sun_x, sun_y, sun_radius = width * 0.7, height * 0.35, height * 0.16
-    rows = []
-    for y in range(height):
-        depth = y / height
-        row = bytearray(bytes((90 + int(120 * depth), 160 + int(60 * depth), 230)) * width)
-        if abs(y - sun_y) < sun_radius:
-            half = math.sqrt(sun_radius**2 - (y - sun_y) ** 2)
-            _paint(row, sun_x - half, sun_x + half, (255, 205, 80))
-        if depth > 0.72:  # the hill: y below height * (0.72 + (x / width - 0.4) ** 2)
-            half = width * math.sqrt(depth - 0.72)
-            green = (60, 150 - int(120 * (depth - 0.72)), 70)
-            _paint(row, width * 0.4 - half, width * 0.4 + half, green)
-        rows.append(b"\x00" + row)  # filter type None
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data)
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
-        + chunk(b"IEND", b"")
-    )
-
-
-def _paint(row: bytearray, left: float, right: float, colour: tuple[int, int, int]) -> None:
-    """Fill the RGB pixels from ``left`` to ``right`` (clipped to the row) with ``colour``."""
-    first, last = max(0, round(left)), min(len(row) // 3, round(right))
-    if last > first:
-        row[first * 3 : last * 3] = bytes(colour) * (last - first)
-
-
-def chalice_config(name: str, arch: str, layer_arns: list[str]) -> dict:
-    """``.chalice/config.json``: stages dev (``chalice local``) and prod (deployed, layers).
-
-    Chalice generates IAM policies from the calls it sees in ``app.py`` only, so
-    prod uses ``policy-prod.json``, which lets keep-warm invoke the API handler.
-    """
-    prod: dict = {
-        "api_gateway_stage": STAGE,
-        "autogen_policy": False,
-        "iam_policy_file": "policy-prod.json",
-    }
-    if layer_arns:
-        prod["layers"] = layer_arns
-    return {
-        "version": "2.0",
-        "app_name": name,
-        "lambda_memory_size": 256,
-        "lambda_timeout": 30,
-        "lambda_architecture": arch,
-        "stages": {"dev": {"api_gateway_stage": STAGE}, "prod": prod},
-    }
-
-
-def iam_policy(name: str, stage: str) -> dict:
-    """Logs, plus invoking ``{name}-{stage}``: the API handler ``chalice deploy`` creates."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": "arn:*:logs:*:*:*",
-            },
-            {
-                "Sid": "KeepWarmInvokesTheApiHandler",
-                "Effect": "Allow",
-                "Action": "lambda:InvokeFunction",
-                "Resource": f"arn:*:lambda:*:*:function:{name}-{stage}",
-            },
-        ],
-    }
-
 
 #: For ``chalice package --merge-template``: CloudFormation names the functions, so the
 #: keep-warm learns the API handler's name from a Ref and may invoke it by its ARN.
 PACKAGE_MERGE_FILENAME = ".chalice/package-merge.json"
 
 
-def package_merge_template() -> dict:
-    """What ``chalice package`` needs on top of its template for the keep-warm to work."""
-    return {
-        "Resources": {
-            "KeepWarm": {
-                "Properties": {
-                    "Environment": {
-                        "Variables": {"CHALICE_HTTP_TOOLKIT_API_FUNCTION": {"Ref": "APIHandler"}}
-                    }
-                }
-            },
-            "KeepWarmInvokesTheApiHandler": {
-                "Type": "AWS::IAM::Policy",
-                "Properties": {
-                    "PolicyName": "KeepWarmInvokesTheApiHandler",
-                    "Roles": [{"Ref": "KeepWarmRole"}],
-                    "PolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": "lambda:InvokeFunction",
-                                "Resource": {"Fn::GetAtt": ["APIHandler", "Arn"]},
-                            }
-                        ],
-                    },
-                },
-            },
-        }
-    }
+def render_scaffold_file(source: str, values: dict[str, str]) -> str:
+    """The text of ``scaffold/{source}`` with ``values`` substituted (``string.Template``).
+
+    A ``$placeholder`` that ``values`` lacks is a ``KeyError``, a stray ``$`` a
+    ``ValueError``: strict, because the scaffold is the toolkit's own input.
+    """
+    text = (SCAFFOLD_SOURCE / source).read_text(encoding="utf-8")
+    return string.Template(text).substitute(values)
+
+
+def _json_text(document: Any) -> str:
+    return json.dumps(document, indent=2) + "\n"
 
 
 def requirements_txt(needed: list[str], layers_note: str) -> str:
@@ -530,30 +338,33 @@ Content = Union[str, bytes, Path]
 def project_files(
     args: argparse.Namespace, magic: dict[str, Path], layers: list[Layer], layers_note: str
 ) -> dict[str, Content]:
-    """Every file of the new project, by path relative to the project directory."""
+    """Every file of the new project, by path relative to the project directory.
+
+    ``SCAFFOLD_FILES`` from the scaffold folder, the module, libmagic (``-e magic``),
+    and what depends on the layers: prod's ``layers`` in ``.chalice/config.json`` and
+    ``requirements.txt`` (what no layer provides).
+    """
     provided = {layer.package.lower() for layer in layers}
     needed = [package for package in LAYER_PACKAGES if package.lower() not in provided]
     if magic:
         needed.append("magic")
-    config = chalice_config(args.name, args.arch, [layer.arn for layer in layers])
-    return {
-        "app.py": APP_PY.format(name=json.dumps(args.name)),  # a valid name needs no escaping
-        "chalicelib/__init__.py": "",
-        "chalicelib/chalice_http_toolkit.py": MODULE_SOURCE,
-        "chalicelib/templates/base.html": BASE_HTML,
-        "chalicelib/templates/index.html": INDEX_HTML,
-        "chalicelib/templates/404.html": NOT_FOUND_HTML,
-        "chalicelib/static/css/site.css": SITE_CSS,
-        "chalicelib/static/favicon.svg": FAVICON_SVG,
-        "chalicelib/static/img/hero.png": hero_png(),
-        **magic,
-        ".chalice/config.json": json.dumps(config, indent=2) + "\n",
-        ".chalice/policy-prod.json": json.dumps(iam_policy(args.name, "prod"), indent=2) + "\n",
-        PACKAGE_MERGE_FILENAME: json.dumps(package_merge_template(), indent=2) + "\n",
-        "requirements.txt": requirements_txt(needed, layers_note),
-        _TEMPLATE_FILENAME: cloudfront_json(stage=STAGE),
-        ".gitignore": GITIGNORE,
-    }
+    values = {"name": args.name, "arch": args.arch, "stage": STAGE}  # valid names need no escaping
+    files: dict[str, Content] = {}
+    for target, source, rendered in SCAFFOLD_FILES:
+        if not rendered:
+            files[target] = SCAFFOLD_SOURCE / source
+        elif source.endswith(".json"):
+            document = json.loads(render_scaffold_file(source, values))
+            if target == ".chalice/config.json" and layers:
+                document["stages"]["prod"]["layers"] = [layer.arn for layer in layers]
+            files[target] = _json_text(document)
+        else:
+            files[target] = render_scaffold_file(source, values)
+    files["chalicelib/chalice_http_toolkit.py"] = MODULE_SOURCE
+    files.update(magic)
+    files["requirements.txt"] = requirements_txt(needed, layers_note)
+    files[_TEMPLATE_FILENAME] = cloudfront_json(stage=STAGE)
+    return files
 
 
 def compile_for_lambda(source: Path) -> Path:
@@ -614,6 +425,10 @@ def command_setup(args: argparse.Namespace) -> int:
     project = Path(args.path)
     if not MODULE_SOURCE.is_file():
         _say(f"setup: {MODULE_SOURCE} is missing; run cli.py from a chalice-http-toolkit checkout")
+        return EXIT_SETUP_FAILED
+    absent = [source for _, source, _ in SCAFFOLD_FILES if not (SCAFFOLD_SOURCE / source).is_file()]
+    if absent:
+        _say(f"setup: {SCAFFOLD_SOURCE}/ lacks {', '.join(absent)}; reinstall chalice-http-toolkit")
         return EXIT_SETUP_FAILED
     magic: dict[str, Path] = {}
     if args.extra == "magic":
@@ -693,8 +508,9 @@ def _print_next_steps(
 #: The CloudFront Function (viewer request, ``cloudfront-js-2.0``). It sets ``Accept`` to
 #: one of the module's three ``IMAGE_ACCEPT_*`` values by the rule of
 #: ``normalise_image_accept()`` (q-values parsed as ``parse_accept_header()`` parses them),
-#: so the cache key holds at most three values per URL. ``%(avif)s`` and
-#: ``%(extensions)s`` are filled in by :func:`cloudfront_function_code`.
+#: so the cache key holds at most three values per URL. A ``string.Template``, as the
+#: scaffold's files are: ``$avif`` and ``$extensions`` are filled in by
+#: :func:`cloudfront_function_code` (``$$`` is a dollar sign).
 CLOUDFRONT_FUNCTION_JS = r"""// chalice-http-toolkit: one of three Accept values.
 // Image requests (an image extension, or an Accept that starts with image/) get the value
 // of the module's normalise_image_accept(): AVIF and WebP count only when named explicitly
@@ -704,14 +520,14 @@ var AVIF = "image/avif,image/webp,*/*";
 var WEBP = "image/webp,*/*";
 var ANY = "*/*";
 // false when the origin's Pillow cannot write AVIF (cli.py cloudfront --no-avif).
-var AVIF_COUNTS = %(avif)s;
-var IMAGE_EXTENSIONS = %(extensions)s;
+var AVIF_COUNTS = $avif;
+var IMAGE_EXTENSIONS = $extensions;
 // Python's str.strip() whitespace and float() syntax: q-values parse as in the module.
 var SPACE = "[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
-var EDGES = new RegExp("^" + SPACE + "+|" + SPACE + "+$", "g");
+var EDGES = new RegExp("^" + SPACE + "+|" + SPACE + "+$$", "g");
 var DIGITS = "[0-9](?:_?[0-9])*";
 var MANTISSA = "(?:" + DIGITS + "(?:\\.(?:" + DIGITS + ")?)?|\\." + DIGITS + ")";
-var NUMBER = new RegExp("^[+-]?" + MANTISSA + "(?:[eE][+-]?" + DIGITS + ")?$");
+var NUMBER = new RegExp("^[+-]?" + MANTISSA + "(?:[eE][+-]?" + DIGITS + ")?$$");
 
 function strip(text) {
     return text.replace(EDGES, "");
@@ -814,10 +630,9 @@ _TEMPLATE_FILENAME = "cloudfront.json"
 
 def cloudfront_function_code(avif: bool = True) -> str:
     """The viewer-request function's JavaScript (``avif``: the origin can write AVIF)."""
-    return CLOUDFRONT_FUNCTION_JS % {
-        "avif": "true" if avif else "false",
-        "extensions": json.dumps(list(IMAGE_EXTENSIONS)),
-    }
+    return string.Template(CLOUDFRONT_FUNCTION_JS).substitute(
+        avif="true" if avif else "false", extensions=json.dumps(list(IMAGE_EXTENSIONS))
+    )
 
 
 def _cache_policy(name: str, comment: str, default_ttl: int, query_strings: str) -> dict:

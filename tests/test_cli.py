@@ -611,11 +611,15 @@ def test_setup_path_is_a_file(run, klayers, tmp_path):
     assert target.read_text() == "x"
 
 
-def copy_cli(tmp_path: Path, *, module: bool, magic: list[str] | None) -> Path:
+def copy_cli(
+    tmp_path: Path, *, module: bool, magic: list[str] | None, scaffold: bool = True
+) -> Path:
     """A checkout with only some of the sources cli.py copies from."""
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     shutil.copy(ROOT / "cli.py", checkout)
+    if scaffold:
+        shutil.copytree(ROOT / "scaffold", checkout / "scaffold")
     if module:
         shutil.copy(ROOT / "chalice_http_toolkit.py", checkout)
     for name in magic or []:
@@ -654,6 +658,14 @@ def test_setup_missing_sources(klayers, tmp_path, module, magic, extra, message)
     assert klayers.paths == []
 
 
+def test_setup_without_its_scaffold_folder_says_what_is_missing(klayers, tmp_path):
+    script = copy_cli(tmp_path, module=True, magic=None, scaffold=False)
+    project = tmp_path / "site"
+    result = run_copy(script, "setup", "-n", "site", "-p", str(project))
+    assert_failure(result, cli.EXIT_SETUP_FAILED, "scaffold/ lacks app.py, chalicelib/__init__.py")
+    assert not project.exists()
+
+
 def test_setup_from_a_copy_without_bin_magic_works_without_magic(klayers, tmp_path):
     script = copy_cli(tmp_path, module=True, magic=None)
     project = tmp_path / "site"
@@ -670,3 +682,26 @@ def test_setup_cannot_write(run, klayers, tmp_path):
     assert result.code == cli.EXIT_SETUP_FAILED
     assert f"cannot write {project / 'chalicelib' / '__init__.py'}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_scaffold_file_is_in_the_table():
+    """``SCAFFOLD_FILES`` is the one list of what goes where: nothing in scaffold/ is left out."""
+    on_disk = {
+        path.relative_to(cli.SCAFFOLD_SOURCE).as_posix()
+        for path in cli.SCAFFOLD_SOURCE.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert on_disk == {source for _, source, _ in cli.SCAFFOLD_FILES}
+
+
+def test_scaffold_app_is_rendered_with_string_template(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    assert run("setup", "-n", "my-site_2", "-p", str(project)).code == 0
+    app_py = (project / "app.py").read_text()
+    assert 'app = Chalice(app_name="my-site_2")' in app_py
+    assert "$" not in app_py
+    template = (cli.SCAFFOLD_SOURCE / "app.py").read_text()
+    assert app_py == template.replace("$name", "my-site_2")
+    assert (project / "chalicelib" / "static" / "img" / "hero.png").read_bytes() == (
+        cli.SCAFFOLD_SOURCE / "chalicelib" / "static" / "img" / "hero.png"
+    ).read_bytes()
