@@ -1,5 +1,8 @@
 """chalice-http-toolkit: a Flask-like website toolkit for AWS Chalice.
 
+Homepage: https://gitlab.com/chalice-http-toolkit/chalice-http-toolkit
+License: Apache-2.0 (the LICENSE file there; https://www.apache.org/licenses/LICENSE-2.0)
+
 Copy this one file into your project's ``chalicelib/`` and get Jinja2 templates,
 static files, binary assets, image negotiation and a CloudFront cache layer
 (content-based validators, 304 Not Modified, Cache-Control) on AWS Lambda.

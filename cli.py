@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Scaffold a chalice-http-toolkit project and look up its Lambda layers.
 
+Installed by pip as the ``chalice-http-toolkit`` command (the same program):
+
     python cli.py layers -r us-east-1 [--python 3.12] [--arch x86_64|arm64] [-j]
     python cli.py setup -n mysite -p mysite [-e magic] [-r us-east-1] [--force]
     python cli.py cloudfront [-o cloudfront.json] [--stage api] [--static-prefix /static]
@@ -104,6 +106,8 @@ MODULE_SOURCE = HERE / "chalice_http_toolkit.py"
 MAGIC_SOURCE = DATA / "bin_magic"
 #: The files of a new project (``SCAFFOLD_FILES`` says where each goes).
 SCAFFOLD_SOURCE = DATA / "scaffold"
+#: The program's name in messages: the console script's when installed.
+PROG = "chalice-http-toolkit" if DATA is _INSTALLED_DATA else "cli.py"
 #: Files ``setup -e magic`` needs from ``bin_magic/``.
 MAGIC_REQUIRED = ("x86_64/libmagic.so.1", "aarch64/libmagic.so.1", "magic.mgc")
 #: ``bin_magic/`` files that describe or rebuild the binaries rather than ship them.
@@ -404,7 +408,7 @@ def _setup_layers(args: argparse.Namespace) -> tuple[list[Layer], str]:
     """The layers prod gets and a note for requirements.txt; failures are reported, not fatal."""
     if args.region is None:
         _say("setup: no region (-r) given, so no Lambda layers: jinja2 and Pillow go in")
-        _say("       requirements.txt. Run `cli.py layers -r REGION` later to find them.")
+        _say(f"       requirements.txt. Run `{PROG} layers -r REGION` later to find them.")
         return [], "No layers were looked up (no region given)."
     try:
         found = lookup_layers(args)
@@ -898,7 +902,7 @@ def _add_lookup_options(parser: argparse.ArgumentParser, region_required: bool) 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cli.py",
+        prog=PROG,
         description="Scaffold chalice-http-toolkit projects and look up their Lambda layers.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,

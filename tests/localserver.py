@@ -1,16 +1,28 @@
-"""Running `chalice local` and other subprocesses offline, on loopback only."""
+"""Running `chalice local` and other subprocesses offline, on loopback only.
+
+``run`` is the one way tests start a command (``run_python`` for this interpreter),
+``chalice_local`` the one way they serve a project with ``chalice local``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+#: The ``chalice`` command of this interpreter's environment.
+CHALICE = Path(sys.executable).parent / "chalice"
+#: Environment for a subprocess that talks to servers on loopback (fake APIs, chalice local).
+LOOPBACK = {"no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"}
 
 
 def free_port() -> int:
@@ -66,3 +78,57 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def run(
+    command: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    **extra_env: str,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` and capture its text output; the caller asserts on the outcome.
+
+    The environment is :func:`offline_env` with ``extra_env`` unless ``env`` is given.
+    """
+    return subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=offline_env(**extra_env) if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_python(*args: str | Path, **options) -> subprocess.CompletedProcess[str]:
+    """``run`` with this interpreter: ``run_python("-c", code)``, ``run_python(script, ...)``."""
+    return run([sys.executable, *args], **options)
+
+
+@contextlib.contextmanager
+def chalice_local(project: Path, *, probe: str = "/", **extra_env: str) -> Iterator[str]:
+    """Serve ``project`` with ``chalice local`` on 127.0.0.1; yields the base URL.
+
+    The server's output goes to ``chalice-local.log`` beside the project, which a
+    failure to start quotes.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = project.parent / f"{project.name}-chalice-local.log"
+    command = [CHALICE, "local", "--host", "127.0.0.1", "--port", str(port), "--no-autoreload"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(part) for part in command],
+            cwd=project,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=offline_env(**LOOPBACK, **extra_env),
+        )
+        try:
+            wait_until_serving(base + probe, process, log_path)
+            yield base
+        finally:
+            stop(process)
