@@ -628,7 +628,8 @@ PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
 ONE_YEAR = 31536000
 #: A URL path segment: the static prefix and the stage.
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
-_STAGE = re.compile(r"[A-Za-z0-9_]+")
+#: API Gateway stage names: letters, digits, '-' and '_', at most 128 characters.
+_STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TEMPLATE_FILENAME = "cloudfront.json"
 
 
@@ -662,6 +663,47 @@ def _cache_policy(name: str, comment: str, default_ttl: int, query_strings: str)
     }
 
 
+#: HSTS max-age of the template's response headers policy: one year, in seconds.
+HSTS_MAX_AGE = ONE_YEAR
+
+
+def security_headers_policy() -> dict:
+    """A response headers policy: HSTS, Referrer-Policy, nosniff and frame-ancestors.
+
+    Added at the edge to every response that lacks them; the origin's own headers
+    (the toolkit's ``security_headers`` option) win, except ``nosniff``, which is
+    always set. Framing: ``X-Frame-Options: SAMEORIGIN`` and a CSP of
+    ``frame-ancestors 'self'`` (nothing else, so it restricts no content).
+    """
+    return {
+        "Type": "AWS::CloudFront::ResponseHeadersPolicy",
+        "Properties": {
+            "ResponseHeadersPolicyConfig": {
+                "Name": {"Fn::Sub": "${AWS::StackName}-security"},
+                "Comment": "Security headers the origin did not set (chalice-http-toolkit)",
+                "SecurityHeadersConfig": {
+                    "StrictTransportSecurity": {
+                        "AccessControlMaxAgeSec": HSTS_MAX_AGE,
+                        "IncludeSubdomains": False,
+                        "Preload": False,
+                        "Override": False,
+                    },
+                    "ReferrerPolicy": {
+                        "ReferrerPolicy": "strict-origin-when-cross-origin",
+                        "Override": False,
+                    },
+                    "ContentTypeOptions": {"Override": True},
+                    "FrameOptions": {"FrameOption": "SAMEORIGIN", "Override": False},
+                    "ContentSecurityPolicy": {
+                        "ContentSecurityPolicy": "frame-ancestors 'self'",
+                        "Override": False,
+                    },
+                },
+            }
+        },
+    }
+
+
 def cloudfront_template(
     *,
     stage: str = "api",
@@ -676,7 +718,8 @@ def cloudfront_template(
     ``no-cache``: stored and revalidated with the ETag on every request); the static
     prefix gets a behaviour whose key ignores query strings and whose TTL follows the
     year-long ``immutable`` Cache-Control of content-hashed URLs. Both run the Accept
-    function on viewer requests; Host is never forwarded (API Gateway rejects it).
+    function on viewer requests and add the security headers of
+    :func:`security_headers_policy`; Host is never forwarded (API Gateway rejects it).
     """
     function = {"FunctionARN": {"Fn::GetAtt": ["AcceptFunction", "FunctionARN"]}}
     association = {"FunctionAssociations": [{"EventType": "viewer-request", **function}]}
@@ -688,6 +731,7 @@ def cloudfront_template(
         "CachedMethods": ["GET", "HEAD"],
         "Compress": True,
         "CachePolicyId": {"Ref": "StaticCachePolicy"},
+        "ResponseHeadersPolicyId": {"Ref": "SecurityHeadersPolicy"},
         **association,
     }
     default_behaviour = {
@@ -698,6 +742,7 @@ def cloudfront_template(
         "Compress": True,
         "CachePolicyId": {"Ref": "PageCachePolicy"},
         "OriginRequestPolicyId": {"Ref": "PageOriginRequestPolicy"},
+        "ResponseHeadersPolicyId": {"Ref": "SecurityHeadersPolicy"},
         **association,
     }
     api_domain = {
@@ -732,7 +777,7 @@ def cloudfront_template(
             "Stage": {
                 "Type": "String",
                 "Default": stage,
-                "AllowedPattern": "^[A-Za-z0-9_]+$",
+                "AllowedPattern": "^[A-Za-z0-9_-]{1,128}$",
                 "Description": "The API Gateway stage (api_gateway_stage in .chalice/config.json)",
             },
             "PriceClass": {
@@ -768,6 +813,7 @@ def cloudfront_template(
                 86400,
                 "none",
             ),
+            "SecurityHeadersPolicy": security_headers_policy(),
             "PageOriginRequestPolicy": {
                 "Type": "AWS::CloudFront::OriginRequestPolicy",
                 "Properties": {
@@ -857,13 +903,18 @@ def command_cloudfront(args: argparse.Namespace) -> int:
     if target.is_dir():
         _say(f"cloudfront: {target} is a directory; give a file name such as {_TEMPLATE_FILENAME}")
         return EXIT_SETUP_FAILED
+    if not target.parent.is_dir():
+        _say(
+            f"cloudfront: {target.parent} is not a directory, nothing was written; create it first"
+        )
+        return EXIT_SETUP_FAILED
     if os.path.lexists(target) and not args.force:
         _say(
             f"cloudfront: {target} already exists, nothing was written; use --force to overwrite it"
         )
         return EXIT_EXISTS
     try:
-        _write(target, text)
+        target.write_text(text, encoding="utf-8")
     except OSError as error:
         _say(f"cloudfront: cannot write {target}: {error.strerror or error}")
         return EXIT_SETUP_FAILED
@@ -1012,7 +1063,8 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def _check_cloudfront_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if not _STAGE.fullmatch(args.stage):
         parser.error(
-            f"--stage must be letters, digits and '_' (API Gateway's rule), not {args.stage!r}"
+            f"--stage must be 1 to 128 letters, digits, '-' and '_' (API Gateway's rule), "
+            f"not {args.stage!r}"
         )
     segments = args.static_prefix.strip("/").split("/")
     if not args.static_prefix.startswith("/") or not all(

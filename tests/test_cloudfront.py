@@ -119,6 +119,23 @@ def test_template_shape():
     }
 
 
+def test_every_behaviour_adds_the_security_headers():
+    """HSTS, Referrer-Policy, nosniff and frame-ancestors at the edge; the origin's own win."""
+    template = cli.cloudfront_template()
+    [policy] = resources_of(template, "AWS::CloudFront::ResponseHeadersPolicy").values()
+    headers = policy["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+    assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 31536000
+    assert headers["ReferrerPolicy"]["ReferrerPolicy"] == "strict-origin-when-cross-origin"
+    assert headers["ContentTypeOptions"] == {"Override": True}
+    assert headers["FrameOptions"]["FrameOption"] == "SAMEORIGIN"
+    assert headers["ContentSecurityPolicy"]["ContentSecurityPolicy"] == "frame-ancestors 'self'"
+    overridden = [name for name, header in headers.items() if header["Override"]]
+    assert overridden == ["ContentTypeOptions"]
+    config = template["Resources"]["Distribution"]["Properties"]["DistributionConfig"]
+    for behaviour in (config["DefaultCacheBehavior"], *config["CacheBehaviors"]):
+        assert behaviour["ResponseHeadersPolicyId"] == {"Ref": "SecurityHeadersPolicy"}
+
+
 def test_template_options():
     template = cli.cloudfront_template(
         stage="prod", static_prefix="/assets/v1/", price_class="PriceClass_All", avif=False
@@ -148,7 +165,7 @@ def cfn_lint(*paths: Path) -> subprocess.CompletedProcess:
 def test_templates_pass_cfn_lint(tmp_path):
     variants = {
         "default": [],
-        "options": ["--stage", "v2_prod", "--static-prefix", "/assets/v1", "--no-avif"],
+        "options": ["--stage", "v2-prod_1", "--static-prefix", "/assets/v1", "--no-avif"],
         "everywhere": ["--price-class", "PriceClass_All"],
     }
     paths = []
@@ -188,7 +205,7 @@ def test_cloudfront_prints_the_template(run):
 
 
 def test_cloudfront_writes_a_file_and_refuses_to_overwrite(run, tmp_path):
-    target = tmp_path / "cf" / "cloudfront.json"
+    target = tmp_path / "cloudfront.json"
     result = run("cloudfront", "-o", str(target), "--stage", "prod")
     assert (result.code, result.stderr, result.stdout) == (0, "", f"Wrote {target}\n")
     assert target.read_text() == cli.cloudfront_json(stage="prod")
@@ -211,12 +228,34 @@ def test_cloudfront_output_is_a_directory(run, tmp_path):
 
 
 def test_cloudfront_cannot_write(run, tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    result = run("cloudfront", "-o", str(blocker / "cloudfront.json"))
+    target = tmp_path / "cloudfront.json"
+    target.symlink_to(tmp_path / "gone" / "cloudfront.json")  # dangling
+    result = run("cloudfront", "-o", str(target), "--force")
     assert (result.code, result.stdout) == (cli.EXIT_SETUP_FAILED, "")
     assert result.stderr.startswith("cloudfront: cannot write")
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize("parent", ["missing", "missing/deeper", "a-file"])
+def test_cloudfront_into_a_missing_directory_is_an_error(run, tmp_path, parent):
+    """Regression: `-o /nonexistent/dir/cf.json` silently created the directories."""
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / parent / "cf.json"
+    result = run("cloudfront", "-o", str(target))
+    assert (result.code, result.stdout) == (cli.EXIT_SETUP_FAILED, "")
+    assert result.stderr == (
+        f"cloudfront: {target.parent} is not a directory, nothing was written; create it first\n"
+    )
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("stage", ["my-stage", "v2-prod_1", "A" * 128, "-", "_"])
+def test_cloudfront_stage_may_have_hyphens(run, stage):
+    """Regression: API Gateway stage names allow [A-Za-z0-9_-]; --stage refused hyphens."""
+    result = run("cloudfront", "--stage", stage)
+    assert (result.code, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["Parameters"]["Stage"]["Default"] == stage
 
 
 @pytest.mark.parametrize(
@@ -225,6 +264,8 @@ def test_cloudfront_cannot_write(run, tmp_path):
         (["--stage", "my stage"], "--stage must be"),
         (["--stage", ""], "--stage must be"),
         (["--stage", "v1/x"], "--stage must be"),
+        (["--stage", "A" * 129], "--stage must be"),
+        (["--stage", "dev.1"], "--stage must be"),
         (["--static-prefix", "static"], "--static-prefix must be a URL path"),
         (["--static-prefix", "/"], "--static-prefix must be a URL path"),
         (["--static-prefix", "/st atic"], "--static-prefix must be a URL path"),
