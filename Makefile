@@ -77,7 +77,7 @@ bench: $(BENCH_STAMP) system-deps
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/cdn_sim.py
 
-# Origin load behind the CloudFront model (tests/cdn_model.py), ours vs 0.6.2: bench/cdn_results.json.
+# Origin load behind the CloudFront model (bench/cdn_model.py), ours vs 0.6.2: bench/cdn_results.json.
 cdn-sim: $(BENCH_STAMP) system-deps
 	$(BENCH_VENV)/bin/python bench/cdn_sim.py
 

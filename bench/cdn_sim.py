@@ -3,7 +3,7 @@
 ``make cdn-sim`` (and ``make bench``) runs this in ``.venv-bench``. The site of
 ``bench/run.py`` (a page with includes, two stylesheets, a script, a JPEG photo) is
 served by our toolkit and by chalice-http-toolkit 0.6.2, each as several Lambda
-containers behind the CloudFront model of ``tests/cdn_model.py``, configured by the
+containers behind the CloudFront model of ``bench/cdn_model.py``, configured by the
 template ``cli.py cloudfront`` writes and running its CloudFront Function under node.
 The same seeded traffic goes to each: page views from a browser mix (Chrome, Safari,
 Firefox, curl) with their own HTTP caches, over simulated time, with a template and
@@ -33,15 +33,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / "cdn_results.json"
-# tests/ holds the CDN model; ROOT is not put on sys.path: our module's file name would
-# shadow the 0.6.2 package, so ours is loaded by path (bench/run.py's load_ours).
-sys.path.insert(0, str(ROOT / "tests"))
-
-from apigw import invoke  # noqa: E402
-from cdn_model import (  # noqa: E402
+# The API Gateway and CloudFront models sit beside this script. ROOT is not put on
+# sys.path: our module's file name would shadow the 0.6.2 package, so ours is loaded by
+# path (bench/run.py's load_ours).
+from apigw import invoke
+from cdn_model import (
     CloudFrontModel,
     LambdaOrigin,
     Seen,
@@ -51,7 +47,11 @@ from cdn_model import (  # noqa: E402
     make_clients,
     page_view,
 )
-from cloudfront_function import ViewerRequestFunction  # noqa: E402
+from cloudfront_function import ViewerRequestFunction
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "cdn_results.json"
 
 ZIP_EPOCH = 315532800  # Chalice's deployment zip stamps every file 1980-01-01
 PHOTO_TYPE = "image/jpeg"
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": seed,
             "browser_mix": "Chrome 55%, Safari 20%, Firefox 15%, curl 10%; 20% new visitors",
             "notes": [
-                "Every origin request goes through tests/apigw.py's API Gateway model: a "
+                "Every origin request goes through bench/apigw.py's API Gateway model: a "
                 "Lambda result that is not JSON (a bytes body) is a 502.",
                 "0.6.2 returns static files (CSS, JS, images) as a bytes body that neither "
                 "Chalice nor 0.6.2 base64-encodes for text types, and its STAGE=prod path "

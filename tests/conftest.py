@@ -14,6 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The API Gateway and CloudFront models (apigw, cdn_model, cloudfront_function) live in
+# bench/, which the benchmark scripts import them from as their own folder.
+sys.path.append(str(ROOT / "bench"))
 
 os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
 

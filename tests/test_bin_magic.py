@@ -1,4 +1,4 @@
-"""The bundled libmagic in bin_magic/ (DESIGN §3 "libmagic on Lambda").
+"""The bundled libmagic in bin_magic/: Lambda has no libmagic, so the toolkit ships one.
 
 The ELF checks parse the files with ``struct`` only, so they run anywhere.
 """

@@ -1,4 +1,4 @@
-"""The CloudFront model itself (tests/cdn_model.py), rule by rule, against a scripted origin."""
+"""The CloudFront model itself (bench/cdn_model.py), rule by rule, against a scripted origin."""
 
 from __future__ import annotations
 

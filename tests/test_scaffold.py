@@ -8,7 +8,7 @@ import io
 import json
 import os
 import re
-import subprocess
+import shutil
 import sys
 import urllib.error
 import urllib.request
@@ -29,12 +29,11 @@ import chalice_http_toolkit as toolkit
 from apigw import invoke
 from conftest import ROOT
 from fake_klayers import FakeKlayers, layer_arn
-from localserver import free_port, offline_env, stop, wait_until_serving
+from localserver import CHALICE, LOOPBACK, chalice_local, offline_env, run, run_python
 
 if not (ROOT / "chalice_http_toolkit.py").is_file():
     pytest.skip("chalice_http_toolkit.py is not in the checkout yet", allow_module_level=True)
 
-CHALICE = Path(sys.executable).parent / "chalice"
 LAYERS = [
     layer_arn("p3.12", "us-east-1", "jinja2", 7),
     layer_arn("p3.12", "us-east-1", "Pillow", 9),
@@ -56,14 +55,7 @@ def scaffold(root: Path, *extra: str) -> Path:
     args = ["setup", "-n", "scaffold", "-p", str(project), "-r", "us-east-1", "--python", "3.12"]
     server = FakeKlayers().start()
     try:
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "cli.py"), *args, *extra],
-            env=offline_env(KLAYERS_API_URL=server.url, no_proxy="127.0.0.1", NO_PROXY="127.0.0.1"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_python(ROOT / "cli.py", *args, *extra, KLAYERS_API_URL=server.url, **LOOPBACK)
     finally:
         server.stop()
     assert (done.returncode, done.stderr) == (0, ""), done
@@ -112,26 +104,12 @@ def client_fetch(project_app) -> Iterator[Fetch]:
 
 @pytest.fixture(scope="module")
 def local_fetch(project) -> Iterator[Fetch]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = project.parent / "chalice-local.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(CHALICE), "local", "--host", "127.0.0.1", "--port", str(port), "--no-autoreload"],
-            cwd=project,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=offline_env(no_proxy="127.0.0.1", NO_PROXY="127.0.0.1"),
-        )
-        try:
-            wait_until_serving(base + "/", process, log_path)
+    with chalice_local(project) as base:
 
-            def fetch(path: str, headers: dict[str, str] | None = None, method: str = "GET"):
-                return fetch_url(base + path, headers or {}, method)
+        def fetch(path: str, headers: dict[str, str] | None = None, method: str = "GET"):
+            return fetch_url(base + path, headers or {}, method)
 
-            yield fetch
-        finally:
-            stop(process)
+        yield fetch
 
 
 def fetch_url(url: str, headers: dict[str, str], method: str) -> Reply:
@@ -284,20 +262,32 @@ def test_warm_up_event_primes_the_api_handler(app_module, client_fetch):
     assert set(body["prime_ms"]) >= {"templates", "static"}
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+def test_gitignore_keeps_the_checked_hash_pyc(tmp_path):
+    """Regression: `__pycache__/` and `*.pyc` ignored the .pyc that spares Lambda compiling."""
+    running = "{}.{}".format(*sys.version_info[:2])
+    project = scaffold(tmp_path, "--python", running)
+    pyc = f"chalicelib/__pycache__/chalice_http_toolkit.{sys.implementation.cache_tag}.pyc"
+    assert (project / pyc).is_file()
+    for other in ("chalicelib/__pycache__/other.cpython-312.pyc", "__pycache__/app.pyc"):
+        (project / other).parent.mkdir(exist_ok=True)
+        (project / other).write_bytes(b"")
+    assert run(["git", "init", "-q", project]).returncode == 0
+    candidates = [pyc, "chalicelib/__pycache__/other.cpython-312.pyc", "__pycache__/app.pyc"]
+    ignored = run(["git", "-C", project, "check-ignore", *candidates])
+    assert ignored.stdout.split() == candidates[1:]
+    added = run(["git", "-C", project, "add", "--dry-run", "."])
+    assert f"add '{pyc}'" in added.stdout.splitlines()
+
+
 # ---------------------------------------------------------------------------
 # chalice package
 # ---------------------------------------------------------------------------
 
 
 def package(project: Path, out: Path, *options: str, **env: str) -> dict:
-    done = subprocess.run(
-        [str(CHALICE), "package", "--stage", "prod", *options, str(out)],
-        cwd=project,
-        env=offline_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = run(
+        [CHALICE, "package", "--stage", "prod", *options, out], cwd=project, timeout=300, **env
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads((out / "sam.json").read_text())
@@ -445,15 +435,7 @@ def test_the_packaged_module_loads_from_its_pyc_on_lambda(tmp_path):
         os.utime(path, (315532800, 315532800))  # 1980-01-01, as Chalice's zip stamps them
     env = offline_env(PYTHONDONTWRITEBYTECODE="1")  # /var/task is read-only
     env.pop("PYTHONPATH", None)
-    done = subprocess.run(
-        [sys.executable, "-v", "-c", "import chalicelib.chalice_http_toolkit"],
-        cwd=task,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-v", "-c", "import chalicelib.chalice_http_toolkit", cwd=task, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     log = done.stderr
     assert f"{task / pyc} matches {task / 'chalicelib' / 'chalice_http_toolkit.py'}" in log

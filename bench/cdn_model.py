@@ -579,7 +579,7 @@ def page_view(
 
 
 class LambdaOrigin:
-    """``app(event, context)`` through ``tests/apigw.py``'s API Gateway model.
+    """``app(event, context)`` through ``apigw.py``'s API Gateway model.
 
     ``make_app`` builds one container (a Chalice app with its own imports and
     ContentManager); each request goes to a container picked by ``rng``. API Gateway
