@@ -2388,6 +2388,71 @@ class ContentManager:
         self.app.route(tail, methods=["GET", "HEAD"], name="chalice_http_toolkit_not_found_tail")(
             view
         )
+        if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
+            _match_greedy_routes_locally()
+
+
+def _match_greedy_routes_locally() -> None:
+    """Teach Chalice's local router greedy ``{name+}`` segments, as API Gateway has them.
+
+    ``chalice local`` and ``chalice.test.Client`` match a route only when it has as
+    many segments as the path, so a path deeper than every route got the local
+    gateway's 403 "Missing Authentication Token" where API Gateway runs the greedy
+    route. When no route matches, a route ending in ``{name+}`` whose other
+    segments match takes the rest of the path (the longest such route wins).
+    Once per process; never on Lambda, where API Gateway does the routing.
+    """
+    from chalice import local
+
+    matcher = local.RouteMatcher
+    if getattr(matcher, "_chalice_http_toolkit_greedy", False):
+        return
+    exact = matcher.match_route
+
+    def match_route(self: Any, url: str) -> Any:
+        try:
+            return exact(self, url)
+        except ValueError:
+            found = _greedy_match(self.route_urls, url)
+            if found is None:
+                raise
+            route, captured = found
+            query = local.parse_qs(local.urlparse(url).query, keep_blank_values=True)
+            return local.MatchResult(route, captured, query)
+
+    matcher.match_route = match_route
+    matcher._chalice_http_toolkit_greedy = True
+
+
+def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]] | None:
+    """The longest route ending in ``{name+}`` that matches ``url``, and its parameters.
+
+    >>> _greedy_match(["/{a}/{rest+}", "/x"], "/one/two/three?q=1")
+    ('/{a}/{rest+}', {'a': 'one', 'rest': 'two/three'})
+    >>> _greedy_match(["/static/{rest+}"], "/other/two") is None
+    True
+    """
+    path = url.split("?", 1)[0]
+    if path != "/" and path.endswith("/"):
+        path = path[:-1]
+    parts = path.split("/")
+    best: tuple[str, dict[str, str]] | None = None
+    for route in routes:
+        pattern = route.split("/")
+        if not (pattern[-1].startswith("{") and pattern[-1].endswith("+}")):
+            continue
+        if len(parts) < len(pattern) or (best and len(best[0].split("/")) >= len(pattern)):
+            continue
+        captured = {}
+        for part, expected in zip(parts, pattern[:-1]):
+            if expected.startswith("{") and expected.endswith("}"):
+                captured[expected[1:-1]] = part
+            elif part != expected:
+                break
+        else:
+            captured[pattern[-1][1:-2]] = "/".join(parts[len(pattern) - 1 :])
+            best = (route, captured)
+    return best
 
 
 def _has_preconditions(request_headers: Mapping[str, str]) -> bool:

@@ -20,102 +20,13 @@ sys.path.append(str(ROOT / "bench"))
 
 os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
 
-CSS = "body { color: #123456; }\n" + "".join(f".c{i} {{ margin: {i}px; }}\n" for i in range(200))
-TEMPLATES = {
-    "base.html": (
-        "<!doctype html><html><head><title>{% block title %}{% endblock %}</title>"
-        '<link rel="stylesheet" href="{{ static(\'css/site.css\') }}"></head>'
-        "<body>{% block body %}{% endblock %}{% include 'footer.html' %}</body></html>"
-    ),
-    "footer.html": "<footer>{% from 'macros.html' import stamp %}{{ stamp() }}</footer>",
-    "macros.html": "{% macro stamp() %}made with chalice{% endmacro %}",
-    "index.html": (
-        "{% extends 'base.html' %}{% block title %}{{ title }}{% endblock %}"
-        "{% block body %}<h1>{{ title }}</h1>{% for item in items %}<p>{{ item }}</p>{% endfor %}"
-        "{% endblock %}"
-    ),
-    "404.html": "{% extends 'base.html' %}{% block body %}<h1>Page not found</h1>{% endblock %}",
-    "feed.xml": "<feed><title>{{ title }}</title></feed>",
-    "note.txt": "{{ text }}",
-    "dynamic.html": "{% include name %}",
-}
-
-
-def write_site(root: Path) -> tuple[Path, Path]:
-    templates = root / "templates"
-    static = root / "static"
-    templates.mkdir(parents=True)
-    for name, text in TEMPLATES.items():
-        (templates / name).write_text(text)
-    (static / "css").mkdir(parents=True)
-    (static / "js" / "vendor").mkdir(parents=True)
-    (static / "css" / "site.css").write_text(CSS)
-    (static / "js" / "app.js").write_text("console.log('hi');\n")
-    (static / "js" / "vendor" / "lib.mjs").write_text("export const x = 1;\n" * 100)
-    (static / "robots.txt").write_text("User-agent: *\n")
-    (static / "data.bin").write_bytes(bytes(range(256)) * 4)
-    (static / "noext").write_bytes(b"%PDF-1.4 fake pdf")
-    return templates, static
+# The shared site and app builder, under the names the test files import from here.
+from sites import CSS, TEMPLATES, build_app, write_site  # noqa: E402, F401
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> tuple[Path, Path]:
     return write_site(tmp_path / "site")
-
-
-def build_app(templates: Path, static: Path, **options):
-    from chalice import Chalice
-
-    from chalice_http_toolkit import CloudFront, ContentManager
-
-    app = Chalice(app_name="site")
-    cm = ContentManager(str(templates), str(static), app, **options)
-    cm.set_static_handler_prefix("/static")
-    cf = CloudFront(cm, app)
-    cm.register_static_routes()
-
-    @app.route("/", methods=["GET", "HEAD"])
-    def index():
-        return cf.template("index.html", title="Home <&>", items=["a", "b"])
-
-    @app.route("/page/{name}", methods=["GET", "HEAD", "POST"])
-    def page(name):
-        return cf.template("index.html", title=name, items=[])
-
-    @app.route("/feed", methods=["GET"])
-    def feed():
-        return cm.xml(cm.render_template("feed.xml", title="<x>"))
-
-    @app.route("/api/data", methods=["GET"])
-    def data():
-        return cm.json({"numbers": [1, 2, 3], "text": "é"})
-
-    @app.route("/plain", methods=["GET"])
-    def plain():
-        return {"plain": True}
-
-    @app.route("/old", methods=["GET"])
-    def old():
-        return cm.redirect("/")
-
-    @app.route("/missing", methods=["GET"])
-    def missing():
-        return cf.template("nope.html")
-
-    @app.route("/dynamic", methods=["GET"])
-    def dynamic():
-        return cf.template("dynamic.html", name=app.current_request.query_params["n"])
-
-    @app.route("/cors-route", methods=["GET"], cors=True)
-    def cors_route():
-        return {"cors": True}
-
-    @app.route("/asset", methods=["GET"])
-    def asset():
-        return cm.asset(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
-
-    cm.register_not_found_routes("404.html")
-    return app, cm, cf
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from chalice.test import Client
 import chalice_http_toolkit as toolkit
 from chalice_http_toolkit import (
     KEEP_WARM_FUNCTION_ENV,
-    CloudFront,
     ContentManager,
     is_keep_warm_event,
     keep_warm_event,
@@ -30,27 +29,29 @@ from chalice_http_toolkit import (
 )
 
 from apigw import make_event
-from conftest import TEMPLATES, write_site
+from sites import TEMPLATES, build_app, write_site
 
 STEPS = ["libmagic", "pillow", "templates", "static"]
 
 
 class Site:
+    """The shared site's app with a keep-warm schedule, called as the Lambda runtime does.
+
+    ``views`` counts the requests that reached a route, by resource path.
+    """
+
     def __init__(self, root: Path, warm: dict | None = None, **options) -> None:
-        templates, static = write_site(root)
-        self.app = Chalice(app_name="site")
-        self.cm = ContentManager(str(templates), str(static), self.app, **options)
+        warm = warm or {}
+        self.app, self.cm, _ = build_app(*write_site(root), keep_warm=warm, **options)
+        self.keep_warm = self.app.handler_map[warm.get("name", "keep_warm")]
         self.views: Counter[str] = Counter()
-        cf = CloudFront(self.cm, self.app)
-        self.cm.register_static_routes()
 
-        @self.app.route("/", methods=["GET", "HEAD"])
-        def index():
-            self.views["index"] += 1
-            return cf.template("index.html", title="Home", items=["a"])
+        def count(request, get_response):
+            if request is not None:  # Chalice passes None for an event it cannot route
+                self.views[request.context["resourcePath"]] += 1
+            return get_response(request)
 
-        self.keep_warm = register_keep_warm(self.app, self.cm, **(warm or {}))
-        self.cm.register_not_found_routes("404.html")
+        self.app.register_middleware(count, "http")
 
     def __call__(self, event: dict) -> dict:
         # What the Lambda runtime does: the payload arrives as JSON.
@@ -166,8 +167,8 @@ def test_a_real_request_carrying_the_marker_is_routed_normally(site):
     event["chalice_http_toolkit_keep_warm"] = True
     response = site(event)
     assert response["statusCode"] == 200
-    assert site.views["index"] == 1
-    assert "<h1>Home</h1>" in response["body"]
+    assert site.views["/"] == 1
+    assert "<h1>Home &lt;&amp;&gt;</h1>" in response["body"]
     assert not is_keep_warm_event(event)
 
 
@@ -209,7 +210,7 @@ def test_first_request_after_priming_compiles_nothing(tmp_path, auto_reload):
     for path in ("/", "/static/css/site.css", "/nowhere"):
         response = site(make_event(site.app, "GET", path))
         assert response["statusCode"] in (200, 404)
-    assert site.views["index"] == 1
+    assert site.views["/"] == 1
 
     assert compiled == []
     assert {key: env.cache[key] for key in env.cache} == templates_before

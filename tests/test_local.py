@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,80 +9,26 @@ from pathlib import Path
 import pytest
 from chalice.test import Client
 
-from conftest import ROOT, write_site
-from localserver import free_port, stop, wait_until_serving
-
-APP = """
-import os
-from chalice import Chalice
-from chalicelib.chalice_http_toolkit import CloudFront, ContentManager
-
-app = Chalice(app_name="localsite")
-HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chalicelib")
-cm = ContentManager(os.path.join(HERE, "templates"), os.path.join(HERE, "static"), app)
-cm.set_static_handler_prefix("/static")
-cf = CloudFront(cm, app)
-cm.register_static_routes()
-
-
-@app.route("/", methods=["GET", "HEAD"])
-def index():
-    return cf.template("index.html", title="Local", items=[1, 2])
-
-
-@app.route("/plain")
-def plain():
-    return {"plain": True}
-
-
-cm.register_not_found_routes("404.html")
-"""
+from localserver import chalice_local
+from sites import build_app, write_project
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("localproj")
-    chalicelib = root / "chalicelib"
-    write_site(chalicelib)
-    (chalicelib / "__init__.py").write_text("")
-    shutil.copy(ROOT / "chalice_http_toolkit.py", chalicelib / "chalice_http_toolkit.py")
-    (root / "app.py").write_text(APP)
-    (root / ".chalice").mkdir()
-    config = {
-        "version": "2.0",
-        "app_name": "localsite",
-        "stages": {"dev": {"api_gateway_stage": "api"}},
-    }
-    (root / ".chalice" / "config.json").write_text(json.dumps(config))
-    (root / "requirements.txt").write_text("")
-    return root
+    return write_project(tmp_path_factory.mktemp("localproj") / "site")
 
 
 @pytest.fixture(scope="module")
 def server(project):
-    port = free_port()
-    chalice = Path(sys.executable).parent / "chalice"
-    log_path = project / "chalice-local.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [str(chalice), "local", "--host", "127.0.0.1", "--port", str(port), "--no-autoreload"],
-        cwd=project,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base + "/plain", process, log_path)
+    with chalice_local(project, probe="/plain") as base:
         yield base
-    finally:
-        stop(process)
-        log.close()
 
 
 def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None):
     request = urllib.request.Request(url, method=method, headers=headers or {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with opener.open(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
@@ -94,15 +36,9 @@ def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None):
 
 @pytest.fixture(scope="module")
 def in_process(project):
-    sys.path.insert(0, str(project))
-    try:
-        import app as project_app
-
-        yield project_app.app
-    finally:
-        sys.path.remove(str(project))
-        for name in [n for n in sys.modules if n == "app" or n.startswith("chalicelib")]:
-            del sys.modules[name]
+    """The same app in this process, built by the same builder from the same folders."""
+    app, _, _ = build_app(project / "chalicelib" / "templates", project / "chalicelib" / "static")
+    return app
 
 
 CASES = [
@@ -114,6 +50,8 @@ CASES = [
     ("/static/data.bin", {"Range": "bytes=0-0"}),
     ("/plain", {}),
     ("/no/such/page", {"Accept": "text/html"}),
+    ("/a/b/c/d/e/f", {"Accept": "text/html"}),
+    ("/static/a/b/c/d/e/f/g/h.css", {}),
 ]
 
 
@@ -129,7 +67,7 @@ def test_chalice_local_matches_test_client(server, in_process, path, headers):
 
 def test_chalice_local_revalidation_and_head(server):
     status, headers, body = fetch(server + "/")
-    assert status == 200 and b"<h1>Local</h1>" in body
+    assert status == 200 and b"<h1>Home &lt;&amp;&gt;</h1>" in body
     status, revalidated, body = fetch(server + "/", headers={"If-None-Match": headers["ETag"]})
     assert status == 304 and body == b""
     assert revalidated["ETag"] == headers["ETag"]
@@ -146,3 +84,33 @@ def test_chalice_local_404_page_and_immutable_url(server, in_process):
     status, headers, _ = fetch(server + url)
     assert status == 200
     assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+
+
+DEEP = ["/a/b/c/d/e/f", "/a/b/c/d/e/f/g/h/i/j/k/l", "/static/a/b/c/d/e/f/g/h.css", "/x/y/z/"]
+
+
+@pytest.mark.parametrize("path", DEEP)
+def test_deep_unknown_paths_get_the_404_page_under_chalice_local(server, path):
+    """Regression: deeper than the routes, chalice local answered API Gateway's 403
+    "Missing Authentication Token"; deployed, the greedy ``{proxy+}`` route answers."""
+    status, headers, body = fetch(server + path, headers={"Accept": "text/html"})
+    assert status == 404
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b"<h1>Page not found</h1>" in body
+
+
+@pytest.mark.parametrize("path", DEEP)
+def test_deep_unknown_paths_get_the_404_page_in_the_test_client(in_process, path):
+    with Client(in_process) as client:
+        reply = client.http.get(path, headers={"Accept": "text/html"})
+    assert reply.status_code == 404
+    assert b"<h1>Page not found</h1>" in reply.body
+
+
+def test_greedy_matching_keeps_exact_routes_first(in_process):
+    """A route with as many segments as the path still wins over the greedy tail."""
+    with Client(in_process) as client:
+        assert client.http.get("/static/js/vendor/lib.mjs").status_code == 200
+        assert client.http.get("/page/x").body.count(b"<h1>x</h1>") == 1
+        missing = client.http.post("/a/b/c/d/e/f/g")  # no POST route: 405/403, not a page
+        assert missing.status_code in (403, 405)

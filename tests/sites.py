@@ -1,0 +1,140 @@
+"""One small real site for the tests, and the one builder of its Chalice app.
+
+``write_site`` writes the templates and nested static files, ``build_app`` the app
+that serves them (in-process with ``chalice.test.Client`` or ``app(event, context)``),
+``write_project`` a Chalice project whose ``app.py`` calls ``build_app`` (for
+``chalice local``). Needs only chalice and the module, so a project can copy it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from chalice import Chalice
+
+from chalice_http_toolkit import CloudFront, ContentManager, register_keep_warm
+
+CSS = "body { color: #123456; }\n" + "".join(f".c{i} {{ margin: {i}px; }}\n" for i in range(200))
+TEMPLATES = {
+    "base.html": (
+        "<!doctype html><html><head><title>{% block title %}{% endblock %}</title>"
+        '<link rel="stylesheet" href="{{ static(\'css/site.css\') }}"></head>'
+        "<body>{% block body %}{% endblock %}{% include 'footer.html' %}</body></html>"
+    ),
+    "footer.html": "<footer>{% from 'macros.html' import stamp %}{{ stamp() }}</footer>",
+    "macros.html": "{% macro stamp() %}made with chalice{% endmacro %}",
+    "index.html": (
+        "{% extends 'base.html' %}{% block title %}{{ title }}{% endblock %}"
+        "{% block body %}<h1>{{ title }}</h1>{% for item in items %}<p>{{ item }}</p>{% endfor %}"
+        "{% endblock %}"
+    ),
+    "404.html": "{% extends 'base.html' %}{% block body %}<h1>Page not found</h1>{% endblock %}",
+    "feed.xml": "<feed><title>{{ title }}</title></feed>",
+    "note.txt": "{{ text }}",
+    "dynamic.html": "{% include name %}",
+}
+
+
+def write_site(root: Path) -> tuple[Path, Path]:
+    templates = root / "templates"
+    static = root / "static"
+    templates.mkdir(parents=True)
+    for name, text in TEMPLATES.items():
+        (templates / name).write_text(text)
+    (static / "css").mkdir(parents=True)
+    (static / "js" / "vendor").mkdir(parents=True)
+    (static / "css" / "site.css").write_text(CSS)
+    (static / "js" / "app.js").write_text("console.log('hi');\n")
+    (static / "js" / "vendor" / "lib.mjs").write_text("export const x = 1;\n" * 100)
+    (static / "robots.txt").write_text("User-agent: *\n")
+    (static / "data.bin").write_bytes(bytes(range(256)) * 4)
+    (static / "noext").write_bytes(b"%PDF-1.4 fake pdf")
+    return templates, static
+
+
+def build_app(
+    templates: Path | str, static: Path | str, *, keep_warm: dict | None = None, **options: Any
+) -> tuple[Chalice, ContentManager, CloudFront]:
+    """The site's app: a page, a feed, JSON, a redirect, an asset, static and 404 routes.
+
+    ``options`` go to ``ContentManager``; ``keep_warm`` (options of
+    ``register_keep_warm``) adds the keep-warm schedule, named ``keep_warm`` by default.
+    """
+    app = Chalice(app_name="site")
+    cm = ContentManager(str(templates), str(static), app, **options)
+    cm.set_static_handler_prefix("/static")
+    cf = CloudFront(cm, app)
+    cm.register_static_routes()
+
+    @app.route("/", methods=["GET", "HEAD"])
+    def index():
+        return cf.template("index.html", title="Home <&>", items=["a", "b"])
+
+    @app.route("/page/{name}", methods=["GET", "HEAD", "POST"])
+    def page(name):
+        return cf.template("index.html", title=name, items=[])
+
+    @app.route("/feed", methods=["GET"])
+    def feed():
+        return cm.xml(cm.render_template("feed.xml", title="<x>"))
+
+    @app.route("/api/data", methods=["GET"])
+    def data():
+        return cm.json({"numbers": [1, 2, 3], "text": "é"})
+
+    @app.route("/plain", methods=["GET"])
+    def plain():
+        return {"plain": True}
+
+    @app.route("/old", methods=["GET"])
+    def old():
+        return cm.redirect("/")
+
+    @app.route("/missing", methods=["GET"])
+    def missing():
+        return cf.template("nope.html")
+
+    @app.route("/dynamic", methods=["GET"])
+    def dynamic():
+        return cf.template("dynamic.html", name=app.current_request.query_params["n"])
+
+    @app.route("/cors-route", methods=["GET"], cors=True)
+    def cors_route():
+        return {"cors": True}
+
+    @app.route("/asset", methods=["GET"])
+    def asset():
+        return cm.asset(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+
+    if keep_warm is not None:
+        register_keep_warm(app, cm, **keep_warm)
+    cm.register_not_found_routes("404.html")
+    return app, cm, cf
+
+
+#: ``app.py`` of :func:`write_project`: the same app, from the project's own folders.
+PROJECT_APP = """\
+import os
+
+from sites import build_app
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chalicelib")
+app, cm, cf = build_app(os.path.join(HERE, "templates"), os.path.join(HERE, "static"))
+"""
+
+
+def write_project(root: Path) -> Path:
+    """A Chalice project serving the site; the module and this file sit beside app.py."""
+    write_site(root / "chalicelib")
+    here = Path(__file__).resolve().parent
+    shutil.copy(here.parent / "chalice_http_toolkit.py", root)
+    shutil.copy(here / "sites.py", root)
+    (root / "app.py").write_text(PROJECT_APP)
+    (root / ".chalice").mkdir()
+    config = {"version": "2.0", "app_name": "site", "stages": {"dev": {"api_gateway_stage": "api"}}}
+    (root / ".chalice" / "config.json").write_text(json.dumps(config))
+    (root / "requirements.txt").write_text("")
+    return root
