@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,9 +41,13 @@ class CliResult(NamedTuple):
     stderr: str
 
 
-@pytest.fixture(params=["in-process", "subprocess"])
-def run(request, capsys) -> Callable[..., CliResult]:
-    """Run ``cli.py`` with arguments, in this process and as a subprocess (two params)."""
+@pytest.fixture
+def run(capsys) -> Callable[..., CliResult]:
+    """Run ``cli.main([...])`` in this process; what it printed and returned.
+
+    A few cases in tests/test_cli.py also run ``python cli.py`` as a subprocess
+    (``run_cli``), which is the same ``main``.
+    """
 
     def in_process(*args: str) -> CliResult:
         import cli
@@ -56,14 +59,12 @@ def run(request, capsys) -> Callable[..., CliResult]:
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 
-    def as_subprocess(*args: str) -> CliResult:
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "cli.py"), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return CliResult(done.returncode, done.stdout, done.stderr)
+    return in_process
 
-    return in_process if request.param == "in-process" else as_subprocess
+
+def run_cli(*args: str, **env: str) -> CliResult:
+    """``python cli.py ...`` as a subprocess, offline (``env`` added to its environment)."""
+    from localserver import LOOPBACK, run_python
+
+    done = run_python(ROOT / "cli.py", *args, **LOOPBACK, **env)
+    return CliResult(done.returncode, done.stdout, done.stderr)

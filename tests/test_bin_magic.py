@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from localserver import run_python
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN_MAGIC = ROOT / "bin_magic"
 BUILD = BIN_MAGIC / "build.py"
@@ -223,14 +225,8 @@ def test_native_library_loads_and_reports_its_version():
     assert lib.magic_version() == BUNDLED_VERSION
 
 
-def run_python(code: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def run_code(code: str) -> subprocess.CompletedProcess:
+    result = run_python("-c", textwrap.dedent(code))
     assert result.returncode == 0, result.stderr
     return result
 
@@ -242,7 +238,7 @@ def mapped_libmagic(stdout: str) -> set[str]:
 @native_only
 def test_absolute_path_load_maps_exactly_the_bundled_file():
     lib = os.path.realpath(LIBS[NATIVE])
-    result = run_python(
+    result = run_code(
         f"""
         import ctypes
         ctypes.CDLL({lib!r})
@@ -268,7 +264,7 @@ def test_python_magic_uses_the_preloaded_library_and_bundled_database(tmp_path):
     png = tmp_path / "x.png"
     png.write_bytes(tiny_png())
     lib = os.path.realpath(LIBS[NATIVE])
-    result = run_python(
+    result = run_code(
         f"""
         import ctypes
         ctypes.CDLL({lib!r})  # preload by absolute path, as the toolkit does
@@ -292,14 +288,8 @@ def test_python_magic_uses_the_preloaded_library_and_bundled_database(tmp_path):
 # --------------------------------------------------------------------- build.py
 
 
-def run_build(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(BUILD), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def run_build(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run_python(BUILD, *args, timeout=120, env=env)
 
 
 @pytest.fixture
@@ -436,6 +426,6 @@ def test_build_refuses_changed_contents_and_leaves_files_alone(
     reason="downloads the real wheels; set BIN_MAGIC_NETWORK=1",
 )
 def test_full_build_from_the_registry_reproduces_the_committed_files(bin_copy):
-    result = run_build("--dir", str(bin_copy))
+    result = run_build("--dir", str(bin_copy), env=dict(os.environ))  # online: as it is
     assert result.returncode == 0, result.stderr
     assert tree_digest(bin_copy) == tree_digest(BIN_MAGIC)

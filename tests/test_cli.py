@@ -1,7 +1,8 @@
-"""cli.py `layers` and `setup`, in-process and as a subprocess, against a fake Klayers API.
+"""cli.py `layers` and `setup` against a fake Klayers API on loopback.
 
-Every case runs twice (``run`` is parametrized): through ``cli.main([...])`` and as
-``python cli.py ...``, asserting stdout, stderr and the exit code.
+The cases run ``cli.main([...])`` in this process (``run``), asserting stdout,
+stderr and the exit code; a few representative ones (section "As a subprocess")
+run ``python cli.py ...`` (``run_cli``), which is the same ``main``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import io
 import json
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,8 +21,9 @@ from PIL import Image
 
 import cli
 
-from conftest import ROOT, CliResult
+from conftest import ROOT, CliResult, run_cli
 from fake_klayers import CATALOGUE, REGIONS, FakeKlayers, layer_arn
+from localserver import LOOPBACK, run_python
 
 Result = CliResult
 Runner = Callable[..., Result]
@@ -629,13 +630,7 @@ def copy_cli(
 
 
 def run_copy(script: Path, *args: str) -> Result:
-    done = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python(script, *args, **LOOPBACK)
     return Result(done.returncode, done.stdout, done.stderr)
 
 
@@ -705,3 +700,51 @@ def test_scaffold_app_is_rendered_with_string_template(run, klayers, tmp_path):
     assert (project / "chalicelib" / "static" / "img" / "hero.png").read_bytes() == (
         cli.SCAFFOLD_SOURCE / "chalicelib" / "static" / "img" / "hero.png"
     ).read_bytes()
+
+
+# ---------------------------------------------------------------------------
+# As a subprocess: `python cli.py ...`, the way users run it (one case per outcome)
+# ---------------------------------------------------------------------------
+
+
+def test_subprocess_layers_prints_arns(klayers):
+    result = run_cli("layers", "-r", "eu-west-1", "--python", "3.12")
+    arns = [
+        layer_arn("p3.12", "eu-west-1", package, n) for package, n in (("jinja2", 7), ("Pillow", 9))
+    ]
+    assert result == Result(0, "".join(f"{arn}\n" for arn in arns), "")
+
+
+def test_subprocess_layers_lookup_failure(monkeypatch):
+    monkeypatch.setenv("KLAYERS_API_URL", closed_port_url())
+    result = run_cli("layers", "-r", "us-east-1", "--python", "3.12")
+    assert_failure(result, cli.EXIT_LOOKUP_FAILED, "could not reach", "Connection refused")
+
+
+def test_subprocess_layers_missing_layer(klayers):
+    result = run_cli("layers", "-r", "us-east-1", "--python", "3.13")
+    assert (result.code, result.stdout) == (cli.EXIT_MISSING_LAYER, "")
+    assert "Klayers has no jinja2 layer for Python 3.13" in result.stderr
+
+
+def test_subprocess_usage_error(klayers):
+    result = run_cli("layers", "-r", "mars-east-1")
+    assert (result.code, result.stdout) == (cli.EXIT_USAGE, "")
+    assert result.stderr.startswith("usage: cli.py layers")
+    assert "unknown region 'mars-east-1'" in result.stderr
+
+
+def test_subprocess_setup_writes_the_project_and_refuses_to_overwrite(klayers, tmp_path):
+    project = tmp_path / "site"
+    result = run_cli("setup", "-n", "site", "-p", str(project), "-r", "us-east-1")
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"Creating site in {project}\n")
+    assert sorted(tree(project)) == PROJECT_FILES
+    again = run_cli("setup", "-n", "site", "-p", str(project))
+    assert (again.code, again.stdout) == (cli.EXIT_EXISTS, "")
+
+
+def test_subprocess_cloudfront_prints_the_template():
+    result = run_cli("cloudfront", "--stage", "my-stage")
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout == cli.cloudfront_json(stage="my-stage")

@@ -10,8 +10,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 import chalice_http_toolkit as toolkit
 
 from conftest import ROOT
+from localserver import run_python
 
 BIN_MAGIC = ROOT / "bin_magic"
 MACHINE = platform.machine()
@@ -89,13 +88,7 @@ def probe(module_dir: Path, *args: str, **options: bool) -> tuple[dict, str]:
             **options,
         }
     )
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, options_json],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-c", PROBE, options_json)
     assert done.returncode == 0, done.stderr
     log = "\n".join(line for line in done.stderr.splitlines() if line.startswith("LOG "))
     return json.loads(done.stdout), log
@@ -224,9 +217,7 @@ def test_another_directory_after_the_first_load_is_refused_with_a_log_line(tmp_p
         assert toolkit.load_libmagic({str(tmp_path / "b")!r}) is first
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_python("-c", code)
     assert done.returncode == 0, done.stderr
     assert f"{tmp_path / 'b'} is not used" in done.stderr
 
@@ -240,9 +231,8 @@ def test_module_import_does_not_load_libmagic():
         print("magic" in sys.modules, "ctypes" in sys.modules)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", report_code], capture_output=True, text=True, timeout=60, check=True
-    )
+    done = run_python("-c", report_code)
+    assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "False"
 
 
