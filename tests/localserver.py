@@ -109,15 +109,17 @@ def run_python(*args: str | Path, **options) -> subprocess.CompletedProcess[str]
 
 
 @contextlib.contextmanager
-def chalice_local(project: Path, *, probe: str = "/", **extra_env: str) -> Iterator[str]:
+def chalice_local(
+    project: Path, *, probe: str = "/", log_path: Path | None = None, **extra_env: str
+) -> Iterator[str]:
     """Serve ``project`` with ``chalice local`` on 127.0.0.1; yields the base URL.
 
-    The server's output goes to ``chalice-local.log`` beside the project, which a
-    failure to start quotes.
+    The server's output goes to ``log_path`` (default: ``{project}-chalice-local.log``
+    beside the project), which a failure to start quotes.
     """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log_path = project.parent / f"{project.name}-chalice-local.log"
+    log_path = log_path or project.parent / f"{project.name}-chalice-local.log"
     command = [CHALICE, "local", "--host", "127.0.0.1", "--port", str(port), "--no-autoreload"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn
@@ -19,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 import pytest
 
 from .browsing import Site, Tab
-from localserver import free_port, offline_env, stop, wait_until_serving
+from localserver import chalice_local, free_port, run_python
 
 try:
     from playwright import sync_api
@@ -64,41 +62,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """`cli.py setup` as a user runs it (no region: no lookup), then `chalice local`."""
     root = tmp_path_factory.mktemp("e2e")
     project = root / APP_NAME
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "setup", "-n", APP_NAME, "-p", str(project)],
-        env=offline_env(
-            no_proxy="127.0.0.1",
-            NO_PROXY="127.0.0.1",
-            KLAYERS_API_URL=f"http://127.0.0.1:{free_port()}",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    dead = f"http://127.0.0.1:{free_port()}"  # no Klayers: no region is given anyway
+    done = run_python(ROOT / "cli.py", "setup", "-n", APP_NAME, "-p", project, KLAYERS_API_URL=dead)
     assert done.returncode == 0, done.stdout + done.stderr
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
     log_path = root / "chalice-local.log"
-    chalice = Path(sys.executable).parent / "chalice"
-    command = [str(chalice), "local", "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--no-autoreload"],
-            cwd=project,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=offline_env(
-                no_proxy="127.0.0.1",
-                NO_PROXY="127.0.0.1",
-                KLAYERS_API_URL=f"http://127.0.0.1:{free_port()}",
-            ),
-        )
-        try:
-            wait_until_serving(base_url + "/", process, log_path)
-            yield Site(APP_NAME, base_url, project, log_path)
-        finally:
-            stop(process)
+    with chalice_local(project, log_path=log_path, KLAYERS_API_URL=dead) as base_url:
+        yield Site(APP_NAME, base_url, project, log_path)
 
 
 @pytest.fixture(scope="session")
