@@ -1,4 +1,4 @@
-"""Shared fixtures: a small real site (templates + nested static files) and its Chalice app."""
+"""Shared fixtures: the site of tests/sites.py and its app, and the in-process CLI runner."""
 
 from __future__ import annotations
 

@@ -219,7 +219,16 @@ def test_hero_image_offers_resized_variants(fetch):
         assert image.size == (640, 320)
 
 
-@pytest.mark.parametrize("path", ["/nope", "/no/such/page", "/static/css/missing.css"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/nope",
+        "/no/such/page",
+        "/static/css/missing.css",
+        "/a/b/c/d/e/f",
+        "/static/a/b/c/d/e/f/g/h.css",
+    ],
+)
 def test_unknown_path_gets_the_404_page(fetch, path):
     reply = fetch(path, {"Accept": "text/html"})
     assert reply.status == 404
