@@ -2399,7 +2399,7 @@ def _match_greedy_routes_locally() -> None:
     many segments as the path, so a path deeper than every route got the local
     gateway's 403 "Missing Authentication Token" where API Gateway runs the greedy
     route. When no route matches, a route ending in ``{name+}`` whose other
-    segments match takes the rest of the path (the longest such route wins).
+    segments match takes the rest of the path (see :func:`_greedy_match`).
     Once per process; never on Lambda, where API Gateway does the routing.
     """
     from chalice import local
@@ -2425,10 +2425,16 @@ def _match_greedy_routes_locally() -> None:
 
 
 def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]] | None:
-    """The longest route ending in ``{name+}`` that matches ``url``, and its parameters.
+    """The route ending in ``{name+}`` that API Gateway would pick for ``url``, and its
+    parameters; ``None`` when none matches.
+
+    Of several, the most specific wins as in API Gateway: at the first segment where
+    they differ, a literal beats a ``{param}``, which beats the greedy tail.
 
     >>> _greedy_match(["/{a}/{rest+}", "/x"], "/one/two/three?q=1")
     ('/{a}/{rest+}', {'a': 'one', 'rest': 'two/three'})
+    >>> _greedy_match(["/{a}/{b}/{rest+}", "/api/{rest+}"], "/api/v1/users")[0]
+    '/api/{rest+}'
     >>> _greedy_match(["/static/{rest+}"], "/other/two") is None
     True
     """
@@ -2436,23 +2442,29 @@ def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]]
     if path != "/" and path.endswith("/"):
         path = path[:-1]
     parts = path.split("/")
-    best: tuple[str, dict[str, str]] | None = None
+    found = []
     for route in routes:
         pattern = route.split("/")
         if not (pattern[-1].startswith("{") and pattern[-1].endswith("+}")):
             continue
-        if len(parts) < len(pattern) or (best and len(best[0].split("/")) >= len(pattern)):
+        if len(parts) < len(pattern):
             continue
-        captured = {}
+        captured, rank = {}, []
         for part, expected in zip(parts, pattern[:-1]):
             if expected.startswith("{") and expected.endswith("}"):
                 captured[expected[1:-1]] = part
-            elif part != expected:
+                rank.append(1)
+            elif part == expected:
+                rank.append(2)
+            else:
                 break
         else:
             captured[pattern[-1][1:-2]] = "/".join(parts[len(pattern) - 1 :])
-            best = (route, captured)
-    return best
+            found.append(((*rank, 0), route, captured))
+    if not found:
+        return None
+    _, route, captured = max(found, key=lambda candidate: candidate[0])
+    return route, captured
 
 
 def _has_preconditions(request_headers: Mapping[str, str]) -> bool:

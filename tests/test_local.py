@@ -114,3 +114,17 @@ def test_greedy_matching_keeps_exact_routes_first(in_process):
         assert client.http.get("/page/x").body.count(b"<h1>x</h1>") == 1
         missing = client.http.post("/a/b/c/d/e/f/g")  # no POST route: 405/403, not a page
         assert missing.status_code in (403, 405)
+
+
+def test_an_apps_own_greedy_route_is_more_specific_than_the_404_tail(project):
+    """As in API Gateway, /api/{proxy+} beats /{n0}/{n1}/{n2}/{n3}/{proxy+} for /api/..."""
+    app, _, _ = build_app(project / "chalicelib" / "templates", project / "chalicelib" / "static")
+
+    @app.route("/api/{proxy+}")
+    def api():  # Chalice passes no greedy parameter; API Gateway names it "proxy"
+        return {"proxy": app.current_request.uri_params["proxy"]}
+
+    with Client(app) as client:
+        reply = client.http.get("/api/a/b/c/d/e/f")
+        assert (reply.status_code, reply.json_body) == (200, {"proxy": "a/b/c/d/e/f"})
+        assert client.http.get("/apx/a/b/c/d/e/f").status_code == 404
