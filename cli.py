@@ -811,6 +811,13 @@ _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _STAGE = re.compile(r"[A-Za-z0-9_]+")
 _TEMPLATE_FILENAME = "cloudfront.json"
 
+#: What the distribution's origin is: the Chalice REST API, or the API handler's Function URL.
+ORIGINS = ("rest-api", "function-url")
+
+#: The origin custom header CloudFront adds and the module's ``lambda_handler`` checks
+#: (its ``ORIGIN_SECRET_HEADER``); the value is the stack parameter ``OriginSecret``.
+ORIGIN_SECRET_HEADER = "X-Origin-Verify"
+
 
 def cloudfront_function_code(avif: bool = True) -> str:
     """The viewer-request function's JavaScript (``avif``: the origin can write AVIF)."""
@@ -849,10 +856,14 @@ def cloudfront_template(
     static_prefix: str = "/static",
     price_class: str = "PriceClass_100",
     avif: bool = True,
+    origin: str = "rest-api",
 ) -> dict:
     """A CloudFormation template: a distribution in front of a Chalice REST API.
 
-    The origin is ``{RestApiId}.execute-api.{region}`` with the stage as origin path.
+    The origin is ``{RestApiId}.execute-api.{region}`` with the stage as origin path,
+    or with ``origin="function-url"`` the API handler's Function URL, to which
+    CloudFront adds the header :data:`ORIGIN_SECRET_HEADER` (the parameter
+    ``OriginSecret``) so that ``lambda_handler`` refuses requests that bypass it.
     Pages (default behaviour) are cached by the origin's Cache-Control (the toolkit's
     ``no-cache``: stored and revalidated with the ETag on every request); the static
     prefix gets a behaviour whose key ignores query strings and whose TTL follows the
@@ -888,7 +899,19 @@ def cloudfront_template(
             {"Fn::Sub": "${RestApiId}.execute-api.${ApiRegion}.${AWS::URLSuffix}"},
         ]
     }
-    return {
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
+    origin_config = {
+        "Id": "chalice-api",
+        "DomainName": api_domain,
+        "OriginPath": {"Fn::Sub": "/${Stage}"},
+        "CustomOriginConfig": {
+            "OriginProtocolPolicy": "https-only",
+            "HTTPSPort": 443,
+            "OriginSSLProtocols": ["TLSv1.2"],
+        },
+    }
+    template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
             "chalice-http-toolkit: CloudFront in front of a Chalice REST API (written by "
@@ -978,18 +1001,7 @@ def cloudfront_template(
                         "HttpVersion": "http2and3",
                         "IPV6Enabled": True,
                         "PriceClass": {"Ref": "PriceClass"},
-                        "Origins": [
-                            {
-                                "Id": "chalice-api",
-                                "DomainName": api_domain,
-                                "OriginPath": {"Fn::Sub": "/${Stage}"},
-                                "CustomOriginConfig": {
-                                    "OriginProtocolPolicy": "https-only",
-                                    "HTTPSPort": 443,
-                                    "OriginSSLProtocols": ["TLSv1.2"],
-                                },
-                            }
-                        ],
+                        "Origins": [origin_config],
                         "DefaultCacheBehavior": default_behaviour,
                         "CacheBehaviors": [static_behaviour],
                         # A failing Lambda must not be cached for CloudFront's default 10 s.
@@ -1016,6 +1028,45 @@ def cloudfront_template(
             },
         },
     }
+    if origin == "function-url":
+        _function_url_origin(template, origin_config)
+    return template
+
+
+def _function_url_origin(template: dict, origin_config: dict) -> None:
+    """Point ``template``'s origin at a Function URL that checks the origin secret header."""
+    parameters = template["Parameters"]
+    for name in ("RestApiId", "ApiRegion", "Stage"):
+        del parameters[name]
+    del template["Conditions"]
+    template["Description"] = (
+        "chalice-http-toolkit: CloudFront in front of a Chalice app's Lambda Function URL "
+        "(written by cli.py cloudfront --origin function-url)"
+    )
+    parameters["FunctionUrlDomain"] = {
+        "Type": "String",
+        "AllowedPattern": r"^[a-z0-9]+\.lambda-url\.[a-z0-9-]+\.on\.aws$",
+        "ConstraintDescription": "the host of the Function URL, without https:// and /",
+        "Description": (
+            "The host of the API handler's Function URL (the FunctionUrlDomain output of the "
+            "chalice package stack): {url-id}.lambda-url.{region}.on.aws"
+        ),
+    }
+    parameters["OriginSecret"] = {
+        "Type": "String",
+        "NoEcho": True,
+        "MinLength": 16,
+        "AllowedPattern": "^[A-Za-z0-9_-]+$",
+        "Description": (
+            f"Sent as {ORIGIN_SECRET_HEADER} on every origin request; the same value as the "
+            "function's CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET (the OriginSecret of its stack)"
+        ),
+    }
+    origin_config["DomainName"] = {"Ref": "FunctionUrlDomain"}
+    del origin_config["OriginPath"]
+    origin_config["OriginCustomHeaders"] = [
+        {"HeaderName": ORIGIN_SECRET_HEADER, "HeaderValue": {"Ref": "OriginSecret"}}
+    ]
 
 
 def cloudfront_json(**options: Any) -> str:
@@ -1030,6 +1081,7 @@ def command_cloudfront(args: argparse.Namespace) -> int:
         static_prefix=args.static_prefix,
         price_class=args.price_class,
         avif=args.avif,
+        origin=args.origin,
     )
     if args.output == "-":
         sys.stdout.write(text)
@@ -1156,6 +1208,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="avif",
         action="store_false",
         help="the origin's Pillow cannot write AVIF: two Accept values for images instead of three",
+    )
+    cloudfront.add_argument(
+        "--origin",
+        choices=ORIGINS,
+        default="rest-api",
+        help=(
+            "the Chalice REST API, or the API handler's Function URL (no API Gateway charge; "
+            f"CloudFront sends the secret header {ORIGIN_SECRET_HEADER}) (default: %(default)s)"
+        ),
     )
     cloudfront.add_argument("--force", action="store_true", help="overwrite an existing file")
     cloudfront.set_defaults(handler=command_cloudfront, command_parser=cloudfront)
