@@ -2874,14 +2874,18 @@ def _route_table(app: Any) -> _RouteTable:
     return cached[1]
 
 
-def _string_map(value: Any, field: str) -> dict[str, str]:
+def _string_map(value: Any, field: str, lower: bool = False) -> dict[str, str]:
+    """``value`` as a dict of strings (names lower-cased with ``lower``); ``{}`` for null."""
     if value is None:
         return {}
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, Mapping):
         raise _BadEvent(f"{field} must be an object of strings")
-    return dict(value)
+    out = {}
+    for name, text in value.items():
+        if type(name) is not str or type(text) is not str:
+            raise _BadEvent(f"{field} must be an object of strings")
+        out[name.lower() if lower else name] = text
+    return out
 
 
 def _string_list_map(value: Any, field: str) -> dict[str, list[str]]:
@@ -2912,7 +2916,8 @@ def _rest_event(
     method: str,
     path: str,
     encoded: bool,
-    headers: dict[str, list[str]],
+    headers: dict[str, str],
+    multi_headers: dict[str, list[str]],
     query: dict[str, list[str]],
     body: tuple[str | None, bool],
     context: dict[str, Any],
@@ -2932,14 +2937,13 @@ def _rest_event(
     if found is None:
         return None
     route, captured = found
-    single = {name: _join_header(name, values) for name, values in headers.items()}
     context.update(resourcePath=route, httpMethod=method)
     return {
         "resource": route,
         "path": path,
         "httpMethod": method,
-        "headers": single,
-        "multiValueHeaders": headers,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
         "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
         "multiValueQueryStringParameters": query or None,
         "pathParameters": captured or None,
@@ -2967,19 +2971,17 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
     # An HTTP API's named stage (not $default) leads rawPath; routes do not have it.
     if stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
         path = path[len(stage) + 1 :] or "/"
-    headers = {
-        name.lower(): [value]
-        for name, value in _string_map(event.get("headers"), "headers").items()
-    }
+    # Repeated headers arrive joined with commas already.
+    headers = _string_map(event.get("headers"), "headers", lower=True)
     cookies = event.get("cookies")
     if cookies:
         if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
             raise _BadEvent("cookies must be a list of strings")
-        headers["cookie"] = ["; ".join(cookies)]
+        headers["cookie"] = "; ".join(cookies)
     raw_query = event.get("rawQueryString")
     query: dict[str, list[str]] = {}
     if isinstance(raw_query, str):
-        for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        for name, value in parse_qsl(raw_query, keep_blank_values=True) if raw_query else ():
             query.setdefault(name, []).append(value)
     else:
         for name, value in _string_map(event.get("queryStringParameters"), "query").items():
@@ -3005,6 +3007,7 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
         path,
         function_url,
         headers,
+        {name: [value] for name, value in headers.items()},
         query,
         _body_of(event),
         rest_context,
@@ -3036,8 +3039,8 @@ def _event_from_alb(event: Mapping[str, Any], table: _RouteTable) -> dict[str, A
         )
     else:
         headers = {
-            name.lower(): [value]
-            for name, value in _string_map(event.get("headers"), "headers").items()
+            name: [value]
+            for name, value in _string_map(event.get("headers"), "headers", lower=True).items()
         }
         raw_query = {
             name: [value]
@@ -3059,8 +3062,9 @@ def _event_from_alb(event: Mapping[str, Any], table: _RouteTable) -> dict[str, A
             "userAgent": headers.get("user-agent", [None])[-1],
         },
     }
+    single = {name: _join_header(name, values) for name, values in headers.items()}
     return _rest_event(
-        table, method.upper(), path, True, headers, query, _body_of(event), rest_context
+        table, method.upper(), path, True, single, headers, query, _body_of(event), rest_context
     )
 
 
