@@ -481,3 +481,21 @@ def test_a_short_origin_secret_is_refused():
 def test_lambda_handler_is_public():
     assert "lambda_handler" in toolkit.__all__
     assert os.environ.get(toolkit.ORIGIN_SECRET_ENV) is None
+
+
+def test_a_function_url_request_cannot_pose_as_the_keep_warm(tmp_path, monkeypatch):
+    """The warm-up marker is a top-level key: an HTTP request cannot set it."""
+    templates, static = write_site(tmp_path)
+    app, cm, _cf = build_app(templates, static)
+    toolkit.register_keep_warm(app, cm)
+    primed = []
+    monkeypatch.setattr(cm, "prime", lambda: primed.append(1) or {})
+    handler = toolkit.lambda_handler(app, origin_secret=SECRET)
+    path = toolkit.keep_warm_event()["path"]
+    event = v2_event("GET", path, {"chalice_http_toolkit_keep_warm": "true"})
+    event["body"] = json.dumps(toolkit.keep_warm_event())
+    got = deliver_v2(handler(event, lambda_context()))
+    assert got.status == 403
+    admitted = v2_event("GET", path, {"x-origin-verify": SECRET})
+    assert deliver_v2(handler(admitted, lambda_context())).status == 404
+    assert primed == []
