@@ -6,8 +6,9 @@ static files, binary assets, image negotiation and a CloudFront cache layer
 
 The module is ordered the way a request flows: header helpers, content types,
 the static index, templates, images, responses, ``ContentManager``,
-``CloudFront``, keep-warm and the libmagic loader. Jinja2, Pillow and
-python-magic are imported lazily, so a cold start pays only for what it uses.
+``CloudFront``, keep-warm, the front doors (``lambda_handler`` for Function URLs,
+HTTP APIs and ALBs) and the libmagic loader. Jinja2, Pillow and python-magic are
+imported lazily, so a cold start pays only for what it uses.
 """
 
 from __future__ import annotations
