@@ -273,7 +273,12 @@ import os
 
 from chalice import Chalice
 
-from chalicelib.chalice_http_toolkit import CloudFront, ContentManager, register_keep_warm
+from chalicelib.chalice_http_toolkit import (
+    CloudFront,
+    ContentManager,
+    lambda_handler,
+    register_keep_warm,
+)
 
 app = Chalice(app_name={name})
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -296,6 +301,10 @@ def index():
 
 # Last: catch-all routes that render the 404 page for unknown paths.
 cm.register_not_found_routes("404.html")
+
+# The handler for a Function URL, an HTTP API or an ALB (the REST API calls app.app):
+# .chalice/package-merge-function-url.json points the function at app.handler.
+handler = lambda_handler(app)
 """
 
 BASE_HTML = """\
@@ -503,6 +512,89 @@ def package_merge_template() -> dict:
     }
 
 
+#: For ``chalice package --merge-template``: the API handler behind a Function URL.
+FUNCTION_URL_MERGE_FILENAME = ".chalice/package-merge-function-url.json"
+
+
+def function_url_merge_template() -> dict:
+    """:func:`package_merge_template` plus a public Function URL for the API handler.
+
+    The handler becomes ``app.handler`` (``lambda_handler(app)``), which refuses
+    requests without the ``OriginSecret`` parameter's value in ``X-Origin-Verify``;
+    ``cli.py cloudfront --origin function-url`` makes CloudFront send it. A public
+    (AuthType NONE) URL needs both ``lambda:InvokeFunctionUrl`` and
+    ``lambda:InvokeFunction`` granted to everyone.
+    """
+    template = package_merge_template()
+    function = {"Ref": "APIHandler"}
+    template["Parameters"] = {
+        "OriginSecret": {
+            "Type": "String",
+            "NoEcho": True,
+            "MinLength": 16,
+            "AllowedPattern": "^[A-Za-z0-9_-]+$",
+            "Description": (
+                f"The value CloudFront sends in {ORIGIN_SECRET_HEADER} (the OriginSecret of the "
+                "cloudfront --origin function-url stack); requests without it get a 403"
+            ),
+        }
+    }
+    template["Resources"].update(
+        {
+            "APIHandler": {
+                "Properties": {
+                    "Handler": "app.handler",
+                    "Environment": {
+                        "Variables": {"CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET": {"Ref": "OriginSecret"}}
+                    },
+                }
+            },
+            "APIHandlerUrl": {
+                "Type": "AWS::Lambda::Url",
+                "Properties": {
+                    "TargetFunctionArn": {"Fn::GetAtt": ["APIHandler", "Arn"]},
+                    "AuthType": "NONE",
+                    "InvokeMode": "BUFFERED",
+                },
+            },
+            "APIHandlerUrlPermission": {
+                "Type": "AWS::Lambda::Permission",
+                "Properties": {
+                    "Action": "lambda:InvokeFunctionUrl",
+                    "FunctionName": function,
+                    "Principal": "*",
+                    "FunctionUrlAuthType": "NONE",
+                },
+            },
+            "APIHandlerUrlInvokePermission": {
+                "Type": "AWS::Lambda::Permission",
+                "Properties": {
+                    "Action": "lambda:InvokeFunction",
+                    "FunctionName": function,
+                    "Principal": "*",
+                    "InvokedViaFunctionUrl": True,
+                },
+            },
+        }
+    )
+    template["Outputs"] = {
+        "FunctionUrl": {
+            "Description": "The API handler's Function URL",
+            "Value": {"Fn::GetAtt": ["APIHandlerUrl", "FunctionUrl"]},
+        },
+        "FunctionUrlDomain": {
+            "Description": "FunctionUrlDomain for cli.py cloudfront --origin function-url",
+            "Value": {
+                "Fn::Select": [
+                    2,
+                    {"Fn::Split": ["/", {"Fn::GetAtt": ["APIHandlerUrl", "FunctionUrl"]}]},
+                ]
+            },
+        },
+    }
+    return template
+
+
 def requirements_txt(needed: list[str], layers_note: str) -> str:
     lines = [
         "# Installed into the deployment package by `chalice deploy` / `chalice package`:",
@@ -550,6 +642,7 @@ def project_files(
         ".chalice/config.json": json.dumps(config, indent=2) + "\n",
         ".chalice/policy-prod.json": json.dumps(iam_policy(args.name, "prod"), indent=2) + "\n",
         PACKAGE_MERGE_FILENAME: json.dumps(package_merge_template(), indent=2) + "\n",
+        FUNCTION_URL_MERGE_FILENAME: json.dumps(function_url_merge_template(), indent=2) + "\n",
         "requirements.txt": requirements_txt(needed, layers_note),
         _TEMPLATE_FILENAME: cloudfront_json(stage=STAGE),
         ".gitignore": GITIGNORE,
@@ -684,6 +777,10 @@ def _print_next_steps(
         print(f"  {deploy}")
     print(f"  CloudFront in front: {_TEMPLATE_FILENAME} (README.md, section CloudFront)")
     print(f"  (CloudFormation instead: chalice package --merge-template {PACKAGE_MERGE_FILENAME})")
+    print(
+        "  No API Gateway charge: chalice package --merge-template "
+        f"{FUNCTION_URL_MERGE_FILENAME} (README.md, section Front doors)"
+    )
 
 
 # ---------------------------------------------------------------------------
