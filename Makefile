@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: test e2e lint format demo bench cdn-sim bin_magic system-deps browser-deps clean
+.PHONY: test e2e lint format demo bench cdn-sim cost bin_magic system-deps browser-deps clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,12 @@ bench: $(BENCH_STAMP) system-deps
 # Origin load behind the CloudFront model (bench/cdn_model.py), ours vs 0.6.2: bench/cdn_results.json.
 cdn-sim: $(BENCH_STAMP) system-deps
 	$(BENCH_VENV)/bin/python bench/cdn_sim.py
+
+# Dollars per million page views behind CloudFront per front door (REST API, HTTP API,
+# Function URL), ours vs 0.6.2, from the CDN simulation's figures and AWS's list prices.
+# Runs the simulation first when bench/cdn_results.json is missing or predates the report.
+cost:
+	@$(PYTHON) bench/cost.py || { echo "cost: running make cdn-sim first"; $(MAKE) cdn-sim && $(PYTHON) bench/cost.py; }
 
 # Regenerate bin_magic/ from the pylibmagic wheels and verify SHA256SUMS.
 bin_magic:

@@ -9,8 +9,9 @@ static files, binary assets, image negotiation and a CloudFront cache layer
 
 The module is ordered the way a request flows: header helpers, content types,
 the static index, templates, images, responses, ``ContentManager``,
-``CloudFront``, keep-warm and the libmagic loader. Jinja2, Pillow and
-python-magic are imported lazily, so a cold start pays only for what it uses.
+``CloudFront``, keep-warm, the front doors (``lambda_handler`` for Function URLs,
+HTTP APIs and ALBs) and the libmagic loader. Jinja2, Pillow and python-magic are
+imported lazily, so a cold start pays only for what it uses.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ __all__ = [
     "IMAGE_FORMATS",
     "KEEP_WARM_FUNCTION_ENV",
     "LAMBDA_RESPONSE_LIMIT",
+    "ORIGIN_SECRET_ENV",
+    "ORIGIN_SECRET_HEADER",
     "WRITABLE_IMAGE_FORMATS",
     "CloudFront",
     "ContentManager",
@@ -61,6 +64,7 @@ __all__ = [
     "install_gateway_support",
     "is_keep_warm_event",
     "keep_warm_event",
+    "lambda_handler",
     "load_libmagic",
     "negotiate_image_format",
     "normalise_image_accept",
@@ -2841,6 +2845,511 @@ def register_keep_warm(
 
     keep_warm.__name__ = keep_warm.__qualname__ = name
     return app.schedule(Rate(rate_minutes, unit=Rate.MINUTES), name=name)(keep_warm)
+
+
+# ---------------------------------------------------------------------------
+# Front doors: Function URLs, HTTP APIs and ALB in front of a Chalice app
+# ---------------------------------------------------------------------------
+
+#: Request header CloudFront adds to every origin request (an origin custom header)
+#: and :func:`lambda_handler` checks when an origin secret is configured.
+ORIGIN_SECRET_HEADER = "X-Origin-Verify"
+
+#: Environment variable with the origin secret(s) of :func:`lambda_handler`;
+#: several comma-separated values are all accepted (for rotation).
+ORIGIN_SECRET_ENV = "CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET"
+
+_NOT_FOUND_BODY = '{"message":"Not Found"}'
+
+# An ALB takes at most 1 MB of response JSON from a Lambda target (6 MB elsewhere).
+_ALB_RESPONSE_LIMIT = 1024 * 1024
+
+
+class _BadEvent(ValueError):
+    """An HTTP event of a known front door whose fields are missing or of the wrong type."""
+
+
+class _RouteTable:
+    """API Gateway's resource matching over a Chalice route table.
+
+    At each path segment a literal resource wins over a ``{param}``, which wins over
+    a greedy ``{name+}`` that takes the rest of the path (at least one segment).
+    A trailing slash is ignored, as API Gateway does.
+    """
+
+    __slots__ = ("greedy", "literal", "params", "route")
+
+    def __init__(self) -> None:
+        self.literal: dict[str, _RouteTable] = {}
+        self.params: list[tuple[str, _RouteTable]] = []
+        self.greedy: tuple[str, str] | None = None
+        self.route: str | None = None
+
+    @classmethod
+    def build(cls, routes: Iterable[str]) -> _RouteTable:
+        root = cls()
+        for route in routes:
+            node = root
+            for segment in _path_segments(route):
+                if segment.startswith("{") and segment.endswith("+}"):
+                    node.greedy = (segment[1:-2], route)
+                    break
+                if segment.startswith("{") and segment.endswith("}"):
+                    name = segment[1:-1]
+                    child = next((c for n, c in node.params if n == name), None)
+                    if child is None:
+                        child = cls()
+                        node.params.append((name, child))
+                    node = child
+                else:
+                    node = node.literal.setdefault(segment, cls())
+            else:
+                node.route = route
+        return root
+
+    def match(self, segments: list[str]) -> tuple[str, dict[str, str]] | None:
+        """The route for a request path's (decoded) segments and its parameters, or ``None``."""
+        captured: dict[str, str] = {}
+        route = self._match(segments, 0, captured)
+        return None if route is None else (route, captured)
+
+    def _match(self, segments: list[str], index: int, captured: dict[str, str]) -> str | None:
+        if index == len(segments):
+            return self.route
+        segment = segments[index]
+        child = self.literal.get(segment)
+        if child is not None:
+            route = child._match(segments, index + 1, captured)
+            if route is not None:
+                return route
+        if segment:
+            for name, child in self.params:
+                route = child._match(segments, index + 1, captured)
+                if route is not None:
+                    captured[name] = segment
+                    return route
+        if self.greedy is not None and any(segments[index:]):
+            name, route = self.greedy
+            # As API Gateway: ``{proxy+}`` is ``pathParameters["proxy"]`` (Chalice passes no
+            # argument for it; the view reads ``current_request.uri_params``).
+            captured[name] = "/".join(segments[index:])
+            return route
+        return None
+
+
+def _path_segments(path: str) -> list[str]:
+    path = path.strip("/") if path != "/" else ""
+    return path.split("/") if path else []
+
+
+_ROUTE_TABLE_ATTRIBUTE = "_chalice_http_toolkit_route_table"
+
+
+def _route_table(app: Any) -> _RouteTable:
+    """The app's :class:`_RouteTable`, rebuilt when routes were added since."""
+    routes = app.routes
+    cached = getattr(app, _ROUTE_TABLE_ATTRIBUTE, None)
+    if cached is None or cached[0] != len(routes):
+        cached = (len(routes), _RouteTable.build(list(routes)))
+        setattr(app, _ROUTE_TABLE_ATTRIBUTE, cached)
+    return cached[1]
+
+
+def _string_map(value: Any, field: str, lower: bool = False) -> dict[str, str]:
+    """``value`` as a dict of strings (names lower-cased with ``lower``); ``{}`` for null."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _BadEvent(f"{field} must be an object of strings")
+    out = {}
+    for name, text in value.items():
+        if type(name) is not str or type(text) is not str:
+            raise _BadEvent(f"{field} must be an object of strings")
+        out[name.lower() if lower else name] = text
+    return out
+
+
+def _string_list_map(value: Any, field: str) -> dict[str, list[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(s, str) for s in v)
+        for k, v in value.items()
+    ):
+        raise _BadEvent(f"{field} must be an object of string lists")
+    return {name: list(values) for name, values in value.items()}
+
+
+def _join_header(name: str, values: list[str]) -> str:
+    # Cookie pairs are separated by "; " (RFC 6265 §5.4); other fields by commas.
+    return "; ".join(values) if name == "cookie" else ", ".join(values)
+
+
+def _body_of(event: Mapping[str, Any]) -> tuple[str | None, bool]:
+    body = event.get("body")
+    if body is not None and not isinstance(body, str):
+        raise _BadEvent("body must be a string")
+    return (body or None), bool(event.get("isBase64Encoded"))
+
+
+def _rest_event(
+    table: _RouteTable,
+    method: str,
+    path: str,
+    encoded: bool,
+    headers: dict[str, str],
+    multi_headers: dict[str, list[str]],
+    query: dict[str, list[str]],
+    body: tuple[str | None, bool],
+    context: dict[str, Any],
+    stage_variables: Any = None,
+) -> dict[str, Any] | None:
+    """The API Gateway REST proxy event Chalice routes, or ``None`` when no route matches.
+
+    ``encoded``: the path is still percent-encoded (Function URLs, ALB); path
+    parameters reach the view decoded, as REST APIs hand them.
+    """
+    from urllib.parse import unquote
+
+    segments = _path_segments(path)
+    if encoded:
+        segments = [unquote(segment) if "%" in segment else segment for segment in segments]
+    found = table.match(segments)
+    if found is None:
+        return None
+    route, captured = found
+    context.update(resourcePath=route, httpMethod=method)
+    return {
+        "resource": route,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": captured or None,
+        "stageVariables": stage_variables or None,
+        "requestContext": context,
+        "body": body[0],
+        "isBase64Encoded": body[1],
+    }
+
+
+def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, Any] | None:
+    """A REST event from payload format 2.0 (HTTP API, Function URL); ``None``: no route."""
+    from urllib.parse import parse_qsl
+
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, Mapping) else None
+    if not isinstance(http, Mapping) or not isinstance(http.get("method"), str):
+        raise _BadEvent("requestContext.http.method is missing")
+    method = http["method"].upper()
+    raw_path = event.get("rawPath", http.get("path"))
+    if not isinstance(raw_path, str) or not raw_path.startswith("/"):
+        raise _BadEvent("rawPath must be a path")
+    stage = context.get("stage") or "$default"
+    path = raw_path
+    # An HTTP API's named stage (not $default) leads rawPath; routes do not have it.
+    if stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+        path = path[len(stage) + 1 :] or "/"
+    # Repeated headers arrive joined with commas already.
+    headers = _string_map(event.get("headers"), "headers", lower=True)
+    cookies = event.get("cookies")
+    if cookies:
+        if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
+            raise _BadEvent("cookies must be a list of strings")
+        headers["cookie"] = "; ".join(cookies)
+    raw_query = event.get("rawQueryString")
+    query: dict[str, list[str]] = {}
+    if isinstance(raw_query, str):
+        for name, value in parse_qsl(raw_query, keep_blank_values=True) if raw_query else ():
+            query.setdefault(name, []).append(value)
+    else:
+        for name, value in _string_map(event.get("queryStringParameters"), "query").items():
+            query[name] = [value]
+    domain = context.get("domainName") or ""
+    # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
+    function_url = ".lambda-url." in domain
+    rest_context = {
+        "path": raw_path,
+        "stage": stage,
+        "requestId": context.get("requestId"),
+        "domainName": domain,
+        "apiId": context.get("apiId"),
+        "accountId": context.get("accountId"),
+        "protocol": http.get("protocol"),
+        "requestTimeEpoch": context.get("timeEpoch"),
+        "identity": {"sourceIp": http.get("sourceIp"), "userAgent": http.get("userAgent")},
+        "authorizer": context.get("authorizer"),
+    }
+    return _rest_event(
+        table,
+        method,
+        path,
+        function_url,
+        headers,
+        {name: [value] for name, value in headers.items()},
+        query,
+        _body_of(event),
+        rest_context,
+        event.get("stageVariables"),
+    )
+
+
+def _event_from_alb(event: Mapping[str, Any], table: _RouteTable) -> dict[str, Any] | None:
+    """A REST event from an ALB target-group event; ``None``: no route.
+
+    The load balancer passes the path and the query string as the client sent them,
+    percent-encoded; with multi-value headers enabled only the ``multiValue*`` fields.
+    """
+    from urllib.parse import unquote_plus
+
+    method = event.get("httpMethod")
+    path = event.get("path")
+    if not isinstance(method, str) or not isinstance(path, str) or not path.startswith("/"):
+        raise _BadEvent("httpMethod and path are required")
+    if "multiValueHeaders" in event:
+        headers = {
+            name.lower(): values
+            for name, values in _string_list_map(
+                event["multiValueHeaders"], "multiValueHeaders"
+            ).items()
+        }
+        raw_query = _string_list_map(
+            event.get("multiValueQueryStringParameters"), "multiValueQueryStringParameters"
+        )
+    else:
+        headers = {
+            name: [value]
+            for name, value in _string_map(event.get("headers"), "headers", lower=True).items()
+        }
+        raw_query = {
+            name: [value]
+            for name, value in _string_map(
+                event.get("queryStringParameters"), "queryStringParameters"
+            ).items()
+        }
+    query = {
+        unquote_plus(name): [unquote_plus(value) for value in values]
+        for name, values in raw_query.items()
+    }
+    forwarded = headers.get("x-forwarded-for", [""])[-1]
+    rest_context = {
+        "path": path,
+        "stage": "$default",
+        "elb": event["requestContext"].get("elb"),
+        "identity": {
+            "sourceIp": forwarded.split(",")[-1].strip() or None,
+            "userAgent": headers.get("user-agent", [None])[-1],
+        },
+    }
+    single = {name: _join_header(name, values) for name, values in headers.items()}
+    return _rest_event(
+        table, method.upper(), path, True, single, headers, query, _body_of(event), rest_context
+    )
+
+
+def _event_kind(event: Any) -> str | None:
+    """``"rest"``, ``"v2"``, ``"alb"`` or ``None`` for an event no front door sends."""
+    if not isinstance(event, Mapping):
+        return None
+    context = event.get("requestContext")
+    if not isinstance(context, Mapping):
+        return None
+    if event.get("version") == "2.0" or "http" in context:
+        return "v2"
+    if "elb" in context:
+        return "alb"
+    if "httpMethod" in event or "resourcePath" in context:
+        return "rest"
+    return None
+
+
+def _response_headers(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    pairs = [(name, str(value)) for name, value in (result.get("headers") or {}).items()]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        pairs.extend((name, str(value)) for value in values)
+    return pairs
+
+
+def _to_v2(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A REST proxy result as payload format 2.0: one ``cookies`` entry per Set-Cookie."""
+    headers: dict[str, str] = {}
+    cookies = []
+    for name, value in _response_headers(result):
+        if name.lower() == "set-cookie":
+            cookies.append(value)
+        elif name in headers:
+            headers[name] = f"{headers[name]},{value}"
+        else:
+            headers[name] = value
+    response = {
+        "statusCode": result["statusCode"],
+        "headers": headers,
+        "body": result.get("body") or "",
+        "isBase64Encoded": bool(result.get("isBase64Encoded")),
+    }
+    if cookies:
+        response["cookies"] = cookies
+    return response
+
+
+@functools.lru_cache(maxsize=64)
+def _status_description(status: int) -> str:
+    """``"200 OK"``: the ALB response's ``statusDescription``."""
+    from http import HTTPStatus
+
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def _to_alb(result: Mapping[str, Any], multi_value: bool) -> dict[str, Any]:
+    """A REST proxy result as an ALB response, multi-value when the target group is."""
+    size = len(result.get("body") or "")
+    if size > _ALB_RESPONSE_LIMIT - 16 * 1024:
+        logger.error(
+            "lambda_handler: a response of about %d bytes exceeds the ALB's 1 MB limit for "
+            "Lambda targets; serve large files from S3 (behind CloudFront) instead",
+            size,
+        )
+        result = _plain_response(500, "Response too large for the load balancer; see the log.")
+    response: dict[str, Any] = {
+        "statusCode": result["statusCode"],
+        "statusDescription": _status_description(result["statusCode"]),
+        "body": result.get("body") or "",
+        "isBase64Encoded": bool(result.get("isBase64Encoded")),
+    }
+    if multi_value:
+        headers: dict[str, list[str]] = {}
+        for name, value in _response_headers(result):
+            headers.setdefault(name, []).append(value)
+        response["multiValueHeaders"] = headers
+        return response
+    single: dict[str, str] = {}
+    for name, value in _response_headers(result):
+        if name.lower() == "set-cookie" and name in single:
+            logger.warning(
+                "lambda_handler: an ALB target group without multi-value headers carries one "
+                "Set-Cookie; the others are dropped (enable lambda.multi_value_headers.enabled)"
+            )
+            single[name] = value
+        elif name in single:
+            single[name] = f"{single[name]}, {value}"
+        else:
+            single[name] = value
+    response["headers"] = single
+    return response
+
+
+def _plain_response(
+    status: int, body: str, content_type: str = "text/plain; charset=utf-8"
+) -> dict:
+    return {"statusCode": status, "headers": {"Content-Type": content_type}, "body": body}
+
+
+def _answer(kind: str, event: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
+    if kind == "v2":
+        return _to_v2(result)
+    if kind == "alb":
+        return _to_alb(result, "multiValueHeaders" in event)
+    return dict(result)
+
+
+def _origin_secrets(origin_secret: str | Iterable[str] | None) -> tuple[bytes, ...]:
+    if origin_secret is None:
+        origin_secret = os.environ.get(ORIGIN_SECRET_ENV, "").split(",")
+    elif isinstance(origin_secret, str):
+        origin_secret = [origin_secret]
+    secrets = tuple(secret.strip().encode() for secret in origin_secret if secret.strip())
+    for secret in secrets:
+        if len(secret) < 16:
+            raise ValueError("an origin secret must be at least 16 characters long")
+    return secrets
+
+
+def _origin_secret_matches(event: Mapping[str, Any], secrets: tuple[bytes, ...]) -> bool:
+    """Whether the event carries one of ``secrets`` in :data:`ORIGIN_SECRET_HEADER`."""
+    import hmac
+
+    wanted = ORIGIN_SECRET_HEADER.lower()
+    sent = [
+        value
+        for field in ("headers", "multiValueHeaders")
+        if isinstance(event.get(field), Mapping)
+        for name, values in event[field].items()
+        if isinstance(name, str) and name.lower() == wanted
+        for value in (values if isinstance(values, list) else [values])
+        if isinstance(value, str)
+    ]
+    # Every candidate is compared, so the time taken does not tell which one matched.
+    matched = False
+    for value in sent:
+        for secret in secrets:
+            matched |= hmac.compare_digest(value.encode(), secret)
+    return matched
+
+
+def _without_origin_secret(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``event`` without the secret header, so the app never sees or logs it."""
+    wanted = ORIGIN_SECRET_HEADER.lower()
+    copy = dict(event)
+    for field in ("headers", "multiValueHeaders"):
+        if isinstance(copy.get(field), Mapping):
+            copy[field] = {k: v for k, v in copy[field].items() if str(k).lower() != wanted}
+    return copy
+
+
+def lambda_handler(
+    app: Any, *, origin_secret: str | Iterable[str] | None = None
+) -> Callable[[Any, Any], dict[str, Any]]:
+    """A Lambda handler for ``app`` behind any HTTP front door AWS offers.
+
+    REST API (v1) events go to ``app`` unchanged; HTTP API and Function URL events
+    (payload format 2.0) and ALB events (with or without multi-value headers) become
+    the REST event Chalice routes (API Gateway's resource matching, greedy
+    ``{proxy+}`` included), and the answer goes back in the caller's format: 2.0 with
+    a ``cookies`` entry per Set-Cookie, ALB with ``statusDescription``. A path no route
+    matches is a 404; an event no front door sends is logged and answered 500, a
+    malformed one 400. With ``origin_secret`` (or ``$CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET``,
+    comma-separated for rotation), a request without that value in
+    :data:`ORIGIN_SECRET_HEADER` is refused with 403 (keep-warm payloads excepted).
+    """
+    secrets = _origin_secrets(origin_secret)
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        kind = _event_kind(event)
+        if kind is None:
+            logger.error(
+                "lambda_handler: not an HTTP event of API Gateway, a Function URL or an ALB "
+                "(top-level keys: %s); is this function wired to the right trigger?",
+                sorted(map(str, event))[:20]
+                if isinstance(event, Mapping)
+                else type(event).__name__,
+            )
+            return _plain_response(500, "Internal Server Error: unknown event shape")
+        if secrets and not is_keep_warm_event(event):
+            if not _origin_secret_matches(event, secrets):
+                logger.warning(
+                    "lambda_handler: refused a request without the origin secret header %s",
+                    ORIGIN_SECRET_HEADER,
+                )
+                return _answer(kind, event, _plain_response(403, "Forbidden"))
+            event = _without_origin_secret(event)
+        if kind == "rest":
+            return app(event, context)
+        try:
+            table = _route_table(app)
+            rest = _event_from_v2(event, table) if kind == "v2" else _event_from_alb(event, table)
+        except _BadEvent as error:
+            logger.error("lambda_handler: malformed %s event: %s", kind, error)
+            return _answer(kind, event, _plain_response(400, f"Bad Request: {error}"))
+        if rest is None:
+            return _answer(kind, event, _plain_response(404, _NOT_FOUND_BODY, "application/json"))
+        return _answer(kind, event, app(rest, context))
+
+    return handler
 
 
 # ---------------------------------------------------------------------------

@@ -293,12 +293,18 @@ SCAFFOLD_FILES = (
     (".chalice/config.json", "chalice/config.json", True),
     (".chalice/policy-prod.json", "chalice/policy-prod.json", True),
     (".chalice/package-merge.json", "chalice/package-merge.json", True),
+    (".chalice/package-merge-function-url.json", "chalice/function-url.json", True),
     (".gitignore", "gitignore", False),
 )
 
 #: For ``chalice package --merge-template``: CloudFormation names the functions, so the
 #: keep-warm learns the API handler's name from a Ref and may invoke it by its ARN.
 PACKAGE_MERGE_FILENAME = ".chalice/package-merge.json"
+
+
+#: For ``chalice package --merge-template``: the API handler behind a Function URL
+#: (``package-merge.json`` plus ``scaffold/chalice/function-url.json``).
+FUNCTION_URL_MERGE_FILENAME = ".chalice/package-merge-function-url.json"
 
 
 def render_scaffold_file(source: str, values: dict[str, str]) -> str:
@@ -313,6 +319,29 @@ def render_scaffold_file(source: str, values: dict[str, str]) -> str:
 
 def _json_text(document: Any) -> str:
     return json.dumps(document, indent=2) + "\n"
+
+
+def _merge_json(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in, objects recursively (``extra`` wins elsewhere)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_json(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def function_url_merge_template(values: dict[str, str]) -> dict:
+    """``package-merge.json`` plus a public Function URL for the API handler.
+
+    ``chalice package`` takes one merge template, so this one repeats the keep-warm's
+    parts. The handler becomes ``app.handler`` (``lambda_handler(app)``), which refuses
+    requests without the ``OriginSecret`` parameter's value in ``X-Origin-Verify``;
+    ``cloudfront --origin function-url`` makes CloudFront send it.
+    """
+    template = json.loads(render_scaffold_file("chalice/package-merge.json", values))
+    extra = json.loads(render_scaffold_file("chalice/function-url.json", values))
+    return _merge_json(template, extra)
 
 
 def requirements_txt(needed: list[str], layers_note: str) -> str:
@@ -361,6 +390,8 @@ def project_files(
             document = json.loads(render_scaffold_file(source, values))
             if target == ".chalice/config.json" and layers:
                 document["stages"]["prod"]["layers"] = [layer.arn for layer in layers]
+            if target == FUNCTION_URL_MERGE_FILENAME:
+                document = function_url_merge_template(values)
             files[target] = _json_text(document)
         else:
             files[target] = render_scaffold_file(source, values)
@@ -503,6 +534,10 @@ def _print_next_steps(
         print(f"  {deploy}")
     print(f"  CloudFront in front: {_TEMPLATE_FILENAME} (README.md, section CloudFront)")
     print(f"  (CloudFormation instead: chalice package --merge-template {PACKAGE_MERGE_FILENAME})")
+    print(
+        "  No API Gateway charge: chalice package --merge-template "
+        f"{FUNCTION_URL_MERGE_FILENAME} (README.md, section Front doors)"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -632,6 +667,13 @@ _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TEMPLATE_FILENAME = "cloudfront.json"
 
+#: What the distribution's origin is: the Chalice REST API, or the API handler's Function URL.
+ORIGINS = ("rest-api", "function-url")
+
+#: The origin custom header CloudFront adds and the module's ``lambda_handler`` checks
+#: (its ``ORIGIN_SECRET_HEADER``); the value is the stack parameter ``OriginSecret``.
+ORIGIN_SECRET_HEADER = "X-Origin-Verify"
+
 
 def cloudfront_function_code(avif: bool = True) -> str:
     """The viewer-request function's JavaScript (``avif``: the origin can write AVIF)."""
@@ -710,10 +752,14 @@ def cloudfront_template(
     static_prefix: str = "/static",
     price_class: str = "PriceClass_100",
     avif: bool = True,
+    origin: str = "rest-api",
 ) -> dict:
     """A CloudFormation template: a distribution in front of a Chalice REST API.
 
-    The origin is ``{RestApiId}.execute-api.{region}`` with the stage as origin path.
+    The origin is ``{RestApiId}.execute-api.{region}`` with the stage as origin path,
+    or with ``origin="function-url"`` the API handler's Function URL, to which
+    CloudFront adds the header :data:`ORIGIN_SECRET_HEADER` (the parameter
+    ``OriginSecret``) so that ``lambda_handler`` refuses requests that bypass it.
     Pages (default behaviour) are cached by the origin's Cache-Control (the toolkit's
     ``no-cache``: stored and revalidated with the ETag on every request); the static
     prefix gets a behaviour whose key ignores query strings and whose TTL follows the
@@ -752,7 +798,19 @@ def cloudfront_template(
             {"Fn::Sub": "${RestApiId}.execute-api.${ApiRegion}.${AWS::URLSuffix}"},
         ]
     }
-    return {
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
+    origin_config = {
+        "Id": "chalice-api",
+        "DomainName": api_domain,
+        "OriginPath": {"Fn::Sub": "/${Stage}"},
+        "CustomOriginConfig": {
+            "OriginProtocolPolicy": "https-only",
+            "HTTPSPort": 443,
+            "OriginSSLProtocols": ["TLSv1.2"],
+        },
+    }
+    template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
             "chalice-http-toolkit: CloudFront in front of a Chalice REST API (written by "
@@ -843,18 +901,7 @@ def cloudfront_template(
                         "HttpVersion": "http2and3",
                         "IPV6Enabled": True,
                         "PriceClass": {"Ref": "PriceClass"},
-                        "Origins": [
-                            {
-                                "Id": "chalice-api",
-                                "DomainName": api_domain,
-                                "OriginPath": {"Fn::Sub": "/${Stage}"},
-                                "CustomOriginConfig": {
-                                    "OriginProtocolPolicy": "https-only",
-                                    "HTTPSPort": 443,
-                                    "OriginSSLProtocols": ["TLSv1.2"],
-                                },
-                            }
-                        ],
+                        "Origins": [origin_config],
                         "DefaultCacheBehavior": default_behaviour,
                         "CacheBehaviors": [static_behaviour],
                         # A failing Lambda must not be cached for CloudFront's default 10 s.
@@ -881,6 +928,45 @@ def cloudfront_template(
             },
         },
     }
+    if origin == "function-url":
+        _function_url_origin(template, origin_config)
+    return template
+
+
+def _function_url_origin(template: dict, origin_config: dict) -> None:
+    """Point ``template``'s origin at a Function URL that checks the origin secret header."""
+    parameters = template["Parameters"]
+    for name in ("RestApiId", "ApiRegion", "Stage"):
+        del parameters[name]
+    del template["Conditions"]
+    template["Description"] = (
+        "chalice-http-toolkit: CloudFront in front of a Chalice app's Lambda Function URL "
+        "(written by cli.py cloudfront --origin function-url)"
+    )
+    parameters["FunctionUrlDomain"] = {
+        "Type": "String",
+        "AllowedPattern": r"^[a-z0-9]+\.lambda-url\.[a-z0-9-]+\.on\.aws$",
+        "ConstraintDescription": "the host of the Function URL, without https:// and /",
+        "Description": (
+            "The host of the API handler's Function URL (the FunctionUrlDomain output of the "
+            "chalice package stack): {url-id}.lambda-url.{region}.on.aws"
+        ),
+    }
+    parameters["OriginSecret"] = {
+        "Type": "String",
+        "NoEcho": True,
+        "MinLength": 16,
+        "AllowedPattern": "^[A-Za-z0-9_-]+$",
+        "Description": (
+            f"Sent as {ORIGIN_SECRET_HEADER} on every origin request; the same value as the "
+            "function's CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET (the OriginSecret of its stack)"
+        ),
+    }
+    origin_config["DomainName"] = {"Ref": "FunctionUrlDomain"}
+    del origin_config["OriginPath"]
+    origin_config["OriginCustomHeaders"] = [
+        {"HeaderName": ORIGIN_SECRET_HEADER, "HeaderValue": {"Ref": "OriginSecret"}}
+    ]
 
 
 def cloudfront_json(**options: Any) -> str:
@@ -895,6 +981,7 @@ def command_cloudfront(args: argparse.Namespace) -> int:
         static_prefix=args.static_prefix,
         price_class=args.price_class,
         avif=args.avif,
+        origin=args.origin,
     )
     if args.output == "-":
         sys.stdout.write(text)
@@ -1026,6 +1113,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="avif",
         action="store_false",
         help="the origin's Pillow cannot write AVIF: two Accept values for images instead of three",
+    )
+    cloudfront.add_argument(
+        "--origin",
+        choices=ORIGINS,
+        default="rest-api",
+        help=(
+            "the Chalice REST API, or the API handler's Function URL (no API Gateway charge; "
+            f"CloudFront sends the secret header {ORIGIN_SECRET_HEADER}) (default: %(default)s)"
+        ),
     )
     cloudfront.add_argument("--force", action="store_true", help="overwrite an existing file")
     cloudfront.set_defaults(handler=command_cloudfront, command_parser=cloudfront)

@@ -23,11 +23,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
 import random
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +85,38 @@ def redeploy_site(templates: Path, static: Path) -> None:
     stamp(templates.parent)
 
 
+class TimedApp:
+    """A container's Chalice app whose invocations are timed (``app(event, context)`` only)."""
+
+    def __init__(self, app: Any, durations: list[float]) -> None:
+        self._app = app
+        self._durations = durations
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)
+
+    def __call__(self, event: dict, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._app(event, context)
+        finally:
+            self._durations.append(time.perf_counter() - started)
+
+
+def duration_histogram(durations: list[float]) -> dict[str, int]:
+    """Invocations by duration bucket, keyed by the bucket's upper bound in µs.
+
+    25 µs buckets below 2 ms, 500 µs above: enough to bill each invocation in whole
+    milliseconds (rounded up) at another CPU speed, as ``bench/cost.py`` does.
+    """
+    histogram: Counter[int] = Counter()
+    for seconds in durations:
+        micros = seconds * 1e6
+        step = 25 if micros < 2000 else 500
+        histogram[max(step, math.ceil(micros / step) * step)] += 1
+    return {str(bound): histogram[bound] for bound in sorted(histogram)}
+
+
 def named(media_type: str, accept: str | None) -> bool:
     """AVIF and WebP count as advertised only when the client named them."""
     if media_type not in ("image/avif", "image/webp"):
@@ -109,9 +143,21 @@ def simulate(
         stamp(root)
         rng = random.Random(seed)
         clock = SimClock()
-        origin = LambdaOrigin(lambda: build(templates, static, asset), containers, rng, clock)
+        durations: list[float] = []
+        origin = LambdaOrigin(
+            lambda: TimedApp(build(templates, static, asset), durations), containers, rng, clock
+        )
         function = ViewerRequestFunction(function_code) if function_code else None
         cdn = CloudFrontModel(template, origin, clock, function)
+        viewer_bytes = [0]
+        request = cdn.request
+
+        def counted(url: str, headers: dict[str, str]) -> Any:
+            reply = request(url, headers)
+            viewer_bytes[0] += len(reply.body)  # as sent: compressed where CloudFront did
+            return reply
+
+        cdn.request = counted
         clients = make_clients(300, rng)
         seen: list[Seen] = []
         old_css = (static / "print.css").read_bytes()
@@ -133,7 +179,12 @@ def simulate(
         if function is not None:
             function.close()
         stale = (references[0], old_css)
-        return _figures(cdn, origin, seen, stale, redeployed_at, renders_total, views)
+        figures = _figures(cdn, origin, seen, stale, redeployed_at, renders_total, views)
+        figures["viewer_body_bytes_per_1000_views"] = round(viewer_bytes[0] * 1000 / views)
+        figures["origin_cold_starts"] = origin.cold_starts
+        figures["origin_duration_ms_per_1000_views"] = round(sum(durations) * 1e6 / views, 1)
+        figures["origin_duration_histogram_us"] = duration_histogram(durations)
+        return figures
 
 
 def _reference(build: Callable, templates: Path, static: Path, asset: bytes) -> bytes:

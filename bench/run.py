@@ -517,6 +517,65 @@ def _requests(app: Any, old: bool) -> dict[str, Callable[[], Any] | None]:
     }
 
 
+def function_url_event(rest_event: dict) -> dict:
+    """The payload format 2.0 event a Function URL sends for the same request."""
+    headers = {name.lower(): value for name, value in rest_event["headers"].items()}
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": rest_event["path"],
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "abcdefghij",
+            "domainName": "abcdefghij.lambda-url.us-east-1.on.aws",
+            "http": {
+                "method": rest_event["httpMethod"],
+                "path": rest_event["path"],
+                "protocol": "HTTP/1.1",
+                "sourceIp": "198.51.100.7",
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": "bench",
+            "routeKey": "$default",
+            "stage": "$default",
+            "timeEpoch": 1796162400000,
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def _adapter_rows(
+    bare: Any, bare_event: dict, ours: Any, page_304: dict, timer: Timer
+) -> dict[str, dict[str, Any]]:
+    """The front-door adapter's cost: the same requests as Function URL events."""
+    handler_for = getattr(sys.modules[OURS_MODULE], "lambda_handler", None)
+    if handler_for is None:
+        return {}
+    bare_handler, ours_handler = handler_for(bare), handler_for(ours)
+    bare_v2, page_v2 = function_url_event(bare_event), function_url_event(page_304)
+    if ours_handler(page_v2, CONTEXT)["statusCode"] != 304:
+        raise RuntimeError("the template 304 through lambda_handler is not a 304")
+    samples = timer.measure(
+        {
+            "bare": lambda: call(bare, bare_event),
+            "adapter": lambda: bare_handler(bare_v2, CONTEXT),
+            "page": lambda: ours_handler(page_v2, CONTEXT),
+        }
+    )
+    return {
+        "bare route via lambda_handler (Function URL)": {
+            "ours": median(samples["adapter"]),
+            "n": {"ours": len(samples["adapter"])},
+        },
+        "template 304 via lambda_handler (Function URL)": {
+            "ours": median(samples["page"]),
+            "n": {"ours": len(samples["page"])},
+        },
+    }
+
+
 def _first_conversion(app: Any, index: int) -> float:
     """Microseconds for the first WebP request of photo ``index`` (a cold conversion)."""
     event = _event(app, f"/static/img/first/{index}.jpg", _headers(WEBP_ACCEPT))
@@ -561,6 +620,8 @@ ROW_ORDER = [
     "asset 304",
     "Jinja2 render (no Chalice)",
     "bare route + Jinja2 render",
+    "bare route via lambda_handler (Function URL)",
+    "template 304 via lambda_handler (Function URL)",
 ]
 
 
@@ -606,6 +667,8 @@ def measure_rows(
         medians["Jinja2 render (no Chalice)"] = {"ours": median(samples["jinja"])}
         medians["bare route + Jinja2 render"] = {"ours": median(samples["bare+jinja"])}
         medians["bare route"] = {"ours": median(bare_samples), "n": {"ours": len(bare_samples)}}
+        page_304 = _validated(ours, "/", _headers(PAGE_ACCEPT), "etag")
+        medians.update(_adapter_rows(bare, bare_event, ours, page_304, timer))
         converting = {"old": old} if old is not None else {}
         if hasattr(sys.modules[OURS_MODULE], "negotiate_image_format"):
             converting["ours"] = ours

@@ -2,7 +2,12 @@ import os
 
 from chalice import Chalice
 
-from chalicelib.chalice_http_toolkit import CloudFront, ContentManager, register_keep_warm
+from chalicelib.chalice_http_toolkit import (
+    CloudFront,
+    ContentManager,
+    lambda_handler,
+    register_keep_warm,
+)
 
 app = Chalice(app_name="$name")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,3 +30,7 @@ def index():
 
 # Last: catch-all routes that render the 404 page for unknown paths.
 cm.register_not_found_routes("404.html")
+
+# The handler for a Function URL, an HTTP API or an ALB (the REST API calls app.app):
+# .chalice/package-merge-function-url.json points the function at app.handler.
+handler = lambda_handler(app)

@@ -290,6 +290,7 @@ def test_help_documents_exit_codes(run):
 
 PROJECT_FILES = [
     ".chalice/config.json",
+    ".chalice/package-merge-function-url.json",
     ".chalice/package-merge.json",
     ".chalice/policy-prod.json",
     ".gitignore",
@@ -403,7 +404,10 @@ def test_setup_writes_a_complete_project(run, klayers, tmp_path):
     assert 'app = Chalice(app_name="mysite")' in app_py
     assert "\nkeep_warm = register_keep_warm(app, cm)\n" in app_py
     assert "STAGE" not in app_py
-    assert app_py.rstrip().endswith('cm.register_not_found_routes("404.html")')
+    # The catch-all routes come after every route; then the other front doors' handler.
+    _, found, tail = app_py.rpartition('cm.register_not_found_routes("404.html")')
+    assert found and "@app.route" not in tail
+    assert tail.rstrip().endswith("\nhandler = lambda_handler(app)")
 
     with Image.open(io.BytesIO(files["chalicelib/static/img/hero.png"])) as image:
         image.load()

@@ -1,0 +1,501 @@
+"""lambda_handler: HTTP APIs, Function URLs and ALBs in front of a Chalice app.
+
+Every front door gets the same requests through ``lambda_handler(app)``: a page, a 304,
+an image for Chrome's Accept, two cookies, a POSTed form, a 404, a binary round trip.
+The events and the delivery rules are in ``frontdoor_events.py`` (after AWS's
+documentation); REST goes through ``apigw.py``'s model of API Gateway.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import logging
+import os
+from urllib.parse import parse_qs
+
+import pytest
+from frontdoor_events import Delivered, alb_event, deliver_alb, deliver_v2, form, v2_event
+
+import chalice_http_toolkit as toolkit
+
+from apigw import deliver as deliver_rest
+from apigw import lambda_context, make_event
+from conftest import build_app, write_site
+
+CHROME_IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+SECRET = "s3cr3t-origin-value-0123456789"
+DOORS = ["rest", "function-url", "http-api", "http-api-stage", "alb", "alb-multi"]
+
+
+def photo_jpeg() -> bytes:
+    from PIL import Image
+
+    image = Image.new("RGB", (64, 48))
+    for x in range(64):
+        for y in range(48):
+            image.putpixel((x, y), (x * 4, y * 5, 128))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def add_routes(app, cm):
+    from chalice import Response
+
+    @app.route("/cookies", methods=["GET"])
+    def cookies():
+        return Response(
+            body="two cookies",
+            headers={
+                "Content-Type": "text/plain; charset=utf-8",
+                "Set-Cookie": ["a=1; Path=/; HttpOnly", "b=2; Path=/; Secure"],
+                "X-Many": ["one", "two"],
+            },
+        )
+
+    @app.route("/echo", methods=["GET"])
+    def echo():
+        request = app.current_request
+        return {
+            "cookie": request.headers.get("cookie"),
+            "headers": sorted(request.headers.keys()),
+            "query": {k: request.query_params.getlist(k) for k in request.query_params or {}},
+            "path": request.context.get("path"),
+            "stage": request.context.get("stage"),
+            "sourceIp": request.context["identity"].get("sourceIp"),
+        }
+
+    @app.route("/form", methods=["POST"], content_types=["application/x-www-form-urlencoded"])
+    def post_form():
+        fields = parse_qs(app.current_request.raw_body.decode(), keep_blank_values=True)
+        return cm.html(f"<p>hello {fields['name'][0]}: {fields['tags']}</p>")
+
+    @app.route("/binary", methods=["POST"], content_types=["application/octet-stream"])
+    def binary():
+        return Response(
+            body=app.current_request.raw_body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    @app.route("/files/{proxy+}", methods=["GET"])
+    def files():
+        return {"proxy": app.current_request.uri_params["proxy"]}
+
+
+@pytest.fixture(scope="module")
+def front_app(tmp_path_factory):
+    templates, static = write_site(tmp_path_factory.mktemp("frontdoors"))
+    (static / "img").mkdir()
+    (static / "img" / "photo.jpg").write_bytes(photo_jpeg())
+    app, cm, _cf = build_app(templates, static)
+    add_routes(app, cm)
+    return app
+
+
+def send(
+    door: str,
+    app,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    *,
+    cookies: list[str] | None = None,
+    body: bytes | str | None = None,
+    binary: bool = False,
+    handler=None,
+) -> Delivered:
+    """One request through ``door`` and ``lambda_handler(app)``; what the client gets."""
+    handler = handler or toolkit.lambda_handler(app)
+    headers = dict(headers or {})
+    if door in ("function-url", "http-api", "http-api-stage"):
+        event = v2_event(
+            method,
+            path,
+            headers,
+            cookies=cookies,
+            body=body,
+            binary=binary,
+            function_url=door == "function-url",
+            stage="prod" if door == "http-api-stage" else "$default",
+        )
+        return deliver_v2(handler(event, lambda_context()))
+    if cookies:
+        headers["Cookie"] = "; ".join(cookies)
+    if door in ("alb", "alb-multi"):
+        multi = door == "alb-multi"
+        event = alb_event(method, path, headers, multi_value=multi, body=body, binary=binary)
+        return deliver_alb(handler(event, lambda_context()), multi)
+    event = make_event(app, method, path, headers)
+    if body is not None:
+        data = body.encode() if isinstance(body, str) else body
+        event["body"] = base64.b64encode(data).decode() if binary else data.decode()
+        event["isBase64Encoded"] = binary
+    result = handler(event, lambda_context())
+    delivered = deliver_rest(result, headers, app.api.binary_types)
+    set_cookies = (result.get("multiValueHeaders") or {}).get("Set-Cookie", [])
+    plain = {k.lower(): v for k, v in delivered.headers.items() if k.lower() != "set-cookie"}
+    return Delivered(delivered.status, plain, delivered.body, set_cookies)
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_page(front_app, door):
+    got = send(door, front_app, "GET", "/", {"Accept": "text/html"})
+    assert got.status == 200
+    assert got.headers["content-type"] == "text/html; charset=utf-8"
+    assert b"<h1>Home &lt;&amp;&gt;</h1>" in got.body
+    assert got.headers["etag"].startswith('"')
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_gzip_page(front_app, door):
+    got = send(door, front_app, "GET", "/static/css/site.css", {"Accept-Encoding": "gzip"})
+    assert got.status == 200
+    assert got.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(got.body).startswith(b"body { color: #123456; }")
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_304(front_app, door):
+    first = send(door, front_app, "GET", "/page/about", {"Accept": "text/html"})
+    again = send(door, front_app, "GET", "/page/about", {"If-None-Match": first.headers["etag"]})
+    assert (first.status, again.status) == (200, 304)
+    assert again.body == b""
+    assert again.headers["etag"] == first.headers["etag"]
+    assert again.headers["cache-control"] == first.headers["cache-control"]
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_an_image_for_chrome(front_app, door):
+    got = send(door, front_app, "GET", "/static/img/photo.jpg", {"Accept": CHROME_IMAGE_ACCEPT})
+    assert got.status == 200
+    assert got.headers["content-type"] in ("image/avif", "image/webp")
+    signature = got.body[4:12] in (b"ftypavif", b"ftypavis") or got.body[8:12] == b"WEBP"
+    assert signature, got.body[:16]
+    assert "Accept" in got.headers["vary"]
+
+
+@pytest.mark.parametrize("door", [d for d in DOORS if d != "alb"])
+def test_two_cookies_reach_the_client(front_app, door):
+    got = send(door, front_app, "GET", "/cookies")
+    assert got.status == 200
+    assert got.set_cookies == ["a=1; Path=/; HttpOnly", "b=2; Path=/; Secure"]
+    assert got.body == b"two cookies"
+
+
+def test_payload_2_joins_other_repeated_headers_with_commas(front_app):
+    result = toolkit.lambda_handler(front_app)(v2_event("GET", "/cookies"), lambda_context())
+    assert result["headers"]["X-Many"] == "one,two"
+    assert "Set-Cookie" not in result["headers"]
+    assert result["cookies"] == ["a=1; Path=/; HttpOnly", "b=2; Path=/; Secure"]
+
+
+def test_alb_without_multi_value_headers_keeps_one_cookie_and_says_so(front_app, caplog):
+    with caplog.at_level(logging.WARNING, logger="chalice_http_toolkit"):
+        got = send("alb", front_app, "GET", "/cookies")
+    assert got.set_cookies == ["b=2; Path=/; Secure"]
+    assert "multi_value_headers" in caplog.text
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_request_cookies_arrive_as_one_cookie_header(front_app, door):
+    got = send(door, front_app, "GET", "/echo", cookies=["session=abc", "theme=dark"])
+    assert json.loads(got.body)["cookie"] == "session=abc; theme=dark"
+
+
+def test_alb_multi_value_cookie_headers_are_joined(front_app):
+    event = alb_event("GET", "/echo", {"Cookie": ["a=1", "b=2"]}, multi_value=True)
+    result = toolkit.lambda_handler(front_app)(event, lambda_context())
+    assert json.loads(result["body"])["cookie"] == "a=1; b=2"
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_posted_form(front_app, door):
+    body = form({"name": "Zoë & co", "tags": "x"}) + "&tags=y"
+    got = send(
+        door,
+        front_app,
+        "POST",
+        "/form",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        body=body,
+        binary=door == "function-url",  # Function URLs base64 bodies that are not text
+    )
+    assert got.status == 200
+    assert got.body.decode() == "<p>hello Zoë & co: ['x', 'y']</p>"
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_the_sites_404_page(front_app, door):
+    got = send(door, front_app, "GET", "/no/such/page", {"Accept": "text/html"})
+    assert got.status == 404
+    assert b"Page not found" in got.body
+
+
+@pytest.mark.parametrize("door", [d for d in DOORS if d != "rest"])
+def test_the_sites_404_page_through_the_greedy_tail(front_app, door):
+    got = send(door, front_app, "GET", "/no/such/page/at/all/anywhere", {"Accept": "text/html"})
+    assert got.status == 404
+    assert b"Page not found" in got.body
+
+
+@pytest.mark.parametrize("door", [d for d in DOORS if d != "rest"])
+def test_a_path_no_route_matches_is_a_404(door):
+    from chalice import Chalice
+
+    app = Chalice(app_name="bare")
+
+    @app.route("/")
+    def index():
+        return {"hello": "world"}
+
+    got = send(door, app, "GET", "/elsewhere")
+    assert got.status == 404
+    assert json.loads(got.body) == {"message": "Not Found"}
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_binary_body_round_trip(front_app, door):
+    data = bytes(range(256)) * 8
+    got = send(
+        door,
+        front_app,
+        "POST",
+        "/binary",
+        {"Content-Type": "application/octet-stream", "Accept": "*/*"},
+        body=data,
+        binary=True,
+    )
+    assert got.status == 200
+    assert got.body == data
+
+
+@pytest.mark.parametrize("door", [d for d in DOORS if d != "rest"])
+def test_base64_exactly_where_the_body_is_binary(front_app, door):
+    handler = toolkit.lambda_handler(front_app)
+    page = v2_event("GET", "/") if door.startswith(("function", "http")) else alb_event("GET", "/")
+    image = (
+        v2_event("GET", "/asset")
+        if door.startswith(("function", "http"))
+        else alb_event("GET", "/asset")
+    )
+    assert handler(page, lambda_context())["isBase64Encoded"] is False
+    assert handler(image, lambda_context())["isBase64Encoded"] is True
+
+
+@pytest.mark.parametrize("door", [d for d in DOORS if d != "rest"])
+def test_query_strings_with_repeats_and_encoding(front_app, door):
+    got = send(door, front_app, "GET", "/echo?a=1&a=2&b=x%20y%2Cz&c=&d=caf%C3%A9")
+    query = json.loads(got.body)["query"]
+    # Without multi-value headers an ALB keeps the last of repeated parameters.
+    repeated = ["2"] if door == "alb" else ["1", "2"]
+    assert query == {"a": repeated, "b": ["x y,z"], "c": [""], "d": ["café"]}
+
+
+@pytest.mark.parametrize("door", ["function-url", "alb", "alb-multi"])
+def test_encoded_path_parameters_reach_the_view_decoded(front_app, door):
+    got = send(door, front_app, "GET", "/files/caf%C3%A9/a%20b.txt")
+    assert json.loads(got.body) == {"proxy": "café/a b.txt"}
+
+
+def test_http_api_paths_arrive_decoded():
+    # HTTP APIs decode rawPath before invoking; it is not decoded a second time.
+    from chalice import Chalice
+
+    app = Chalice(app_name="paths")
+
+    @app.route("/files/{name}")
+    def files(name):
+        return {"name": name}
+
+    event = v2_event("GET", "/files/100%25", function_url=False)
+    result = toolkit.lambda_handler(app)(event, lambda_context())
+    assert json.loads(result["body"]) == {"name": "100%25"}
+
+
+def test_greedy_and_literal_precedence(front_app):
+    handler = toolkit.lambda_handler(front_app)
+    deep = handler(v2_event("GET", "/files/a/b/c"), lambda_context())
+    assert json.loads(deep["body"])["proxy"] == "a/b/c"
+    nested = handler(v2_event("GET", "/static/js/vendor/lib.mjs"), lambda_context())
+    assert nested["statusCode"] == 200
+    assert nested["headers"]["Content-Type"].startswith("text/javascript")
+
+
+def test_http_api_named_stage_is_not_part_of_the_route(front_app):
+    got = send("http-api-stage", front_app, "GET", "/echo")
+    echoed = json.loads(got.body)
+    assert got.status == 200
+    assert (echoed["path"], echoed["stage"]) == ("/prod/echo", "prod")
+
+
+def test_request_context_fields_chalice_reads(front_app):
+    echoed = json.loads(send("function-url", front_app, "GET", "/echo").body)
+    assert echoed["stage"] == "$default"
+    assert echoed["sourceIp"] == "198.51.100.7"
+    alb = json.loads(send("alb", front_app, "GET", "/echo").body)
+    assert alb["sourceIp"] == "198.51.100.7"
+
+
+def test_alb_status_description(front_app):
+    handler = toolkit.lambda_handler(front_app)
+    assert handler(alb_event("GET", "/"), None)["statusDescription"] == "200 OK"
+    missing = handler(alb_event("GET", "/a/b/c/d/e/f"), None)
+    assert missing["statusDescription"] == "404 Not Found"
+
+
+def test_method_not_allowed_through_a_function_url(front_app):
+    got = send("function-url", front_app, "DELETE", "/echo")
+    assert got.status == 405
+
+
+def test_keep_warm_event_is_still_recognised(tmp_path):
+    templates, static = write_site(tmp_path)
+    app, cm, _cf = build_app(templates, static)
+    toolkit.register_keep_warm(app, cm)
+    handler = toolkit.lambda_handler(app, origin_secret=SECRET)
+    result = handler(toolkit.keep_warm_event(), lambda_context())
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"])["warm"] is True
+
+
+def test_a_2_0_event_without_cookies_or_query_string(front_app):
+    event = v2_event("GET", "/echo")
+    for field in ("cookies", "queryStringParameters", "rawQueryString", "body"):
+        event.pop(field, None)
+    result = toolkit.lambda_handler(front_app)(event, lambda_context())
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"])["query"] == {}
+
+
+# -- bad input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        ["a", "list"],
+        "text",
+        {},
+        {"Records": [{"eventSource": "aws:s3"}]},
+        {"detail-type": "Scheduled Event", "source": "aws.events"},
+    ],
+    ids=["none", "list", "str", "empty", "s3", "schedule"],
+)
+def test_an_event_of_unknown_shape_is_a_logged_500(front_app, caplog, event):
+    with caplog.at_level(logging.ERROR, logger="chalice_http_toolkit"):
+        result = toolkit.lambda_handler(front_app)(event, lambda_context())
+    assert result["statusCode"] == 500
+    assert "Traceback" not in result["body"]
+    assert "not an HTTP event" in caplog.text
+    json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"version": "2.0", "requestContext": {}},
+        {"version": "2.0", "requestContext": {"http": {"method": "GET"}}, "rawPath": 7},
+        {**v2_event("GET", "/"), "headers": {"accept": ["a", "list"]}},
+        {**v2_event("GET", "/"), "cookies": "a=1"},
+        {**v2_event("POST", "/form"), "body": {"an": "object"}},
+        {"requestContext": {"elb": {}}, "httpMethod": "GET"},
+        {**alb_event("GET", "/"), "headers": ["x"]},
+        {**alb_event("GET", "/", multi_value=True), "multiValueHeaders": {"a": "not a list"}},
+    ],
+    ids=["no-http", "bad-path", "bad-headers", "bad-cookies", "bad-body", "alb-no-path",
+         "alb-bad-headers", "alb-bad-multi"],
+)  # fmt: skip
+def test_a_malformed_event_is_a_logged_400(front_app, caplog, event):
+    with caplog.at_level(logging.ERROR, logger="chalice_http_toolkit"):
+        result = toolkit.lambda_handler(front_app)(event, lambda_context())
+    assert result["statusCode"] == 400
+    assert "malformed" in caplog.text
+    json.dumps(result)
+
+
+def test_an_alb_response_over_one_megabyte_is_a_clear_error(caplog):
+    from chalice import Chalice, Response
+
+    app = Chalice(app_name="big")
+
+    @app.route("/big")
+    def big():
+        return Response(body="x" * (1024 * 1024 + 10), headers={"Content-Type": "text/plain"})
+
+    with caplog.at_level(logging.ERROR, logger="chalice_http_toolkit"):
+        got = send("alb", app, "GET", "/big")
+    assert got.status == 500
+    assert "1 MB" in caplog.text
+
+
+# -- origin protection ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_origin_secret_refuses_requests_without_it(front_app, door, caplog):
+    handler = toolkit.lambda_handler(front_app, origin_secret=SECRET)
+    with caplog.at_level(logging.WARNING, logger="chalice_http_toolkit"):
+        missing = send(door, front_app, "GET", "/echo", handler=handler)
+        wrong = send(
+            door, front_app, "GET", "/echo", {"X-Origin-Verify": SECRET[:-1] + "!"}, handler=handler
+        )
+    assert (missing.status, wrong.status) == (403, 403)
+    assert "origin secret" in caplog.text
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_origin_secret_admits_cloudfront_and_hides_the_header(front_app, door):
+    handler = toolkit.lambda_handler(front_app, origin_secret=SECRET)
+    got = send(door, front_app, "GET", "/echo", {"X-Origin-Verify": SECRET}, handler=handler)
+    assert got.status == 200
+    assert "x-origin-verify" not in json.loads(got.body)["headers"]
+
+
+def test_origin_secret_from_the_environment_with_rotation(front_app, monkeypatch):
+    old, new = "old-secret-0123456789abcdef", "new-secret-0123456789abcdef"
+    monkeypatch.setenv(toolkit.ORIGIN_SECRET_ENV, f"{new}, {old}")
+    handler = toolkit.lambda_handler(front_app)
+    for secret, status in ((new, 200), (old, 200), ("other-secret-0123456789", 403)):
+        got = send(
+            "function-url", front_app, "GET", "/echo", {"x-origin-verify": secret}, handler=handler
+        )
+        assert got.status == status
+
+
+def test_no_origin_secret_configured_admits_everything(front_app, monkeypatch):
+    monkeypatch.delenv(toolkit.ORIGIN_SECRET_ENV, raising=False)
+    assert send("function-url", front_app, "GET", "/echo").status == 200
+
+
+def test_a_short_origin_secret_is_refused():
+    from chalice import Chalice
+
+    with pytest.raises(ValueError, match="16 characters"):
+        toolkit.lambda_handler(Chalice(app_name="x"), origin_secret="short")
+
+
+def test_lambda_handler_is_public():
+    assert "lambda_handler" in toolkit.__all__
+    assert os.environ.get(toolkit.ORIGIN_SECRET_ENV) is None
+
+
+def test_a_function_url_request_cannot_pose_as_the_keep_warm(tmp_path, monkeypatch):
+    """The warm-up marker is a top-level key: an HTTP request cannot set it."""
+    templates, static = write_site(tmp_path)
+    app, cm, _cf = build_app(templates, static)
+    toolkit.register_keep_warm(app, cm)
+    primed = []
+    monkeypatch.setattr(cm, "prime", lambda: primed.append(1) or {})
+    handler = toolkit.lambda_handler(app, origin_secret=SECRET)
+    path = toolkit.keep_warm_event()["path"]
+    event = v2_event("GET", path, {"chalice_http_toolkit_keep_warm": "true"})
+    event["body"] = json.dumps(toolkit.keep_warm_event())
+    got = deliver_v2(handler(event, lambda_context()))
+    assert got.status == 403
+    admitted = v2_event("GET", path, {"x-origin-verify": SECRET})
+    assert deliver_v2(handler(admitted, lambda_context())).status == 404
+    assert primed == []
