@@ -3332,6 +3332,7 @@ class TaskingController:
             "awsRegion": region,
         }
         logger.info("task queue %s: running message %s locally", self.queue_name, message_id)
+        outer = getattr(self._delivery, "errors", None)  # a task that posts a task
         self._delivery.errors = errors = []
         try:
             self._lambda_handler({"Records": [record]}, None)
@@ -3340,7 +3341,7 @@ class TaskingController:
                 raise
             raise errors[0] from None
         finally:
-            self._delivery.errors = None
+            self._delivery.errors = outer
         return {"MessageId": message_id, "MD5OfMessageBody": md5}
 
     def _send(

@@ -321,6 +321,20 @@ def test_a_task_may_post_another_task():
     assert order == ["first", "second"]
 
 
+def test_a_task_that_fails_after_posting_another_raises_its_own_error():
+    tasks = TaskingControllerFactory("chain.fifo", "g")
+    tasks.register_handler(Chalice(app_name="a"))
+
+    @tasks.handler
+    def step(record):
+        if record.body == "first":
+            tasks.post("second")
+            raise LookupError("first failed after posting")
+
+    with pytest.raises(LookupError, match="first failed after posting"):
+        tasks.post("first")
+
+
 # ---------------------------------------------------------------------------
 # Bad messages: refused the same way in both modes, before anything is sent
 # ---------------------------------------------------------------------------
