@@ -20,6 +20,7 @@ import time
 import types
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from chalice import Chalice
@@ -779,3 +780,33 @@ def test_throttling_is_retried_then_a_clear_error(monkeypatch, caplog):
     assert "'site-tasks.fifo'" in str(raised.value)
     assert ThrottlingSQS.requests == ["AmazonSQS.GetQueueUrl"] * 3  # botocore retried
     assert "task not posted" in caplog.text
+
+
+def test_readme_example_runs(tmp_path, monkeypatch, caplog):
+    """The README's contact form, as written, posts a task that runs locally."""
+    readme = (Path(toolkit.__file__).parent / "README.md").read_text()
+    section = readme[readme.index("### Background tasks") :]
+    code = section[section.index("```python\n") + len("```python\n") :]
+    code = code[: code.index("```")]
+    (tmp_path / "chalicelib").mkdir()
+    (tmp_path / "chalicelib" / "__init__.py").write_text("")
+    (tmp_path / "chalicelib" / "chalice_http_toolkit.py").write_text(
+        Path(toolkit.__file__).read_text()
+    )
+    (tmp_path / "app.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
+        monkeypatch.delitem(sys.modules, name)
+    import app as readme_app
+
+    readme_app.app.log.addHandler(caplog.handler)  # Chalice's app.log does not propagate
+    try:
+        with caplog.at_level(logging.INFO, "mysite"), Client(readme_app.app) as client:
+            response = client.http.post("/contact", body=b"Hi!")
+    finally:
+        readme_app.app.log.removeHandler(caplog.handler)
+        for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
+            del sys.modules[name]
+    assert response.status_code == 200, response.body
+    assert "emailing owner@example.com" in caplog.text
+    assert readme_app.task_worker is readme_app.app.handler_map["task_worker"]
