@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 import types
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,8 @@ from chalice_http_toolkit import (
     TaskQueueError,
     task_mode,
 )
+
+from localserver import offline_env, stop, wait_until_serving
 
 REGION = "eu-west-1"
 _AWS_ENV = (
@@ -802,11 +806,76 @@ def test_readme_example_runs(tmp_path, monkeypatch, caplog):
     readme_app.app.log.addHandler(caplog.handler)  # Chalice's app.log does not propagate
     try:
         with caplog.at_level(logging.INFO, "mysite"), Client(readme_app.app) as client:
-            response = client.http.post("/contact", body=b"Hi!")
+            response = client.http.post(
+                "/contact",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                body=b"message=Hi%21",
+            )
     finally:
         readme_app.app.log.removeHandler(caplog.handler)
         for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
             del sys.modules[name]
     assert response.status_code == 200, response.body
     assert "emailing owner@example.com" in caplog.text
+    [record] = [r for r in caplog.records if r.name == "mysite"]
+    assert "'stringValue': 'email'" in record.getMessage()
     assert readme_app.task_worker is readme_app.app.handler_map["task_worker"]
+
+
+def readme_project(root: Path) -> Path:
+    """A project whose app.py is the README's example, plus a route posting a broken task."""
+    readme = (Path(toolkit.__file__).parent / "README.md").read_text()
+    section = readme[readme.index("### Background tasks") :]
+    code = section[section.index("```python\n") + len("```python\n") :]
+    code = code[: code.index("```")]
+    code += (
+        "\n\napp.log.setLevel('INFO')\nFORM = 'application/x-www-form-urlencoded'\n\n\n"
+        '@app.route("/broken", methods=["POST"], content_types=[FORM])\n'
+        "def broken():\n"
+        '    tasks.post(json.dumps({"text": "no address"}))  # send_email: KeyError\n'
+        '    return {"queued": True}\n'
+    )
+    (root / "chalicelib").mkdir(parents=True)
+    (root / "chalicelib" / "__init__.py").write_text("")
+    (root / "chalicelib" / "chalice_http_toolkit.py").write_text(Path(toolkit.__file__).read_text())
+    (root / ".chalice").mkdir()
+    (root / ".chalice" / "config.json").write_text(
+        json.dumps({"version": "2.0", "app_name": "mysite", "stages": {"dev": {}}})
+    )
+    (root / "app.py").write_text(code)
+    return root
+
+
+def test_chalice_local_runs_the_task_in_process(tmp_path):
+    project = readme_project(tmp_path / "mysite")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "chalice-local.log"
+    chalice = Path(sys.executable).parent / "chalice"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(chalice), "local", "--host", "127.0.0.1", "--port", str(port), "--no-autoreload"],
+            cwd=project,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=offline_env(no_proxy="127.0.0.1", NO_PROXY="127.0.0.1"),
+        )
+        try:
+            wait_until_serving(base + "/contact", process, log_path)
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            request = urllib.request.Request(
+                base + "/contact", data=b"message=Hello", method="POST"
+            )
+            with opener.open(request, timeout=10) as response:
+                queued = json.loads(response.read())
+            broken = urllib.request.Request(base + "/broken", data=b"", method="POST")
+            with pytest.raises(urllib.error.HTTPError) as failed:
+                opener.open(broken, timeout=10)
+            failed.value.close()
+        finally:
+            stop(process)
+    output = log_path.read_text()
+    assert "emailing owner@example.com" in output
+    assert queued["queued"]
+    assert failed.value.code == 500  # the task's KeyError, raised from post()
+    assert "KeyError: 'to'" in output
