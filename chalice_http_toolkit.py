@@ -2914,13 +2914,24 @@ TASKS_MODE_ENV = "CHALICE_HTTP_TOOLKIT_TASKS"
 SQS_MESSAGE_LIMIT = 256 * 1024
 
 _SQS_MAX_ATTRIBUTES = 10
-_SQS_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo|[A-Za-z0-9_-]{1,80}")
-_SQS_ATTRIBUTE_NAME = re.compile(r"(?!\.)(?!.*\.\.)(?!.*\.$)[A-Za-z0-9_.-]{1,256}")
-_SQS_ATTRIBUTE_TYPE = re.compile(r"(String|Number|Binary)(\.[\x21-\x7e]+)?")
-# MessageGroupId / MessageDeduplicationId: 1 to 128 alphanumeric or punctuation characters.
-_SQS_ID = re.compile(r"[\x21-\x7e]{1,128}")
-# What SQS accepts in a body or a string value: XML 1.0's characters.
-_SQS_INVALID_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Compiled on first use (the text class alone takes milliseconds): a cold start that
+# posts no task does not pay for them.
+_SQS_PATTERNS = {
+    "queue_name": r"[A-Za-z0-9_-]{1,75}\.fifo|[A-Za-z0-9_-]{1,80}",
+    "attribute_name": r"(?!\.)(?!.*\.\.)(?!.*\.$)[A-Za-z0-9_.-]{1,256}",
+    "attribute_type": r"(String|Number|Binary)(\.[\x21-\x7e]+)?",
+    # MessageGroupId / MessageDeduplicationId: 1 to 128 alphanumeric or punctuation characters.
+    "id": r"[\x21-\x7e]{1,128}",
+    # What SQS accepts in a body or a string value: XML 1.0's characters.
+    "invalid_text": "[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]",
+}
+
+
+@functools.cache
+def _sqs_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(_SQS_PATTERNS[name])
+
+
 _SQS_THROTTLED = frozenset(
     {
         "RequestThrottled",
@@ -2984,7 +2995,7 @@ def _sqs_endpoint(environ: Mapping[str, str]) -> str | None:
 
 
 def _sqs_text(queue_name: str, what: str, value: str) -> str:
-    bad = _SQS_INVALID_TEXT.search(value)
+    bad = _sqs_pattern("invalid_text").search(value)
     if bad:
         raise ValueError(
             f"task queue {queue_name!r}: {what} holds {bad.group()!r} at {bad.start()}, "
@@ -3000,7 +3011,9 @@ def _sqs_attribute(queue_name: str, name: Any, value: Any) -> dict[str, Any]:
     where = f"task queue {queue_name!r}: message attribute {name!r}"
     if not isinstance(name, str):
         raise TypeError(f"{where}: the name must be a str")
-    if not _SQS_ATTRIBUTE_NAME.fullmatch(name) or name.lower().startswith(("aws.", "amazon.")):
+    if not _sqs_pattern("attribute_name").fullmatch(name) or name.lower().startswith(
+        ("aws.", "amazon.")
+    ):
         raise ValueError(
             f"{where}: SQS allows 1-256 of A-Z a-z 0-9 _ - . (no leading, trailing or "
             "double period, no AWS./Amazon. prefix)"
@@ -3019,7 +3032,7 @@ def _sqs_attribute(queue_name: str, name: Any, value: Any) -> dict[str, Any]:
             "bytes or {'DataType': ..., 'StringValue'/'BinaryValue': ...})"
         )
     data_type = value.get("DataType")
-    if not isinstance(data_type, str) or not _SQS_ATTRIBUTE_TYPE.fullmatch(data_type):
+    if not isinstance(data_type, str) or not _sqs_pattern("attribute_type").fullmatch(data_type):
         raise ValueError(f"{where}: DataType must be String, Number or Binary, not {data_type!r}")
     if data_type.startswith("Binary"):
         data = value.get("BinaryValue")
@@ -3088,12 +3101,14 @@ class TaskingController:
     """
 
     def __init__(self, queue_name: str, message_group_id: str) -> None:
-        if not isinstance(queue_name, str) or not _SQS_QUEUE_NAME.fullmatch(queue_name):
+        if not isinstance(queue_name, str) or not _sqs_pattern("queue_name").fullmatch(queue_name):
             raise ValueError(
                 f"queue_name must be an SQS queue name (1-80 of A-Z a-z 0-9 _ -, FIFO ones "
                 f"ending in .fifo), not {queue_name!r}"
             )
-        if not isinstance(message_group_id, str) or not _SQS_ID.fullmatch(message_group_id):
+        if not isinstance(message_group_id, str) or not _sqs_pattern("id").fullmatch(
+            message_group_id
+        ):
             raise ValueError(
                 f"task queue {queue_name!r}: message_group_id must be 1-128 printable ASCII "
                 f"characters, not {message_group_id!r}"
@@ -3279,7 +3294,9 @@ class TaskingController:
 
         ids = {"deduplication_id": deduplication_id, "group_id": group_id}
         for option, value in ids.items():
-            if value is not None and (not isinstance(value, str) or not _SQS_ID.fullmatch(value)):
+            if value is not None and (
+                not isinstance(value, str) or not _sqs_pattern("id").fullmatch(value)
+            ):
                 raise ValueError(
                     f"task queue {queue!r}: {option} must be 1-128 printable ASCII characters, "
                     f"not {value!r}"
