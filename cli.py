@@ -2,7 +2,7 @@
 """Scaffold a chalice-http-toolkit project and look up its Lambda layers.
 
     python cli.py layers -r us-east-1 [--python 3.12] [--arch x86_64|arm64] [-j]
-    python cli.py setup -n mysite -p mysite [-e magic] [-r us-east-1] [--force]
+    python cli.py setup -n mysite -p mysite [-e magic] [-e tasks] [-r us-east-1] [--force]
     python cli.py cloudfront [-o cloudfront.json] [--stage api] [--static-prefix /static]
 
 Standard library only, so it runs before anything is installed. Layer ARNs come
@@ -273,7 +273,7 @@ import os
 
 from chalice import Chalice
 
-from chalicelib.chalice_http_toolkit import CloudFront, ContentManager, register_keep_warm
+from chalicelib.chalice_http_toolkit import {imports}
 
 app = Chalice(app_name={name})
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -287,7 +287,7 @@ cm.register_static_routes()  # GET/HEAD /static/{{p0}}, /static/{{p0}}/{{p1}}, .
 # A schedule (its own Lambda function, looked up as app.keep_warm) that invokes the
 # API handler with a warm-up event every 5 minutes; .chalice/policy-prod.json lets it.
 keep_warm = register_keep_warm(app, cm)
-
+{tasks}
 
 @app.route("/", methods=["GET", "HEAD"])
 def index():
@@ -296,6 +296,28 @@ def index():
 
 # Last: catch-all routes that render the 404 page for unknown paths.
 cm.register_not_found_routes("404.html")
+"""
+
+#: ``app.py`` imports without and with ``-e tasks``.
+APP_IMPORTS = "CloudFront, ContentManager, register_keep_warm"
+APP_IMPORTS_TASKS = """(
+    CloudFront,
+    ContentManager,
+    TaskingControllerFactory,
+    register_keep_warm,
+)"""
+
+#: ``-e tasks``: a worker for the SQS FIFO queue ``package-merge.json`` declares.
+APP_TASKS = """
+# Background work (README.md, section Background tasks): deployed, tasks.post(body) sends
+# to the SQS FIFO queue below; under `chalice local` the handler runs at once, in-process.
+tasks = TaskingControllerFactory({queue}, "site")
+task_worker = tasks.register_handler(app, name="task_worker")  # Lambda calls app.task_worker
+
+
+@tasks.handler
+def run_task(record):
+    app.log.info("task %s: %s", record.to_dict()["messageId"], record.body)
 """
 
 BASE_HTML = """\
@@ -446,9 +468,29 @@ def chalice_config(name: str, arch: str, layer_arns: list[str]) -> dict:
     }
 
 
-def iam_policy(name: str, stage: str) -> dict:
-    """Logs, plus invoking ``{name}-{stage}``: the API handler ``chalice deploy`` creates."""
-    return {
+def task_queue_names(name: str) -> tuple[str, str]:
+    """``-e tasks``: the FIFO queue of app ``name`` and its dead-letter queue."""
+    return f"{name}-tasks.fifo", f"{name}-tasks-dead.fifo"
+
+
+#: ``-e tasks``: what the API handler (send) and the worker (Lambda's poller) do on the queue.
+TASK_QUEUE_ACTIONS = [
+    "sqs:GetQueueUrl",
+    "sqs:SendMessage",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+]
+
+
+def iam_policy(name: str, stage: str, tasks: bool = False) -> dict:
+    """Logs, plus invoking ``{name}-{stage}``: the API handler ``chalice deploy`` creates.
+
+    With ``tasks``, sending to and receiving from the task queue (one policy for every
+    function: Chalice gives each the same file).
+    """
+    policy = {
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -464,6 +506,16 @@ def iam_policy(name: str, stage: str) -> dict:
             },
         ],
     }
+    if tasks:
+        policy["Statement"].append(
+            {
+                "Sid": "TasksSendAndReceive",
+                "Effect": "Allow",
+                "Action": TASK_QUEUE_ACTIONS,
+                "Resource": f"arn:*:sqs:*:*:{task_queue_names(name)[0]}",
+            }
+        )
+    return policy
 
 
 #: For ``chalice package --merge-template``: CloudFormation names the functions, so the
@@ -471,9 +523,14 @@ def iam_policy(name: str, stage: str) -> dict:
 PACKAGE_MERGE_FILENAME = ".chalice/package-merge.json"
 
 
-def package_merge_template() -> dict:
-    """What ``chalice package`` needs on top of its template for the keep-warm to work."""
-    return {
+def package_merge_template(name: str = "", tasks: bool = False) -> dict:
+    """What ``chalice package`` needs on top of its template for the keep-warm to work.
+
+    With ``tasks``: the FIFO queue of app ``name`` and its dead-letter queue, and the
+    worker's event source mapping reporting batch item failures (Chalice does not set
+    ``FunctionResponseTypes``); the worker is created after the queue (``DependsOn``).
+    """
+    template = {
         "Resources": {
             "KeepWarm": {
                 "Properties": {
@@ -500,6 +557,49 @@ def package_merge_template() -> dict:
                 },
             },
         }
+    }
+    if tasks:
+        template["Resources"].update(_task_queue_resources(name))
+    return template
+
+
+#: ``-e tasks``: receives before a task goes to the dead-letter queue, and the queue's
+#: visibility timeout: AWS asks for six times the function's timeout (``lambda_timeout``).
+TASK_MAX_RECEIVES = 5
+TASK_VISIBILITY_TIMEOUT = 6 * 30
+
+
+def _task_queue_resources(name: str) -> dict:
+    queue, dead = task_queue_names(name)
+    return {
+        "TaskQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": queue,
+                "FifoQueue": True,
+                "VisibilityTimeout": TASK_VISIBILITY_TIMEOUT,
+                "MaximumMessageSize": 262144,  # the module's SQS_MESSAGE_LIMIT
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["TaskDeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": TASK_MAX_RECEIVES,
+                },
+            },
+        },
+        "TaskDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"QueueName": dead, "FifoQueue": True, "MessageRetentionPeriod": 1209600},
+        },
+        # Chalice's names for the function bound as ``task_worker`` and its SQS event.
+        "TaskWorker": {
+            "DependsOn": ["TaskQueue"],
+            "Properties": {
+                "Events": {
+                    "TaskWorkerSqsEventSource": {
+                        "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
+                    }
+                }
+            },
+        },
     }
 
 
@@ -536,8 +636,15 @@ def project_files(
     if magic:
         needed.append("magic")
     config = chalice_config(args.name, args.arch, [layer.arn for layer in layers])
+    tasks = "tasks" in (args.extra or [])
+    app_tasks = APP_TASKS.format(queue=json.dumps(task_queue_names(args.name)[0]))
+    app_py = APP_PY.format(
+        name=json.dumps(args.name),  # a valid name needs no escaping
+        imports=APP_IMPORTS_TASKS if tasks else APP_IMPORTS,
+        tasks=app_tasks if tasks else "",
+    )
     return {
-        "app.py": APP_PY.format(name=json.dumps(args.name)),  # a valid name needs no escaping
+        "app.py": app_py,
         "chalicelib/__init__.py": "",
         "chalicelib/chalice_http_toolkit.py": MODULE_SOURCE,
         "chalicelib/templates/base.html": BASE_HTML,
@@ -548,8 +655,10 @@ def project_files(
         "chalicelib/static/img/hero.png": hero_png(),
         **magic,
         ".chalice/config.json": json.dumps(config, indent=2) + "\n",
-        ".chalice/policy-prod.json": json.dumps(iam_policy(args.name, "prod"), indent=2) + "\n",
-        PACKAGE_MERGE_FILENAME: json.dumps(package_merge_template(), indent=2) + "\n",
+        ".chalice/policy-prod.json": json.dumps(iam_policy(args.name, "prod", tasks), indent=2)
+        + "\n",
+        PACKAGE_MERGE_FILENAME: json.dumps(package_merge_template(args.name, tasks), indent=2)
+        + "\n",
         "requirements.txt": requirements_txt(needed, layers_note),
         _TEMPLATE_FILENAME: cloudfront_json(stage=STAGE),
         ".gitignore": GITIGNORE,
@@ -616,7 +725,7 @@ def command_setup(args: argparse.Namespace) -> int:
         _say(f"setup: {MODULE_SOURCE} is missing; run cli.py from a chalice-http-toolkit checkout")
         return EXIT_SETUP_FAILED
     magic: dict[str, Path] = {}
-    if args.extra == "magic":
+    if "magic" in (args.extra or []):
         absent = [name for name in MAGIC_REQUIRED if not (MAGIC_SOURCE / name).is_file()]
         if absent:
             needs = ", ".join(absent)
@@ -682,6 +791,10 @@ def _print_next_steps(
         print("   interpreter that runs chalice and must match the layers)")
     else:
         print(f"  {deploy}")
+    if "tasks" in (args.extra or []):
+        queue, dead = task_queue_names(args.name)
+        print(f"  (-e tasks: first create the queues {queue} and {dead}:")
+        print("   README.md, section Background tasks; chalice package declares them)")
     print(f"  CloudFront in front: {_TEMPLATE_FILENAME} (README.md, section CloudFront)")
     print(f"  (CloudFormation instead: chalice package --merge-template {PACKAGE_MERGE_FILENAME})")
 
@@ -1113,8 +1226,12 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "-e",
         "--extra",
-        choices=["magic"],
-        help="magic: ship libmagic for Lambda in chalicelib/libs/ and require python-magic",
+        action="append",
+        choices=["magic", "tasks"],
+        help=(
+            "magic: ship libmagic for Lambda in chalicelib/libs/ and require python-magic; "
+            "tasks: a background-task worker on an SQS FIFO queue (repeat -e for both)"
+        ),
     )
     _add_lookup_options(setup, region_required=False)
     setup.add_argument("--force", action="store_true", help="overwrite existing files")
