@@ -45,6 +45,8 @@ __all__ = [
     "LAMBDA_RESPONSE_LIMIT",
     "ORIGIN_SECRET_ENV",
     "ORIGIN_SECRET_HEADER",
+    "SQS_MESSAGE_LIMIT",
+    "TASKS_MODE_ENV",
     "WRITABLE_IMAGE_FORMATS",
     "CloudFront",
     "ContentManager",
@@ -54,6 +56,10 @@ __all__ = [
     "StaticFile",
     "StaticImages",
     "StaticIndex",
+    "TaskBatchError",
+    "TaskQueueError",
+    "TaskingController",
+    "TaskingControllerFactory",
     "TemplateNotFoundError",
     "accepts_encoding",
     "content_type_for",
@@ -76,6 +82,7 @@ __all__ = [
     "register_keep_warm",
     "sniff_content_type",
     "stable_digest",
+    "task_mode",
 ]
 
 logger = logging.getLogger("chalice_http_toolkit")
@@ -3481,3 +3488,548 @@ def _magic_media_type(data: bytes) -> str | None:
         known = _signature_media_type(data)
         return "text/plain" if known == "application/octet-stream" else known
     return _MAGIC_ALIASES.get(media_type, media_type)
+
+
+# ---------------------------------------------------------------------------
+# Background tasks: 0.6.2's TaskingControllerFactory, on SQS or in-process
+# ---------------------------------------------------------------------------
+
+#: Environment variable that forces the task mode: ``local`` (in-process) or ``sqs``.
+TASKS_MODE_ENV = "CHALICE_HTTP_TOOLKIT_TASKS"
+
+#: SQS's message size limit that every queue accepts: the body plus each message
+#: attribute's name, data type and value, in bytes (the scaffold's queue sets
+#: ``MaximumMessageSize`` to this, so a message that passes here fits the queue).
+SQS_MESSAGE_LIMIT = 256 * 1024
+
+_SQS_MAX_ATTRIBUTES = 10
+# Compiled on first use (the text class alone takes milliseconds): a cold start that
+# posts no task does not pay for them.
+_SQS_PATTERNS = {
+    "queue_name": r"[A-Za-z0-9_-]{1,75}\.fifo|[A-Za-z0-9_-]{1,80}",
+    "attribute_name": r"(?!\.)(?!.*\.\.)(?!.*\.$)[A-Za-z0-9_.-]{1,256}",
+    "attribute_type": r"(String|Number|Binary)(\.[\x21-\x7e]+)?",
+    # MessageGroupId / MessageDeduplicationId: 1 to 128 alphanumeric or punctuation characters.
+    "id": r"[\x21-\x7e]{1,128}",
+    # What SQS accepts in a body or a string value: XML 1.0's characters.
+    "invalid_text": "[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]",
+}
+
+
+@functools.cache
+def _sqs_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(_SQS_PATTERNS[name])
+
+
+_SQS_THROTTLED = frozenset(
+    {
+        "RequestThrottled",
+        "ThrottlingException",
+        "Throttling",
+        "AWS.SimpleQueueService.RequestThrottled",
+        "KmsThrottled",
+    }
+)
+_SQS_NO_QUEUE = frozenset({"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"})
+
+
+class TaskQueueError(RuntimeError):
+    """A task could not be handed to its queue; names the queue and the cause.
+
+    ``cause`` is a short word for programs: ``unreachable``, ``throttled``,
+    ``no-such-queue``, ``no-region``, ``no-credentials`` or ``refused``.
+    """
+
+    def __init__(self, queue_name: str, cause: str, detail: str) -> None:
+        super().__init__(f"task queue {queue_name!r}: {detail}")
+        self.queue_name = queue_name
+        self.cause = cause
+
+
+class TaskBatchError(RuntimeError):
+    """Every message of an SQS batch failed: raised so Lambda retries the batch.
+
+    Raising retries the batch whether or not the event source mapping reports
+    batch item failures; the first task's exception is the ``__cause__``.
+    """
+
+    def __init__(self, queue_name: str, message_ids: list[str]) -> None:
+        super().__init__(
+            f"task queue {queue_name!r}: {len(message_ids)} message(s) failed: "
+            + ", ".join(message_ids)
+        )
+        self.queue_name = queue_name
+        self.message_ids = message_ids
+
+
+def task_mode(environ: Mapping[str, str] | None = None) -> str:
+    """``"sqs"`` on Lambda or with an SQS endpoint configured, else ``"local"``.
+
+    ``$CHALICE_HTTP_TOOLKIT_TASKS`` (``local`` or ``sqs``) overrides; the endpoint is
+    ``$AWS_ENDPOINT_URL_SQS`` or ``$AWS_ENDPOINT_URL`` (what botocore honours).
+    """
+    environ = os.environ if environ is None else environ
+    forced = environ.get(TASKS_MODE_ENV)
+    if forced:
+        if forced not in ("local", "sqs"):
+            raise ValueError(f"{TASKS_MODE_ENV} must be 'local' or 'sqs', not {forced!r}")
+        return forced
+    if environ.get("AWS_LAMBDA_FUNCTION_NAME") or _sqs_endpoint(environ):
+        return "sqs"
+    return "local"
+
+
+def _sqs_endpoint(environ: Mapping[str, str]) -> str | None:
+    return environ.get("AWS_ENDPOINT_URL_SQS") or environ.get("AWS_ENDPOINT_URL") or None
+
+
+def _sqs_text(queue_name: str, what: str, value: str) -> str:
+    bad = _sqs_pattern("invalid_text").search(value)
+    if bad:
+        raise ValueError(
+            f"task queue {queue_name!r}: {what} holds {bad.group()!r} at {bad.start()}, "
+            "a character SQS refuses"
+        )
+    return value
+
+
+def _sqs_attribute(queue_name: str, name: Any, value: Any) -> dict[str, Any]:
+    """One message attribute in boto3's form: a plain value or ``{"DataType": ...}``."""
+    import decimal
+
+    where = f"task queue {queue_name!r}: message attribute {name!r}"
+    if not isinstance(name, str):
+        raise TypeError(f"{where}: the name must be a str")
+    if not _sqs_pattern("attribute_name").fullmatch(name) or name.lower().startswith(
+        ("aws.", "amazon.")
+    ):
+        raise ValueError(
+            f"{where}: SQS allows 1-256 of A-Z a-z 0-9 _ - . (no leading, trailing or "
+            "double period, no AWS./Amazon. prefix)"
+        )
+    if isinstance(value, bool):
+        raise TypeError(f"{where}: a bool is neither String nor Number; send 'true'/'false'")
+    if isinstance(value, str):
+        value = {"DataType": "String", "StringValue": value}
+    elif isinstance(value, (int, float, decimal.Decimal)):
+        value = {"DataType": "Number", "StringValue": str(value)}
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        value = {"DataType": "Binary", "BinaryValue": bytes(value)}
+    elif not isinstance(value, Mapping):
+        raise TypeError(
+            f"{where}: {type(value).__name__} is not an attribute value (str, int, float, "
+            "bytes or {'DataType': ..., 'StringValue'/'BinaryValue': ...})"
+        )
+    data_type = value.get("DataType")
+    if not isinstance(data_type, str) or not _sqs_pattern("attribute_type").fullmatch(data_type):
+        raise ValueError(f"{where}: DataType must be String, Number or Binary, not {data_type!r}")
+    if data_type.startswith("Binary"):
+        data = value.get("BinaryValue")
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise TypeError(f"{where}: a Binary attribute needs non-empty bytes as BinaryValue")
+        return {"DataType": data_type, "BinaryValue": bytes(data)}
+    text = value.get("StringValue")
+    if not isinstance(text, str) or not text:
+        raise TypeError(f"{where}: a {data_type} attribute needs a non-empty str StringValue")
+    if data_type.startswith("Number"):
+        try:
+            float(text)
+        except ValueError:
+            raise ValueError(f"{where}: {text!r} is not a Number") from None
+    return {"DataType": data_type, "StringValue": _sqs_text(queue_name, where, text)}
+
+
+def _sqs_message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """Bytes SQS counts against its limit: body, and each attribute's name, type and value."""
+    size = len(body.encode("utf-8"))
+    for name, value in attributes.items():
+        data = value.get("BinaryValue")
+        if data is None:
+            data = value["StringValue"].encode("utf-8")
+        size += len(name.encode("utf-8")) + len(value["DataType"].encode("utf-8")) + len(data)
+    return size
+
+
+def _lambda_message_attributes(attributes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """boto3's attribute form as Lambda's SQS event writes it (camelCase, base64 binary)."""
+    converted = {}
+    for name, value in attributes.items():
+        entry: dict[str, Any] = {
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": value["DataType"],
+        }
+        if "BinaryValue" in value:
+            entry["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode("ascii")
+        else:
+            entry["stringValue"] = value["StringValue"]
+        converted[name] = entry
+    return converted
+
+
+@functools.lru_cache(maxsize=8)
+def _sqs_client(region: str, endpoint_url: str | None) -> Any:
+    # botocore, not boto3: Chalice depends on botocore only, and Lambda's runtime has it.
+    # Deferred: only a post() in queue mode needs it, and it is slow to import.
+    import botocore.config
+    import botocore.session
+
+    config = botocore.config.Config(
+        connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}
+    )
+    return botocore.session.get_session().create_client(
+        "sqs", region_name=region, endpoint_url=endpoint_url, config=config
+    )
+
+
+class TaskingController:
+    """Hands work to an SQS queue, or runs it in-process when there is no queue to reach.
+
+    Build it with :func:`TaskingControllerFactory`. ``post()`` validates a message
+    the same way in both modes; :func:`task_mode` decides where it goes.
+    """
+
+    def __init__(self, queue_name: str, message_group_id: str) -> None:
+        if not isinstance(queue_name, str) or not _sqs_pattern("queue_name").fullmatch(queue_name):
+            raise ValueError(
+                f"queue_name must be an SQS queue name (1-80 of A-Z a-z 0-9 _ -, FIFO ones "
+                f"ending in .fifo), not {queue_name!r}"
+            )
+        if not isinstance(message_group_id, str) or not _sqs_pattern("id").fullmatch(
+            message_group_id
+        ):
+            raise ValueError(
+                f"task queue {queue_name!r}: message_group_id must be 1-128 printable ASCII "
+                f"characters, not {message_group_id!r}"
+            )
+        self.queue_name = queue_name
+        self.message_group_id = message_group_id
+        self.fifo = queue_name.endswith(".fifo")
+        #: The queue's Lambda function (0.6.2's name): ``on_message_<queue name>``.
+        self.handler_name = "on_message_" + re.sub(r"[.-]", "_", queue_name)
+        self._message_handler: Callable[[Any], Any] | None = None
+        self._lambda_handler: Callable[[Any, Any], Any] | None = None
+        self._queue_urls: dict[tuple[str, str | None], str] = {}
+        self._delivery = threading.local()
+
+    def __repr__(self) -> str:
+        return f"<TaskingController queue={self.queue_name!r} group={self.message_group_id!r}>"
+
+    # -- the worker side -------------------------------------------------------
+
+    def set_message_handler(self, message_handler: Callable[[Any], Any]) -> None:
+        """Run ``message_handler(record)`` for each message (a ``chalice.app.SQSRecord``)."""
+        if not callable(message_handler):
+            raise TypeError(
+                f"task queue {self.queue_name!r}: the message handler must be callable, "
+                f"not {message_handler!r}"
+            )
+        self._message_handler = message_handler
+
+    def handler(self, message_handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Decorator form of :meth:`set_message_handler`; returns the function unchanged."""
+        self.set_message_handler(message_handler)
+        return message_handler
+
+    def register_handler(
+        self, app: Any, *, batch_size: int = 1, name: str | None = None
+    ) -> Callable[..., Any]:
+        """Register the queue's Lambda function on ``app``; returns Chalice's handler.
+
+        Lambda looks the function up as ``app.<name>`` (default :attr:`handler_name`):
+        when ``app.py`` holds ``app``, the handler is bound there under that name;
+        else assign the result in ``app.py`` (``worker = tasks.register_handler(app)``).
+        A batch reports the messages whose task raised (``batchItemFailures``), which
+        needs ``FunctionResponseTypes: [ReportBatchItemFailures]`` on the event source
+        mapping when ``batch_size`` > 1; a batch whose every message failed raises
+        :class:`TaskBatchError`, so Lambda retries it in either configuration.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise TypeError(f"batch_size must be an int, not {batch_size!r}")
+        limit = 10 if self.fifo else 10_000
+        if not 1 <= batch_size <= limit:
+            raise ValueError(f"batch_size must be 1 to {limit} for this queue, not {batch_size}")
+        name = self.handler_name if name is None else name
+        if not name.isidentifier():
+            raise ValueError(f"name must be a Python identifier (app.py binds it), not {name!r}")
+        if self._lambda_handler is not None:
+            raise RuntimeError(f"task queue {self.queue_name!r}: register_handler() called twice")
+
+        def on_message(event: Any) -> dict[str, Any]:
+            return self._process_batch(event)
+
+        on_message.__name__ = on_message.__qualname__ = name
+        wrapped = app.on_sqs_message(queue=self.queue_name, batch_size=batch_size, name=name)(
+            on_message
+        )
+        self._lambda_handler = wrapped
+        _bind_in_app_module(app, name, wrapped)
+        return wrapped
+
+    def _process_batch(self, event: Any) -> dict[str, Any]:
+        """Run each record's task; report the failed ones and, per FIFO group, the rest.
+
+        After a failure, later messages of the same message group are not run and are
+        reported failed too, so they come back after it, in order (AWS's advice for
+        FIFO queues); other groups carry on.
+        """
+        failures: list[str] = []
+        first_error: BaseException | None = None
+        failed_groups: set[str] = set()
+        count = 0
+        for record in event:
+            count += 1
+            raw = record.to_dict()
+            message_id = raw.get("messageId", "?")
+            group = (raw.get("attributes") or {}).get("MessageGroupId")
+            if group is not None and group in failed_groups:
+                logger.warning(
+                    "task queue %s: message %s not run: an earlier message of group %s failed",
+                    self.queue_name,
+                    message_id,
+                    group,
+                )
+                failures.append(message_id)
+                continue
+            try:
+                if self._message_handler is None:
+                    raise RuntimeError(
+                        f"task queue {self.queue_name!r}: no message handler "
+                        "(set_message_handler(fn) or @tasks.handler)"
+                    )
+                self._message_handler(record)
+            except Exception as error:  # any task's failure fails its record only, logged
+                logger.exception("task queue %s: message %s failed", self.queue_name, message_id)
+                failures.append(message_id)
+                if group is not None:
+                    failed_groups.add(group)
+                first_error = first_error or error
+                errors = getattr(self._delivery, "errors", None)
+                if errors is not None:
+                    errors.append(error)
+        if failures and len(failures) == count:
+            raise TaskBatchError(self.queue_name, failures) from first_error
+        if failures:
+            logger.warning(
+                "task queue %s: %d of %d message(s) reported failed (batchItemFailures)",
+                self.queue_name,
+                len(failures),
+                count,
+            )
+        return {"batchItemFailures": [{"itemIdentifier": item} for item in failures]}
+
+    # -- the sending side ------------------------------------------------------
+
+    def post(
+        self,
+        message_body: str,
+        message_attributes: Mapping[str, Any] | None = None,
+        *,
+        deduplication_id: str | None = None,
+        group_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Send ``message_body`` to the queue; returns SQS's answer (``MessageId``, ...).
+
+        ``message_attributes`` maps names to a str, int, float or bytes, or to boto3's
+        ``{"DataType": ..., "StringValue"/"BinaryValue": ...}``. The deduplication id
+        defaults to a fresh UUID; pass one to make retried posts count once (FIFO).
+        Locally (:func:`task_mode`) the registered handler runs now, in this thread,
+        and its exception is raised here. Raises ``TypeError``/``ValueError`` for a
+        message SQS would refuse and :class:`TaskQueueError` when SQS cannot take it.
+        """
+        try:
+            message = self._message(message_body, message_attributes, deduplication_id, group_id)
+        except (TypeError, ValueError) as error:
+            logger.error("task not posted: %s", error)
+            raise
+        if task_mode() == "local":
+            return self._deliver_locally(*message)
+        return self._send(*message)
+
+    def _message(
+        self,
+        body: Any,
+        attributes: Mapping[str, Any] | None,
+        deduplication_id: str | None,
+        group_id: str | None,
+    ) -> tuple[str, dict[str, Any], str, str]:
+        """Validate a message as SQS would: (body, boto3 attributes, dedup id, group id)."""
+        queue = self.queue_name
+        if not isinstance(body, str):
+            raise TypeError(
+                f"task queue {queue!r}: the message body must be a str (json.dumps it), "
+                f"not {type(body).__name__}"
+            )
+        if not body:
+            raise ValueError(f"task queue {queue!r}: SQS refuses an empty message body")
+        _sqs_text(queue, "the message body", body)
+        if attributes is None:
+            attributes = {}
+        if not isinstance(attributes, Mapping):
+            raise TypeError(f"task queue {queue!r}: message_attributes must be a dict")
+        if len(attributes) > _SQS_MAX_ATTRIBUTES:
+            raise ValueError(
+                f"task queue {queue!r}: {len(attributes)} message attributes, SQS allows "
+                f"{_SQS_MAX_ATTRIBUTES}"
+            )
+        converted = {name: _sqs_attribute(queue, name, value) for name, value in attributes.items()}
+        size = _sqs_message_size(body, converted)
+        if size > SQS_MESSAGE_LIMIT:
+            raise ValueError(
+                f"task queue {queue!r}: the message is {size} bytes, over SQS's "
+                f"{SQS_MESSAGE_LIMIT} (put the data in S3 and post its key)"
+            )
+        import uuid
+
+        ids = {"deduplication_id": deduplication_id, "group_id": group_id}
+        for option, value in ids.items():
+            if value is not None and (
+                not isinstance(value, str) or not _sqs_pattern("id").fullmatch(value)
+            ):
+                raise ValueError(
+                    f"task queue {queue!r}: {option} must be 1-128 printable ASCII characters, "
+                    f"not {value!r}"
+                )
+        return (
+            body,
+            converted,
+            deduplication_id or uuid.uuid4().hex,
+            group_id or self.message_group_id,
+        )
+
+    def _deliver_locally(
+        self, body: str, attributes: dict[str, Any], deduplication_id: str, group_id: str
+    ) -> dict[str, Any]:
+        """Run the registered handler on a record shaped as Lambda's SQS event writes one."""
+        import hashlib
+        import time
+        import uuid
+
+        if self._lambda_handler is None:
+            raise RuntimeError(
+                f"task queue {self.queue_name!r}: no handler registered to run the task "
+                "locally; call register_handler(app)"
+            )
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "local"
+        message_id = str(uuid.uuid4())
+        now = str(int(time.time() * 1000))
+        md5 = hashlib.md5(body.encode("utf-8"), usedforsecurity=False).hexdigest()
+        system = {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": now,
+            "SenderId": "local",
+            "ApproximateFirstReceiveTimestamp": now,
+        }
+        if self.fifo:
+            system.update(
+                SequenceNumber=now.ljust(20, "0"),
+                MessageGroupId=group_id,
+                MessageDeduplicationId=deduplication_id,
+            )
+        record = {
+            "messageId": message_id,
+            "receiptHandle": f"local-{message_id}",
+            "body": body,
+            "attributes": system,
+            "messageAttributes": _lambda_message_attributes(attributes),
+            "md5OfBody": md5,
+            "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:{region}:000000000000:{self.queue_name}",
+            "awsRegion": region,
+        }
+        logger.info("task queue %s: running message %s locally", self.queue_name, message_id)
+        outer = getattr(self._delivery, "errors", None)  # a task that posts a task
+        self._delivery.errors = errors = []
+        try:
+            self._lambda_handler({"Records": [record]}, None)
+        except TaskBatchError:
+            if not errors:
+                raise
+            raise errors[0] from None
+        finally:
+            self._delivery.errors = outer
+        return {"MessageId": message_id, "MD5OfMessageBody": md5}
+
+    def _send(
+        self, body: str, attributes: dict[str, Any], deduplication_id: str, group_id: str
+    ) -> dict[str, Any]:
+        """``SendMessage`` to the queue; the queue URL is looked up once per container."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise self._failed("no-region", "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION")
+        endpoint = _sqs_endpoint(os.environ)
+        client = _sqs_client(region, endpoint)
+        params: dict[str, Any] = {"MessageBody": body}
+        if attributes:
+            params["MessageAttributes"] = attributes
+        if self.fifo:
+            params["MessageGroupId"] = group_id
+            params["MessageDeduplicationId"] = deduplication_id
+        key = (region, endpoint)
+        where = endpoint or f"SQS in {region}"
+        try:
+            url = self._queue_urls.get(key)
+            if url is None:
+                url = client.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
+                self._queue_urls[key] = url
+            response = client.send_message(QueueUrl=url, **params)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _SQS_NO_QUEUE:
+                self._queue_urls.pop(key, None)
+                raise self._failed(
+                    "no-such-queue", f"no such queue at {where} (create it first)"
+                ) from error
+            if code in _SQS_THROTTLED:
+                raise self._failed(
+                    "throttled", f"throttled by {where} after retries ({code})"
+                ) from error
+            raise self._failed("refused", f"{where} refused the message: {error}") from error
+        except BotoCoreError as error:
+            from botocore.exceptions import NoCredentialsError
+
+            if isinstance(error, NoCredentialsError):
+                raise self._failed("no-credentials", f"no AWS credentials ({error})") from error
+            raise self._failed("unreachable", f"cannot reach {where}: {error}") from error
+        logger.info(
+            "task queue %s: sent message %s (group %s)",
+            self.queue_name,
+            response.get("MessageId"),
+            group_id if self.fifo else "-",
+        )
+        return response
+
+    def _failed(self, cause: str, detail: str) -> TaskQueueError:
+        failure = TaskQueueError(self.queue_name, cause, detail)
+        logger.error("task not posted: %s", failure)
+        return failure
+
+
+def _bind_in_app_module(app: Any, name: str, handler: Callable[..., Any]) -> None:
+    """Bind ``handler`` as ``app.<name>`` in the ``app`` module that holds ``app``.
+
+    Chalice's handler string for the function is ``app.<name>`` (the Lambda handler),
+    so that module must have the attribute; 0.6.2 set it on the Chalice object instead.
+    """
+    import sys
+
+    module = sys.modules.get("app")
+    if module is None or not any(value is app for value in vars(module).values()):
+        logger.debug("tasks: bind %s in app.py yourself (no app module holds this app)", name)
+        return
+    existing = getattr(module, name, None)
+    if existing is not None and existing is not handler:
+        raise RuntimeError(f"app.py already has a {name!r}; pass register_handler(name=...)")
+    setattr(module, name, handler)
+
+
+def TaskingControllerFactory(queue_name: str, message_group_id: str) -> TaskingController:
+    """A :class:`TaskingController` for the SQS queue ``queue_name`` (0.6.2's API).
+
+    Nothing touches AWS here: the queue URL is looked up by the first ``post()``
+    in queue mode. ``message_group_id`` is the FIFO group every post joins unless
+    ``post(group_id=...)`` says otherwise.
+    """
+    return TaskingController(queue_name, message_group_id)

@@ -4,7 +4,7 @@
 Installed by pip as the ``chalice-http-toolkit`` command (the same program):
 
     python cli.py layers -r us-east-1 [--python 3.12] [--arch x86_64|arm64] [-j]
-    python cli.py setup -n mysite -p mysite [-e magic] [-r us-east-1] [--force]
+    python cli.py setup -n mysite -p mysite [-e magic] [-e tasks] [-r us-east-1] [--force]
     python cli.py cloudfront [-o cloudfront.json] [--stage api] [--static-prefix /static]
 
 Standard library only, so it runs before anything is installed. Layer ARNs come
@@ -322,26 +322,46 @@ def _json_text(document: Any) -> str:
 
 
 def _merge_json(base: dict, extra: dict) -> dict:
-    """``base`` with ``extra`` merged in, objects recursively (``extra`` wins elsewhere)."""
+    """``base`` with ``extra`` merged in: objects recursively, lists extended, else replaced."""
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge_json(base[key], value)
+        elif isinstance(value, list) and isinstance(base.get(key), list):
+            base[key].extend(value)
         else:
             base[key] = value
     return base
 
 
-def function_url_merge_template(values: dict[str, str]) -> dict:
-    """``package-merge.json`` plus a public Function URL for the API handler.
+#: ``-e tasks``: fragments merged into the files ``SCAFFOLD_FILES`` writes (JSON objects
+#: merged, lists extended; the worker's lines go into ``app.py`` after the keep-warm).
+#: The FIFO queue, its dead-letter queue and ``ReportBatchItemFailures`` for
+#: ``chalice package`` (Chalice sets no ``FunctionResponseTypes``), and the IAM statement
+#: every function gets (Chalice gives each the same policy file).
+TASKS_FILES = (
+    ("app.py", "tasks/app.py.in"),
+    (".chalice/policy-prod.json", "tasks/policy-prod.json"),
+    (".chalice/package-merge.json", "tasks/package-merge.json"),
+)
 
-    ``chalice package`` takes one merge template, so this one repeats the keep-warm's
-    parts. The handler becomes ``app.handler`` (``lambda_handler(app)``), which refuses
-    requests without the ``OriginSecret`` parameter's value in ``X-Origin-Verify``;
-    ``cloudfront --origin function-url`` makes CloudFront send it.
-    """
-    template = json.loads(render_scaffold_file("chalice/package-merge.json", values))
-    extra = json.loads(render_scaffold_file("chalice/function-url.json", values))
-    return _merge_json(template, extra)
+_APP_IMPORT_ANCHOR = "    ContentManager,\n"
+_APP_KEEP_WARM_ANCHOR = "keep_warm = register_keep_warm(app, cm)\n"
+
+
+def task_queue_names(name: str) -> tuple[str, str]:
+    """``-e tasks``: the FIFO queue of app ``name`` and its dead-letter queue."""
+    return f"{name}-tasks.fifo", f"{name}-tasks-dead.fifo"
+
+
+def _app_with_tasks(app_py: str, worker: str) -> str:
+    """``app.py`` importing ``TaskingControllerFactory`` and declaring the worker."""
+    for anchor in (_APP_IMPORT_ANCHOR, _APP_KEEP_WARM_ANCHOR):
+        if app_py.count(anchor) != 1:
+            raise ValueError(f"scaffold/app.py must hold {anchor!r} once for -e tasks")
+    app_py = app_py.replace(
+        _APP_IMPORT_ANCHOR, _APP_IMPORT_ANCHOR + "    TaskingControllerFactory,\n"
+    )
+    return app_py.replace(_APP_KEEP_WARM_ANCHOR, _APP_KEEP_WARM_ANCHOR + worker)
 
 
 def requirements_txt(needed: list[str], layers_note: str) -> str:
@@ -381,20 +401,40 @@ def project_files(
     needed = [package for package in LAYER_PACKAGES if package.lower() not in provided]
     if magic:
         needed.append("magic")
-    values = {"name": args.name, "arch": args.arch, "stage": STAGE}  # valid names need no escaping
+    queue, dead_letter_queue = task_queue_names(args.name)
+    values = {  # valid names need no escaping
+        "name": args.name,
+        "arch": args.arch,
+        "stage": STAGE,
+        "queue": queue,
+        "dead_letter_queue": dead_letter_queue,
+    }
     files: dict[str, Content] = {}
+    documents: dict[str, dict] = {}
     for target, source, rendered in SCAFFOLD_FILES:
         if not rendered:
             files[target] = SCAFFOLD_SOURCE / source
         elif source.endswith(".json"):
-            document = json.loads(render_scaffold_file(source, values))
-            if target == ".chalice/config.json" and layers:
-                document["stages"]["prod"]["layers"] = [layer.arn for layer in layers]
-            if target == FUNCTION_URL_MERGE_FILENAME:
-                document = function_url_merge_template(values)
-            files[target] = _json_text(document)
+            documents[target] = json.loads(render_scaffold_file(source, values))
         else:
             files[target] = render_scaffold_file(source, values)
+    if layers:
+        prod = documents[".chalice/config.json"]["stages"]["prod"]
+        prod["layers"] = [layer.arn for layer in layers]
+    if "tasks" in (args.extra or []):
+        for target, source in TASKS_FILES:
+            fragment = render_scaffold_file(source, values)
+            if target in documents:
+                _merge_json(documents[target], json.loads(fragment))
+            else:
+                files[target] = _app_with_tasks(str(files[target]), fragment)
+    # chalice package takes one merge template: the Function URL's repeats the other's.
+    documents[FUNCTION_URL_MERGE_FILENAME] = _merge_json(
+        json.loads(_json_text(documents[PACKAGE_MERGE_FILENAME])),
+        documents[FUNCTION_URL_MERGE_FILENAME],
+    )
+    for target, document in documents.items():
+        files[target] = _json_text(document)
     files["chalicelib/chalice_http_toolkit.py"] = MODULE_SOURCE
     files.update(magic)
     files["requirements.txt"] = requirements_txt(needed, layers_note)
@@ -461,12 +501,13 @@ def command_setup(args: argparse.Namespace) -> int:
     if not MODULE_SOURCE.is_file():
         _say(f"setup: {MODULE_SOURCE} is missing; run cli.py from a chalice-http-toolkit checkout")
         return EXIT_SETUP_FAILED
-    absent = [source for _, source, _ in SCAFFOLD_FILES if not (SCAFFOLD_SOURCE / source).is_file()]
+    sources = [source for _, source, _ in SCAFFOLD_FILES] + [source for _, source in TASKS_FILES]
+    absent = [source for source in sources if not (SCAFFOLD_SOURCE / source).is_file()]
     if absent:
         _say(f"setup: {SCAFFOLD_SOURCE}/ lacks {', '.join(absent)}; reinstall chalice-http-toolkit")
         return EXIT_SETUP_FAILED
     magic: dict[str, Path] = {}
-    if args.extra == "magic":
+    if "magic" in (args.extra or []):
         absent = [name for name in MAGIC_REQUIRED if not (MAGIC_SOURCE / name).is_file()]
         if absent:
             needs = ", ".join(absent)
@@ -532,6 +573,10 @@ def _print_next_steps(
         print("   interpreter that runs chalice and must match the layers)")
     else:
         print(f"  {deploy}")
+    if "tasks" in (args.extra or []):
+        queue, dead = task_queue_names(args.name)
+        print(f"  (-e tasks: first create the queues {queue} and {dead}:")
+        print("   README.md, section Background tasks; chalice package declares them)")
     print(f"  CloudFront in front: {_TEMPLATE_FILENAME} (README.md, section CloudFront)")
     print(f"  (CloudFormation instead: chalice package --merge-template {PACKAGE_MERGE_FILENAME})")
     print(
@@ -1070,8 +1115,12 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "-e",
         "--extra",
-        choices=["magic"],
-        help="magic: ship libmagic for Lambda in chalicelib/libs/ and require python-magic",
+        action="append",
+        choices=["magic", "tasks"],
+        help=(
+            "magic: ship libmagic for Lambda in chalicelib/libs/ and require python-magic; "
+            "tasks: a background-task worker on an SQS FIFO queue (repeat -e for both)"
+        ),
     )
     _add_lookup_options(setup, region_required=False)
     setup.add_argument("--force", action="store_true", help="overwrite existing files")

@@ -690,7 +690,8 @@ def test_every_scaffold_file_is_in_the_table():
         for path in cli.SCAFFOLD_SOURCE.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }
-    assert on_disk == {source for _, source, _ in cli.SCAFFOLD_FILES}
+    tables = [source for _, source, _ in cli.SCAFFOLD_FILES] + [s for _, s in cli.TASKS_FILES]
+    assert on_disk == set(tables)
 
 
 def test_scaffold_app_is_rendered_with_string_template(run, klayers, tmp_path):

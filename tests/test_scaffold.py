@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -449,3 +450,101 @@ def test_the_packaged_module_loads_from_its_pyc_on_lambda(tmp_path):
     log = done.stderr
     assert f"{task / pyc} matches {task / 'chalicelib' / 'chalice_http_toolkit.py'}" in log
     assert "bytecode is stale for 'chalicelib.chalice_http_toolkit'" not in log
+
+
+# ---------------------------------------------------------------------------
+# -e tasks: a background-task worker on an SQS FIFO queue
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tasks_project(tmp_path_factory) -> Path:
+    return scaffold(tmp_path_factory.mktemp("tasks"), "-e", "tasks")
+
+
+def test_tasks_scaffold_packages_the_queue_and_its_event_source_mapping(tasks_project, tmp_path):
+    out = tmp_path / "out"
+    template = package(tasks_project, out, "--merge-template", ".chalice/package-merge.json")
+    resources = template["Resources"]
+    assert all("Type" in resource for resource in resources.values()), "merged into nothing"
+    worker = resources["TaskWorker"]
+    assert worker["Properties"]["Handler"] == "app.task_worker"
+    assert worker["DependsOn"] == ["TaskQueue"]  # the mapping needs the queue to exist
+    [event] = worker["Properties"]["Events"].values()
+    assert event == {
+        "Type": "SQS",
+        "Properties": {
+            "Queue": {
+                "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}"
+                ":scaffold-tasks.fifo"
+            },
+            "BatchSize": 1,
+            "MaximumBatchingWindowInSeconds": 0,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        },
+    }
+    queue = resources["TaskQueue"]["Properties"]
+    assert queue["QueueName"] == "scaffold-tasks.fifo" and queue["FifoQueue"] is True
+    assert queue["VisibilityTimeout"] >= 6 * worker["Properties"]["Timeout"]
+    assert queue["MaximumMessageSize"] == toolkit.SQS_MESSAGE_LIMIT
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["TaskDeadLetterQueue", "Arn"]
+    }
+    dead = resources["TaskDeadLetterQueue"]["Properties"]
+    assert dead["FifoQueue"] is True  # a FIFO queue's dead-letter queue is FIFO too
+    # The API handler may look the queue up and send to it; the worker may receive.
+    for function, actions in (
+        ("APIHandler", {"sqs:GetQueueUrl", "sqs:SendMessage"}),
+        ("TaskWorker", {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}),
+    ):
+        role = resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
+        [policy] = resources[role]["Properties"]["Policies"]
+        allowed = {
+            action
+            for statement in policy["PolicyDocument"]["Statement"]
+            if statement["Resource"] == "arn:*:sqs:*:*:scaffold-tasks.fifo"
+            for action in statement["Action"]
+        }
+        assert actions <= allowed, function
+
+
+def test_tasks_scaffold_queue_resources_pass_cfn_lint(tasks_project, tmp_path):
+    merge = json.loads((tasks_project / ".chalice" / "package-merge.json").read_text())
+    queues = {name: merge["Resources"][name] for name in ("TaskQueue", "TaskDeadLetterQueue")}
+    path = tmp_path / "queues.json"
+    path.write_text(json.dumps({"AWSTemplateFormatVersion": "2010-09-09", "Resources": queues}))
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    done = run([cfn_lint, "--", path], timeout=300)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_tasks_scaffold_runs_a_task_locally(tasks_project, caplog, monkeypatch):
+    for name in ("AWS_LAMBDA_FUNCTION_NAME", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)  # local mode: the handler runs in-process
+    sys.path.insert(0, str(tasks_project))
+    saved = {n: m for n, m in sys.modules.items() if n == "app" or n.startswith("chalicelib")}
+    for name in saved:
+        del sys.modules[name]
+    try:
+        import app as tasks_app
+
+        assert tasks_app.tasks.queue_name == "scaffold-tasks.fifo"
+        assert tasks_app.task_worker is tasks_app.app.handler_map["task_worker"]
+        tasks_app.app.log.addHandler(caplog.handler)
+        with caplog.at_level(logging.INFO, "scaffold"):
+            answer = tasks_app.tasks.post("hello from the scaffold")
+        tasks_app.app.log.removeHandler(caplog.handler)
+    finally:
+        sys.path.remove(str(tasks_project))
+        for name in [n for n in sys.modules if n == "app" or n.startswith("chalicelib")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+    assert f"task {answer['MessageId']}: hello from the scaffold" in caplog.text
+
+
+def test_default_scaffold_has_no_task_queue(project):
+    merge = json.loads((project / ".chalice" / "package-merge.json").read_text())
+    assert not {"TaskQueue", "TaskDeadLetterQueue", "TaskWorker"} & set(merge["Resources"])
+    assert "TaskingControllerFactory" not in (project / "app.py").read_text()
+    policy = json.loads((project / ".chalice" / "policy-prod.json").read_text())
+    assert not [s for s in policy["Statement"] if "sqs:SendMessage" in s["Action"]]
