@@ -1478,6 +1478,29 @@ def _to_srgb(image: Any, icc: bytes, mode: str) -> Any:
         return image.convert(mode)
 
 
+def _orientation(image: Any) -> int:
+    """EXIF Orientation (1 to 8) from the header alone.
+
+    ``Image.getexif()`` decodes a whole PNG to look for a late eXIf chunk: a
+    36 MP PNG would cost 144 MB just to learn it is upright.
+    """
+    import struct
+
+    from PIL import Image
+
+    data = image.info.get("exif")
+    if not data:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(data)
+    except (OSError, SyntaxError, ValueError, struct.error) as error:
+        logger.warning("images: unreadable EXIF (%s); orientation ignored", error)
+        return 1
+    orientation = exif.get(0x0112, 1)
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
 _TRANSPOSE_FOR_ORIENTATION = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # EXIF → Image.Transpose
 
 
@@ -1522,7 +1545,7 @@ def _encode_image(
     header = _open_image(data, max_pixels, decode=False)
     try:
         source_format = "JPEG" if header.format == "MPO" else header.format
-        orientation = header.getexif().get(0x0112, 1)
+        orientation = _orientation(header)
         rotated = orientation in (5, 6, 7, 8)
         size = _output_size(
             header.size, rotated, width, IMAGE_ENCODE_MAX_PIXELS.get(target, max_pixels)
@@ -1810,7 +1833,7 @@ class StaticImages:
             else:
                 with image:
                     size = image.size
-                    if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    if _orientation(image) in (5, 6, 7, 8):
                         size = (size[1], size[0])
             self._dimensions[key] = size
         return self._dimensions[key]

@@ -113,14 +113,31 @@ def test_large_photo_is_decoded_at_a_reduced_scale_and_bounded(tmp_path, monkeyp
     assert (2000, 1500) in decoded_sizes and (4000, 3000) not in decoded_sizes
 
 
-def test_an_image_over_the_decode_budget_is_served_as_it_is(tmp_path, caplog):
-    """A non-JPEG whose pixels would not fit the decode budget is left alone (and remembered)."""
+def test_an_image_over_the_decode_budget_is_served_as_it_is(tmp_path, caplog, monkeypatch):
+    """A non-JPEG whose pixels would not fit the decode budget is left alone (and remembered).
+
+    It is never decoded, not even to read its EXIF orientation (``getexif()`` on
+    a PNG decodes it all).
+    """
     Image.new("RGB", (5000, 4000), (10, 20, 30)).save(tmp_path / "big.png")  # 20 MP: 80 MB
     app, cm = static_app(tmp_path)
+    decoded_sizes = []
+    real_load = Image.Image.load
+
+    def recording_load(image):
+        if image.im is None:
+            decoded_sizes.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(Image.Image, "load", recording_load)
     with Client(app) as client:
         responses = [
             client.http.get("/static/big.png", headers={"Accept": CHROME}) for _ in range(3)
         ]
+        srcset = cm.srcset("big.png")
+    monkeypatch.undo()
+    assert (5000, 4000) not in decoded_sizes
+    assert "w640" in srcset
     assert all(r.status_code == 200 for r in responses)
     assert all(r.headers["Content-Type"] == "image/png" for r in responses)
     assert cm.images.encodes == 1
