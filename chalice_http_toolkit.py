@@ -1478,6 +1478,104 @@ def _to_srgb(image: Any, icc: bytes, mode: str) -> Any:
         return image.convert(mode)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_MODES = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}  # colour type → mode, 8 bits
+_STRIP_BYTES = 4 * 1024 * 1024
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    crc = zlib.crc32(data, zlib.crc32(kind))
+    return len(data).to_bytes(4, "big") + kind + data + crc.to_bytes(4, "big")
+
+
+def _decode_png_reduced(data: bytes | str, factor: int) -> Any:
+    """A PNG decoded in strips of rows, each shrunk by ``factor`` (a box filter) as it comes.
+
+    The same pixels as decoding it whole and calling ``Image.reduce(factor)``, in a
+    fraction of the memory: a 36 MP PNG needs 144 MB decoded whole. Each strip is
+    re-wrapped as a small PNG (stored, not compressed) that starts with the previous
+    strip's last row, unfiltered, so the row filters have what they refer to.
+    ``None`` when the file is not an 8-bit, non-interlaced, single-image L, LA, RGB
+    or RGBA PNG without a tRNS chunk: then it is decoded the ordinary way.
+    """
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    handle = io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb")  # noqa: SIM115
+    with handle:
+        if handle.read(8) != _PNG_SIGNATURE:
+            return None
+        length, kind = struct.unpack(">I4s", handle.read(8))
+        if kind != b"IHDR" or length != 13:
+            return None
+        ihdr = handle.read(13)
+        handle.read(4)
+        width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+        mode = _PNG_COLOUR_MODES.get(colour)
+        if mode is None or depth != 8 or interlace or not width or not height:
+            return None
+        row = width * len(mode) + 1  # a filter byte, then the pixels
+        rows_per_strip = max(factor, _STRIP_BYTES // row // factor * factor)
+
+        def compressed() -> Iterable[bytes]:
+            """The zlib stream: the IDAT chunks' data, a megabyte at a time."""
+            while len(header := handle.read(8)) == 8:
+                size, name = struct.unpack(">I4s", header)
+                if name == b"IDAT":
+                    while size:
+                        piece = handle.read(min(size, 1 << 20))
+                        if not piece:
+                            return
+                        size -= len(piece)
+                        yield piece
+                    handle.read(4)
+                elif name in (b"IEND", b"acTL", b"tRNS"):
+                    return  # an animation or a transparent colour: not for this decoder
+                else:
+                    handle.seek(size + 4, 1)
+
+        out = Image.new(mode, (-(-width // factor), -(-height // factor)))
+        inflater = zlib.decompressobj()
+        pieces = iter(compressed())
+        pending = bytearray()
+        previous: bytes | None = None
+        top = 0
+        while top < height:
+            count = min(rows_per_strip, height - top)
+            want = count * row
+            while len(pending) < want:
+                piece = inflater.unconsumed_tail or next(pieces, None)
+                if piece is None:  # data ended early, or a chunk this decoder leaves alone
+                    return None
+                pending += inflater.decompress(piece, want - len(pending))
+            strip_data = bytearray(b"\0" + previous) if previous is not None else bytearray()
+            strip_data += pending[:want]
+            del pending[:want]
+            skip = 0 if previous is None else 1
+            strip_png = b"".join(
+                (
+                    _PNG_SIGNATURE,
+                    _png_chunk(b"IHDR", struct.pack(">II", width, count + skip) + ihdr[8:]),
+                    _png_chunk(b"IDAT", zlib.compress(strip_data, 0)),
+                    _png_chunk(b"IEND", b""),
+                )
+            )
+            del strip_data
+            with Image.open(io.BytesIO(strip_png)) as strip:
+                strip.load()
+                previous = strip.crop((0, count + skip - 1, width, count + skip)).tobytes()
+                out.paste(
+                    strip.reduce(factor, box=(0, skip, width, count + skip)), (0, top // factor)
+                )
+            top += count
+    return out
+
+
 def _orientation(image: Any) -> int:
     """EXIF Orientation (1 to 8) from the header alone.
 
@@ -1539,6 +1637,8 @@ def _encode_image(
     for input Pillow cannot or should not decode, or that is over budget.
     """
     import io
+    import struct
+    import zlib
 
     from PIL import Image
 
@@ -1557,9 +1657,20 @@ def _encode_image(
             and orientation == 1
         ):
             return None
+        factor = min(header.width // size[0], header.height // size[1])
+        icc = header.info.get("icc_profile")
     finally:
         header.close()
-    image = _open_image(data, max_pixels, draft_size=size)
+    image = None
+    if source_format == "PNG" and factor >= 2:
+        try:
+            image = _decode_png_reduced(data, factor)
+        except (zlib.error, struct.error, OSError, SyntaxError, ValueError, EOFError) as error:
+            logger.info("images: cannot decode the PNG in strips (%s); decoding it whole", error)
+    if image is None:
+        image = _open_image(data, max_pixels, draft_size=size)
+    elif icc:
+        image.info["icc_profile"] = icc
     if image.width < size[0] or image.height < size[1]:  # decoded smaller to fit the budget
         ratio = min(image.width / size[0], image.height / size[1])
         size = (max(1, int(size[0] * ratio)), max(1, int(size[1] * ratio)))

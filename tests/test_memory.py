@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -119,14 +120,14 @@ def test_an_image_over_the_decode_budget_is_served_as_it_is(tmp_path, caplog, mo
     It is never decoded, not even to read its EXIF orientation (``getexif()`` on
     a PNG decodes it all).
     """
-    Image.new("RGB", (5000, 4000), (10, 20, 30)).save(tmp_path / "big.png")  # 20 MP: 80 MB
+    # 20 MP at 16 bits a sample: 80 MB decoded, and not a PNG the strip decoder reads.
+    Image.new("I;16", (5000, 4000), 1000).save(tmp_path / "big.png")
     app, cm = static_app(tmp_path)
     decoded_sizes = []
     real_load = Image.Image.load
 
     def recording_load(image):
-        if image.im is None:
-            decoded_sizes.append(image.size)
+        decoded_sizes.append(image.size)
         return real_load(image)
 
     monkeypatch.setattr(Image.Image, "load", recording_load)
@@ -142,6 +143,59 @@ def test_an_image_over_the_decode_budget_is_served_as_it_is(tmp_path, caplog, mo
     assert all(r.headers["Content-Type"] == "image/png" for r in responses)
     assert cm.images.encodes == 1
     assert any("budget" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "factor"),
+    [("RGB", (301, 203), 2), ("RGBA", (640, 479), 3), ("L", (100, 77), 4), ("LA", (57, 91), 5)],
+)
+def test_a_png_decoded_in_strips_equals_a_whole_decode_reduced(mode, size, factor, monkeypatch):
+    monkeypatch.setattr(toolkit, "_STRIP_BYTES", 1000)  # many strips, some not a whole box tall
+    gradient = Image.linear_gradient("L").resize(size)
+    bands = [Image.blend(gradient, Image.effect_noise(size, 30), 0.5) for _ in mode]
+    source = io.BytesIO()
+    Image.merge(mode, bands).save(source, "PNG")
+    stripped = toolkit._decode_png_reduced(source.getvalue(), factor)
+    whole = Image.open(io.BytesIO(source.getvalue())).reduce(factor)
+    assert stripped.mode == whole.mode and stripped.size == whole.size
+    assert stripped.tobytes() == whole.tobytes()
+
+
+@pytest.mark.parametrize(
+    "options", [{"transparency": (1, 2, 3)}, {"bits": 4}, {"interlace": 1}], ids=str
+)
+def test_pngs_the_strip_decoder_does_not_read_are_left_to_pillow(options):
+    image = Image.new("RGB", (64, 64), (1, 2, 3))
+    if "bits" in options:
+        image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    source = io.BytesIO()
+    image.save(source, "PNG", **{k: v for k, v in options.items() if k != "interlace"})
+    data = bytearray(source.getvalue())
+    if "interlace" in options:  # Pillow does not write Adam7: set the flag (and the CRC)
+        data[28] = 1
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    assert toolkit._decode_png_reduced(bytes(data), 2) is None
+
+
+def test_a_large_png_converts_without_being_decoded_whole(tmp_path, monkeypatch):
+    """A 20 MP PNG (80 MB decoded, over the budget) becomes an AVIF via the strip decoder."""
+    Image.linear_gradient("L").resize((5000, 4000)).convert("RGB").save(tmp_path / "big.png")
+    app, _ = static_app(tmp_path)
+    decoded_sizes = []
+    real_load = Image.Image.load
+
+    def recording_load(image):
+        decoded_sizes.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(Image.Image, "load", recording_load)
+    with Client(app) as client:
+        response = client.http.get("/static/big.png", headers={"Accept": CHROME})
+    monkeypatch.undo()
+    assert response.status_code == 200, response.body[:500]
+    assert response.headers["Content-Type"] == "image/avif"
+    assert (5000, 4000) not in decoded_sizes
+    assert max(w * h for w, h in decoded_sizes) <= 5000 * 4000 // 4  # strips, and the output
 
 
 # -- failures are remembered; a variant must be smaller -------------------------
