@@ -1599,6 +1599,10 @@ def _orientation(image: Any) -> int:
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
 
 
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
 _TRANSPOSE_FOR_ORIENTATION = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # EXIF → Image.Transpose
 
 
@@ -1658,6 +1662,13 @@ def _encode_image(
         ):
             return None
         factor = min(header.width // size[0], header.height // size[1])
+        if source_format == "PNG":  # shrink it further if a whole decode is over budget
+            while (
+                factor < 8
+                and _ceil_div(header.width, factor) * _ceil_div(header.height, factor) * 4
+                > IMAGE_DECODE_MAX_BYTES
+            ):
+                factor += 1
         icc = header.info.get("icc_profile")
     finally:
         header.close()
