@@ -23,7 +23,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Union
 
 from chalice.app import CaseInsensitiveMapping, Response
 
@@ -960,7 +960,8 @@ class StaticIndex:
         )
 
 
-_StaticLike = StaticFile | _StaticSnapshot  # what image and response code read a file through
+# What image and response code read a file through (``Union``: Python 3.9 has no ``|`` here).
+_StaticLike = Union[StaticFile, _StaticSnapshot]
 
 
 def _fingerprinted(relpath: str, fingerprint: str) -> str:
