@@ -123,7 +123,7 @@ def test_rescans_for_the_folder_digest_are_bounded_by_the_interval(tmp_path, wal
     index.rescan_interval = 0
     (static / "b.css").write_text("b {}\n")
     index.digest()
-    assert walks == [str(static)] and "b.css" in index.files
+    assert len(walks) == 1 and "b.css" in index.files
 
 
 def check_consistent(status: int, headers: dict[str, str], body: bytes) -> str | None:
