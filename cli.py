@@ -387,13 +387,24 @@ def hero_png(width: int = 960, height: int = 480) -> bytes:
     """A real PNG (sky, sun, hills) encoded with zlib, so no image ships in cli.py.
 
     Wide enough that ``srcset()`` offers resized variants of it (320w, 640w).
-    Drawn a row at a time: the sun and the hill are one run of pixels per row.
+    Drawn a row at a time: the sun and the hill are one run of pixels per row. The
+    sky shades across as well as down, like a photo's: its AVIF, WebP and resized
+    variants are smaller than the PNG (the toolkit never serves one that is not).
     """
     sun_x, sun_y, sun_radius = width * 0.7, height * 0.35, height * 0.16
+    step = 4  # pixels of one colour across the sky
     rows = []
     for y in range(height):
         depth = y / height
-        row = bytearray(bytes((90 + int(120 * depth), 160 + int(60 * depth), 230)) * width)
+        row = bytearray()
+        for left in range(0, width, step):
+            across = left / width
+            sky = (
+                90 + int(120 * depth) + int(25 * across),
+                160 + int(60 * depth) - int(20 * across),
+                230 - int(30 * across),
+            )
+            row += bytes(sky) * min(step, width - left)
         if abs(y - sun_y) < sun_radius:
             half = math.sqrt(sun_radius**2 - (y - sun_y) ** 2)
             _paint(row, sun_x - half, sun_x + half, (255, 205, 80))
