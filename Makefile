@@ -76,6 +76,7 @@ $(BENCH_STAMP): requirements-dev.txt bench/requirements.txt
 bench: $(BENCH_STAMP) system-deps
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/cdn_sim.py
+	$(BENCH_VENV)/bin/python bench/images_memory.py
 
 # Origin load behind the CloudFront model (bench/cdn_model.py), ours vs 0.6.2: bench/cdn_results.json.
 cdn-sim: $(BENCH_STAMP) system-deps

@@ -27,7 +27,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Union
 
 from chalice.app import CaseInsensitiveMapping, Response
 
@@ -37,9 +37,12 @@ __all__ = [
     "DEFAULT_IMAGE_MAX_PIXELS",
     "DEFAULT_IMAGE_QUALITY",
     "DEFAULT_IMAGE_WIDTHS",
+    "DEFAULT_STATIC_CACHE_BYTES",
     "IMAGE_ACCEPT_ANY",
     "IMAGE_ACCEPT_AVIF",
     "IMAGE_ACCEPT_WEBP",
+    "IMAGE_DECODE_MAX_BYTES",
+    "IMAGE_ENCODE_MAX_PIXELS",
     "IMAGE_FORMATS",
     "KEEP_WARM_FUNCTION_ENV",
     "LAMBDA_RESPONSE_LIMIT",
@@ -657,50 +660,169 @@ def content_type_for(filename: str, data: bytes | None = None) -> str:
 _FINGERPRINTED_NAME = re.compile(r"(?P<stem>.+)\.(?P<hash>[0-9a-f]{12})(?P<ext>\.[^./]+)?")
 
 
-class StaticFile:
-    """One file under ``static_dir``: its type, content hash and cached bodies."""
+#: Bytes of static file bodies (and their gzip forms) one container keeps in memory,
+#: least recently used evicted first; a file over a quarter of it is read per request.
+DEFAULT_STATIC_CACHE_BYTES = 16 * 1024 * 1024
 
-    def __init__(self, path: str, relpath: str) -> None:
-        self.path = path
-        self.relpath = relpath
-        self.content_type = content_type_for(relpath)
-        self._stat_key: tuple[int, int] | None = None
-        self._body: bytes | None = None
-        self._gzip_body: bytes | None = None
-        self._digest: str | None = None
+_HEAD_BYTES = 4096  # enough for every signature the toolkit sniffs
+_READ_CHUNK = 1024 * 1024
 
-    def _load(self) -> None:
-        with open(self.path, "rb") as handle:
-            body = handle.read()
-        info = os.stat(self.path)
-        self._stat_key = (info.st_mtime_ns, info.st_size)
+
+class _Version(NamedTuple):
+    """What the index knows of one version of a file without holding its bytes."""
+
+    stat_key: tuple[int, int]  # (mtime_ns, size) when it was read
+    digest: str
+    content_type: str
+
+
+class _StaticSnapshot:
+    """One version of a static file: its body, validators and gzip form belong together.
+
+    Taken once per request, so a file rewritten meanwhile never mixes one
+    version's body with another's ETag. A large file's body is not held: it is
+    read when asked for, for that response only.
+    """
+
+    __slots__ = ("_body", "_gzip_body", "content_type", "digest", "path", "relpath", "size")
+
+    def __init__(self, static_file: StaticFile, version: _Version, body: bytes | None) -> None:
+        self.path = static_file.path
+        self.relpath = static_file.relpath
+        self.content_type = version.content_type
+        self.digest = version.digest
+        self.size = version.stat_key[1]
         self._body = body
-        self._gzip_body = None
-        self._digest = _digest(body)
-        if self.content_type == "application/octet-stream":
-            self.content_type = content_type_for(self.relpath, body)
-
-    def refresh(self) -> None:
-        """Reload when the file changed on disk (local development only)."""
-        try:
-            info = os.stat(self.path)
-        except FileNotFoundError:
-            return
-        if self._stat_key != (info.st_mtime_ns, info.st_size):
-            self._load()
+        self._gzip_body: Any = _MISSING
 
     @property
     def body(self) -> bytes:
-        if self._body is None:
-            self._load()
-        return self._body  # type: ignore[return-value]
+        if self._body is not None:
+            return self._body
+        with open(self.path, "rb") as handle:
+            return handle.read()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.digest[:12]
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.digest}"'
+
+    def snapshot(self) -> _StaticSnapshot:
+        return self
+
+    def head(self) -> bytes:
+        """The first bytes, enough to sniff a type."""
+        if self._body is not None:
+            return self._body[:_HEAD_BYTES]
+        with open(self.path, "rb") as handle:
+            return handle.read(_HEAD_BYTES)
+
+    def image_source(self) -> bytes | str:
+        """What Pillow should open: the held bytes, else the file (never read whole)."""
+        return self._body if self._body is not None else self.path
+
+    def gzip_body(self) -> bytes | None:
+        """The gzip form of this version, made once; ``None`` when it would not be smaller."""
+        if self._gzip_body is _MISSING:
+            body = self.body
+            compressed = _gzip(body)
+            self._gzip_body = compressed if len(compressed) < len(body) else None
+        return self._gzip_body
+
+
+class StaticFile:
+    """One file under ``static_dir``: its type and content hash (bodies: the index's cache)."""
+
+    def __init__(self, path: str, relpath: str, index: StaticIndex | None = None) -> None:
+        self.path = path
+        self.relpath = relpath
+        self.content_type = content_type_for(relpath)
+        self._index = index
+        self._version: _Version | None = None  # replaced whole: threads see one or the other
+
+    def snapshot(self) -> _StaticSnapshot:
+        """The current version (re-read when it changed on disk, with ``auto_reload``).
+
+        Raises ``FileNotFoundError`` when the file is gone.
+        """
+        index = self._index
+        version = self._version
+        if version is not None and index is not None and index.auto_reload:
+            info = os.stat(self.path)
+            if version.stat_key != (info.st_mtime_ns, info.st_size):
+                version = None
+        if version is not None and index is not None:
+            held = index.bodies.get((self.path, version.stat_key))
+            if held is not _MISSING:
+                return held
+            if version.stat_key[1] > index.bodies.max_bytes // 4:
+                return _StaticSnapshot(self, version, None)
+        return self._read()
+
+    def _read(self) -> _StaticSnapshot:
+        """Read the file once: body (if small enough to hold) and digest from the same bytes."""
+        index = self._index
+        hold_limit = index.bodies.max_bytes // 4 if index is not None else 0
+        with open(self.path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_size <= max(hold_limit, _READ_CHUNK):
+                body: bytes | None = handle.read()
+                digest = _digest(body)
+                head = body[:_HEAD_BYTES]
+                size = len(body)
+            else:  # hash it in chunks: a large file is never held whole
+                import hashlib
+
+                hasher = hashlib.blake2b(digest_size=16)
+                head = handle.read(_HEAD_BYTES)
+                hasher.update(head)
+                size = len(head)
+                while chunk := handle.read(_READ_CHUNK):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                body, digest = None, hasher.hexdigest()
+        if index is not None:
+            index.reads += 1
+        content_type = self.content_type
+        if content_type == "application/octet-stream":
+            content_type = content_type_for(self.relpath, head)
+        version = _Version((info.st_mtime_ns, size), digest, content_type)
+        self._version = version
+        self.content_type = content_type
+        snapshot = _StaticSnapshot(self, version, body)
+        if body is not None and index is not None and size <= hold_limit:
+            # Room for the gzip form too, which a snapshot makes on first use.
+            cost = 2 * size if _is_compressible(content_type) else size
+            index.bodies.put((self.path, version.stat_key), snapshot, cost=cost)
+        return snapshot
+
+    @property
+    def _body(self) -> bytes | None:
+        """The body this container holds in memory, or ``None``."""
+        version = self._version
+        if version is None or self._index is None:
+            return None
+        held = self._index.bodies.get((self.path, version.stat_key))
+        return None if held is _MISSING else held._body
+
+    @property
+    def body(self) -> bytes:
+        return self.snapshot().body
+
+    @property
+    def size(self) -> int:
+        return self.snapshot().size
 
     @property
     def digest(self) -> str:
         """Content hash: the validator, identical on every container."""
-        if self._digest is None:
-            self._load()
-        return self._digest  # type: ignore[return-value]
+        version = self._version
+        if version is None or (self._index is not None and self._index.auto_reload):
+            return self.snapshot().digest
+        return version.digest
 
     @property
     def fingerprint(self) -> str:
@@ -711,11 +833,15 @@ class StaticFile:
     def etag(self) -> str:
         return f'"{self.digest}"'
 
+    def head(self) -> bytes:
+        return self.snapshot().head()
+
+    def image_source(self) -> bytes | str:
+        return self.snapshot().image_source()
+
     def gzip_body(self) -> bytes | None:
-        """The gzip body, computed once; ``None`` when it would not be smaller."""
-        if self._gzip_body is None:
-            self._gzip_body = _gzip(self.body)
-        return self._gzip_body if len(self._gzip_body) < len(self.body) else None
+        """The gzip body, computed once per version; ``None`` when it would not be smaller."""
+        return self.snapshot().gzip_body()
 
 
 class StaticIndex:
@@ -723,17 +849,39 @@ class StaticIndex:
 
     Requests are answered from this dictionary only, so a path that is not a
     regular file inside the directory (traversal, encoded dots, absolute
-    paths, symlinks leaving the tree, dotfiles) simply is not found.
+    paths, symlinks leaving the tree, files under a symlinked directory,
+    dotfiles) simply is not found. Bodies are kept in ``bodies``, bounded by
+    ``cache_bytes``. With ``auto_reload`` a requested file is stat-ed (never
+    the tree: a walk happens at most once per ``rescan_interval`` seconds,
+    and only to compute :meth:`digest`); ``scans`` and ``reads`` count walks
+    and file reads.
     """
 
-    def __init__(self, root: str, auto_reload: bool = False) -> None:
+    rescan_interval = 2.0
+
+    def __init__(
+        self,
+        root: str,
+        auto_reload: bool = False,
+        *,
+        cache_bytes: int = DEFAULT_STATIC_CACHE_BYTES,
+    ) -> None:
+        import time
+
         self.root = os.path.realpath(root)
         self.auto_reload = auto_reload
+        self.bodies = ImageCache(cache_bytes)
         self.files: dict[str, StaticFile] = {}
+        self.scans = 0
+        self.reads = 0
+        self._clock = time.monotonic
+        self._scanned_at = 0.0
         self.scan()
 
     def scan(self) -> None:
-        """(Re)build the index by walking the directory once."""
+        """(Re)build the index by walking the directory once (known files keep their state)."""
+        self.scans += 1
+        self._scanned_at = self._clock()
         files: dict[str, StaticFile] = {}
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -746,22 +894,52 @@ class StaticIndex:
                     logger.warning("static: skipping %s, it resolves outside %s", path, self.root)
                     continue
                 relpath = os.path.relpath(path, self.root).replace(os.sep, "/")
-                files[relpath] = StaticFile(real, relpath)
+                known = self.files.get(relpath)
+                files[relpath] = (
+                    known if known and known.path == real else StaticFile(real, relpath, self)
+                )
         self.files = files
 
     def get(self, relpath: str) -> StaticFile | None:
-        """The file at ``relpath`` (``a/b.css``), or ``None``."""
+        """The file at ``relpath`` (``a/b.css``), or ``None``.
+
+        With ``auto_reload`` a name not yet indexed is looked up on its own (a
+        few ``stat`` calls, as the walk would see it), and a vanished file is dropped.
+        """
         static_file = self.files.get(relpath)
-        if self.auto_reload:
-            if static_file is None and os.path.isfile(os.path.join(self.root, relpath)):
-                self.scan()
-                static_file = self.files.get(relpath)
-            if static_file is not None:
-                static_file.refresh()
+        if not self.auto_reload:
+            return static_file
+        if static_file is None:
+            return self._find(relpath)
+        if not os.path.isfile(static_file.path):
+            self.files.pop(relpath, None)
+            return None
         return static_file
 
-    def resolve(self, relpath: str) -> tuple[StaticFile | None, bool]:
-        """Find a file by plain or fingerprinted name, and whether the fingerprint is current."""
+    def _find(self, relpath: str) -> StaticFile | None:
+        """Index one new file if :meth:`scan` would have found it; stats only its own path."""
+        parts = relpath.split("/")
+        if any(not part or part.startswith(".") or "\\" in part or "\0" in part for part in parts):
+            return None
+        directory = self.root
+        for part in parts[:-1]:  # os.walk does not follow a symlinked directory: nor does this
+            directory = os.path.join(directory, part)
+            if os.path.islink(directory) or not os.path.isdir(directory):
+                return None
+        path = os.path.join(directory, parts[-1])
+        real = os.path.realpath(path)
+        if os.path.commonpath([self.root, real]) != self.root or not os.path.isfile(real):
+            return None
+        static_file = StaticFile(real, relpath, self)
+        self.files[relpath] = static_file
+        return static_file
+
+    def resolve(self, relpath: str) -> tuple[StaticFile | _StaticSnapshot | None, bool]:
+        """Find a file by plain or fingerprinted name, and whether the fingerprint is current.
+
+        A fingerprinted name answers with the snapshot the fingerprint was checked
+        against, so the response serves exactly that version.
+        """
         static_file = self.get(relpath)
         if static_file is not None:
             return static_file, False
@@ -773,18 +951,31 @@ class StaticIndex:
         static_file = self.get(f"{directory}/{plain}" if directory else plain)
         if static_file is None:
             return None, False
-        return static_file, static_file.fingerprint == match["hash"]
+        try:
+            snapshot = static_file.snapshot()
+        except FileNotFoundError:
+            return None, False
+        return snapshot, snapshot.fingerprint == match["hash"]
 
     def digest(self) -> str:
-        """One hash over every file's path and content (re-read first with ``auto_reload``)."""
+        """One hash over every file's path and content.
+
+        With ``auto_reload`` the tree is walked at most once per ``rescan_interval``
+        and only files whose stat changed are read again.
+        """
         if self.auto_reload:
-            self.scan()
+            if self._clock() - self._scanned_at >= self.rescan_interval:
+                self.scan()
+            for relpath in [r for r, f in self.files.items() if not os.path.isfile(f.path)]:
+                self.files.pop(relpath, None)
+        files = dict(self.files)
         return _digest(
-            *(
-                f"{relpath}\0{self.files[relpath].digest}\0".encode()
-                for relpath in sorted(self.files)
-            )
+            *(f"{relpath}\0{files[relpath].digest}\0".encode() for relpath in sorted(files))
         )
+
+
+# What image and response code read a file through (``Union``: Python 3.9 has no ``|`` here).
+_StaticLike = Union[StaticFile, _StaticSnapshot]
 
 
 def _fingerprinted(relpath: str, fingerprint: str) -> str:
@@ -1066,12 +1257,29 @@ DEFAULT_IMAGE_QUALITY: Mapping[str, int] = {"AVIF": 60, "WEBP": 80, "JPEG": 82}
 #: Lambda's memory (Pillow's own bomb check starts at about 89 million).
 DEFAULT_IMAGE_MAX_PIXELS = 36_000_000
 
+# Chosen for memory and time on a 256 MB Lambda (one vCPU share): one encoder
+# thread for AVIF (about 24 bytes a pixel at speed 8), WebP method 2 (about 4 bytes a
+# pixel; method 3 and up take 12); measured by bench/images_memory.py.
 _ENCODER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
-    "AVIF": {"speed": 7},
-    "WEBP": {"method": 4},
+    "AVIF": {"speed": 8, "max_threads": 1},
+    "WEBP": {"method": 2},
     "JPEG": {"optimize": True, "progressive": True},
     "PNG": {"compress_level": 6},
 }
+
+#: Most pixels an encoder is given: a larger image (or width variant) is scaled down to
+#: this many first, aspect ratio kept. AVIF's encoder needs the most memory per pixel.
+IMAGE_ENCODE_MAX_PIXELS: Mapping[str, int] = {
+    "AVIF": 2_500_000,
+    "WEBP": 4_000_000,
+    "JPEG": 12_000_000,
+    "PNG": 4_000_000,
+}
+
+#: Bytes of decoded pixels one conversion may hold (Pillow keeps RGB as 4 bytes a
+#: pixel): 64 MiB is 16 MP. A JPEG decodes at 1/2, 1/4 or 1/8 size when the output
+#: is that much smaller or the budget demands it; another image over it is served as it is.
+IMAGE_DECODE_MAX_BYTES = 64 * 1024 * 1024
 _FEATURE_FOR_FORMAT = (("AVIF", "avif"), ("WEBP", "webp"), ("JPEG", "jpg"), ("PNG", "zlib"))
 _writable_formats: tuple[str, ...] | None = None
 
@@ -1201,10 +1409,17 @@ class _ImageLeftAlone(_ImageError):
     """An image is deliberately not converted (animated): serve the original."""
 
 
-def _open_image(data: bytes, max_pixels: int, decode: bool = True) -> Any:
-    """Open (and ``decode``) ``data``; a bomb or a damaged file raises :class:`_ImageError`.
+def _open_image(
+    data: bytes | str,
+    max_pixels: int,
+    decode: bool = True,
+    draft_size: tuple[int, int] | None = None,
+) -> Any:
+    """Open (and ``decode``) image bytes or a file; a bomb or damage raises :class:`_ImageError`.
 
-    Without ``decode`` only the header is read: size and EXIF, no pixels.
+    Without ``decode`` only the header is read: size and EXIF, no pixels (close the
+    image when done). ``draft_size`` lets a JPEG decode at a reduced scale no smaller
+    than it; the decoded pixels must fit :data:`IMAGE_DECODE_MAX_BYTES`.
     """
     import io
     import warnings
@@ -1215,24 +1430,49 @@ def _open_image(data: bytes, max_pixels: int, decode: bool = True) -> Any:
         # Pillow warns (DecompressionBombWarning) before it raises: treat both as a refusal.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise _ImageError(f"decompression bomb refused ({error})") from error
         except (OSError, SyntaxError, ValueError) as error:  # UnidentifiedImageError is an OSError
             raise _ImageError(f"not a readable image ({error})") from error
         width, height = image.size
         if width * height > max_pixels:
+            image.close()
             raise _ImageError(f"{width}x{height} pixels exceed the limit of {max_pixels}")
         if not decode:
             return image
         # MPO (a JPEG with extra pictures from a camera) is a still image; its first frame is it.
         if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
+            image.close()
             raise _ImageLeftAlone(f"animated {image.format} ({image.n_frames} frames)")
+        if draft_size is not None and image.format in ("JPEG", "MPO"):
+            scale = _jpeg_scale(image.size, draft_size, 1 if image.mode == "L" else 4)
+            if scale > 1:  # libjpeg scales by 1/2, 1/4 or 1/8 while decoding
+                image.draft(None, (width // scale, height // scale))
+        width, height = image.size
+        decoded = width * height * (1 if image.mode in ("1", "L") else 4)
+        if decoded > IMAGE_DECODE_MAX_BYTES:
+            image.close()
+            raise _ImageError(
+                f"{width}x{height} {image.mode} pixels need {decoded} bytes decoded, "
+                f"over the budget of {IMAGE_DECODE_MAX_BYTES}"
+            )
         try:
             image.load()
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             raise _ImageError(f"corrupt image data ({error})") from error
     return image
+
+
+def _jpeg_scale(size: tuple[int, int], wanted: tuple[int, int], pixel_bytes: int) -> int:
+    """1, 2, 4 or 8: the largest JPEG decode scale still at least ``wanted``, within budget."""
+    width, height = size
+    scale = 1
+    while scale < 8 and width // (scale * 2) >= wanted[0] and height // (scale * 2) >= wanted[1]:
+        scale *= 2
+    while scale < 8 and (width // scale) * (height // scale) * pixel_bytes > IMAGE_DECODE_MAX_BYTES:
+        scale *= 2
+    return scale
 
 
 def _to_srgb(image: Any, icc: bytes, mode: str) -> Any:
@@ -1253,52 +1493,237 @@ def _to_srgb(image: Any, icc: bytes, mode: str) -> Any:
         return image.convert(mode)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_MODES = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}  # colour type → mode, 8 bits
+_STRIP_BYTES = 4 * 1024 * 1024
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    crc = zlib.crc32(data, zlib.crc32(kind))
+    return len(data).to_bytes(4, "big") + kind + data + crc.to_bytes(4, "big")
+
+
+def _decode_png_reduced(data: bytes | str, factor: int) -> Any:
+    """A PNG decoded in strips of rows, each shrunk by ``factor`` (a box filter) as it comes.
+
+    The same pixels as decoding it whole and calling ``Image.reduce(factor)``, in a
+    fraction of the memory: a 36 MP PNG needs 144 MB decoded whole. Each strip is
+    re-wrapped as a small PNG (stored, not compressed) that starts with the previous
+    strip's last row, unfiltered, so the row filters have what they refer to.
+    ``None`` when the file is not an 8-bit, non-interlaced, single-image L, LA, RGB
+    or RGBA PNG without a tRNS chunk: then it is decoded the ordinary way.
+    """
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    handle = io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb")  # noqa: SIM115
+    with handle:
+        if handle.read(8) != _PNG_SIGNATURE:
+            return None
+        length, kind = struct.unpack(">I4s", handle.read(8))
+        if kind != b"IHDR" or length != 13:
+            return None
+        ihdr = handle.read(13)
+        handle.read(4)
+        width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+        mode = _PNG_COLOUR_MODES.get(colour)
+        if mode is None or depth != 8 or interlace or not width or not height:
+            return None
+        row = width * len(mode) + 1  # a filter byte, then the pixels
+        rows_per_strip = max(factor, _STRIP_BYTES // row // factor * factor)
+
+        def compressed() -> Iterable[bytes]:
+            """The zlib stream: the IDAT chunks' data, a megabyte at a time."""
+            while len(header := handle.read(8)) == 8:
+                size, name = struct.unpack(">I4s", header)
+                if name == b"IDAT":
+                    while size:
+                        piece = handle.read(min(size, 1 << 20))
+                        if not piece:
+                            return
+                        size -= len(piece)
+                        yield piece
+                    handle.read(4)
+                elif name in (b"IEND", b"acTL", b"tRNS"):
+                    return  # an animation or a transparent colour: not for this decoder
+                else:
+                    handle.seek(size + 4, 1)
+
+        out = Image.new(mode, (-(-width // factor), -(-height // factor)))
+        inflater = zlib.decompressobj()
+        pieces = iter(compressed())
+        pending = bytearray()
+        previous: bytes | None = None
+        top = 0
+        while top < height:
+            count = min(rows_per_strip, height - top)
+            want = count * row
+            while len(pending) < want:
+                piece = inflater.unconsumed_tail or next(pieces, None)
+                if piece is None:  # data ended early, or a chunk this decoder leaves alone
+                    return None
+                pending += inflater.decompress(piece, want - len(pending))
+            strip_data = bytearray(b"\0" + previous) if previous is not None else bytearray()
+            strip_data += pending[:want]
+            del pending[:want]
+            skip = 0 if previous is None else 1
+            strip_png = b"".join(
+                (
+                    _PNG_SIGNATURE,
+                    _png_chunk(b"IHDR", struct.pack(">II", width, count + skip) + ihdr[8:]),
+                    _png_chunk(b"IDAT", zlib.compress(strip_data, 0)),
+                    _png_chunk(b"IEND", b""),
+                )
+            )
+            del strip_data
+            with Image.open(io.BytesIO(strip_png)) as strip:
+                strip.load()
+                previous = strip.crop((0, count + skip - 1, width, count + skip)).tobytes()
+                out.paste(
+                    strip.reduce(factor, box=(0, skip, width, count + skip)), (0, top // factor)
+                )
+            top += count
+    return out
+
+
+def _orientation(image: Any) -> int:
+    """EXIF Orientation (1 to 8) from the header alone.
+
+    ``Image.getexif()`` decodes a whole PNG to look for a late eXIf chunk: a
+    36 MP PNG would cost 144 MB just to learn it is upright.
+    """
+    import struct
+
+    from PIL import Image
+
+    data = image.info.get("exif")
+    if not data:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(data)
+    except (OSError, SyntaxError, ValueError, struct.error) as error:
+        logger.warning("images: unreadable EXIF (%s); orientation ignored", error)
+        return 1
+    orientation = exif.get(0x0112, 1)
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+_TRANSPOSE_FOR_ORIENTATION = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # EXIF → Image.Transpose
+
+
+def _output_size(
+    size: tuple[int, int], rotated: bool, width: int | None, max_pixels: int
+) -> tuple[int, int]:
+    """The size to encode (stored orientation): ``width`` wide as shown, ``max_pixels`` at most."""
+    shown_width, shown_height = (size[1], size[0]) if rotated else size
+    out_width = shown_width if width is None else min(width, shown_width)
+    out_height = max(1, round(shown_height * out_width / shown_width))
+    if out_width * out_height > max_pixels:
+        scale = (max_pixels / (out_width * out_height)) ** 0.5
+        out_width = max(1, int(out_width * scale))
+        out_height = max(
+            1, min(int(out_height * scale), round(shown_height * out_width / shown_width))
+        )
+    return (out_height, out_width) if rotated else (out_width, out_height)
+
+
 def _encode_image(
-    data: bytes,
+    data: bytes | str,
     target: str,
     width: int | None,
     quality: Mapping[str, int],
     max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
 ) -> bytes | None:
-    """Re-encode an image as ``target``, at most ``width`` pixels wide, ready for the web.
+    """Re-encode an image (bytes or a path) as ``target``, at most ``width`` pixels wide.
 
     EXIF orientation is applied and metadata dropped; alpha is kept, or flattened
     onto white for JPEG; an ICC profile is kept when the colour model stays,
-    else converted to sRGB. Returns ``None`` when the result would be the source
-    itself (same format, ``width`` not smaller: never upscale). Raises
-    :class:`_ImageError` for input Pillow cannot or should not decode.
+    else converted to sRGB. Memory is bounded: the encoder sees at most
+    :data:`IMAGE_ENCODE_MAX_PIXELS` pixels, a JPEG decodes at a reduced scale
+    when the output is smaller, and the image is shrunk before any copy is
+    made. Returns ``None`` when the result would be the source itself (same
+    format, ``width`` not smaller: never upscale). Raises :class:`_ImageError`
+    for input Pillow cannot or should not decode, or that is over budget.
     """
     import io
+    import struct
+    import zlib
 
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    image = _open_image(data, max_pixels)
-    source_format = "JPEG" if image.format == "MPO" else image.format
-    if (
-        width is not None
-        and width >= image.width
-        and target == source_format
-        and image.getexif().get(0x0112, 1) == 1
-    ):
-        return None
+    header = _open_image(data, max_pixels, decode=False)
+    try:
+        source_format = "JPEG" if header.format == "MPO" else header.format
+        orientation = _orientation(header)
+        rotated = orientation in (5, 6, 7, 8)
+        size = _output_size(
+            header.size, rotated, width, IMAGE_ENCODE_MAX_PIXELS.get(target, max_pixels)
+        )
+        if (
+            size == header.size
+            and width is not None
+            and target == source_format
+            and orientation == 1
+        ):
+            return None
+        factor = min(header.width // size[0], header.height // size[1])
+        if source_format == "PNG":  # shrink it further if a whole decode is over budget
+            while (
+                factor < 8
+                and _ceil_div(header.width, factor) * _ceil_div(header.height, factor) * 4
+                > IMAGE_DECODE_MAX_BYTES
+            ):
+                factor += 1
+        icc = header.info.get("icc_profile")
+    finally:
+        header.close()
+    image = None
+    if source_format == "PNG" and factor >= 2:
+        try:
+            image = _decode_png_reduced(data, factor)
+        except (zlib.error, struct.error, OSError, SyntaxError, ValueError, EOFError) as error:
+            logger.info("images: cannot decode the PNG in strips (%s); decoding it whole", error)
+    if image is None:
+        image = _open_image(data, max_pixels, draft_size=size)
+    elif icc:
+        image.info["icc_profile"] = icc
+    if image.width < size[0] or image.height < size[1]:  # decoded smaller to fit the budget
+        ratio = min(image.width / size[0], image.height / size[1])
+        size = (max(1, int(size[0] * ratio)), max(1, int(size[1] * ratio)))
     icc = image.info.get("icc_profile")
-    image = ImageOps.exif_transpose(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if image.mode == "CMYK" or (image.mode == "L" and target in ("WEBP", "AVIF")):
+    # Reduce and resize work on these modes; CMYK keeps its own until its profile applies.
+    if has_alpha and image.mode not in ("RGBA", "LA"):
+        image = image.convert("RGBA")
+    elif image.mode not in ("RGB", "RGBA", "L", "LA", "CMYK"):
+        image = image.convert("RGB")
+    factor = min(image.width // size[0], image.height // size[1])
+    if factor >= 2:
+        image = image.reduce(factor)  # a box filter: cheap, and frees the full-size pixels
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    if orientation in _TRANSPOSE_FOR_ORIENTATION:
+        image = image.transpose(Image.Transpose(_TRANSPOSE_FOR_ORIENTATION[orientation]))
+    if image.mode == "CMYK" or (image.mode in ("L", "LA") and target in ("WEBP", "AVIF")):
         mode = "RGBA" if has_alpha else "RGB"
         image = _to_srgb(image, icc, mode) if icc else image.convert(mode)
         icc = None
     elif has_alpha and image.mode != "RGBA":
         image = image.convert("RGBA")
-    elif image.mode not in ("RGB", "RGBA", "L"):
-        image = image.convert("RGB")
     if target == "JPEG" and image.mode == "RGBA":
         flattened = Image.new("RGB", image.size, (255, 255, 255))
         flattened.paste(image, mask=image.getchannel("A"))
         image = flattened
-    if width is not None and width < image.width:
-        height = max(1, round(image.height * width / image.width))
-        image = image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
     options: dict[str, Any] = dict(_ENCODER_OPTIONS.get(target, {}))
     if target in quality:
         options["quality"] = quality[target]
@@ -1425,7 +1850,7 @@ class StaticImages:
         *,
         widths: Iterable[int] = DEFAULT_IMAGE_WIDTHS,
         quality: Mapping[str, int] | None = None,
-        cache_bytes: int = 64 * 1024 * 1024,
+        cache_bytes: int = 32 * 1024 * 1024,
         max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
     ) -> None:
         self.widths = _check_widths(widths)
@@ -1439,12 +1864,12 @@ class StaticImages:
         self._media_types: dict[str, str] = {}
         self._dimensions: dict[str, tuple[int, int] | None] = {}
 
-    def media_type(self, static_file: StaticFile) -> str:
+    def media_type(self, static_file: _StaticLike) -> str:
         """The file's real type by its leading bytes; a lying extension is logged once."""
         media_type = self._media_types.get(static_file.digest)
         if media_type is None:
             declared = static_file.content_type
-            media_type = _signature_media_type(static_file.body)  # same with or without libmagic
+            media_type = _signature_media_type(static_file.head())  # same with or without libmagic
             if media_type == "application/octet-stream":
                 media_type = declared  # unknown bytes: conversion will fail and say so
             elif media_type != declared:
@@ -1458,7 +1883,7 @@ class StaticImages:
             self._media_types[static_file.digest] = media_type
         return media_type
 
-    def variant(self, static_file: StaticFile, target: str, width: int | None) -> ImageVariant:
+    def variant(self, static_file: _StaticLike, target: str, width: int | None) -> ImageVariant:
         """Key, ETag and type of ``static_file`` as ``target`` (a Pillow format) at ``width``."""
         token = target.lower() if width is None else f"w{width}-{target.lower()}"
         return ImageVariant(
@@ -1467,39 +1892,86 @@ class StaticImages:
             _FORMAT_MEDIA_TYPES[target],
         )
 
-    def render(self, static_file: StaticFile, variant: ImageVariant) -> bytes | None:
-        """Encode ``variant`` and cache it; ``None`` (logged) means serve the original."""
+    def render(self, static_file: _StaticLike, variant: ImageVariant) -> bytes | None:
+        """Encode ``variant`` and cache it; ``None`` (logged) means serve the original.
+
+        The outcome is cached either way, so a refused or failed conversion is
+        not retried on the next request: the cache is the negative cache too.
+        A variant that is not smaller than the original, or too large for a
+        Lambda response, is not served (the original is).
+        """
         _, target, width = variant.key
         self.encodes += 1
         try:
-            body = _encode_image(static_file.body, target, width, self.quality, self.max_pixels)
+            body = _encode_image(
+                static_file.image_source(), target, width, self.quality, self.max_pixels
+            )
         except _ImageLeftAlone as reason:
             logger.info("images: %s left as it is: %s", static_file.relpath, reason)
             body = None
         except _ImageError as error:
             logger.warning("images: %s: %s; serving the original", static_file.relpath, error)
             body = None
+        except MemoryError:
+            logger.error(
+                "images: %s as %s: out of memory; serving the original", static_file.relpath, target
+            )
+            body = None
         except ImportError:
             logger.warning("images: Pillow is not installed; serving %s", static_file.relpath)
             body = None
+        if body is not None:
+            body = self._worth_serving(static_file, variant, body)
         self.cache.put(variant.key, body)
         return body
 
-    def dimensions(self, static_file: StaticFile) -> tuple[int, int] | None:
+    def _worth_serving(
+        self, static_file: _StaticLike, variant: ImageVariant, body: bytes
+    ) -> bytes | None:
+        """``body``, or ``None`` when the original is better (smaller, or ``body`` too large)."""
+        _, target, width = variant.key
+        original_size = static_file.size
+        source_format = IMAGE_FORMATS.get(self._media_types.get(static_file.digest, ""))
+        # A JPEG or PNG made from another format may be all an old client can show: keep it.
+        optional = target in ("AVIF", "WEBP") or target == source_format or width is not None
+        if optional and len(body) >= original_size:
+            logger.info(
+                "images: %s as %s%s is %d bytes, not smaller than the original's %d; "
+                "serving the original",
+                static_file.relpath,
+                target,
+                f" at width {width}" if width else "",
+                len(body),
+                original_size,
+            )
+            return None
+        if (len(body) + 2) // 3 * 4 > LAMBDA_RESPONSE_LIMIT - 64 * 1024:
+            logger.warning(
+                "images: %s as %s is %d bytes, too large for a Lambda response; "
+                "serving the original",
+                static_file.relpath,
+                target,
+                len(body),
+            )
+            return None
+        return body
+
+    def dimensions(self, static_file: _StaticLike) -> tuple[int, int] | None:
         """Displayed width and height (EXIF orientation applied); ``None`` if unreadable."""
         key = static_file.digest
         if key not in self._dimensions:
             size = None
             try:
-                image = _open_image(static_file.body, self.max_pixels, decode=False)
+                image = _open_image(static_file.image_source(), self.max_pixels, decode=False)
             except _ImageError as error:
                 logger.warning("images: %s: %s", static_file.relpath, error)
             except ImportError:
                 logger.warning("images: Pillow is not installed; no srcset widths")
             else:
-                size = image.size
-                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                    size = (size[1], size[0])
+                with image:
+                    size = image.size
+                    if _orientation(image) in (5, 6, 7, 8):
+                        size = (size[1], size[0])
             self._dimensions[key] = size
         return self._dimensions[key]
 
@@ -1720,7 +2192,8 @@ class ContentManager:
     AWS Lambda). Images: ``image_widths`` (the only widths ``static(…, width=)``
     serves), ``image_quality`` (format → encoder quality), ``image_cache_bytes``
     (bound of the per-container cache of converted images) and
-    ``image_max_pixels`` (larger images are served untouched). Pages:
+    ``image_max_pixels`` (larger images are served untouched); ``static_cache_bytes``
+    bounds the static file bodies kept in memory. Pages:
     ``page_cache_bytes`` bounds the per-container cache of pages rendered by
     :meth:`CloudFront.template` under their ETag (0 turns it off).
     """
@@ -1736,7 +2209,8 @@ class ContentManager:
         auto_reload: bool | None = None,
         image_widths: Iterable[int] = DEFAULT_IMAGE_WIDTHS,
         image_quality: Mapping[str, int] | None = None,
-        image_cache_bytes: int = 64 * 1024 * 1024,
+        image_cache_bytes: int = 32 * 1024 * 1024,
+        static_cache_bytes: int = DEFAULT_STATIC_CACHE_BYTES,
         image_max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
         page_cache_bytes: int = 16 * 1024 * 1024,
     ) -> None:
@@ -1749,7 +2223,9 @@ class ContentManager:
         if auto_reload is None:
             auto_reload = "AWS_LAMBDA_FUNCTION_NAME" not in os.environ
         self.auto_reload = auto_reload
-        self.static_files = StaticIndex(static_dir, auto_reload=auto_reload)
+        self.static_files = StaticIndex(
+            static_dir, auto_reload=auto_reload, cache_bytes=static_cache_bytes
+        )
         self.images = StaticImages(
             widths=image_widths,
             quality=image_quality,
@@ -2197,6 +2673,10 @@ class ContentManager:
             static_file, immutable, width = self.images.resolve_width(self.static_files, relpath)
         if static_file is None:
             return self.not_found()
+        try:  # one version of the file: its body, ETag and gzip form agree
+            static_file = static_file.snapshot()
+        except FileNotFoundError:
+            return self.not_found()
         if static_file.content_type in IMAGE_FORMATS:
             return self._static_image(
                 static_file,
@@ -2254,7 +2734,7 @@ class ContentManager:
 
     def _static_image(
         self,
-        static_file: StaticFile,
+        static_file: _StaticLike,
         width: int | None,
         status_code: int,
         headers: Mapping[str, str] | None,

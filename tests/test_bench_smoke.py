@@ -58,3 +58,18 @@ def test_every_row_request_is_answered_as_the_row_says(bench, tmp_path: Path) ->
     statuses = {name: fn()["statusCode"] for name, fn in requests.items() if fn is not None}
     assert statuses["template 304"] == statuses["static 304"] == statuses["asset 304"] == 304
     assert statuses["template 200"] == statuses["static 200, nested"] == 200
+
+
+def test_images_memory_bench_runs_on_small_images(tmp_path: Path, monkeypatch) -> None:
+    """bench/images_memory.py: one fresh process per conversion, a row per image and target."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_images_memory", BENCH.parent / "images_memory.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "IMAGES", (("small JPEG", "small.jpg", (320, 240), "JPEG"),))
+    output = tmp_path / "rows.json"
+    assert module.main(["--images", str(tmp_path / "images"), "--json", str(output)]) == 0
+    rows = json.loads(output.read_text())
+    assert [row["target"] for row in rows] == list(module.TARGETS)
+    assert all(row["peak_mb"] >= row["baseline_mb"] > 0 for row in rows), rows

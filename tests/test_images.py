@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 import re
 import struct
 import zlib
@@ -54,9 +55,16 @@ def photo() -> Image.Image:
 
 
 def transparent_logo() -> Image.Image:
-    """Left half fully transparent, right half opaque red."""
-    image = Image.new("RGBA", (64, 32), (0, 0, 0, 0))
-    ImageDraw.Draw(image).rectangle((32, 0, 63, 31), fill=(255, 0, 0, 255))
+    """Left half fully transparent, right half opaque (slightly noisy) red.
+
+    Large and noisy enough that AVIF, WebP and JPEG variants are smaller than the
+    PNG: a variant that is not smaller is never served (the original is).
+    """
+    image = Image.new("RGBA", (256, 128), (0, 0, 0, 0))
+    grey = Image.new("L", (128, 128), 20)
+    noise = random.Random(12).randbytes(128 * 128)  # the same bytes on every call
+    red = Image.frombytes("L", (128, 128), noise).point(lambda value: 200 + value // 10)
+    image.paste(Image.merge("RGBA", (red, grey, grey, Image.new("L", (128, 128), 255))), (128, 0))
     return image
 
 
@@ -98,8 +106,9 @@ def make_images() -> dict[str, bytes]:
     return {
         "img/photo.jpg": jpeg,
         "img/logo.png": encoded(transparent_logo(), "PNG"),
-        "img/pic.webp": encoded(photo().resize((400, 300)), "WEBP", quality=80),
-        "img/pic.avif": encoded(photo().resize((400, 300)), "AVIF", quality=60),
+        # High quality, so that the converted forms are smaller (else the original is served).
+        "img/pic.webp": encoded(photo().resize((400, 300)), "WEBP", quality=95),
+        "img/pic.avif": encoded(photo().resize((400, 300)), "AVIF", quality=95),
         "img/rotated.jpg": rotated_jpeg(),
         "img/icc.jpg": encoded(photo().resize((120, 90)), "JPEG", icc_profile=SRGB),
         "img/cmyk.jpg": encoded(Image.new("CMYK", (64, 64), (0, 255, 255, 0)), "JPEG"),
@@ -550,8 +559,8 @@ def test_alpha_is_flattened_onto_white_for_jpeg(image_app):
     app, _ = image_app
     image = decode(get(app, "/static/img/logo.png", "image/jpeg").body)
     assert image.format == "JPEG" and image.mode == "RGB"
-    left = image.getpixel((8, 16))
-    right = image.getpixel((56, 16))
+    left = image.getpixel((32, 64))
+    right = image.getpixel((224, 64))
     assert all(channel > 245 for channel in left), left  # transparent became white, not black
     assert right[0] > 200 and right[1] < 60 and right[2] < 60, right
 
@@ -562,8 +571,8 @@ def test_alpha_survives_webp_and_avif(image_app, accept, expected):
     image = decode(get(app, "/static/img/logo.png", accept).body)
     assert image.format == expected
     assert image.mode == "RGBA"
-    assert image.getpixel((8, 16))[3] < 10
-    assert image.getpixel((56, 16))[3] > 245
+    assert image.getpixel((32, 64))[3] < 10
+    assert image.getpixel((224, 64))[3] > 245
 
 
 @pytest.mark.parametrize("accept", [CHROME, SAFARI, "image/png"])

@@ -1,0 +1,328 @@
+"""Memory on a 256 MB Lambda: image conversions, static bodies and priming (issue 12)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from chalice import Chalice
+from chalice.test import Client
+from PIL import Image
+
+import chalice_http_toolkit as toolkit
+from chalice_http_toolkit import ContentManager
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROME = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+SAFARI = "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"
+MB = 1024 * 1024
+
+
+def noisy_jpeg(path: Path, size: tuple[int, int]) -> None:
+    """A photo-sized JPEG with noise in it, so the encoders work as hard as on a real photo."""
+    gradient = Image.linear_gradient("L").resize(size)
+    channels = [Image.blend(gradient, Image.effect_noise(size, s), 0.5) for s in (40, 60, 80)]
+    Image.merge("RGB", channels).save(path, "JPEG", quality=90)
+
+
+def static_app(static: Path, **options) -> tuple[Chalice, ContentManager]:
+    templates = static.parent / f"{static.name}-templates"
+    templates.mkdir(exist_ok=True)
+    app = Chalice(app_name="memory")
+    cm = ContentManager(str(templates), str(static), app, auto_reload=False, **options)
+    cm.register_static_routes()
+    return app, cm
+
+
+# -- one conversion under a memory limit ---------------------------------------
+
+LIMITED_CHILD = r"""
+import json, resource, sys
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from chalice import Chalice
+from chalice.test import Client
+from chalice_http_toolkit import ContentManager
+app = Chalice(app_name="memory")
+cm = ContentManager(sys.argv[1], sys.argv[1], app, auto_reload=False)
+cm.register_static_routes()
+with Client(app) as client:
+    response = client.http.get("/static/photo.jpg", headers={"Accept": sys.argv[3]})
+print(json.dumps({"status": response.status_code, "type": response.headers.get("Content-Type"),
+                  "bytes": len(response.body)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def phone_photo(tmp_path_factory) -> Path:
+    static = tmp_path_factory.mktemp("phone")
+    noisy_jpeg(static / "photo.jpg", (4000, 3000))  # 12 MP, a phone's photo
+    return static
+
+
+def test_a_12_mp_photo_converts_to_avif_within_256_mb(phone_photo):
+    """A Chrome request for a 12 MP JPEG answers AVIF in a process limited to 256 MiB.
+
+    ``RLIMIT_AS`` bounds address space, which overcounts what Lambda bills
+    against the function's memory (resident pages): shared libraries mapped
+    but never touched, thread stacks, malloc arenas. Measured VmPeak for this
+    request: 620 MB before (libaom then crashes the process with SIGSEGV under
+    this limit), 156 MB now. So 256 MiB of address space is a stricter budget
+    than a 256 MB function, and passing it leaves room for the runtime.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-c", LIMITED_CHILD, str(phone_photo), str(256 * MB), CHROME],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["status"] == 200
+    assert result["type"] == "image/avif"
+    assert 0 < result["bytes"] < (phone_photo / "photo.jpg").stat().st_size
+
+
+def test_large_photo_is_decoded_at_a_reduced_scale_and_bounded(tmp_path, monkeypatch):
+    """The encoder sees at most its pixel budget; a JPEG decodes at 1/2 scale to get there."""
+    noisy_jpeg(tmp_path / "photo.jpg", (4000, 3000))
+    decoded_sizes = []
+    real_load = Image.Image.load
+
+    def recording_load(image):
+        decoded_sizes.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(Image.Image, "load", recording_load)
+    data = (tmp_path / "photo.jpg").read_bytes()
+    body = toolkit._encode_image(data, "AVIF", None, toolkit.DEFAULT_IMAGE_QUALITY)
+    monkeypatch.undo()
+    out = Image.open(io.BytesIO(body))
+    assert out.width * out.height <= toolkit.IMAGE_ENCODE_MAX_PIXELS["AVIF"]
+    assert abs(out.width / out.height - 4 / 3) < 0.01
+    assert (2000, 1500) in decoded_sizes and (4000, 3000) not in decoded_sizes
+
+
+def test_an_image_over_the_decode_budget_is_served_as_it_is(tmp_path, caplog, monkeypatch):
+    """A non-JPEG whose pixels would not fit the decode budget is left alone (and remembered).
+
+    It is never decoded, not even to read its EXIF orientation (``getexif()`` on
+    a PNG decodes it all).
+    """
+    # 20 MP at 16 bits a sample: 80 MB decoded, and not a PNG the strip decoder reads.
+    Image.new("I;16", (5000, 4000), 1000).save(tmp_path / "big.png")
+    app, cm = static_app(tmp_path)
+    decoded_sizes = []
+    real_load = Image.Image.load
+
+    def recording_load(image):
+        decoded_sizes.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(Image.Image, "load", recording_load)
+    with Client(app) as client:
+        responses = [
+            client.http.get("/static/big.png", headers={"Accept": CHROME}) for _ in range(3)
+        ]
+        srcset = cm.srcset("big.png")
+    monkeypatch.undo()
+    assert (5000, 4000) not in decoded_sizes
+    assert "w640" in srcset
+    assert all(r.status_code == 200 for r in responses)
+    assert all(r.headers["Content-Type"] == "image/png" for r in responses)
+    assert cm.images.encodes == 1
+    assert any("budget" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "factor"),
+    [("RGB", (301, 203), 2), ("RGBA", (640, 479), 3), ("L", (100, 77), 4), ("LA", (57, 91), 5)],
+)
+def test_a_png_decoded_in_strips_equals_a_whole_decode_reduced(mode, size, factor, monkeypatch):
+    monkeypatch.setattr(toolkit, "_STRIP_BYTES", 1000)  # many strips, some not a whole box tall
+    gradient = Image.linear_gradient("L").resize(size)
+    bands = [Image.blend(gradient, Image.effect_noise(size, 30), 0.5) for _ in mode]
+    source = io.BytesIO()
+    Image.merge(mode, bands).save(source, "PNG")
+    stripped = toolkit._decode_png_reduced(source.getvalue(), factor)
+    whole = Image.open(io.BytesIO(source.getvalue())).reduce(factor)
+    assert stripped.mode == whole.mode and stripped.size == whole.size
+    assert stripped.tobytes() == whole.tobytes()
+
+
+@pytest.mark.parametrize(
+    "options", [{"transparency": (1, 2, 3)}, {"bits": 4}, {"interlace": 1}], ids=str
+)
+def test_pngs_the_strip_decoder_does_not_read_are_left_to_pillow(options):
+    image = Image.new("RGB", (64, 64), (1, 2, 3))
+    if "bits" in options:
+        image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    source = io.BytesIO()
+    image.save(source, "PNG", **{k: v for k, v in options.items() if k != "interlace"})
+    data = bytearray(source.getvalue())
+    if "interlace" in options:  # Pillow does not write Adam7: set the flag (and the CRC)
+        data[28] = 1
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    assert toolkit._decode_png_reduced(bytes(data), 2) is None
+
+
+def test_a_large_png_converts_without_being_decoded_whole(tmp_path, monkeypatch):
+    """A 20 MP PNG (80 MB decoded, over the budget) becomes an AVIF via the strip decoder."""
+    Image.linear_gradient("L").resize((5000, 4000)).convert("RGB").save(tmp_path / "big.png")
+    app, _ = static_app(tmp_path)
+    decoded_sizes = []
+    real_load = Image.Image.load
+
+    def recording_load(image):
+        decoded_sizes.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(Image.Image, "load", recording_load)
+    with Client(app) as client:
+        response = client.http.get("/static/big.png", headers={"Accept": CHROME})
+    monkeypatch.undo()
+    assert response.status_code == 200, response.body[:500]
+    assert response.headers["Content-Type"] == "image/avif"
+    assert (5000, 4000) not in decoded_sizes
+    assert max(w * h for w, h in decoded_sizes) <= 5000 * 4000 // 4  # strips, and the output
+
+
+# -- failures are remembered; a variant must be smaller -------------------------
+
+
+def test_a_conversion_out_of_memory_is_remembered_and_the_original_served(tmp_path, monkeypatch):
+    noisy_jpeg(tmp_path / "photo.jpg", (400, 300))
+    calls = []
+
+    def out_of_memory(*args, **kwargs):
+        calls.append(args[1])
+        raise MemoryError
+
+    monkeypatch.setattr(toolkit, "_encode_image", out_of_memory)
+    app, _ = static_app(tmp_path)
+    original = (tmp_path / "photo.jpg").read_bytes()
+    with Client(app) as client:
+        responses = [
+            client.http.get("/static/photo.jpg", headers={"Accept": CHROME}) for _ in range(5)
+        ]
+    assert [r.status_code for r in responses] == [200] * 5
+    assert all(r.body == original for r in responses)
+    assert calls == ["AVIF"]  # tried once, not on every request
+
+
+def test_a_variant_too_large_for_lambda_is_not_served(tmp_path, monkeypatch):
+    noisy_jpeg(tmp_path / "photo.jpg", (400, 300))
+    monkeypatch.setattr(toolkit, "_encode_image", lambda *args, **kwargs: b"\0" * (7 * MB))
+    app, cm = static_app(tmp_path)
+    with Client(app) as client:
+        responses = [
+            client.http.get("/static/photo.jpg", headers={"Accept": CHROME}) for _ in range(3)
+        ]
+    assert [r.status_code for r in responses] == [200] * 3
+    assert all(r.headers["Content-Type"] == "image/jpeg" for r in responses)
+    assert cm.images.encodes == 1
+
+
+@pytest.mark.parametrize("accept", [CHROME, SAFARI, "image/jpeg"])
+def test_no_variant_of_the_demo_hero_is_larger_than_the_png(tmp_path, accept):
+    """The scaffold's hero.png: its AVIF, WebP and resized PNGs were all larger than it."""
+    original = (ROOT / "scaffold" / "chalicelib" / "static" / "img" / "hero.png").read_bytes()
+    (tmp_path / "hero.png").write_bytes(original)
+    app, cm = static_app(tmp_path)
+    paths = ["/static/hero.png"] + [
+        "/static/" + cm.static_url("hero.png", width=w).rpartition("/")[2]
+        for w in cm.images.widths
+        if w < 960
+    ]
+    with Client(app) as client:
+        for path in paths:
+            response = client.http.get(path, headers={"Accept": accept})
+            assert response.status_code == 200, path
+            if accept == "image/jpeg":  # a format the client asked for instead: kept
+                continue
+            assert len(response.body) <= len(original), (path, response.headers["Content-Type"])
+
+
+# -- static bodies: a byte budget ------------------------------------------------
+
+
+def held_bytes(cm: ContentManager) -> int:
+    return sum(len(f._body or b"") for f in cm.static_files.files.values())
+
+
+def test_prime_keeps_static_bodies_within_the_budget(tmp_path):
+    """Priming a 48 MB static folder hashes every file but holds at most the budget."""
+    rng = random.Random(1)
+    for number in range(24):
+        (tmp_path / f"blob{number}.bin").write_bytes(rng.randbytes(2 * MB))
+    (tmp_path / "site.css").write_bytes(b"body { color: red }\n" * 5000)
+    app, cm = static_app(tmp_path)
+    cm.prime()
+    assert held_bytes(cm) <= toolkit.DEFAULT_STATIC_CACHE_BYTES
+    assert cm.static_files.bodies.size <= toolkit.DEFAULT_STATIC_CACHE_BYTES
+    assert all(f._version is not None for f in cm.static_files.files.values())  # all hashed
+    with Client(app) as client:  # evicted files are still served, read again from disk
+        response = client.http.get("/static/blob0.bin")
+    assert response.status_code == 200 and response.body == (tmp_path / "blob0.bin").read_bytes()
+
+
+def test_a_file_too_large_to_serve_is_not_kept_after_its_500(tmp_path):
+    (tmp_path / "video.bin").write_bytes(random.Random(2).randbytes(10 * MB))
+    app, cm = static_app(tmp_path)
+    with Client(app) as client:
+        response = client.http.get("/static/video.bin")
+    assert response.status_code == 500
+    assert held_bytes(cm) == 0
+
+
+def test_large_files_are_served_with_their_own_etag_and_gzip(tmp_path):
+    """A file over a quarter of the budget is read per request, never held, still validated."""
+    text = b"".join(b"line %d of a large stylesheet\n" % n for n in range(200_000))  # 6 MB
+    (tmp_path / "big.css").write_bytes(text)
+    app, cm = static_app(tmp_path, static_cache_bytes=4 * MB)
+    with Client(app) as client:
+        plain = client.http.get("/static/big.css", headers={"Accept-Encoding": "identity"})
+        zipped = client.http.get("/static/big.css", headers={"Accept-Encoding": "gzip"})
+    assert plain.status_code == 500  # over Lambda's 6 MB payload limit
+    assert zipped.status_code == 200
+    assert gzip.decompress(zipped.body) == text
+    assert zipped.headers["ETag"] == f'"{toolkit._digest(text)}-gz"'
+    assert held_bytes(cm) == 0
+
+
+def test_rss_after_prime_stays_near_the_budget(tmp_path):
+    """In a fresh process: priming 96 MB of static files leaves RSS well below 96 MB more."""
+    rng = random.Random(3)
+    for number in range(48):
+        (tmp_path / f"blob{number}.bin").write_bytes(rng.randbytes(2 * MB))
+    child = (
+        "import resource, sys\n"
+        "from chalice_http_toolkit import ContentManager\n"
+        "def rss():\n"
+        "    with open('/proc/self/status') as f:\n"
+        "        return next(int(l.split()[1]) for l in f if l.startswith('VmRSS')) // 1024\n"
+        "cm = ContentManager(sys.argv[1] + '-none', sys.argv[1], auto_reload=False)\n"
+        "before = rss()\n"
+        "cm.prime()\n"
+        "print(rss() - before)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", child, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    grown_mb = int(completed.stdout.strip().splitlines()[-1])
+    assert grown_mb <= toolkit.DEFAULT_STATIC_CACHE_BYTES // MB + 16, grown_mb
