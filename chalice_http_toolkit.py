@@ -243,7 +243,7 @@ class ETagList(NamedTuple):
     star: bool
 
 
-_ETAG_ITEM = re.compile(r'(W/)?"([^"]*)"|(\*)|([^,\s"]+)')
+_ETAG_ITEM = re.compile(r'(W/)?"([^"]*)"|([^,\s"]+)')
 
 
 def parse_etags(value: str | None) -> ETagList:
@@ -252,29 +252,29 @@ def parse_etags(value: str | None) -> ETagList:
     Weak and strong tags are both collected in ``tags`` (the weak comparison
     set); ``strong`` holds only the strong ones. Commas inside quotes belong
     to the tag. Unquoted tokens are accepted as tags because some clients send
-    them.
+    them. ``star`` means the field is ``*`` alone (RFC 9110 §13.1.1: ``"*" /
+    #entity-tag``): in ``foo *bar``, ``"a"*`` or ``**`` the star is no wildcard.
 
     >>> parse_etags('W/"a", "b"').tags == {'a', 'b'}
     True
-    >>> parse_etags('*').star
-    True
+    >>> parse_etags('*').star, parse_etags('"a"*').star
+    (True, False)
     """
     if not value:
         return ETagList(frozenset(), frozenset(), False)
+    if value.strip(" \t") == "*":
+        return ETagList(frozenset(), frozenset(), True)
     tags: set[str] = set()
     strong: set[str] = set()
-    star = False
     for match in _ETAG_ITEM.finditer(value):
-        weak, quoted, is_star, bare = match.groups()
-        if is_star:
-            star = True
-        elif quoted is not None:
+        weak, quoted, bare = match.groups()
+        if quoted is not None:
             tags.add(quoted)
             if not weak:
                 strong.add(quoted)
         else:
             tags.add(bare)
-    return ETagList(frozenset(tags), frozenset(strong), star)
+    return ETagList(frozenset(tags), frozenset(strong), False)
 
 
 def _opaque(etag: str) -> str:
