@@ -18,6 +18,7 @@ import datetime
 import functools
 import json
 import logging
+import marshal
 import os
 import re
 import sys
@@ -225,6 +226,9 @@ class BoundedCache:
 # ---------------------------------------------------------------------------
 
 
+_ETAG_FORBIDDEN = re.compile('[\x00-\x20"\x7f]')
+
+
 def quote_etag(tag: str, weak: bool = False) -> str:
     """Quote an opaque tag as an entity-tag (RFC 9110 §8.8.3).
 
@@ -234,7 +238,7 @@ def quote_etag(tag: str, weak: bool = False) -> str:
     >>> quote_etag('abc'), quote_etag('abc', weak=True)
     ('"abc"', 'W/"abc"')
     """
-    if '"' in tag or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in tag):
+    if _ETAG_FORBIDDEN.search(tag):
         raise ValueError(f"invalid entity-tag characters in {tag!r}")
     return f'W/"{tag}"' if weak else f'"{tag}"'
 
@@ -1101,87 +1105,43 @@ def stable_digest(value: Any) -> str | None:
     return _stable_digest(value)
 
 
-_MEMO_TYPES = (
-    datetime.date,
-    datetime.datetime,
-    datetime.time,
-    datetime.timezone,
-    datetime.timedelta,
-)
-
-
-@functools.lru_cache(maxsize=1)
-def _memo_pickler() -> Any:
-    """The pickler class for memo keys (made on first use: ``pickle`` is slow to import).
-
-    The C pickler writes None, bool, int, float, str, bytes, bytearray, list,
-    tuple, dict, set and frozenset itself (each with its own opcode, so
-    ``b"a"`` and ``bytearray(b"a")``, ``1`` and ``True``, a list and a tuple
-    never share a key); anything else comes through ``reducer_override``, which
-    lets through the stdlib types :func:`stable_digest` encodes (and the
-    globals their pickles name) and refuses the rest, so no application code runs.
-    """
-    import copyreg
-    import pickle
-
-    # getattr: how a pickle names a classmethod (ZoneInfo._unpickle)
-    allowed: set[Any] = {*_MEMO_TYPES, copyreg.__newobj__, copyreg.__newobj_ex__, getattr}
-    instances = set(_MEMO_TYPES)
-    markupsafe = sys.modules.get("markupsafe")
-    if markupsafe is not None:
-        allowed.add(markupsafe.Markup)
-        instances.add(markupsafe.Markup)
-
-    class MemoPickler(pickle.Pickler):
-        def reducer_override(self, obj: Any) -> Any:
-            kind = type(obj)
-            if kind in instances:
-                return NotImplemented  # pickled as usual: by class and state
-            if kind.__module__ == "zoneinfo" and kind.__qualname__ == "ZoneInfo":
-                return NotImplemented  # by its key
-            try:
-                known = obj in allowed or _is_zoneinfo_global(obj)
-            except TypeError:  # unhashable: not a global
-                known = False
-            if known:
-                return NotImplemented
-            raise _NoCanonicalForm(kind.__qualname__)
-
-    return MemoPickler
-
-
-def _is_zoneinfo_global(obj: Any) -> bool:
-    """``ZoneInfo`` or the ``ZoneInfo._unpickle`` its pickle names."""
-    owner = getattr(obj, "__self__", obj)
-    return (
-        isinstance(owner, type)
-        and owner.__module__ == "zoneinfo"
-        and owner.__qualname__ == "ZoneInfo"
-        and (obj is owner or getattr(obj, "__name__", "") == "_unpickle")
-    )
-
-
 def _memo_key(value: Any) -> bytes | None:
-    """Bytes that identify ``value`` and the type of everything in it, for a memo; or ``None``.
+    """Bytes that identify ``value`` within this process, for a memo; ``None`` if unsuitable.
 
-    Equal keys mean values of the same types with the same data, so a memo hit
-    is the answer the value itself would get. They are a memo key, never a
+    ``marshal`` (C, fast) writes exact built-in types only and keeps tuple/list
+    and bool/int apart; but it writes any buffer (bytes, bytearray, array,
+    memoryview) as bytes. So a memo stores only values that hold no buffer
+    (:func:`_memo_storable`): a key equal to a stored one is then, object for
+    object, the same types with the same data. They are a memo key, never a
     digest: they follow set order and object sharing, which may differ for
-    equal values (a miss, never a wrong answer). ``marshal`` is not used: it
-    writes any buffer (bytearray, array, memoryview) as bytes.
+    equal values (a miss, never a wrong answer).
     """
-    import io
-
-    buffer = io.BytesIO()
     try:
-        _memo_pickler()(buffer, 5).dump(value)
-    except (_NoCanonicalForm, RecursionError):
+        key = marshal.dumps(value)
+    except ValueError:  # a type marshal does not write (datetime, Markup, …)
         return None
-    key = buffer.getvalue()
     return key if len(key) <= _MEMO_MAX_KEY else None
 
 
 _MEMO_MAX_KEY = 32 * 1024
+_MEMO_LEAVES = (str, int, float, bool, type(None))
+
+
+def _memo_storable(value: Any, depth: int = 0) -> bool:
+    """Whether a value ``marshal`` wrote holds nothing but containers, str, numbers and None."""
+    kind = type(value)
+    if kind in _MEMO_LEAVES:
+        return True
+    if depth > _MAX_DEPTH:
+        return False
+    if kind is dict:
+        return all(
+            _memo_storable(key, depth + 1) and _memo_storable(item, depth + 1)
+            for key, item in value.items()
+        )
+    if kind in (list, tuple, set, frozenset):
+        return all(_memo_storable(item, depth + 1) for item in value)
+    return False  # a buffer (bytes, bytearray, array, memoryview) or something rarer
 
 
 def _stable_digest(value: Any) -> str | None:
@@ -1957,6 +1917,7 @@ class Offer(NamedTuple):
     gzip_body: Callable[[], bytes | None] | None = None
     allow_ranges: bool = False
     headers: Mapping[str, str] | None = None  # what the representation implies (disposition)
+    private: bool = False  # made for one visitor (a personal template): see ``private``
     describe: Callable[[Any], tuple[str, Mapping[str, str] | None]] | None = None
 
 
@@ -2020,6 +1981,7 @@ def answer_request(
     """
     content_type = offer.content_type
     may_gzip = compress and (content_type is None or _is_compressible(content_type))
+    private = private or offer.private
     etag = None if private else offer.etag
     last_modified = offer.last_modified
     if last_modified is None and headers:
@@ -2110,7 +2072,12 @@ def answer_preconditions(
     last_modified = offer.last_modified
     if last_modified is None and headers:
         last_modified = _stated_last_modified(headers)
-    if private or not 200 <= status < 300 or (offer.etag is None and last_modified is None):
+    if (
+        private
+        or offer.private
+        or not 200 <= status < 300
+        or (offer.etag is None and last_modified is None)
+    ):
         return None
     may_gzip = compress and (offer.content_type is None or _is_compressible(offer.content_type))
     return _precondition_answer(
@@ -2532,22 +2499,30 @@ class ContentManager:
         name (``random``), or an argument with no canonical form; the caller
         then renders (and hashes) the body.
         """
+        return self._page_etag(filename, kwargs, salt)[0]
+
+    def _page_etag(
+        self, filename: str, kwargs: Mapping[str, Any], salt: str
+    ) -> tuple[str | None, _PagePlan]:
+        """:meth:`template_etag` and the template's :class:`_PagePlan`, memoised together."""
         key = _memo_key(kwargs)
         if key is not None:
-            etag = self._template_etags.get((filename, salt, key))
-            if etag is not _MISSING:
-                return etag
-        base = self._page_plan(filename, salt).base
+            found = self._template_etags.get((filename, salt, key))
+            if found is not _MISSING:
+                return found
+        plan = self._page_plan(filename, salt)
         etag = None
-        if base is not None:
+        if plan.base is not None:
             arguments = _stable_digest([(name, kwargs[name]) for name in sorted(kwargs)])
             if arguments is not None:
-                hasher = base.copy()
+                hasher = plan.base.copy()
                 hasher.update(arguments.encode())
                 etag = quote_etag(hasher.hexdigest())
-        if key is not None:
-            self._template_etags.put((filename, salt, key), etag)
-        return etag
+        found = (etag, plan)
+        if key is not None and _memo_storable(kwargs):
+            # the plan is shared by every entry of the template: count its reference only
+            self._template_etags.put((filename, salt, key), found, cost=_held_size(etag) + 64)
+        return found
 
     def _page_plan(self, filename: str, salt: str) -> _PagePlan:
         plan = self._page_plans.get((filename, salt))
@@ -2591,14 +2566,14 @@ class ContentManager:
         it (rendered once per container, ``page_cache_bytes``). Otherwise (dynamic
         includes, volatile names, arguments with no canonical form) the page is
         rendered now and its bytes hashed, and it is never cached. A personal
-        template (see :func:`template_is_personal`) has no ETag at all.
+        template (one that names ``_PERSONAL_TEMPLATE_NAMES``) is a ``private``
+        offer with no ETag at all.
         """
-        plan = self._page_plan(filename, salt)
-        etag = None if plan.base is None else self.template_etag(filename, kwargs, salt)
+        etag, plan = self._page_etag(filename, kwargs, salt)
         if etag is None:
             body = self.render_template(filename, **kwargs)
             if plan.personal:
-                return Offer(plan.content_type, lambda: body)
+                return Offer(plan.content_type, lambda: body, private=True)
             return Offer(
                 plan.content_type,
                 lambda: body,
@@ -2619,10 +2594,6 @@ class ContentManager:
             return held[0].gzip_body()
 
         return Offer(plan.content_type, page, etag=etag, gzip_body=gzip_body)
-
-    def template_is_personal(self, filename: str) -> bool:
-        """Whether ``filename``'s closure names anything personal (answer it ``private``)."""
-        return self._page_plan(filename, "").personal
 
     def prime(self) -> dict[str, float]:
         """Do this container's start-up work now; milliseconds per step (also logged).
@@ -3000,7 +2971,6 @@ class CloudFront:
             status_code,
             headers,
             cache_control=self._cache_control(cache_control),
-            private=cm.template_is_personal(filename),
         )
 
     def static(

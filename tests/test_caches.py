@@ -40,7 +40,7 @@ def deployed(site):
 
 def test_memoised_etag_equals_a_fresh_containers(deployed):
     _, cm, _ = deployed
-    kwargs = {"title": "t", "items": [{"a": 1}, (2, 3.5), None, True, b"x"]}
+    kwargs = {"title": "t", "items": [{"a": 1}, (2, 3.5), None, True, "x"]}  # bytes: not memoised
     first, fresh = etag_pair(cm, kwargs)
     assert first == fresh and first is not None
     assert cm.template_etag("index.html", kwargs) == first  # a memo hit
