@@ -166,14 +166,18 @@ class BoundedCache:
 
     def get(self, key: Any) -> Any:
         """The cached value (which may be ``None``), else the module's ``_MISSING`` sentinel."""
-        with self._lock:
-            value = self._entries.get(key, _MISSING)
-            if value is _MISSING:
-                self.misses += 1
-                return value
-            self._entries.move_to_end(key)  # now the most recently used
-            self.hits += 1
+        # No lock: each OrderedDict operation is atomic under the GIL, and only
+        # ``put`` changes what the size accounting depends on.
+        value = self._entries.get(key, _MISSING)
+        if value is _MISSING:
+            self.misses += 1
             return value
+        try:
+            self._entries.move_to_end(key)  # now the most recently used
+        except KeyError:  # evicted by another thread meanwhile: still the right value
+            pass
+        self.hits += 1
+        return value
 
     def put(self, key: Any, value: Any, cost: int | None = None) -> None:
         """Store ``value`` under ``key``; ``cost`` (bytes) stands for the measured ``value``."""
@@ -1979,6 +1983,35 @@ def answer_request(
     ``fixed_headers`` (CORS, security headers) and then the caller's
     ``headers`` are added to every answer.
     """
+    return _answer(
+        method,
+        request_headers,
+        offer,
+        status,
+        headers,
+        cache_control,
+        vary,
+        compress,
+        private,
+        fixed_headers,
+        debug,
+    )
+
+
+def _answer(
+    method: str,
+    request_headers: Mapping[str, str],
+    offer: Offer,
+    status: int,
+    headers: Mapping[str, str] | None,
+    cache_control: str | None,
+    vary: tuple[str, ...],
+    compress: bool,
+    private: bool,
+    fixed_headers: Mapping[str, str] | None,
+    debug: bool,
+) -> Answer:
+    """:func:`answer_request` with positional arguments (the toolkit's own calls)."""
     content_type = offer.content_type
     may_gzip = compress and (content_type is None or _is_compressible(content_type))
     private = private or offer.private
@@ -2623,18 +2656,18 @@ class ContentManager:
         else:
             method, request_headers = request.method, _lower_case_headers(request.headers)
         return _gateway_response(
-            answer_request(
+            _answer(
                 method,
                 request_headers,
                 offer,
-                status=status_code,
-                headers=headers,
-                cache_control=cache_control,
-                vary=vary,
-                compress=self.compress,
-                private=private,
-                fixed_headers=self._fixed_headers,
-                debug=bool(getattr(self.app, "debug", False)),
+                status_code,
+                headers,
+                cache_control,
+                vary,
+                self.compress,
+                private,
+                self._fixed_headers,
+                bool(getattr(self.app, "debug", False)),
             )
         )
 
