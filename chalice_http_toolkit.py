@@ -175,7 +175,7 @@ class BoundedCache:
         try:
             self._entries.move_to_end(key)  # now the most recently used
         except KeyError:  # evicted by another thread meanwhile: still the right value
-            pass
+            return value
         self.hits += 1
         return value
 
