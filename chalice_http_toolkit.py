@@ -856,7 +856,7 @@ class StaticFile:
 
     @property
     def etag(self) -> str:
-        return f'"{self.digest}"'
+        return quote_etag(self.digest)
 
     def gzip_body(self) -> bytes | None:
         """The gzip body, computed once; ``None`` when it would not be smaller."""
@@ -1468,6 +1468,7 @@ def normalise_image_accept(accept: str | None) -> str:
 
 
 _negotiate_cached = functools.lru_cache(maxsize=256)(negotiate_image_format)
+_MEMO_ACCEPT_MAX = 512  # longer Accept values are negotiated without the memo
 
 
 class _ImageError(Exception):
@@ -1684,7 +1685,7 @@ class StaticImages:
         token = target.lower() if width is None else f"w{width}-{target.lower()}"
         return ImageVariant(
             (static_file.digest, target, width),
-            f'"{static_file.digest}-{token}-{self._settings_tag}"',
+            quote_etag(f"{static_file.digest}-{token}-{self._settings_tag}"),
             _FORMAT_MEDIA_TYPES[target],
         )
 
@@ -2821,7 +2822,11 @@ class ContentManager:
                 cache_control=cache_control,
             )
         method, request_headers = self._request_parts()
-        target = _negotiate_cached(request_headers.get("accept"), source_format)
+        accept = request_headers.get("accept")
+        if accept is None or len(accept) <= _MEMO_ACCEPT_MAX:  # the memo holds short values
+            target = _negotiate_cached(accept, source_format)
+        else:
+            target = negotiate_image_format(accept, source_format)
         body = None
         if target is not None or width is not None:
             variant = images.variant(static_file, target or source_format, width)
