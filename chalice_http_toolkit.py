@@ -4,9 +4,10 @@ Copy this one file into your project's ``chalicelib/`` and get Jinja2 templates,
 static files, binary assets, image negotiation and a CloudFront cache layer
 (content-based validators, 304 Not Modified, Cache-Control) on AWS Lambda.
 
-The module is ordered the way a request flows: header helpers, content types,
-the static index, templates, images, responses, ``ContentManager``,
-``CloudFront``, keep-warm and the libmagic loader. Jinja2, Pillow and
+The module is ordered the way a request flows: the bounded cache every section
+uses, header helpers, content types, the static index, templates, images, the
+response pipeline (which answers a request knowing nothing of Chalice),
+``ContentManager``, ``CloudFront``, keep-warm and the libmagic loader. Jinja2, Pillow and
 python-magic are imported lazily, so a cold start pays only for what it uses.
 """
 
@@ -1744,7 +1745,7 @@ class StaticImages:
 
 
 # ---------------------------------------------------------------------------
-# Responses: one builder for bodies, validators, compression and the size limit
+# Response pipeline: method, request headers and an Offer in; status, headers, body out
 # ---------------------------------------------------------------------------
 
 
