@@ -420,3 +420,42 @@ def test_memo_keys_refuse_what_runs_application_code():
         assert toolkit._memo_key(value) is None
     moment = datetime.datetime(2025, 1, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
     assert toolkit._memo_key(moment) is None
+
+
+# -- the registries forms and others extend -------------------------------------
+
+
+def test_a_template_naming_a_personal_name_is_private_and_never_cached(site, monkeypatch):
+    templates, static = site
+    (templates / "mine.html").write_text("{% include 'token.html' %}")
+    (templates / "token.html").write_text("<input value='{{ csrf_token() }}'>")
+    monkeypatch.setattr(toolkit, "_PERSONAL_TEMPLATE_NAMES", {"csrf_token"})
+    app, cm, cf = build_app(templates, static, auto_reload=False)
+    tokens = iter(["a", "b"])
+    cm.env.globals["csrf_token"] = lambda: next(tokens)
+
+    @app.route("/mine", methods=["GET"])
+    def mine():
+        return cf.template("mine.html")
+
+    with Client(app) as client:
+        first = client.http.get("/mine")
+        second = client.http.get("/mine", headers={"If-None-Match": '"anything"'})
+    assert first.body == b"<input value='a'>" and second.body == b"<input value='b'>"
+    for response in (first, second):
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "private, no-store"
+        assert "ETag" not in response.headers
+    assert len(cm.pages) == 0 and cm.template_etag("mine.html", {}) is None
+
+
+def test_a_template_naming_a_volatile_global_is_rendered_every_time(site, monkeypatch):
+    templates, static = site
+    (templates / "now.html").write_text("{{ now() }}")
+    monkeypatch.setattr(toolkit, "_VOLATILE_TEMPLATE_NAMES", {"random", "lipsum", "now"})
+    app, cm, cf = build_app(templates, static, auto_reload=False)
+    ticks = iter(range(100))
+    cm.env.globals["now"] = lambda: next(ticks)
+    assert serve(app, cf, "now.html").body == b"0"
+    assert serve(app, cf, "now.html").body == b"1"
+    assert len(cm.pages) == 0
