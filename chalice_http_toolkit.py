@@ -1040,7 +1040,7 @@ def _encode(value: Any, out: list[str], depth: int = 0) -> None:
     elif kind is set or kind is frozenset:
         # Set order depends on PYTHONHASHSEED; the sorted member encodings do not.
         members = sorted(_encoded_text(item, depth + 1) for item in value)
-        out.append(f"S{len(members)}{{")
+        out.append(f"{'S' if kind is set else 'Q'}{len(members)}{{")
         out.extend(members)
         out.append("}")
     elif kind is datetime.date:

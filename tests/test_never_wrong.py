@@ -459,3 +459,13 @@ def test_a_template_naming_a_volatile_global_is_rendered_every_time(site, monkey
     assert serve(app, cf, "now.html").body == b"0"
     assert serve(app, cf, "now.html").body == b"1"
     assert len(cm.pages) == 0
+
+
+def test_a_set_and_a_frozenset_get_their_own_etag(deployed):
+    # found by the Hypothesis test: both were encoded "S0{}"
+    _, cm, _ = deployed
+    assert stable_digest(set()) != stable_digest(frozenset())
+    assert stable_digest({1}) != stable_digest(frozenset({1}))
+    one = cm.template_etag("value.html", {"v": set()})
+    other = cm.template_etag("value.html", {"v": frozenset()})
+    assert one != other
