@@ -1058,9 +1058,10 @@ def _tz_identity(tzinfo: Any) -> str:
     """A fixed offset (with its name) or a zoneinfo key; any other tzinfo has no canonical form."""
     kind = type(tzinfo)
     if kind is datetime.timezone:
-        return f"fixed:{tzinfo.utcoffset(None)}:{tzinfo.tzname(None)}"
+        name = tzinfo.tzname(None)
+        return f"fixed:{tzinfo.utcoffset(None)}:{len(name)}:{name}"
     if kind.__module__ == "zoneinfo" and kind.__qualname__ == "ZoneInfo" and tzinfo.key:
-        return f"zone:{tzinfo.key}"
+        return f"zone:{len(tzinfo.key)}:{tzinfo.key}"
     raise _NoCanonicalForm(f"no canonical form for the time zone {kind.__qualname__}")
 
 
