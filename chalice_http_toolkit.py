@@ -2146,12 +2146,14 @@ def _precondition_answer(
     if outcome is None:
         return None
     cache_control, vary, fixed_headers, headers = options
+    if headers:  # of the caller's headers, a 304/412 keeps those about caching
+        headers = _not_modified_headers(headers)
     out = _response_headers(
         None, cache_control, vary, may_gzip, last_modified, fixed_headers, headers
     )
     if etag is not None:
         out["ETag"] = named or etag
-    return Answer(outcome, _not_modified_headers(out), "", False)
+    return Answer(outcome, out, "", False)
 
 
 def _stated_last_modified(headers: Mapping[str, str]) -> int | None:
@@ -2248,7 +2250,10 @@ def _gzip_etag(etag: str) -> str:
 
 
 def _not_modified_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The 200's caching headers for a 304/412 (RFC 9110 §15.4.5), and no body headers."""
+    """The caching headers of ``headers`` for a 304/412 (RFC 9110 §15.4.5), no body headers.
+
+    The toolkit's own (nosniff, CORS, security headers) are always kept.
+    """
     return {name: value for name, value in headers.items() if name.lower() in _NOT_MODIFIED_HEADERS}
 
 
@@ -2629,7 +2634,7 @@ class ContentManager:
         def gzip_body() -> bytes | None:  # called after page()
             return held[0].gzip_body()
 
-        return Offer(plan.content_type, page, etag=etag, gzip_body=gzip_body)
+        return Offer(plan.content_type, page, etag, None, gzip_body)
 
     def prime(self) -> dict[str, float]:
         """Do this container's start-up work now; milliseconds per step (also logged).
@@ -2788,7 +2793,7 @@ class ContentManager:
             return Offer(content_type, get_body, etag=etag, allow_ranges=True)
         known = self._asset_types.get((resource, etag))
         if known is not _MISSING:
-            return Offer(known[0], get_body, etag=etag, allow_ranges=True, headers=known[1])
+            return Offer(known[0], get_body, etag, None, None, True, known[1])
 
         def describe(body: bytes) -> tuple[str, Mapping[str, str] | None]:
             described = _sniffed_type(body)
@@ -3056,13 +3061,15 @@ def _resource(app: Any, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
     """What names the resource being served: the route, its parameters, the producing code."""
     request = getattr(app, "current_request", None) if app is not None else None
     code = getattr(get_asset, "__code__", None)
-    producer = (code.co_filename, code.co_firstlineno, code.co_name) if code else repr(get_asset)
+    producer = (code.co_filename, code.co_firstlineno) if code else repr(get_asset)
     if request is None:
         return (producer,)
+    uri_params = request.uri_params
+    query_params = request.query_params
     return (
         request.path,
-        tuple(sorted((request.uri_params or {}).items())),
-        tuple(sorted((request.query_params or {}).items())),
+        tuple(sorted(uri_params.items())) if uri_params else (),
+        tuple(sorted(query_params.items())) if query_params else (),
         producer,
     )
 
