@@ -2295,11 +2295,7 @@ def _fixed_headers(
 def _static_offer(static_file: StaticFile, content_type: str) -> Offer:
     """A static file on offer: its content-hash ETag, its body and gzip form on demand."""
     return Offer(
-        content_type,
-        lambda: static_file.body,
-        etag=static_file.etag,
-        gzip_body=static_file.gzip_body,
-        allow_ranges=True,
+        content_type, lambda: static_file.body, static_file.etag, None, static_file.gzip_body, True
     )
 
 
