@@ -126,7 +126,13 @@ def _held_size(value: Any, depth: int = 0) -> int:
     kind = type(value)
     if kind is str or kind is bytes or kind is int or value is None:
         return size
-    if kind is tuple or kind is list or kind is frozenset or kind is set:
+    if (
+        kind is tuple
+        or kind is list
+        or kind is frozenset
+        or kind is set
+        or isinstance(value, tuple)
+    ):
         return size + sum(_held_size(item, depth + 1) for item in value)
     if kind is dict:
         return size + sum(
