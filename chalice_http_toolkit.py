@@ -2191,6 +2191,10 @@ def _response_headers(
         out.update(fixed_headers)
     if extra:
         out.update(extra)
+    if not vary and not headers and "Vary" not in out:  # the common case, without a loop
+        if may_gzip:
+            out["Vary"] = "Accept-Encoding"
+        return out
     fields = list(vary)
     if headers:
         for name, value in headers.items():
