@@ -1043,9 +1043,17 @@ def _encode(value: Any, out: list[str], depth: int = 0) -> None:
         out.append("N" if value is None else ("T" if value else "F"))
     elif kind is bytes:
         out.append(f"b{len(value)}:{value.hex()}")
+        out.has_bytes = True  # type: ignore[attr-defined]
     elif kind is set or kind is frozenset:
         # Set order depends on PYTHONHASHSEED; the sorted member encodings do not.
-        members = sorted(_encoded_text(item, depth + 1) for item in value)
+        members = []
+        for item in value:
+            tokens = _Tokens()
+            _encode(item, tokens, depth + 1)
+            if tokens.has_bytes:
+                out.has_bytes = True  # type: ignore[attr-defined]
+            members.append("".join(tokens))
+        members.sort()
         out.append(f"{'S' if kind is set else 'Q'}{len(members)}{{")
         out.extend(members)
         out.append("}")
@@ -1090,8 +1098,14 @@ def _encode_other(value: Any, out: list[str], depth: int) -> None:
         raise _NoCanonicalForm(f"no canonical form for {kind.__qualname__}")
 
 
+class _Tokens(list):
+    """The tokens of a canonical encoding; ``has_bytes`` once a bytes value is among them."""
+
+    has_bytes = False
+
+
 def _encoded_text(value: Any, depth: int) -> str:
-    out: list[str] = []
+    out = _Tokens()
     _encode(value, out, depth)
     return "".join(out)
 
@@ -1122,9 +1136,10 @@ def _memo_key(value: Any) -> bytes | None:
 
     ``marshal`` (C, fast) writes exact built-in types only and keeps tuple/list
     and bool/int apart; but it writes any buffer (bytes, bytearray, array,
-    memoryview) as bytes. So a memo stores only values that hold no buffer
-    (:func:`_memo_storable`): a key equal to a stored one is then, object for
-    object, the same types with the same data. They are a memo key, never a
+    memoryview) as bytes. So an ETag is memoised only when the value held no
+    bytes (the canonical encoding says so), or when it is ``None`` (render and
+    hash, right for anything): a key equal to a stored one then names the same
+    types with the same data, object for object. They are a memo key, never a
     digest: they follow set order and object sharing, which may differ for
     equal values (a miss, never a wrong answer).
     """
@@ -1136,33 +1151,22 @@ def _memo_key(value: Any) -> bytes | None:
 
 
 _MEMO_MAX_KEY = 32 * 1024
-_MEMO_LEAVES = (str, int, float, bool, type(None))
-
-
-def _memo_storable(value: Any, depth: int = 0) -> bool:
-    """Whether a value ``marshal`` wrote holds nothing but containers, str, numbers and None."""
-    kind = type(value)
-    if kind in _MEMO_LEAVES:
-        return True
-    if depth > _MAX_DEPTH:
-        return False
-    if kind is dict:
-        return all(
-            _memo_storable(key, depth + 1) and _memo_storable(item, depth + 1)
-            for key, item in value.items()
-        )
-    if kind in (list, tuple, set, frozenset):
-        return all(_memo_storable(item, depth + 1) for item in value)
-    return False  # a buffer (bytes, bytearray, array, memoryview) or something rarer
 
 
 def _stable_digest(value: Any) -> str | None:
+    return _canonical_digest(value)[0]
+
+
+def _canonical_digest(value: Any) -> tuple[str | None, bool]:
+    """:func:`stable_digest`, and whether a bytes value was encoded (see :func:`_memo_key`)."""
+    out = _Tokens()
     try:
-        return _digest(_encoded(value, 0))
+        _encode(value, out, 0)
     except (_NoCanonicalForm, RecursionError):
-        return None
+        return None, False
     except ValueError:  # an int over sys.get_int_max_str_digits() digits
-        return None
+        return None, False
+    return _digest("".join(out).encode("utf-8", "surrogatepass")), out.has_bytes
 
 
 class _TemplateDeps(NamedTuple):
@@ -2559,14 +2563,17 @@ class ContentManager:
                 return found
         plan = self._page_plan(filename, salt)
         etag = None
+        has_bytes = False
         if plan.base is not None:
-            arguments = _stable_digest([(name, kwargs[name]) for name in sorted(kwargs)])
+            arguments, has_bytes = _canonical_digest(
+                [(name, kwargs[name]) for name in sorted(kwargs)]
+            )
             if arguments is not None:
                 hasher = plan.base.copy()
                 hasher.update(arguments.encode())
                 etag = quote_etag(hasher.hexdigest())
         found = (etag, plan)
-        if key is not None and _memo_storable(kwargs):
+        if key is not None and (etag is None or not has_bytes):
             # the plan is shared by every entry of the template: count its reference only
             self._template_etags.put((filename, salt, key), found, cost=_held_size(etag) + 64)
         return found
