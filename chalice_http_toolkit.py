@@ -167,6 +167,8 @@ class BoundedCache:
         self._entries: collections.OrderedDict[Any, Any] = collections.OrderedDict()
         self._costs: dict[Any, int] = {}
         self._lock = threading.Lock()
+        #: ``peek(key, default=None)``: read without counting a use (C speed, for hot memos).
+        self.peek = self._entries.get
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -1213,9 +1215,22 @@ def _template_extension(name: str) -> str:
     return extension if dot and stem else ""
 
 
+_UNESCAPED_TEMPLATE_SUFFIXES = tuple(
+    f".{extension}" for extension in _UNESCAPED_TEMPLATE_EXTENSIONS
+)
+
+
 def _template_autoescape(name: str | None) -> bool:
-    """Autoescape unless the template's extension names a non-markup text type."""
-    return name is None or _template_extension(name) not in _UNESCAPED_TEMPLATE_EXTENSIONS
+    """Autoescape unless the template's extension names a non-markup text type.
+
+    Jinja2 asks on every render and include: two ``endswith`` on the name.
+    """
+    if name is None:
+        return True
+    lowered = name.lower()
+    if lowered.endswith(_TEMPLATE_SUFFIXES):
+        lowered = lowered.rpartition(".")[0]
+    return not lowered.endswith(_UNESCAPED_TEMPLATE_SUFFIXES)
 
 
 def _template_content_type(name: str) -> str:
@@ -2458,8 +2473,8 @@ class ContentManager:
         file that is not a raster image, raises ``ValueError``. A missing file
         gets its plain URL (and a warning) so the page still renders.
         """
-        url = self._static_urls.get((filename, width))
-        if url is _MISSING:
+        url = self._static_urls.peek((filename, width))  # read per static() call: no LRU step
+        if url is None:
             url = self._static_url(filename, width)
             self._static_urls.put((filename, width), url)
         return url
