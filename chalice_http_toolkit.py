@@ -7,11 +7,13 @@ Copy this one file into your project's ``chalicelib/`` and get Jinja2 templates,
 static files, binary assets, image negotiation and a CloudFront cache layer
 (content-based validators, 304 Not Modified, Cache-Control) on AWS Lambda.
 
-The module is ordered the way a request flows: header helpers, content types,
-the static index, templates, images, responses, ``ContentManager``,
-``CloudFront``, keep-warm, the front doors (``lambda_handler`` for Function URLs,
-HTTP APIs and ALBs) and the libmagic loader. Jinja2, Pillow and python-magic are
-imported lazily, so a cold start pays only for what it uses.
+The module is ordered the way a request flows: the bounded cache every section
+uses, header helpers, content types, the static index, templates, images, the
+response pipeline (which answers a request knowing nothing of Chalice),
+``ContentManager``, ``CloudFront``, keep-warm, the front doors (``lambda_handler``
+for Function URLs, HTTP APIs and ALBs), the libmagic loader and background tasks.
+Jinja2, Pillow, python-magic and botocore are imported lazily, so a cold start pays
+only for what it uses.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import logging
 import marshal
 import os
 import re
+import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, Union
 
 from chalice.app import CaseInsensitiveMapping, Response
@@ -37,6 +40,7 @@ __all__ = [
     "DEFAULT_IMAGE_MAX_PIXELS",
     "DEFAULT_IMAGE_QUALITY",
     "DEFAULT_IMAGE_WIDTHS",
+    "DEFAULT_SECURITY_HEADERS",
     "DEFAULT_STATIC_CACHE_BYTES",
     "IMAGE_ACCEPT_ANY",
     "IMAGE_ACCEPT_AVIF",
@@ -51,10 +55,13 @@ __all__ = [
     "SQS_MESSAGE_LIMIT",
     "TASKS_MODE_ENV",
     "WRITABLE_IMAGE_FORMATS",
+    "Answer",
+    "BoundedCache",
     "CloudFront",
     "ContentManager",
     "ImageCache",
     "ImageVariant",
+    "Offer",
     "ResponseTooLargeError",
     "StaticFile",
     "StaticImages",
@@ -65,6 +72,8 @@ __all__ = [
     "TaskingControllerFactory",
     "TemplateNotFoundError",
     "accepts_encoding",
+    "answer_preconditions",
+    "answer_request",
     "content_type_for",
     "etag_matches",
     "evaluate_preconditions",
@@ -111,8 +120,144 @@ def _digest(*parts: bytes) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Bounded caches: one primitive, bounded by the memory Python holds
+# ---------------------------------------------------------------------------
+
+#: What :meth:`BoundedCache.get` returns for a key it does not hold.
+_MISSING: Any = object()
+
+#: Bytes an entry costs beyond its key and value: its slot and node in the ordered
+#: dict, its cost record and the int holding it, with the dicts' spare capacity.
+_ENTRY_OVERHEAD = 240
+
+_HELD_DEPTH = 8
+
+
+def _held_size(value: Any, depth: int = 0) -> int:
+    """Bytes Python holds for ``value``: the object, and what its containers and slots hold.
+
+    Shared objects are counted at every reference: an overestimate, never an under-.
+    """
+    size = sys.getsizeof(value)
+    if depth >= _HELD_DEPTH:
+        return size
+    kind = type(value)
+    if kind is str or kind is bytes or kind is int or value is None:
+        return size
+    if (
+        kind is tuple
+        or kind is list
+        or kind is frozenset
+        or kind is set
+        or isinstance(value, tuple)
+    ):
+        return size + sum(_held_size(item, depth + 1) for item in value)
+    if kind is dict:
+        return size + sum(
+            _held_size(key, depth + 1) + _held_size(item, depth + 1) for key, item in value.items()
+        )
+    for name in getattr(kind, "__slots__", ()):
+        size += _held_size(getattr(value, name, None), depth + 1)
+    return size
+
+
+class BoundedCache:
+    """A least-recently-used cache bounded by the bytes Python holds for it.
+
+    An entry costs its key, its value (``sys.getsizeof``, containers and slots
+    followed) and :data:`_ENTRY_OVERHEAD`; ``put(key, value, cost)`` may state
+    the value's cost instead (e.g. room for a body made later). Every
+    per-container cache of the toolkit is one of these: converted images,
+    rendered pages, template ETags, ``static()`` URLs, sniffed types.
+    ``hits``, ``misses`` and ``size`` tell how it is doing. Safe to share
+    between threads (``chalice local`` serves each request on its own thread).
+    A ``max_bytes`` of 0 stores nothing.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"a cache size is a number of bytes >= 0, not {max_bytes!r}")
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.hits = 0
+        self.misses = 0
+        # OrderedDict: popping the oldest is O(1); a dict would rescan its deleted slots
+        self._entries: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+        self._costs: dict[Any, int] = {}
+        self._lock = threading.Lock()
+        #: ``peek(key, default=None)``: read without counting a use (C speed, for hot memos).
+        self.peek = self._entries.get
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Any) -> Any:
+        """The cached value (which may be ``None``), else the module's ``_MISSING`` sentinel."""
+        # No lock: each OrderedDict operation is atomic under the GIL, and only
+        # ``put`` changes what the size accounting depends on.
+        value = self._entries.get(key, _MISSING)
+        if value is _MISSING:
+            self.misses += 1
+            return value
+        try:
+            self._entries.move_to_end(key)  # now the most recently used
+        except KeyError:  # evicted by another thread meanwhile: still the right value
+            return value
+        self.hits += 1
+        return value
+
+    def put(self, key: Any, value: Any, cost: int | None = None) -> None:
+        """Store ``value`` under ``key``; ``cost`` (bytes) stands for the measured ``value``."""
+        if not self.max_bytes:
+            return
+        total = (_held_size(value) if cost is None else cost) + _held_size(key) + _ENTRY_OVERHEAD
+        if total > self.max_bytes:
+            return
+        with self._lock:
+            previous = self._entries.pop(key, _MISSING)
+            if previous is not _MISSING:
+                self.size -= self._costs.pop(key)
+            while self._entries and self.size + total > self.max_bytes:
+                oldest, _ = self._entries.popitem(last=False)
+                self.size -= self._costs.pop(oldest)
+            self._entries[key] = value
+            self._costs[key] = total
+            self.size += total
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._entries
+
+    def __getitem__(self, key: Any) -> Any:
+        """The value under ``key`` (``KeyError`` if absent); not counted as a use."""
+        return self._entries[key]
+
+    def keys(self) -> list[Any]:
+        """The keys, least recently used first (a snapshot)."""
+        with self._lock:
+            return list(self._entries)
+
+    def values(self) -> list[Any]:
+        """The values, least recently used first (a snapshot)."""
+        with self._lock:
+            return list(self._entries.values())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.keys())
+
+    def clear(self) -> None:
+        """Forget every entry (the counters stay)."""
+        with self._lock:
+            self._entries.clear()
+            self._costs.clear()
+            self.size = 0
+
+
+# ---------------------------------------------------------------------------
 # HTTP header helpers (pure: strings in, values out; no Chalice, no I/O)
 # ---------------------------------------------------------------------------
+
+
+_ETAG_FORBIDDEN = re.compile('[\x00-\x20"\x7f]')
 
 
 def quote_etag(tag: str, weak: bool = False) -> str:
@@ -124,7 +269,7 @@ def quote_etag(tag: str, weak: bool = False) -> str:
     >>> quote_etag('abc'), quote_etag('abc', weak=True)
     ('"abc"', 'W/"abc"')
     """
-    if '"' in tag or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in tag):
+    if _ETAG_FORBIDDEN.search(tag):
         raise ValueError(f"invalid entity-tag characters in {tag!r}")
     return f'W/"{tag}"' if weak else f'"{tag}"'
 
@@ -137,7 +282,7 @@ class ETagList(NamedTuple):
     star: bool
 
 
-_ETAG_ITEM = re.compile(r'(W/)?"([^"]*)"|(\*)|([^,\s"]+)')
+_ETAG_ITEM = re.compile(r'(W/)?"([^"]*)"|([^,\s"]+)')
 
 
 def parse_etags(value: str | None) -> ETagList:
@@ -146,29 +291,29 @@ def parse_etags(value: str | None) -> ETagList:
     Weak and strong tags are both collected in ``tags`` (the weak comparison
     set); ``strong`` holds only the strong ones. Commas inside quotes belong
     to the tag. Unquoted tokens are accepted as tags because some clients send
-    them.
+    them. ``star`` means the field is ``*`` alone (RFC 9110 §13.1.1: ``"*" /
+    #entity-tag``): in ``foo *bar``, ``"a"*`` or ``**`` the star is no wildcard.
 
     >>> parse_etags('W/"a", "b"').tags == {'a', 'b'}
     True
-    >>> parse_etags('*').star
-    True
+    >>> parse_etags('*').star, parse_etags('"a"*').star
+    (True, False)
     """
     if not value:
         return ETagList(frozenset(), frozenset(), False)
+    if value.strip(" \t") == "*":
+        return ETagList(frozenset(), frozenset(), True)
     tags: set[str] = set()
     strong: set[str] = set()
-    star = False
     for match in _ETAG_ITEM.finditer(value):
-        weak, quoted, is_star, bare = match.groups()
-        if is_star:
-            star = True
-        elif quoted is not None:
+        weak, quoted, bare = match.groups()
+        if quoted is not None:
             tags.add(quoted)
             if not weak:
                 strong.add(quoted)
         else:
             tags.add(bare)
-    return ETagList(frozenset(tags), frozenset(strong), star)
+    return ETagList(frozenset(tags), frozenset(strong), False)
 
 
 def _opaque(etag: str) -> str:
@@ -590,6 +735,30 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
+#: Types a browser runs or renders as a document on the site's origin.
+_ACTIVE_TYPES = frozenset(
+    {
+        "text/html",
+        "text/xml",
+        "text/xsl",
+        "application/xml",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/javascript",
+        "application/javascript",
+        "application/x-javascript",
+        "application/ecmascript",
+        "text/ecmascript",
+    }
+)
+
+
+def _is_active_type(media_type: str) -> bool:
+    """Whether bytes of this type would run (script) or render as a document (HTML, XML, SVG)."""
+    media_type = media_type.partition(";")[0].strip().lower()
+    return media_type in _ACTIVE_TYPES or media_type.endswith("+xml")
+
+
 def _is_text_type(media_type: str) -> bool:
     return media_type.startswith("text/") or media_type in _TEXT_APPLICATION_TYPES
 
@@ -650,6 +819,8 @@ def content_type_for(filename: str, data: bytes | None = None) -> str:
     if media_type is None:
         # The signature table only: a file gets the same type with or without libmagic.
         media_type = _signature_media_type(data) if data is not None else "application/octet-stream"
+        if _is_active_type(media_type):  # bytes never make themselves a document or a script
+            media_type = "application/octet-stream"
     return _with_charset(media_type)
 
 
@@ -831,7 +1002,7 @@ class StaticFile:
 
     @property
     def etag(self) -> str:
-        return f'"{self.digest}"'
+        return quote_etag(self.digest)
 
     def head(self) -> bytes:
         return self.snapshot().head()
@@ -1080,57 +1251,69 @@ def _encode(value: Any, out: list[str], depth: int = 0) -> None:
         out.append("N" if value is None else ("T" if value else "F"))
     elif kind is bytes:
         out.append(f"b{len(value)}:{value.hex()}")
+        out.has_bytes = True  # type: ignore[attr-defined]
     elif kind is set or kind is frozenset:
         # Set order depends on PYTHONHASHSEED; the sorted member encodings do not.
-        members = sorted(_encoded_text(item, depth + 1) for item in value)
-        out.append(f"S{len(members)}{{")
+        members = []
+        for item in value:
+            tokens = _Tokens()
+            _encode(item, tokens, depth + 1)
+            if tokens.has_bytes:
+                out.has_bytes = True  # type: ignore[attr-defined]
+            members.append("".join(tokens))
+        members.sort()
+        out.append(f"{'S' if kind is set else 'Q'}{len(members)}{{")
         out.extend(members)
         out.append("}")
-    elif kind in (datetime.datetime, datetime.date, datetime.time):
-        out.append(f"D{kind.__name__}:{value.isoformat()};")
+    elif kind is datetime.date:
+        out.append(f"Ddate:{value.isoformat()};")
+    elif kind is datetime.datetime or kind is datetime.time:
+        # The offset alone does not say what renders (%Z, astimezone): name the zone.
+        zone = "" if value.tzinfo is None else _tz_identity(value.tzinfo)
+        naive = value.replace(tzinfo=None).isoformat()
+        out.append(f"D{kind.__name__}:{naive}@{zone}/{value.fold};")
     else:
         _encode_other(value, out, depth)
 
 
+def _tz_identity(tzinfo: Any) -> str:
+    """A fixed offset (with its name) or a zoneinfo key; any other tzinfo has no canonical form."""
+    kind = type(tzinfo)
+    if kind is datetime.timezone:
+        name = tzinfo.tzname(None)
+        return f"fixed:{tzinfo.utcoffset(None)}:{len(name)}:{name}"
+    if kind.__module__ == "zoneinfo" and kind.__qualname__ == "ZoneInfo" and tzinfo.key:
+        return f"zone:{len(tzinfo.key)}:{tzinfo.key}"
+    raise _NoCanonicalForm(f"no canonical form for the time zone {kind.__qualname__}")
+
+
 def _encode_other(value: Any, out: list[str], depth: int) -> None:
-    """Encode the less common types; anything unknown has no canonical form."""
-    import dataclasses
+    """Encode Decimal and Markup (exact types); anything else has no canonical form.
+
+    A subclass, a dataclass, an enum or a path object renders through code of
+    its own (``__str__``, ``__html__``, extra attributes), which no encoding
+    of its data can stand for: those fall back to render-and-hash.
+    """
     import decimal
-    import enum
-    import uuid
 
     kind = type(value)
-    name = f"{kind.__module__}.{kind.__qualname__}"
-    if isinstance(value, enum.Enum):
-        out.append(f"E{name}:")
-        _encode(value.value, out, depth + 1)
-    elif isinstance(value, (decimal.Decimal, uuid.UUID)):
-        out.append(f"X{name}:{value};")
-    elif isinstance(value, os.PathLike):
-        out.append(f"P{name}:")
-        _encode(os.fspath(value), out, depth + 1)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out.append(f"C{name}{{")
-        for field in dataclasses.fields(value):
-            _encode(field.name, out, depth + 1)
-            _encode(getattr(value, field.name), out, depth + 1)
-        out.append("}")
-    elif isinstance(value, tuple) and hasattr(kind, "_fields"):  # a namedtuple
-        out.append(f"U{name}:")
-        _encode(tuple(value), out, depth + 1)
-    elif isinstance(value, (collections.OrderedDict, collections.defaultdict, collections.Counter)):
-        out.append(f"U{name}:")
-        _encode(dict(value), out, depth + 1)
-    elif isinstance(value, str) and kind.__module__ == "markupsafe":
-        # Markup renders unescaped where a plain str would be escaped: tag the class.
-        out.append(f"U{name}:")
-        _encode(str(value), out, depth + 1)
+    if kind is decimal.Decimal:
+        out.append(f"X{value};")
+    elif kind.__module__ == "markupsafe" and kind.__qualname__ == "Markup":
+        # Markup renders unescaped where a plain str would be escaped: tag it.
+        out.append(f"M{len(value)}:{str.__str__(value)}")
     else:
         raise _NoCanonicalForm(f"no canonical form for {kind.__qualname__}")
 
 
+class _Tokens(list):
+    """The tokens of a canonical encoding; ``has_bytes`` once a bytes value is among them."""
+
+    has_bytes = False
+
+
 def _encoded_text(value: Any, depth: int) -> str:
-    out: list[str] = []
+    out = _Tokens()
     _encode(value, out, depth)
     return "".join(out)
 
@@ -1142,21 +1325,31 @@ def _encoded(value: Any, depth: int) -> bytes:
 def stable_digest(value: Any) -> str | None:
     """A digest of ``value`` identical in every process, or ``None`` if it has no canonical form.
 
-    Covers None, bool, int, float, str, bytes, lists, tuples, dicts, sets,
-    dates and times, Decimal, UUID, Enum, paths, dataclasses and subclasses of
-    str/int/float/bytes (tagged with their class). No ``pickle``, no ``hash()``:
-    the result does not depend on PYTHONHASHSEED or set order.
+    Covers exact built-in types whose rendering the value fully determines:
+    None, bool, int, float, str, Markup, bytes, Decimal, lists, tuples, dicts,
+    sets, frozensets, dates, and times and datetimes whose tzinfo is a fixed
+    offset or a zoneinfo zone. Anything else (subclasses, dataclasses, enums,
+    paths, bytearray, other tzinfos, ints too long to print) gives ``None``.
+    No ``pickle``, no ``hash()``: the result does not depend on PYTHONHASHSEED
+    or set order.
+
+    >>> stable_digest(b"abc") == stable_digest(bytearray(b"abc"))
+    False
     """
     return _stable_digest(value)
 
 
-def _marshal_key(value: Any) -> bytes | None:
+def _memo_key(value: Any) -> bytes | None:
     """Bytes that identify ``value`` within this process, for a memo; ``None`` if unsuitable.
 
     ``marshal`` (C, fast) writes exact built-in types only and keeps tuple/list
-    and bool/int apart, so equal bytes mean an equal value. They are a memo key,
-    never a digest: they follow set order, object sharing and dict insertion
-    order, which may differ for equal values (a miss, never a wrong answer).
+    and bool/int apart; but it writes any buffer (bytes, bytearray, array,
+    memoryview) as bytes. So an ETag is memoised only when the value held no
+    bytes (the canonical encoding says so), or when it is ``None`` (render and
+    hash, right for anything): a key equal to a stored one then names the same
+    types with the same data, object for object. They are a memo key, never a
+    digest: they follow set order and object sharing, which may differ for
+    equal values (a miss, never a wrong answer).
     """
     try:
         key = marshal.dumps(value)
@@ -1166,16 +1359,22 @@ def _marshal_key(value: Any) -> bytes | None:
 
 
 _MEMO_MAX_KEY = 32 * 1024
-_MEMO_SIZE = 128  # entries per ContentManager: 4 MB at most
-_STATIC_URL_MEMO_SIZE = 4096
-_SNIFF_MEMO_SIZE = 1024
 
 
 def _stable_digest(value: Any) -> str | None:
+    return _canonical_digest(value)[0]
+
+
+def _canonical_digest(value: Any) -> tuple[str | None, bool]:
+    """:func:`stable_digest`, and whether a bytes value was encoded (see :func:`_memo_key`)."""
+    out = _Tokens()
     try:
-        return _digest(_encoded(value, 0))
+        _encode(value, out, 0)
     except (_NoCanonicalForm, RecursionError):
-        return None
+        return None, False
+    except ValueError:  # an int over sys.get_int_max_str_digits() digits
+        return None, False
+    return _digest("".join(out).encode("utf-8", "surrogatepass")), out.has_bytes
 
 
 class _TemplateDeps(NamedTuple):
@@ -1184,6 +1383,126 @@ class _TemplateDeps(NamedTuple):
     digest: str | None  # hash of the sources of the whole closure; None when dynamic
     static_refs: frozenset[str] | None  # constant static() paths; None when any is dynamic
     files: tuple[tuple[str, tuple[int, int] | None], ...]  # for reload checks
+    names: frozenset[str] = frozenset()  # filters, tests and names the closure uses
+
+
+class _PagePlan(NamedTuple):
+    """How a template is served, known before its arguments are."""
+
+    base: Any  # blake2b state over all the ETag depends on but the arguments; None: render
+    content_type: str
+    personal: bool  # rendered for one visitor: private, no validator
+
+
+#: Filters, tests and globals whose output is not a function of a template's sources and
+#: arguments (Jinja2's ``random`` filter and ``lipsum``): a template whose closure names
+#: one is rendered on every request, with no pre-render ETag and no page cache.
+_VOLATILE_TEMPLATE_NAMES: set[str] = {"random", "lipsum"}
+
+#: Names whose output belongs to one visitor (a session's CSRF token, flashed messages):
+#: rendered on every request and answered ``Cache-Control: private, no-store``.
+_PERSONAL_TEMPLATE_NAMES: set[str] = set()
+
+# A template engine's suffixes, looked through to the type the output has.
+_TEMPLATE_SUFFIXES = (".jinja2", ".jinja", ".j2", ".tmpl")
+
+#: Template extensions naming a non-markup text type: the only ones rendered unescaped.
+_UNESCAPED_TEMPLATE_EXTENSIONS = frozenset({"txt", "json", "js", "css", "md"})
+
+
+def _template_extension(name: str) -> str:
+    """``page.html.j2`` → ``html``; ``note.txt`` → ``txt``; ``page.jinja`` or ``page`` → ``""``."""
+    base = name.rpartition("/")[2].lower()
+    for suffix in _TEMPLATE_SUFFIXES:
+        if base.endswith(suffix) and len(base) > len(suffix):
+            base = base[: -len(suffix)]
+            break
+    stem, dot, extension = base.rpartition(".")
+    return extension if dot and stem else ""
+
+
+_UNESCAPED_TEMPLATE_SUFFIXES = tuple(
+    f".{extension}" for extension in _UNESCAPED_TEMPLATE_EXTENSIONS
+)
+
+
+def _template_autoescape(name: str | None) -> bool:
+    """Autoescape unless the template's extension names a non-markup text type.
+
+    Jinja2 asks on every render and include: two ``endswith`` on the name.
+    """
+    if name is None:
+        return True
+    lowered = name.lower()
+    if lowered.endswith(_TEMPLATE_SUFFIXES):
+        lowered = lowered.rpartition(".")[0]
+    return not lowered.endswith(_UNESCAPED_TEMPLATE_SUFFIXES)
+
+
+def _template_content_type(name: str) -> str:
+    """The Content-Type of a page rendered from ``name``: its extension's text type, else HTML."""
+    media_type = MEDIA_TYPES.get(_template_extension(name))
+    if media_type is None or not _is_text_type(media_type):
+        media_type = "text/html"
+    return _with_charset(media_type)
+
+
+def _names_used(tree: Any) -> set[str]:
+    """Every filter, test and variable name a parsed template uses."""
+    from jinja2 import nodes
+
+    names = {node.name for node in tree.find_all((nodes.Filter, nodes.Test))}
+    names.update(node.name for node in tree.find_all(nodes.Name))
+    return names
+
+
+def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateDeps:
+    """Parse ``filename`` and everything it extends, includes and imports (not rendering)."""
+    import jinja2
+    from jinja2 import meta
+
+    pending = [filename]
+    seen: set[str] = set()
+    sources: list[bytes] = []
+    files: list[tuple[str, tuple[int, int] | None]] = []
+    static_refs: set[str] | None = set()
+    names: set[str] = set()
+    dynamic = False
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            source, path, _ = env.loader.get_source(env, name)
+        except jinja2.TemplateNotFound:
+            if name == filename:
+                raise TemplateNotFoundError(
+                    f"template {name!r} not found in {templates_dir}"
+                ) from None
+            dynamic = True  # e.g. ``{% include 'x' ignore missing %}``: let rendering decide
+            continue
+        files.append((path, _stat_key(path)))
+        sources.append(f"{name}\0{len(source)}\0".encode() + source.encode("utf-8"))
+        tree = env.parse(source, name, path)
+        for reference in meta.find_referenced_templates(tree):
+            if reference is None:
+                dynamic = True
+            else:
+                pending.append(reference)
+        calls = _static_calls(tree)
+        if calls is None or static_refs is None:
+            static_refs = None
+        else:
+            static_refs.update(calls)
+        names |= _names_used(tree)
+    sources.sort()
+    return _TemplateDeps(
+        None if dynamic else _digest(*sources),
+        None if static_refs is None else frozenset(static_refs),
+        tuple(files),
+        frozenset(names),
+    )
 
 
 def _stat_key(path: str | None) -> tuple[int, int] | None:
@@ -1399,6 +1718,7 @@ def normalise_image_accept(accept: str | None) -> str:
 
 
 _negotiate_cached = functools.lru_cache(maxsize=256)(negotiate_image_format)
+_MEMO_ACCEPT_MAX = 512  # longer Accept values are negotiated without the memo
 
 
 class _ImageError(Exception):
@@ -1766,64 +2086,8 @@ class ImageVariant(NamedTuple):
     content_type: str
 
 
-_MISSING: Any = object()
-
-
-class ImageCache:
-    """Bodies made by one container, least recently used evicted first.
-
-    Holds converted images (``StaticImages.cache``) and rendered pages
-    (``ContentManager.pages``). Bounded by the bytes of the bodies it holds;
-    ``None`` entries (an image's original is served: animated, corrupt, nothing
-    to do) are counted at a nominal size.
-    ``hits``, ``misses`` and ``size`` tell how it is doing. Safe to share between
-    threads (``chalice local`` serves each request on its own thread).
-    """
-
-    _NOMINAL_SIZE = 64
-
-    def __init__(self, max_bytes: int) -> None:
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-            raise ValueError(f"a cache size is a number of bytes >= 0, not {max_bytes!r}")
-        self.max_bytes = max_bytes
-        self.size = 0
-        self.hits = 0
-        self.misses = 0
-        # OrderedDict: popping the oldest is O(1); a dict would rescan its deleted slots
-        self._entries: collections.OrderedDict[Any, Any] = collections.OrderedDict()
-        self._costs: dict[Any, int] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: Any) -> Any:
-        """The cached body (or ``None``), else the module's ``_MISSING`` sentinel."""
-        with self._lock:
-            body = self._entries.get(key, _MISSING)
-            if body is _MISSING:
-                self.misses += 1
-                return body
-            self._entries.move_to_end(key)  # now the most recently used
-            self.hits += 1
-            return body
-
-    def put(self, key: Any, body: Any, cost: int | None = None) -> None:
-        """Store ``body`` (bytes or ``None``; anything else with its ``cost`` in bytes)."""
-        if cost is None:
-            cost = self._NOMINAL_SIZE if body is None else len(body)
-        if cost > self.max_bytes:
-            return
-        with self._lock:
-            previous = self._entries.pop(key, _MISSING)
-            if previous is not _MISSING:
-                self.size -= self._costs.pop(key)
-            while self._entries and self.size + cost > self.max_bytes:
-                oldest, _ = self._entries.popitem(last=False)
-                self.size -= self._costs.pop(oldest)
-            self._entries[key] = body
-            self._costs[key] = cost
-            self.size += cost
+#: The bounded cache of converted images and rendered pages (the name 1.0 exported).
+ImageCache = BoundedCache
 
 
 _WIDTH_NAME = re.compile(r"(?P<stem>.+)\.w(?P<width>[1-9][0-9]{0,4})(?P<ext>\.[^./]+)")
@@ -1870,7 +2134,7 @@ class StaticImages:
         if media_type is None:
             declared = static_file.content_type
             media_type = _signature_media_type(static_file.head())  # same with or without libmagic
-            if media_type == "application/octet-stream":
+            if media_type == "application/octet-stream" or _is_active_type(media_type):
                 media_type = declared  # unknown bytes: conversion will fail and say so
             elif media_type != declared:
                 logger.warning(
@@ -1888,7 +2152,7 @@ class StaticImages:
         token = target.lower() if width is None else f"w{width}-{target.lower()}"
         return ImageVariant(
             (static_file.digest, target, width),
-            f'"{static_file.digest}-{token}-{self._settings_tag}"',
+            quote_etag(f"{static_file.digest}-{token}-{self._settings_tag}"),
             _FORMAT_MEDIA_TYPES[target],
         )
 
@@ -1994,7 +2258,7 @@ class StaticImages:
 
 
 # ---------------------------------------------------------------------------
-# Responses: one builder for bodies, validators, compression and the size limit
+# Response pipeline: method, request headers and an Offer in; status, headers, body out
 # ---------------------------------------------------------------------------
 
 
@@ -2035,6 +2299,14 @@ class _Page:
             self._gzip_body = _gzip_if_smaller(self.body)
         return self._gzip_body
 
+    def cost(self) -> int:
+        """Bytes this page holds in memory, with room for a gzip form made later."""
+        body = self.body
+        size = sys.getsizeof(self) + sys.getsizeof(body)
+        if _at_least(body, COMPRESS_MIN_SIZE):  # a gzip form is kept only when smaller
+            size += sys.getsizeof(b"") + (len(body) if body.isascii() else 4 * len(body))
+        return size
+
 
 def _payload_size(body: str | bytes, headers: Mapping[str, Any]) -> int:
     """Size of the JSON payload Lambda returns for this response (exact for large bodies)."""
@@ -2070,16 +2342,15 @@ class _GatewayResponse(Response):
         return response
 
 
-def _too_large_response(size: int, debug: bool) -> _GatewayResponse:
+def _too_large_answer(size: int, debug: bool) -> Answer:
     message = (
         f"Response of about {size} bytes exceeds AWS Lambda's {LAMBDA_RESPONSE_LIMIT}-byte "
         "response payload limit; serve large files from S3 (behind CloudFront) instead."
     )
     logger.error(message)
     body = message if debug else "Response too large for AWS Lambda; see the function's log."
-    return _GatewayResponse(
-        body=body, headers={"Content-Type": "text/plain; charset=utf-8"}, status_code=500
-    )
+    headers = {"Content-Type": "text/plain; charset=utf-8", _NOSNIFF[0]: _NOSNIFF[1]}
+    return Answer(500, headers, body, True)
 
 
 _CHALICE_INSTALLED = "_chalice_http_toolkit_gateway"
@@ -2125,19 +2396,57 @@ def _gateway_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any
     if isinstance(body, (str, bytes)):
         size = _payload_size(body, response.headers)
         if size > LAMBDA_RESPONSE_LIMIT:
-            return _too_large_response(size, debug=False)
+            return _gateway_response(_too_large_answer(size, debug=False))
     return _GatewayResponse(body=body, headers=response.headers, status_code=response.status_code)
 
 
-class _Representation(NamedTuple):
-    """A body and the metadata that identifies it, before per-request handling."""
+#: Headers ``ContentManager(security_headers=True)`` adds to every response: HSTS
+#: (a year, subdomains), no referrer beyond the origin for cross-site requests, no
+#: framing by other sites, and a CSP that allows the site's own resources only.
+DEFAULT_SECURITY_HEADERS: Mapping[str, str] = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+    ),
+    "X-Frame-Options": "SAMEORIGIN",
+}
 
-    body: str | bytes
-    content_type: str
+#: On every toolkit response: browsers take the Content-Type as sent, never a sniffed one.
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
+
+_PRIVATE_CACHE_CONTROL = "private, no-store"
+
+
+class Offer(NamedTuple):
+    """A representation on offer: its validators, type, and how to make its body.
+
+    ``body`` is called only when the answer needs it (never for 304/412).
+    ``content_type`` may be ``None`` when only the body can tell (a sniffed
+    asset): then ``describe(body)`` gives the type and any headers it implies.
+    ``gzip_body`` (optional) returns a cached gzip form, or ``None``;
+    ``headers`` are those the representation implies (``Content-Disposition``).
+    """
+
+    content_type: str | None
+    body: Callable[[], str | bytes]
     etag: str | None = None
     last_modified: int | None = None
-    gzip_body: Callable[[], bytes | None] | None = None  # cached gzip body, made on first use
+    gzip_body: Callable[[], bytes | None] | None = None
     allow_ranges: bool = False
+    headers: Mapping[str, str] | None = None  # what the representation implies (disposition)
+    private: bool = False  # made for one visitor (a personal template): see ``private``
+    describe: Callable[[Any], tuple[str, Mapping[str, str] | None]] | None = None
+
+
+class Answer(NamedTuple):
+    """What :func:`answer_request` decided: status, headers, body and whether the body was made."""
+
+    status: int
+    headers: dict[str, str]
+    body: str | bytes
+    built: bool
 
 
 _NOT_MODIFIED_HEADERS = frozenset(
@@ -2152,8 +2461,316 @@ _NOT_MODIFIED_HEADERS = frozenset(
         "access-control-allow-origin",
         "access-control-expose-headers",
         "access-control-allow-credentials",
+        "x-content-type-options",
+        "strict-transport-security",
+        "referrer-policy",
+        "content-security-policy",
+        "x-frame-options",
     )
 )
+
+
+def answer_request(
+    method: str,
+    request_headers: Mapping[str, str],
+    offer: Offer,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    cache_control: str | None = None,
+    vary: tuple[str, ...] = (),
+    compress: bool = True,
+    private: bool = False,
+    fixed_headers: Mapping[str, str] | None = None,
+    debug: bool = False,
+) -> Answer:
+    """Answer a request for ``offer``: preconditions, ranges, gzip, HEAD and the size limit.
+
+    Knows nothing of Chalice: ``request_headers`` is a mapping with lower-case
+    names. Every decision is taken from these inputs, never from headers
+    written on the way: 304/412 (RFC 9110 §13.2.2, against the identity and
+    the gzip ETag) come before the body is made; gzip (one rule: a
+    compressible type, ``compress`` on, the client accepts it, a body of at
+    least :data:`COMPRESS_MIN_SIZE` bytes, and only when smaller); a single
+    byte range for ``allow_ranges`` offers (RFC 9110 §14); ``HEAD`` gets the
+    headers of ``GET`` and no body, whatever its size. ``private`` answers
+    ``Cache-Control: private, no-store`` with no validator and no 304.
+    ``fixed_headers`` (CORS, security headers) and then the caller's
+    ``headers`` are added to every answer.
+    """
+    return _answer(
+        method,
+        request_headers,
+        offer,
+        status,
+        headers,
+        cache_control,
+        vary,
+        compress,
+        private,
+        fixed_headers,
+        debug,
+    )
+
+
+def _answer(
+    method: str,
+    request_headers: Mapping[str, str],
+    offer: Offer,
+    status: int,
+    headers: Mapping[str, str] | None,
+    cache_control: str | None,
+    vary: tuple[str, ...],
+    compress: bool,
+    private: bool,
+    fixed_headers: Mapping[str, str] | None,
+    debug: bool,
+) -> Answer:
+    """:func:`answer_request` with positional arguments (the toolkit's own calls)."""
+    content_type = offer.content_type
+    may_gzip = compress and (content_type is None or _is_compressible(content_type))
+    private = private or offer.private
+    etag = None if private else offer.etag
+    last_modified = offer.last_modified
+    if last_modified is None and headers:
+        last_modified = _stated_last_modified(headers)
+    if private:
+        last_modified = None
+    if private:
+        cache_control = _PRIVATE_CACHE_CONTROL
+    success = 200 <= status < 300
+    if success and (etag is not None or last_modified is not None):
+        answered = _precondition_answer(
+            method,
+            request_headers,
+            etag,
+            last_modified,
+            may_gzip,
+            (cache_control, vary, fixed_headers, headers),
+        )
+        if answered is not None:
+            return answered
+
+    body = offer.body()
+    extra = offer.headers
+    if content_type is None:
+        content_type, extra = offer.describe(body)  # type: ignore[misc]
+        may_gzip = compress and _is_compressible(content_type)
+    out = _response_headers(
+        content_type, cache_control, vary, may_gzip, last_modified, fixed_headers, headers, extra
+    )
+    if etag is not None:
+        out["ETag"] = etag
+
+    if offer.allow_ranges and status == 200:
+        out["Accept-Ranges"] = "bytes"
+        range_header = request_headers.get("range")
+        if (
+            method == "GET"
+            and range_header is not None
+            and if_range_matches(request_headers.get("if-range"), etag, last_modified)
+        ):
+            data = body.encode("utf-8") if isinstance(body, str) else body
+            byte_range = parse_range(range_header, len(data))
+            if byte_range == RANGE_NOT_SATISFIABLE:
+                del out["Content-Type"]
+                out["Content-Range"] = f"bytes */{len(data)}"
+                return Answer(416, out, "", True)
+            if byte_range is not None:
+                out["Content-Range"] = f"bytes {byte_range.first}-{byte_range.last}/{len(data)}"
+                return _sized(
+                    Answer(206, out, data[byte_range.first : byte_range.last + 1], True),
+                    method,
+                    debug,
+                )
+
+    if (
+        may_gzip
+        and success
+        and _at_least(body, COMPRESS_MIN_SIZE)
+        and accepts_encoding(request_headers.get("accept-encoding"))
+    ):
+        compressed = offer.gzip_body() if offer.gzip_body is not None else _gzip_if_smaller(body)
+        if compressed is not None:
+            out["Content-Encoding"] = "gzip"
+            if etag is not None:
+                out["ETag"] = _gzip_etag(etag)
+            body = compressed
+    return _sized(Answer(status, out, body, True), method, debug)
+
+
+def answer_preconditions(
+    method: str,
+    request_headers: Mapping[str, str],
+    offer: Offer,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    cache_control: str | None = None,
+    vary: tuple[str, ...] = (),
+    compress: bool = True,
+    private: bool = False,
+    fixed_headers: Mapping[str, str] | None = None,
+) -> Answer | None:
+    """The 304/412 :func:`answer_request` would give for ``offer``, else ``None``; no body is made.
+
+    For a body that is expensive and may turn out to be another representation
+    (an image conversion that falls back to the original): ask first, then build.
+    """
+    last_modified = offer.last_modified
+    if last_modified is None and headers:
+        last_modified = _stated_last_modified(headers)
+    if (
+        private
+        or offer.private
+        or not 200 <= status < 300
+        or (offer.etag is None and last_modified is None)
+    ):
+        return None
+    may_gzip = compress and (offer.content_type is None or _is_compressible(offer.content_type))
+    return _precondition_answer(
+        method,
+        request_headers,
+        offer.etag,
+        last_modified,
+        may_gzip,
+        (cache_control, vary, fixed_headers, headers),
+    )
+
+
+def _precondition_answer(
+    method: str,
+    request_headers: Mapping[str, str],
+    etag: str | None,
+    last_modified: int | None,
+    may_gzip: bool,
+    options: tuple[Any, ...],
+) -> Answer | None:
+    """The 304/412 for a representation with these validators, before any body exists.
+
+    A condition may name the identity or, when the answer may be gzipped, the
+    gzip ETag; the answer carries the one it named.
+    """
+    if not _has_preconditions(request_headers):
+        return None
+    candidates = () if etag is None else (etag, _gzip_etag(etag)) if may_gzip else (etag,)
+    outcome, named = _evaluate_preconditions(method, request_headers, candidates, last_modified)
+    if outcome is None:
+        return None
+    cache_control, vary, fixed_headers, headers = options
+    if headers:  # of the caller's headers, a 304/412 keeps those about caching
+        headers = _not_modified_headers(headers)
+    out = _response_headers(
+        None, cache_control, vary, may_gzip, last_modified, fixed_headers, headers
+    )
+    if etag is not None:
+        out["ETag"] = named or etag
+    return Answer(outcome, out, "", False)
+
+
+def _stated_last_modified(headers: Mapping[str, str]) -> int | None:
+    """The ``Last-Modified`` a caller states in its headers, as a validator (an input)."""
+    for name, value in headers.items():
+        if name.lower() == "last-modified":
+            return parse_http_date(value)
+    return None
+
+
+def _response_headers(
+    content_type: str | None,
+    cache_control: str | None,
+    vary: tuple[str, ...],
+    may_gzip: bool,
+    last_modified: int | None,
+    fixed_headers: Mapping[str, str] | None,
+    headers: Mapping[str, str] | None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The headers of an answer, from its inputs (``None`` type: a 304/412, which has none)."""
+    out: dict[str, str] = {} if content_type is None else {"Content-Type": content_type}
+    out[_NOSNIFF[0]] = _NOSNIFF[1]
+    if cache_control is not None:
+        out["Cache-Control"] = cache_control
+    if last_modified is not None:
+        out["Last-Modified"] = http_date(last_modified)
+    if fixed_headers:
+        out.update(fixed_headers)
+    if extra:
+        out.update(extra)
+    if not vary and not headers and "Vary" not in out:  # the common case, without a loop
+        if may_gzip:
+            out["Vary"] = "Accept-Encoding"
+        return out
+    fields = list(vary)
+    if headers:
+        for name, value in headers.items():
+            if name.lower() == "vary":
+                fields.extend(field.strip() for field in str(value).split(","))
+            else:
+                out[name] = value
+    if may_gzip:
+        fields.append("Accept-Encoding")
+    if fields:
+        existing = out.get("Vary")  # e.g. "Origin" from CORS with a named origin
+        for field in fields:
+            if field:
+                existing = _merged_vary(existing, field)
+        if existing:
+            out["Vary"] = existing
+    return out
+
+
+def _merged_vary(existing: str | None, field: str) -> str:
+    """``existing`` with ``field`` appended unless it is there already (case-insensitive)."""
+    if not existing:
+        return field
+    if field.lower() in (part.strip().lower() for part in existing.split(",")):
+        return existing
+    return f"{existing}, {field}"
+
+
+def _merge_vary(headers: dict[str, str], field: str) -> None:
+    headers["Vary"] = _merged_vary(headers.get("Vary"), field)
+
+
+def _at_least(body: str | bytes, size: int) -> bool:
+    """Whether ``body`` (text as UTF-8) is at least ``size`` bytes long."""
+    if len(body) >= size:
+        return True
+    return isinstance(body, str) and not body.isascii() and len(body.encode("utf-8")) >= size
+
+
+def _sized(answer: Answer, method: str, debug: bool) -> Answer:
+    """``answer``, with no body for HEAD, or a 500 when the body is over Lambda's limit."""
+    if method == "HEAD":
+        return answer._replace(body="")
+    size = _payload_size(answer.body, answer.headers)
+    if size > LAMBDA_RESPONSE_LIMIT:
+        return _too_large_answer(size, debug)
+    return answer
+
+
+def _has_preconditions(request_headers: Mapping[str, str]) -> bool:
+    """Whether a request (lower-case header names) has any conditional header."""
+    return (
+        "if-none-match" in request_headers
+        or "if-match" in request_headers
+        or "if-modified-since" in request_headers
+        or "if-unmodified-since" in request_headers
+    )
+
+
+def _gzip_etag(etag: str) -> str:
+    """The gzip representation's ETag: never the identity's (RFC 9110 §8.8.3)."""
+    return etag[:-1] + '-gz"'
+
+
+def _not_modified_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The caching headers of ``headers`` for a 304/412 (RFC 9110 §15.4.5), no body headers.
+
+    The toolkit's own (nosniff, CORS, security headers) are always kept.
+    """
+    return {name: value for name, value in headers.items() if name.lower() in _NOT_MODIFIED_HEADERS}
 
 
 def _lower_case_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -2166,12 +2783,56 @@ def _lower_case_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     return inner if type(inner) is dict else headers
 
 
-def _merge_vary(headers: dict[str, str], field: str) -> None:
-    existing = headers.get("Vary")
-    if not existing:
-        headers["Vary"] = field
-    elif field.lower() not in (part.strip().lower() for part in existing.split(",")):
-        headers["Vary"] = f"{existing}, {field}"
+def _gateway_response(answer: Answer) -> _GatewayResponse:
+    """The one place an answer becomes the response Chalice hands to API Gateway."""
+    return _GatewayResponse(body=answer.body, headers=answer.headers, status_code=answer.status)
+
+
+def _fixed_headers(
+    cors_origin: str | None, security_headers: bool | Mapping[str, str] | None
+) -> dict[str, str]:
+    """Headers every answer of a manager carries: CORS and the chosen security headers."""
+    out: dict[str, str] = {}
+    if security_headers is True:
+        out.update(DEFAULT_SECURITY_HEADERS)
+    elif isinstance(security_headers, Mapping):
+        out.update(security_headers)
+    elif security_headers not in (None, False):
+        raise ValueError(
+            f"security_headers is True, False, None or a mapping, not {security_headers!r}"
+        )
+    if cors_origin:
+        out["Access-Control-Allow-Origin"] = cors_origin
+        if cors_origin != "*":
+            out["Vary"] = "Origin"
+    return out
+
+
+def _static_offer(static_file: StaticFile, content_type: str) -> Offer:
+    """A static file on offer: its content-hash ETag, its body and gzip form on demand."""
+    return Offer(
+        content_type, lambda: static_file.body, static_file.etag, None, static_file.gzip_body, True
+    )
+
+
+def _no_body() -> bytes:
+    """The body of an offer asked only about its preconditions."""
+    raise RuntimeError("answer_preconditions never builds a body")
+
+
+_ATTACHMENT = {"Content-Disposition": "attachment"}
+
+
+def _sniffed_type(body: bytes) -> tuple[str, Mapping[str, str] | None]:
+    """The type of bytes known only by sniffing: never an active type inline.
+
+    HTML, XHTML, XML, SVG or JavaScript from someone else's bytes would run
+    on the site's origin: it goes out as ``application/octet-stream``, an attachment.
+    """
+    media_type = sniff_content_type(body)
+    if _is_active_type(media_type):
+        return "application/octet-stream", _ATTACHMENT
+    return media_type, None
 
 
 # ---------------------------------------------------------------------------
@@ -2189,13 +2850,18 @@ class ContentManager:
     Options are keyword-only: ``cors`` (``True`` for ``*`` or an origin; off by
     default), ``compress`` (gzip text bodies), ``auto_reload`` (re-read
     changed templates and static files; defaults to on everywhere except on
-    AWS Lambda). Images: ``image_widths`` (the only widths ``static(…, width=)``
-    serves), ``image_quality`` (format → encoder quality), ``image_cache_bytes``
+    AWS Lambda), ``security_headers`` (``True`` for
+    :data:`DEFAULT_SECURITY_HEADERS`, or a mapping of headers; none by
+    default; ``X-Content-Type-Options: nosniff`` is always sent). Images:
+    ``image_widths`` (the only widths ``static(…, width=)`` serves),
+    ``image_quality`` (format → encoder quality), ``image_cache_bytes``
     (bound of the per-container cache of converted images) and
     ``image_max_pixels`` (larger images are served untouched); ``static_cache_bytes``
     bounds the static file bodies kept in memory. Pages:
     ``page_cache_bytes`` bounds the per-container cache of pages rendered by
-    :meth:`CloudFront.template` under their ETag (0 turns it off).
+    :meth:`CloudFront.template` under their ETag (0 turns it off);
+    ``memo_cache_bytes`` bounds the memos (template ETags, ``static()`` URLs,
+    sniffed types). Every bound is the memory Python holds (:class:`BoundedCache`).
     """
 
     def __init__(
@@ -2213,6 +2879,8 @@ class ContentManager:
         static_cache_bytes: int = DEFAULT_STATIC_CACHE_BYTES,
         image_max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
         page_cache_bytes: int = 16 * 1024 * 1024,
+        memo_cache_bytes: int = 4 * 1024 * 1024,
+        security_headers: bool | Mapping[str, str] | None = None,
     ) -> None:
         self.templates_dir = templates_dir
         self.static_dir = static_dir
@@ -2222,6 +2890,7 @@ class ContentManager:
         self.compress = compress
         if auto_reload is None:
             auto_reload = "AWS_LAMBDA_FUNCTION_NAME" not in os.environ
+        #: Whether files may change under a running container (the one place that knows).
         self.auto_reload = auto_reload
         self.static_files = StaticIndex(
             static_dir, auto_reload=auto_reload, cache_bytes=static_cache_bytes
@@ -2232,32 +2901,47 @@ class ContentManager:
             cache_bytes=image_cache_bytes,
             max_pixels=image_max_pixels,
         )
+        self._fixed_headers = _fixed_headers(self.cors_origin, security_headers)
         self._env: Any = None
-        self._template_deps: dict[str, _TemplateDeps] = {}
-        # (filename, salt) -> blake2b state after everything but the arguments
-        self._etag_bases: dict[tuple[str, str], Any] = {}
-        # (filename, salt, marshalled kwargs) -> ETag, when not auto-reloading
-        self._template_etags: collections.OrderedDict[tuple[str, str, bytes], str | None] = (
-            collections.OrderedDict()
-        )
-        self._static_urls: dict[tuple[str, int | None], str] = {}
-        self._sniffed: collections.OrderedDict[str, str] = collections.OrderedDict()  # ETag → type
         #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
-        self.pages = ImageCache(page_cache_bytes)
+        self.pages = BoundedCache(page_cache_bytes)
+        self._template_deps = BoundedCache(memo_cache_bytes)  # filename -> _TemplateDeps
+        # Memos of what files determine hold nothing while files may change.
+        memo_bytes = 0 if auto_reload else memo_cache_bytes
+        self._page_plans = BoundedCache(memo_bytes)  # (filename, salt) -> _PagePlan
+        self._template_etags = BoundedCache(memo_bytes)  # (filename, salt, memo key) -> ETag
+        self._static_urls = BoundedCache(memo_bytes)  # (filename, width) -> URL
+        self._asset_types = BoundedCache(memo_cache_bytes)  # (resource, ETag) -> type, headers
         if app is not None:
             install_gateway_support(app)
+
+    def clear_caches(self) -> None:
+        """Forget every memo and page (not the static index): what ``static()`` gives may change."""
+        for cache in (
+            self._template_deps,
+            self._page_plans,
+            self._template_etags,
+            self._static_urls,
+            self.pages,
+        ):
+            cache.clear()
 
     # -- Jinja2 -------------------------------------------------------------
 
     @property
     def env(self) -> Any:
-        """The ``jinja2.Environment`` (created on first use; autoescape for html/htm/xml/svg)."""
+        """The ``jinja2.Environment`` (created on first use).
+
+        Autoescape is on for every template except those whose extension names a
+        non-markup text type (.txt, .json, .js, .css, .md); ``.j2``/``.jinja``/
+        ``.tmpl`` suffixes are looked through, an extensionless name is HTML.
+        """
         if self._env is None:
             import jinja2
 
             self._env = jinja2.Environment(
                 loader=jinja2.FileSystemLoader(self.templates_dir),
-                autoescape=jinja2.select_autoescape(("html", "htm", "xml", "svg")),
+                autoescape=_template_autoescape,
                 auto_reload=self.auto_reload,
                 # A plain dict instead of a locked LRU: a site's templates are few,
                 # and every include looks its template up in this cache.
@@ -2270,10 +2954,7 @@ class ContentManager:
     def set_static_handler_prefix(self, path: str) -> None:
         """Set the static route's URL prefix; ``static()`` in templates builds URLs under it."""
         self.static_prefix = "/" + path.strip("/") if path.strip("/") else ""
-        self._template_deps.clear()
-        self._etag_bases.clear()
-        self._template_etags.clear()
-        self._static_urls.clear()
+        self.clear_caches()
 
     def static_url(self, filename: str, width: int | None = None) -> str:
         """Cache-busting URL for a static file: ``/static/css/site.<hash>.css``.
@@ -2283,12 +2964,10 @@ class ContentManager:
         file that is not a raster image, raises ``ValueError``. A missing file
         gets its plain URL (and a warning) so the page still renders.
         """
-        url = self._static_urls.get((filename, width))
+        url = self._static_urls.peek((filename, width))  # read per static() call: no LRU step
         if url is None:
             url = self._static_url(filename, width)
-            # Deployed, a file's hash never changes; the bound caps names nobody has.
-            if not self.auto_reload and len(self._static_urls) < _STATIC_URL_MEMO_SIZE:
-                self._static_urls[(filename, width)] = url
+            self._static_urls.put((filename, width), url)
         return url
 
     def _static_url(self, filename: str, width: int | None) -> str:
@@ -2325,7 +3004,8 @@ class ContentManager:
         candidates.append(f"{self.static_url(filename)} {size[0]}w")
         return ", ".join(candidates)
 
-    def _load_template(self, filename: str) -> Any:
+    def load_template(self, filename: str) -> Any:
+        """The compiled ``jinja2.Template``; a missing one raises :class:`TemplateNotFoundError`."""
         import jinja2
 
         try:
@@ -2339,7 +3019,7 @@ class ContentManager:
 
     def render_template(self, filename: str, **kwargs: Any) -> str:
         """Render ``filename`` with ``kwargs``; a missing template raises TemplateNotFoundError."""
-        template = self._load_template(filename)
+        template = self.load_template(filename)
         try:
             return template.render(kwargs)
         except LookupError as error:
@@ -2358,101 +3038,69 @@ class ContentManager:
         With ``auto_reload`` a changed file (mtime or size) invalidates the entry.
         """
         cached = self._template_deps.get(filename)
-        if cached is not None and (
+        if cached is not _MISSING and (
             not self.auto_reload or all(_stat_key(path) == key for path, key in cached.files)
         ):
             return cached
-        deps = self._analyse_template(filename)
-        self._template_deps[filename] = deps
+        deps = _analyse_template(self.env, filename, self.templates_dir)
+        self._template_deps.put(filename, deps)
         return deps
-
-    def _analyse_template(self, filename: str) -> _TemplateDeps:
-        import jinja2
-        from jinja2 import meta
-
-        env = self.env
-        pending = [filename]
-        seen: set[str] = set()
-        sources: list[bytes] = []
-        files: list[tuple[str, tuple[int, int] | None]] = []
-        static_refs: set[str] | None = set()
-        dynamic = False
-        while pending:
-            name = pending.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            try:
-                source, path, _ = env.loader.get_source(env, name)
-            except jinja2.TemplateNotFound:
-                if name == filename:
-                    raise TemplateNotFoundError(
-                        f"template {name!r} not found in {self.templates_dir}"
-                    ) from None
-                dynamic = True  # e.g. ``{% include 'x' ignore missing %}``: let rendering decide
-                continue
-            files.append((path, _stat_key(path)))
-            sources.append(f"{name}\0{len(source)}\0".encode() + source.encode("utf-8"))
-            tree = env.parse(source, name, path)
-            for reference in meta.find_referenced_templates(tree):
-                if reference is None:
-                    dynamic = True
-                else:
-                    pending.append(reference)
-            calls = _static_calls(tree)
-            if calls is None or static_refs is None:
-                static_refs = None
-            else:
-                static_refs.update(calls)
-        sources.sort()
-        return _TemplateDeps(
-            None if dynamic else _digest(*sources),
-            None if static_refs is None else frozenset(static_refs),
-            tuple(files),
-        )
 
     def template_etag(self, filename: str, kwargs: Mapping[str, Any], salt: str = "") -> str | None:
         """Quoted ETag of a template's output computed without rendering it.
 
-        Hashes the template closure, the static files it names (or every
-        static file when a ``static()`` argument is not constant), the static
-        prefix and a canonical digest of ``kwargs``. ``None`` when the output
-        cannot be predicted: a dynamic include or an argument with no
-        canonical form; the caller then renders and hashes the body.
+        Hashes the template's name, its closure, the static files it names (or
+        every static file when a ``static()`` argument is not constant), the
+        static prefix and a canonical digest of ``kwargs``. ``None`` when the
+        output cannot be predicted: a dynamic include, a volatile or personal
+        name (``random``), or an argument with no canonical form; the caller
+        then renders (and hashes) the body.
         """
-        key = None if self.auto_reload else _marshal_key(kwargs)
+        return self._page_etag(filename, kwargs, salt)[0]
+
+    def _page_etag(
+        self, filename: str, kwargs: Mapping[str, Any], salt: str
+    ) -> tuple[str | None, _PagePlan]:
+        """:meth:`template_etag` and the template's :class:`_PagePlan`, memoised together."""
+        key = _memo_key(kwargs)
         if key is not None:
-            etag = self._template_etags.get((filename, salt, key), _MISSING)
-            if etag is not _MISSING:
-                return etag
-        base = self._etag_bases.get((filename, salt))
-        if base is None:
-            base = self._template_etag_base(filename, salt)
-            if not self.auto_reload:  # deployed: templates and static files are fixed
-                self._etag_bases[(filename, salt)] = base
+            found = self._template_etags.get((filename, salt, key))
+            if found is not _MISSING:
+                return found
+        plan = self._page_plan(filename, salt)
         etag = None
-        if base is not False:
-            arguments = stable_digest([(name, kwargs[name]) for name in sorted(kwargs)])
+        has_bytes = False
+        if plan.base is not None:
+            arguments, has_bytes = _canonical_digest(
+                [(name, kwargs[name]) for name in sorted(kwargs)]
+            )
             if arguments is not None:
-                hasher = base.copy()
+                hasher = plan.base.copy()
                 hasher.update(arguments.encode())
-                etag = '"' + hasher.hexdigest() + '"'
-        if key is not None:
-            if len(self._template_etags) >= _MEMO_SIZE:
-                self._template_etags.popitem(last=False)  # the oldest
-            self._template_etags[(filename, salt, key)] = etag
-        return etag
+                etag = quote_etag(hasher.hexdigest())
+        found = (etag, plan)
+        if key is not None and (etag is None or not has_bytes):
+            # the plan is shared by every entry of the template: count its reference only
+            self._template_etags.put((filename, salt, key), found, cost=_held_size(etag) + 64)
+        return found
 
-    def _template_etag_base(self, filename: str, salt: str) -> Any:
-        """A blake2b state over all a template's ETag depends on but its arguments.
+    def _page_plan(self, filename: str, salt: str) -> _PagePlan:
+        plan = self._page_plans.get((filename, salt))
+        if plan is _MISSING:
+            plan = self._make_page_plan(filename, salt)
+            self._page_plans.put((filename, salt), plan, cost=1024)  # a blake2b state and names
+        return plan
 
-        ``False`` when the output cannot be predicted (a dynamic include).
-        """
+    def _make_page_plan(self, filename: str, salt: str) -> _PagePlan:
+        """What serving ``filename`` needs besides its arguments (see :class:`_PagePlan`)."""
         import hashlib
 
         deps = self.template_dependencies(filename)
-        if deps.digest is None:
-            return False
+        personal = not deps.names.isdisjoint(_PERSONAL_TEMPLATE_NAMES)
+        volatile = personal or not deps.names.isdisjoint(_VOLATILE_TEMPLATE_NAMES)
+        content_type = _template_content_type(filename)
+        if deps.digest is None or volatile:
+            return _PagePlan(None, content_type, personal)
         if deps.static_refs is None:
             statics = self.static_files.digest()
         else:
@@ -2463,12 +3111,49 @@ class ContentManager:
             statics = "\0".join(parts)
         hasher = hashlib.blake2b(digest_size=16)
         for part in (
-            f"t1\0{__version__}\0{salt}\0{self.static_prefix}\0{self.images.widths}\0",
+            f"t2\0{__version__}\0{len(filename)}:{filename}\0{salt}\0{self.static_prefix}\0"
+            f"{self.images.widths}\0",
             deps.digest,
             statics,
         ):
-            hasher.update(part.encode())
-        return hasher
+            hasher.update(part.encode("utf-8", "surrogatepass"))
+        return _PagePlan(hasher, content_type, personal)
+
+    def page_offer(self, filename: str, kwargs: Mapping[str, Any], salt: str = "") -> Offer:
+        """The offer of ``filename`` rendered with ``kwargs``: ETag, type, body on demand.
+
+        When the ETag is known without rendering, the body is the page kept under
+        it (rendered once per container, ``page_cache_bytes``). Otherwise (dynamic
+        includes, volatile names, arguments with no canonical form) the page is
+        rendered now and its bytes hashed, and it is never cached. A personal
+        template (one that names ``_PERSONAL_TEMPLATE_NAMES``) is a ``private``
+        offer with no ETag at all.
+        """
+        etag, plan = self._page_etag(filename, kwargs, salt)
+        if etag is None:
+            body = self.render_template(filename, **kwargs)
+            if plan.personal:
+                return Offer(plan.content_type, lambda: body, private=True)
+            return Offer(
+                plan.content_type,
+                lambda: body,
+                etag=quote_etag(_digest(body.encode("utf-8", "surrogatepass"))),
+            )
+        pages = self.pages
+        held: list[_Page] = []
+
+        def page() -> str:
+            found = pages.get(etag)
+            if found is _MISSING:
+                found = _Page(self.render_template(filename, **kwargs))
+                pages.put(etag, found, cost=found.cost())
+            held.append(found)
+            return found.body
+
+        def gzip_body() -> bytes | None:  # called after page()
+            return held[0].gzip_body()
+
+        return Offer(plan.content_type, page, etag, None, gzip_body)
 
     def prime(self) -> dict[str, float]:
         """Do this container's start-up work now; milliseconds per step (also logged).
@@ -2481,139 +3166,48 @@ class ContentManager:
 
     # -- responses ----------------------------------------------------------
 
-    @property
-    def _request(self) -> Any:
-        return getattr(self.app, "current_request", None) if self.app is not None else None
+    def answer(
+        self,
+        offer: Offer,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        *,
+        cache_control: str | None = None,
+        vary: tuple[str, ...] = (),
+        private: bool = False,
+    ) -> Response:
+        """Answer the current request with ``offer`` (see :func:`answer_request`)."""
+        request = getattr(self.app, "current_request", None) if self.app is not None else None
+        if request is None:
+            method, request_headers = "GET", {}
+        else:
+            method, request_headers = request.method, _lower_case_headers(request.headers)
+        return _gateway_response(
+            _answer(
+                method,
+                request_headers,
+                offer,
+                status_code,
+                headers,
+                cache_control,
+                vary,
+                self.compress,
+                private,
+                self._fixed_headers,
+                bool(getattr(self.app, "debug", False)),
+            )
+        )
 
     def _request_parts(self) -> tuple[str, Mapping[str, str]]:
-        request = self._request
+        request = getattr(self.app, "current_request", None) if self.app is not None else None
         if request is None:
             return "GET", {}
         return request.method, _lower_case_headers(request.headers)
 
-    def _base_headers(
-        self,
-        content_type: str,
-        headers: Mapping[str, str] | None,
-        cache_control: str | None,
-        vary: tuple[str, ...],
-        last_modified: int | None,
-    ) -> dict[str, str]:
-        out: dict[str, str] = {"Content-Type": content_type}
-        if cache_control is not None:
-            out["Cache-Control"] = cache_control
-        if last_modified is not None:
-            out["Last-Modified"] = http_date(last_modified)
-        for field in vary:
-            _merge_vary(out, field)
-        if self.cors_origin:
-            out["Access-Control-Allow-Origin"] = self.cors_origin
-            if self.cors_origin != "*":
-                _merge_vary(out, "Origin")
-        if headers:
-            for name, value in headers.items():
-                if name.lower() == "vary":
-                    for field in str(value).split(","):
-                        _merge_vary(out, field.strip())
-                else:
-                    out[name] = value
-        if self.compress and _is_compressible(out["Content-Type"]):
-            _merge_vary(out, "Accept-Encoding")
-        return out
-
-    def _not_modified(
-        self,
-        etag: str,
-        content_type: str,
-        status_code: int,
-        headers: Mapping[str, str] | None,
-        cache_control: str | None,
-    ) -> _GatewayResponse | None:
-        """A 304/412 for ``etag`` before any body exists (pages, assets), else ``None``."""
-        request = self._request
-        if request is None or not 200 <= status_code < 300:
-            return None
-        request_headers = _lower_case_headers(request.headers)
-        if not _has_preconditions(request_headers):
-            return None
-        out = self._base_headers(content_type, headers, cache_control, (), None)
-        return _precondition_response(out, etag, None, request.method, request_headers)
-
-    def _respond(
-        self,
-        representation: _Representation,
-        status_code: int = 200,
-        headers: Mapping[str, str] | None = None,
-        cache_control: str | None = None,
-        vary: tuple[str, ...] = (),
-    ) -> _GatewayResponse:
-        """Build every toolkit response: validators, 304/412, ranges, gzip, HEAD, size limit."""
-        method, request_headers = self._request_parts()
-        body = representation.body
-        etag = representation.etag
-        last_modified = representation.last_modified
-        out = self._base_headers(
-            representation.content_type, headers, cache_control, vary, last_modified
-        )
-        if last_modified is None and "Last-Modified" in out:
-            last_modified = parse_http_date(out["Last-Modified"])
-        if etag is not None:
-            if 200 <= status_code < 300:
-                answered = _precondition_response(out, etag, last_modified, method, request_headers)
-                if answered is not None:
-                    return answered
-            out["ETag"] = etag
-
-        if representation.allow_ranges and status_code == 200:
-            out["Accept-Ranges"] = "bytes"
-            range_header = request_headers.get("range")
-            if (
-                method == "GET"
-                and range_header is not None
-                and if_range_matches(request_headers.get("if-range"), etag, last_modified)
-            ):
-                data = body.encode("utf-8") if isinstance(body, str) else body
-                byte_range = parse_range(range_header, len(data))
-                if byte_range == RANGE_NOT_SATISFIABLE:
-                    del out["Content-Type"]
-                    out["Content-Range"] = f"bytes */{len(data)}"
-                    return _GatewayResponse(body="", headers=out, status_code=416)
-                if byte_range is not None:
-                    out["Content-Range"] = f"bytes {byte_range.first}-{byte_range.last}/{len(data)}"
-                    return self._finish(
-                        data[byte_range.first : byte_range.last + 1], out, 206, method
-                    )
-
-        if (
-            200 <= status_code < 300
-            and "Accept-Encoding" in out.get("Vary", "")
-            and accepts_encoding(request_headers.get("accept-encoding"))
-        ):
-            if representation.gzip_body is not None:
-                compressed = representation.gzip_body()
-            else:
-                compressed = _gzip_if_smaller(body)
-            if compressed is not None:
-                out["Content-Encoding"] = "gzip"
-                if etag is not None:
-                    out["ETag"] = _gzip_etag(etag)
-                return self._finish(compressed, out, status_code, method)
-        return self._finish(body, out, status_code, method)
-
-    def _finish(
-        self, body: str | bytes, headers: dict[str, str], status_code: int, method: str
-    ) -> _GatewayResponse:
-        size = _payload_size(body, headers)
-        if size > LAMBDA_RESPONSE_LIMIT:
-            return _too_large_response(size, debug=bool(getattr(self.app, "debug", False)))
-        if method == "HEAD":
-            body = ""
-        return _GatewayResponse(body=body, headers=headers, status_code=status_code)
-
     def _text(
         self, body: str, content_type: str, status_code: int, headers: Mapping[str, str] | None
-    ) -> _GatewayResponse:
-        return self._respond(_Representation(body, content_type), status_code, headers)
+    ) -> Response:
+        return self.answer(Offer(content_type, lambda: body), status_code, headers)
 
     def html(self, body: str, status_code: int = 200, headers: dict | None = None) -> Response:
         """An HTML response (``text/html; charset=utf-8``)."""
@@ -2633,10 +3227,8 @@ class ContentManager:
             raise ValueError(f"redirect status must be 3xx, not {status_code}")
         if any(ch in url for ch in "\r\n\0"):
             raise ValueError(f"redirect URL contains control characters: {url!r}")
-        headers = {"Location": url}
-        if self.cors_origin:
-            headers["Access-Control-Allow-Origin"] = self.cors_origin
-        return _GatewayResponse(body="", headers=headers, status_code=status_code)
+        headers = {_NOSNIFF[0]: _NOSNIFF[1], **self._fixed_headers, "Location": url}
+        return _gateway_response(Answer(status_code, headers, "", True))
 
     def not_found(self, message: str = "Not Found") -> Response:
         """A plain-text 404."""
@@ -2677,60 +3269,61 @@ class ContentManager:
             static_file = static_file.snapshot()
         except FileNotFoundError:
             return self.not_found()
+        if immutable:
+            cache_control = IMMUTABLE_CACHE_CONTROL
         if static_file.content_type in IMAGE_FORMATS:
-            return self._static_image(
-                static_file,
-                width,
-                status_code,
-                headers,
-                IMMUTABLE_CACHE_CONTROL if immutable else cache_control,
-            )
-        return self._respond(
-            _Representation(
-                static_file.body,
-                static_file.content_type,
-                etag=static_file.etag,
-                gzip_body=static_file.gzip_body
-                if _is_compressible(static_file.content_type)
-                else None,
-                allow_ranges=True,
-            ),
+            return self._static_image(static_file, width, status_code, headers, cache_control)
+        return self.answer(
+            _static_offer(static_file, static_file.content_type),
             status_code,
             headers,
-            cache_control=IMMUTABLE_CACHE_CONTROL if immutable else cache_control,
-        )
-
-    def asset(self, body: bytes, status_code: int = 200, headers: dict | None = None) -> Response:
-        """Serve bytes made at run time (e.g. from a database) with a sniffed type and an ETag."""
-        return self._asset(
-            body, status_code, headers, etag=f'"{_digest(body)}"', cache_control=None
-        )
-
-    def _asset(
-        self,
-        body: bytes,
-        status_code: int,
-        headers: Mapping[str, str] | None,
-        etag: str | None,
-        cache_control: str | None,
-    ) -> _GatewayResponse:
-        extra = {"X-Content-Type-Options": "nosniff"}
-        if headers:
-            extra.update(headers)
-        # The ETag names the bytes (the premise of a 304), so it can name their type too.
-        content_type = self._sniffed.get(etag) if etag is not None else None
-        if content_type is None:
-            content_type = sniff_content_type(body)
-            if etag is not None:
-                if len(self._sniffed) >= _SNIFF_MEMO_SIZE:
-                    self._sniffed.popitem(last=False)
-                self._sniffed[etag] = content_type
-        return self._respond(
-            _Representation(body, content_type, etag=etag, allow_ranges=True),
-            status_code,
-            extra,
             cache_control=cache_control,
         )
+
+    def asset(
+        self,
+        body: bytes,
+        status_code: int = 200,
+        headers: dict | None = None,
+        *,
+        content_type: str | None = None,
+    ) -> Response:
+        """Serve bytes made at run time (e.g. from a database) with an ETag.
+
+        The type is ``content_type`` when given, else sniffed; a sniffed active
+        type (HTML, XML, SVG, JavaScript) goes out as ``application/octet-stream``
+        with ``Content-Disposition: attachment``, never inline on the site's origin.
+        """
+        etag = quote_etag(_digest(body))
+        # The ETag names the bytes, so it names their sniffed type too.
+        offer = self.asset_offer(lambda: body, etag, ("bytes",), content_type=content_type)
+        return self.answer(offer, status_code, headers)
+
+    def asset_offer(
+        self,
+        get_body: Callable[[], bytes],
+        etag: str,
+        resource: Any,
+        *,
+        content_type: str | None = None,
+    ) -> Offer:
+        """The offer of a run-time asset: ``content_type``, or the type sniffed from its body.
+
+        The sniffed type is remembered under ``(resource, etag)``: a version string
+        names a body only within its resource.
+        """
+        if content_type is not None:
+            return Offer(content_type, get_body, etag=etag, allow_ranges=True)
+        known = self._asset_types.get((resource, etag))
+        if known is not _MISSING:
+            return Offer(known[0], get_body, etag, None, None, True, known[1])
+
+        def describe(body: bytes) -> tuple[str, Mapping[str, str] | None]:
+            described = _sniffed_type(body)
+            self._asset_types.put((resource, etag), described)
+            return described
+
+        return Offer(None, get_body, etag=etag, allow_ranges=True, describe=describe)
 
     def _static_image(
         self,
@@ -2739,7 +3332,7 @@ class ContentManager:
         status_code: int,
         headers: Mapping[str, str] | None,
         cache_control: str | None,
-    ) -> _GatewayResponse:
+    ) -> Response:
         """A raster image as the request's ``Accept`` prefers, resized to ``width`` if given.
 
         Every representation has its own ETag and all carry ``Vary: Accept``;
@@ -2752,38 +3345,47 @@ class ContentManager:
         if source_format is None:  # e.g. a GIF named .png: served as what it is
             if width is not None:
                 return self.not_found("No resized variant of this file")
-            return self._respond(
-                _Representation(
-                    static_file.body, media_type, etag=static_file.etag, allow_ranges=True
-                ),
+            return self.answer(
+                _static_offer(static_file, media_type),
                 status_code,
                 headers,
-                cache_control,
+                cache_control=cache_control,
             )
-        accept = self._request_parts()[1].get("accept")
-        target = _negotiate_cached(accept, source_format)
+        method, request_headers = self._request_parts()
+        accept = request_headers.get("accept")
+        if accept is None or len(accept) <= _MEMO_ACCEPT_MAX:  # the memo holds short values
+            target = _negotiate_cached(accept, source_format)
+        else:
+            target = negotiate_image_format(accept, source_format)
         body = None
         if target is not None or width is not None:
             variant = images.variant(static_file, target or source_format, width)
             body = images.cache.get(variant.key)
             if body is _MISSING:
-                vary_headers = dict(headers or {})
-                _merge_vary(vary_headers, "Accept")
-                answered = self._not_modified(
-                    variant.etag, variant.content_type, status_code, vary_headers, cache_control
+                answered = answer_preconditions(
+                    method,
+                    request_headers,
+                    Offer(variant.content_type, _no_body, etag=variant.etag),
+                    status=status_code,
+                    headers=headers,
+                    cache_control=cache_control,
+                    vary=("Accept",),
+                    compress=self.compress,
+                    fixed_headers=self._fixed_headers,
                 )
                 if answered is not None:
-                    return answered
+                    return _gateway_response(answered)
                 body = images.render(static_file, variant)
         if body is None:  # the original: nothing to convert, or conversion refused (logged)
-            representation = _Representation(
-                static_file.body, media_type, etag=static_file.etag, allow_ranges=True
-            )
+            offer = _static_offer(static_file, media_type)
         else:
-            representation = _Representation(
-                body, variant.content_type, etag=variant.etag, allow_ranges=True
+            converted = body
+            offer = Offer(
+                variant.content_type, lambda: converted, etag=variant.etag, allow_ranges=True
             )
-        return self._respond(representation, status_code, headers, cache_control, vary=("Accept",))
+        return self.answer(
+            offer, status_code, headers, cache_control=cache_control, vary=("Accept",)
+        )
 
     def convert_by_accepts(self, img: bytes, accepts: str, default: str | None = "WEBP") -> bytes:
         """Convert ``img`` to the first of image/jpeg, jpg, webp or png that ``accepts`` names.
@@ -2958,50 +3560,6 @@ def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]]
     return route, captured
 
 
-def _has_preconditions(request_headers: Mapping[str, str]) -> bool:
-    """Whether a request (lower-case header names) has any conditional header."""
-    return (
-        "if-none-match" in request_headers
-        or "if-match" in request_headers
-        or "if-modified-since" in request_headers
-        or "if-unmodified-since" in request_headers
-    )
-
-
-def _precondition_response(
-    out: dict[str, str],
-    etag: str,
-    last_modified: int | None,
-    method: str,
-    request_headers: Mapping[str, str],
-) -> _GatewayResponse | None:
-    """The 304/412 for a response with headers ``out`` and validator ``etag``, or ``None``.
-
-    A condition may name the identity or the gzip representation's ETag when the
-    response varies by ``Accept-Encoding``; the answer carries the one it named.
-    """
-    if last_modified is None and "Last-Modified" in out:
-        last_modified = parse_http_date(out["Last-Modified"])
-    candidates = (etag, _gzip_etag(etag)) if "Accept-Encoding" in out.get("Vary", "") else (etag,)
-    outcome, answered_etag = _evaluate_preconditions(
-        method, request_headers, candidates, last_modified
-    )
-    if outcome is None:
-        return None
-    out["ETag"] = answered_etag or etag
-    return _GatewayResponse(body="", headers=_not_modified_headers(out), status_code=outcome)
-
-
-def _gzip_etag(etag: str) -> str:
-    """The gzip representation's ETag: never the identity's (RFC 9110 §8.8.3)."""
-    return etag[:-1] + '-gz"'
-
-
-def _not_modified_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The 200's caching headers for a 304/412 (RFC 9110 §15.4.5), and no body headers."""
-    return {name: value for name, value in headers.items() if name.lower() in _NOT_MODIFIED_HEADERS}
-
-
 # ---------------------------------------------------------------------------
 # CloudFront: validators and Cache-Control so the CDN can revalidate cheaply
 # ---------------------------------------------------------------------------
@@ -3030,6 +3588,10 @@ class CloudFront:
         self.default_cache_control = default_cache_control
         self.etag_salt = etag_salt
 
+    def _cache_control(self, cache_control: str | None) -> str:
+        """The one place the ``Cache-Control`` default is resolved."""
+        return self.default_cache_control if cache_control is None else cache_control
+
     def template(
         self,
         filename: str,
@@ -3041,36 +3603,20 @@ class CloudFront:
         """Render a page, or answer 304 from a hash of the template closure and ``kwargs``.
 
         When the ETag cannot be computed without rendering (dynamic includes,
-        arguments with no canonical form) the page is rendered and the body
-        hashed, so a changed page is never answered with 304. Otherwise the
-        rendered page is kept under its ETag (``page_cache_bytes``): the same
-        template with the same arguments is rendered once per container.
+        volatile names such as the ``random`` filter, arguments with no
+        canonical form) the page is rendered and the body hashed, so a changed
+        page is never answered with 304. Otherwise the rendered page is kept
+        under its ETag (``page_cache_bytes``): the same template with the same
+        arguments is rendered once per container. The Content-Type follows the
+        template's extension (HTML when it names none).
         """
         cm = self.content_manager
-        cache_control = self.default_cache_control if cache_control is None else cache_control
-        etag = cm.template_etag(filename, kwargs, self.etag_salt)
-        if etag is not None:
-            answered = cm._not_modified(
-                etag, "text/html; charset=utf-8", status_code, headers, cache_control
-            )
-            if answered is not None:
-                return answered
-        if etag is None:
-            body = cm.render_template(filename, **kwargs)
-            representation = _Representation(
-                body, "text/html; charset=utf-8", etag=f'"{_digest(body.encode("utf-8"))}"'
-            )
-        else:
-            # The ETag names the output (the premise of answering 304 without
-            # rendering), so a page rendered once for it is that page.
-            page = cm.pages.get(etag)
-            if page is _MISSING:
-                page = _Page(cm.render_template(filename, **kwargs))
-                cm.pages.put(etag, page, cost=2 * len(page.body))  # room for its gzip form
-            representation = _Representation(
-                page.body, "text/html; charset=utf-8", etag=etag, gzip_body=page.gzip_body
-            )
-        return cm._respond(representation, status_code, headers, cache_control)
+        return cm.answer(
+            cm.page_offer(filename, kwargs, self.etag_salt),
+            status_code,
+            headers,
+            cache_control=self._cache_control(cache_control),
+        )
 
     def static(
         self,
@@ -3081,10 +3627,7 @@ class CloudFront:
     ) -> Response:
         """Serve a static file with a content-hash ETag and ``Cache-Control``."""
         return self.content_manager.static(
-            filename,
-            status_code,
-            headers,
-            cache_control=self.default_cache_control if cache_control is None else cache_control,
+            filename, status_code, headers, cache_control=self._cache_control(cache_control)
         )
 
     def asset(
@@ -3094,17 +3637,41 @@ class CloudFront:
         status_code: int = 200,
         headers: dict | None = None,
         cache_control: str | None = None,
+        *,
+        content_type: str | None = None,
     ) -> Response:
-        """Serve a run-time asset; ``get_asset`` is not called when ``get_etag()`` still matches."""
+        """Serve a run-time asset; ``get_asset`` is not called when ``get_etag()`` still matches.
+
+        The type is ``content_type`` when given, else sniffed from the body (an
+        active type goes out as an attachment, see :meth:`ContentManager.asset`)
+        and remembered for this route, its parameters and ``get_etag()``.
+        """
         cm = self.content_manager
-        cache_control = self.default_cache_control if cache_control is None else cache_control
-        etag = f'"{_digest(str(get_etag()).encode("utf-8"))}"'
-        answered = cm._not_modified(
-            etag, "application/octet-stream", status_code, headers, cache_control
+        version = str(get_etag())
+        etag = quote_etag(_digest(version.encode("utf-8", "surrogatepass")))
+        offer = cm.asset_offer(
+            get_asset, etag, _resource(self.app, get_asset), content_type=content_type
         )
-        if answered is not None:
-            return answered
-        return cm._asset(get_asset(), status_code, headers, etag, cache_control)
+        return cm.answer(
+            offer, status_code, headers, cache_control=self._cache_control(cache_control)
+        )
+
+
+def _resource(app: Any, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
+    """What names the resource being served: the route, its parameters, the producing code."""
+    request = getattr(app, "current_request", None) if app is not None else None
+    code = getattr(get_asset, "__code__", None)
+    producer = (code.co_filename, code.co_firstlineno) if code else repr(get_asset)
+    if request is None:
+        return (producer,)
+    uri_params = request.uri_params
+    query_params = request.query_params
+    return (
+        request.path,
+        tuple(sorted(uri_params.items())) if uri_params else (),
+        tuple(sorted(query_params.items())) if query_params else (),
+        producer,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -3194,7 +3761,7 @@ def _prime_templates(content_manager: ContentManager) -> int:
         if any(part.startswith(".") for part in name.split("/")):
             continue
         try:
-            content_manager._load_template(name)
+            content_manager.load_template(name)
             content_manager.template_dependencies(name)
         except (jinja2.TemplateError, TemplateNotFoundError, UnicodeDecodeError) as error:
             logger.warning("prime: template %s does not compile: %s", name, error)
@@ -3652,7 +4219,7 @@ def _event_kind(event: Any) -> str | None:
     return None
 
 
-def _response_headers(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _result_header_pairs(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     pairs = [(name, str(value)) for name, value in (result.get("headers") or {}).items()]
     for name, values in (result.get("multiValueHeaders") or {}).items():
         pairs.extend((name, str(value)) for value in values)
@@ -3663,7 +4230,7 @@ def _to_v2(result: Mapping[str, Any]) -> dict[str, Any]:
     """A REST proxy result as payload format 2.0: one ``cookies`` entry per Set-Cookie."""
     headers: dict[str, str] = {}
     cookies = []
-    for name, value in _response_headers(result):
+    for name, value in _result_header_pairs(result):
         if name.lower() == "set-cookie":
             cookies.append(value)
         elif name in headers:
@@ -3710,12 +4277,12 @@ def _to_alb(result: Mapping[str, Any], multi_value: bool) -> dict[str, Any]:
     }
     if multi_value:
         headers: dict[str, list[str]] = {}
-        for name, value in _response_headers(result):
+        for name, value in _result_header_pairs(result):
             headers.setdefault(name, []).append(value)
         response["multiValueHeaders"] = headers
         return response
     single: dict[str, str] = {}
-    for name, value in _response_headers(result):
+    for name, value in _result_header_pairs(result):
         if name.lower() == "set-cookie" and name in single:
             logger.warning(
                 "lambda_handler: an ALB target group without multi-value headers carries one "
@@ -3736,7 +4303,7 @@ def _plain_response(
     return {"statusCode": status, "headers": {"Content-Type": content_type}, "body": body}
 
 
-def _answer(kind: str, event: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
+def _in_format(kind: str, event: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "v2":
         return _to_v2(result)
     if kind == "alb":
@@ -3822,7 +4389,7 @@ def lambda_handler(
                     "lambda_handler: refused a request without the origin secret header %s",
                     ORIGIN_SECRET_HEADER,
                 )
-                return _answer(kind, event, _plain_response(403, "Forbidden"))
+                return _in_format(kind, event, _plain_response(403, "Forbidden"))
             event = _without_origin_secret(event)
         if kind == "rest":
             return app(event, context)
@@ -3831,10 +4398,12 @@ def lambda_handler(
             rest = _event_from_v2(event, table) if kind == "v2" else _event_from_alb(event, table)
         except _BadEvent as error:
             logger.error("lambda_handler: malformed %s event: %s", kind, error)
-            return _answer(kind, event, _plain_response(400, f"Bad Request: {error}"))
+            return _in_format(kind, event, _plain_response(400, f"Bad Request: {error}"))
         if rest is None:
-            return _answer(kind, event, _plain_response(404, _NOT_FOUND_BODY, "application/json"))
-        return _answer(kind, event, app(rest, context))
+            return _in_format(
+                kind, event, _plain_response(404, _NOT_FOUND_BODY, "application/json")
+            )
+        return _in_format(kind, event, app(rest, context))
 
     return handler
 

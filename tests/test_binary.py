@@ -239,4 +239,7 @@ def test_redirect_validates_developer_input(site_app):
         cm.redirect("/x", status_code=200)
     with pytest.raises(ValueError, match="control characters"):
         cm.redirect("/x\r\nSet-Cookie: a=b")
-    assert cm.redirect("/x", status_code=302).headers == {"Location": "/x"}
+    assert cm.redirect("/x", status_code=302).headers == {
+        "Location": "/x",
+        "X-Content-Type-Options": "nosniff",
+    }

@@ -82,7 +82,12 @@ def test_parse_http_date_never_raises(text):
         ('W/"abc"', {"abc"}, False),
         ('"a", W/"b" ,"c"', {"a", "b", "c"}, False),
         ("*", set(), True),
-        ('"a", *', {"a"}, True),
+        # "*" is a wildcard only as the whole field (RFC 9110 §13.1.1)
+        ('"a", *', {"a", "*"}, False),
+        ("foo *bar", {"foo", "*bar"}, False),
+        ('"nope"*', {"nope", "*"}, False),
+        ("**", {"**"}, False),
+        (" * ", set(), True),
         ("abc", {"abc"}, False),  # unquoted: lenient
         ('"unterminated', {"unterminated"}, False),
         ("", set(), False),

@@ -243,6 +243,10 @@ DIGEST_CASES = {
     "datetime": datetime.datetime(2024, 2, 29, 12, 30, tzinfo=datetime.timezone.utc),
     "time": datetime.time(23, 59, 59),
     "decimal": decimal.Decimal("1.10"),
+}
+
+# Types that render through code of their own: no canonical form, render-and-hash instead.
+FALLBACK_CASES = {
     "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
     "enum": Colour.RED,
     "dataclass": Point(1, 2.5),
@@ -250,6 +254,11 @@ DIGEST_CASES = {
     "ordered": OrderedDict([("z", 1), ("a", 2)]),
     "path": Path("/tmp/x"),
 }
+
+
+@pytest.mark.parametrize("name", sorted(FALLBACK_CASES))
+def test_stable_digest_falls_back_for_types_that_render_through_their_own_code(name):
+    assert stable_digest(FALLBACK_CASES[name]) is None
 
 
 def test_stable_digest_distinguishes_types_and_order():
