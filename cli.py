@@ -795,6 +795,13 @@ function handler(event) {
     }
     var value = isImageRequest(request.uri, accept) ? normalise(accept) : ANY;
     request.headers.accept = { value: value };
+    // The origin sees API Gateway's Host: pass the viewer's, for CSRF's Origin check and
+    // url_for (never the viewer's own X-Forwarded-Host).
+    if (request.headers.host) {
+        request.headers["x-forwarded-host"] = { value: request.headers.host.value };
+    } else {
+        delete request.headers["x-forwarded-host"];
+    }
     return request;
 }
 """
@@ -849,6 +856,7 @@ def cloudfront_template(
     static_prefix: str = "/static",
     price_class: str = "PriceClass_100",
     avif: bool = True,
+    session_cookie: str = "session",
 ) -> dict:
     """A CloudFormation template: a distribution in front of a Chalice REST API.
 
@@ -857,7 +865,9 @@ def cloudfront_template(
     ``no-cache``: stored and revalidated with the ETag on every request); the static
     prefix gets a behaviour whose key ignores query strings and whose TTL follows the
     year-long ``immutable`` Cache-Control of content-hashed URLs. Both run the Accept
-    function on viewer requests; Host is never forwarded (API Gateway rejects it).
+    function on viewer requests; Host is never forwarded (API Gateway rejects it), the
+    function passes it as ``X-Forwarded-Host``. Pages forward ``session_cookie`` (the
+    toolkit's session) to the origin without keying on it.
     """
     function = {"FunctionARN": {"Fn::GetAtt": ["AcceptFunction", "FunctionARN"]}}
     association = {"FunctionAssociations": [{"EventType": "viewer-request", **function}]}
@@ -954,7 +964,10 @@ def cloudfront_template(
                 "Properties": {
                     "OriginRequestPolicyConfig": {
                         "Name": {"Fn::Sub": "${AWS::StackName}-pages"},
-                        "Comment": "Bodies and CORS preflights of the app's own routes; no Host",
+                        "Comment": (
+                            "Bodies, CORS preflights, CSRF checks and the session cookie of the "
+                            "app's own routes; no Host"
+                        ),
                         "HeadersConfig": {
                             "HeaderBehavior": "whitelist",
                             "Headers": [
@@ -962,9 +975,16 @@ def cloudfront_template(
                                 "Origin",
                                 "Access-Control-Request-Method",
                                 "Access-Control-Request-Headers",
+                                "Sec-Fetch-Site",
+                                "X-CSRF-Token",
+                                "X-Forwarded-Host",
                             ],
                         },
-                        "CookiesConfig": {"CookieBehavior": "none"},
+                        # Forwarded, never in the cache key: personal answers are no-store.
+                        "CookiesConfig": {
+                            "CookieBehavior": "whitelist",
+                            "Cookies": [session_cookie],
+                        },
                         "QueryStringsConfig": {"QueryStringBehavior": "all"},
                     }
                 },
