@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_IMAGE_MAX_PIXELS",
     "DEFAULT_IMAGE_QUALITY",
     "DEFAULT_IMAGE_WIDTHS",
+    "FORM_CONTENT_TYPES",
     "IMAGE_ACCEPT_ANY",
     "IMAGE_ACCEPT_AVIF",
     "IMAGE_ACCEPT_WEBP",
@@ -2837,7 +2838,10 @@ class _Part(NamedTuple):
     data: bytes
 
 
-_FORM_TYPES = frozenset(("application/x-www-form-urlencoded", "multipart/form-data", "text/plain"))
+#: The form content types, for a form route's ``content_types=`` (Chalice answers others 415).
+FORM_CONTENT_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data"]
+# What a cross-site HTML form can send without a CORS preflight.
+_FORM_TYPES = frozenset((*FORM_CONTENT_TYPES, "text/plain"))
 
 
 def _media_type_and_options(content_type: str | None) -> tuple[str, dict[str, str]]:
