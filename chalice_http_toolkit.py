@@ -2903,7 +2903,7 @@ def _decode_text(data: bytes, charset: str | None) -> str:
 def _parse_urlencoded(body: bytes, limits: FormLimits) -> list[tuple[str, str]]:
     from urllib.parse import parse_qsl
 
-    if body.count(b"&") + body.count(b";") >= limits.max_fields:
+    if body.count(b"&") >= limits.max_fields:
         raise FormError(413, f"The form has more than {limits.max_fields} fields.")
     try:
         # Browsers percent-encode; a raw UTF-8 body (curl --data) is read as UTF-8 too.
@@ -3399,11 +3399,16 @@ def _script_root(request: Any) -> str:
     return ""
 
 
-def _route_path(app: _AppLike, view_name: str) -> str:
+def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
+    """Chalice's route table: path → method → RouteEntry (a Blueprint's app's, once registered)."""
     routes = getattr(app, "routes", None)
-    if routes is None:  # a Blueprint: its app's routes, once registered
-        routes = getattr(getattr(app, "_current_app", None), "routes", None) or {}
-    for path, methods in routes.items():
+    if routes is None:
+        routes = getattr(getattr(app, "_current_app", None), "routes", None)
+    return routes or {}
+
+
+def _route_path(app: _AppLike, view_name: str) -> str:
+    for path, methods in _routes_of(app).items():
         for entry in methods.values():
             if entry.view_name == view_name:
                 return path
@@ -3475,8 +3480,7 @@ def _install_interactive(cm: ContentManager) -> None:
 
 
 def _is_exempt(app: _AppLike, request: Any) -> bool:
-    routes = getattr(app, "routes", None) or {}
-    entry = routes.get(request.path, {}).get(request.method)
+    entry = _routes_of(app).get(request.path, {}).get(request.method)
     return entry is not None and getattr(entry.view_function, _CSRF_EXEMPT, False)
 
 
