@@ -10,6 +10,8 @@ import re
 import pytest
 from chalice import Blueprint, Chalice, Response
 from chalice.test import Client
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalice_http_toolkit import (
     CloudFront,
@@ -523,3 +525,25 @@ def test_personal_pages_are_private_and_never_answered_304_from_the_page_cache(t
         # A page that touches nothing personal is still shared and revalidated.
         links = client.http.get("/links")
         assert links.headers["Cache-Control"] == "no-cache" and "ETag" in links.headers
+
+
+COOKIE_NAME = st.from_regex(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}", fullmatch=True)
+COOKIE_VALUE = st.from_regex(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{0,20}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_cookie_header_parses(header):
+    cookies = parse_cookie_header(header)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in cookies.items())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(COOKIE_NAME, COOKIE_VALUE, max_size=6))
+def test_set_cookie_values_come_back_through_the_cookie_header(cookies):
+    response = Response(body="")
+    for name, value in cookies.items():
+        set_cookie(response, name, value)
+    lines = response.headers.get("Set-Cookie", [])
+    header = "; ".join(line.split(";")[0] for line in lines)
+    assert parse_cookie_header(header) == cookies
