@@ -1731,7 +1731,10 @@ class ContentManager:
     (bound of the per-container cache of converted images) and
     ``image_max_pixels`` (larger images are served untouched). Pages:
     ``page_cache_bytes`` bounds the per-container cache of pages rendered by
-    :meth:`CloudFront.template` under their ETag (0 turns it off).
+    :meth:`CloudFront.template` under their ETag (0 turns it off). Forms,
+    sessions and CSRF: ``secret_key`` (a string, or a list newest first),
+    ``session_cookie``, ``session_max_age``, ``session_cookie_secure``, ``csrf``,
+    ``trusted_origins`` and ``form_limits`` (see :meth:`form`, :attr:`session`).
     """
 
     def __init__(
