@@ -1789,6 +1789,10 @@ class ContentManager:
         self.pages = ImageCache(page_cache_bytes)
         # Forms, sessions, CSRF (sections after CloudFront).
         keys = _secret_keys(secret_key)
+        if not _COOKIE_NAME.fullmatch(session_cookie):
+            raise ValueError(f"session_cookie {session_cookie!r} is not a cookie name")
+        if not isinstance(session_max_age, int) or session_max_age <= 0:
+            raise ValueError("session_max_age must be a positive number of seconds")
         self._session_signer = _SessionSigner(keys, session_max_age) if keys else None
         self.session_cookie = session_cookie
         self.session_max_age = session_max_age

@@ -316,6 +316,10 @@ def test_no_secret_key_is_a_clear_error_when_the_session_is_used(tmp_path):
     assert reply.status_code == 500 and b"secret_key=" in reply.body
     with pytest.raises(ValueError, match="secret_key"):
         build(tmp_path, secret_key=["", "x"])
+    with pytest.raises(ValueError, match="session_cookie"):
+        build(tmp_path, session_cookie="my session")
+    with pytest.raises(ValueError, match="session_max_age"):
+        build(tmp_path, session_max_age=0)
 
 
 def test_session_is_a_mapping():
