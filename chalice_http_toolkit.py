@@ -2622,11 +2622,12 @@ class CloudFront:
         """
         cm = self.content_manager
         cache_control = self.default_cache_control if cache_control is None else cache_control
-        if _request_is_personal(cm._request) or _template_is_personal(cm, filename):
+        request = cm._request
+        if _request_is_personal(request) or _template_is_personal(cm, filename):
             body = cm.render_template(filename, **kwargs)  # personal: rendered, never cached
             representation = _Representation(body, "text/html; charset=utf-8")
             return cm._respond(representation, status_code, headers, cache_control)
-        etag = cm.template_etag(filename, kwargs, self.etag_salt + _script_root(cm._request))
+        etag = cm.template_etag(filename, kwargs, self.etag_salt + _script_root(request))
         if etag is not None:
             answered = cm._not_modified(
                 etag, "text/html; charset=utf-8", status_code, headers, cache_control
@@ -3401,9 +3402,14 @@ def _script_root(request: Any) -> str:
     if "x-forwarded-host" in headers:
         return ""
     stage = (getattr(request, "context", None) or {}).get("stage")
-    if stage and _EXECUTE_API_HOST.fullmatch(headers.get("host", "")):
+    if stage and _is_execute_api_host(headers.get("host", "")):
         return "/" + stage
     return ""
+
+
+@functools.lru_cache(maxsize=64)
+def _is_execute_api_host(host: str) -> bool:
+    return _EXECUTE_API_HOST.fullmatch(host) is not None
 
 
 def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
@@ -3477,9 +3483,16 @@ def _install_interactive(cm: ContentManager) -> None:
         except FormError as error:
             logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
             return _error_page(error.status_code, error.message)
-        _save_session(cm, request, response)
-        if _request_is_personal(request) or _header_key(response.headers, "Set-Cookie"):
-            _make_private(response.headers)
+        state = request.__dict__.get(_STATE_ATTRIBUTE)
+        if state is not None:
+            _save_session(cm, state.session, request, response)
+        headers = response.headers
+        if (
+            (state is not None and state.personal)
+            or "Set-Cookie" in headers
+            or "set-cookie" in headers
+        ):
+            _make_private(headers)  # (set_cookie() did already; a hand-made header too)
         return response
 
     app.register_middleware(interactive_middleware, "http")
@@ -3491,8 +3504,7 @@ def _is_exempt(app: _AppLike, request: Any) -> bool:
     return entry is not None and getattr(entry.view_function, _CSRF_EXEMPT, False)
 
 
-def _save_session(cm: ContentManager, request: Any, response: Any) -> None:
-    session = _request_state(request).session
+def _save_session(cm: ContentManager, session: Session | None, request: Any, response: Any) -> None:
     if session is None or not session.modified:
         return
     if session:
@@ -3514,8 +3526,10 @@ def _template_is_personal(cm: ContentManager, filename: str) -> bool:
     Such a page is rendered for every request and answered private: no
     ETag before rendering, no page cache. Cached per template analysis.
     """
-    deps = cm.template_dependencies(filename)
     cached = cm._personal_templates.get(filename)
+    if cached is not None and not cm.auto_reload and cm._template_deps.get(filename) is cached[0]:
+        return cached[1]  # deployed: the template's analysis has not changed
+    deps = cm.template_dependencies(filename)
     if cached is not None and cached[0] is deps:
         return cached[1]
     import jinja2
