@@ -1789,7 +1789,7 @@ class ContentManager:
         self.pages = ImageCache(page_cache_bytes)
         # Forms, sessions, CSRF (sections after CloudFront).
         keys = _secret_keys(secret_key)
-        if not _COOKIE_NAME.fullmatch(session_cookie):
+        if not re.fullmatch(_COOKIE_NAME, session_cookie):
             raise ValueError(f"session_cookie {session_cookie!r} is not a cookie name")
         if not isinstance(session_max_age, int) or session_max_age <= 0:
             raise ValueError("session_max_age must be a positive number of seconds")
@@ -2771,29 +2771,61 @@ class FormError(ChaliceUnhandledError):
         self.message = message
 
 
-class FormLimits(NamedTuple):
+class FormLimits:
     """Bounds on a form body (API Gateway takes 10 MB, Lambda 6 MB of request payload).
 
     ``max_bytes``: the decoded body; ``max_fields``: urlencoded fields or
     multipart parts; ``max_part_bytes``: one multipart part (a file or a field).
     """
 
-    max_bytes: int = 6 * 1024 * 1024
-    max_fields: int = 1000
-    max_part_bytes: int = 6 * 1024 * 1024
+    # Plain classes, not NamedTuples, here: they cost a cold start far less to define.
+    __slots__ = ("max_bytes", "max_fields", "max_part_bytes")
+
+    def __init__(
+        self,
+        max_bytes: int = 6 * 1024 * 1024,
+        max_fields: int = 1000,
+        max_part_bytes: int = 6 * 1024 * 1024,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_fields = max_fields
+        self.max_part_bytes = max_part_bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"FormLimits(max_bytes={self.max_bytes}, max_fields={self.max_fields}, "
+            f"max_part_bytes={self.max_part_bytes})"
+        )
 
 
-class UploadedFile(NamedTuple):
-    """A file of a ``multipart/form-data`` body."""
+class UploadedFile:
+    """A file of a ``multipart/form-data`` body: ``filename``, ``content_type``, ``data``."""
 
-    filename: str
-    content_type: str
-    data: bytes
+    __slots__ = ("content_type", "data", "filename")
+
+    def __init__(self, filename: str, content_type: str, data: bytes) -> None:
+        self.filename = filename
+        self.content_type = content_type
+        self.data = data
 
     @property
     def size(self) -> int:
         """The file's size in bytes."""
         return len(self.data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UploadedFile):
+            return NotImplemented
+        return (self.filename, self.content_type, self.data) == (
+            other.filename,
+            other.content_type,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"UploadedFile({self.filename!r}, {self.content_type!r}, {self.size} bytes)"
 
 
 class MultiValues(Mapping):
@@ -2838,12 +2870,8 @@ class FormData(MultiValues):
         self.files = MultiValues(files)
 
 
-class _Part(NamedTuple):
-    name: str
-    filename: str | None
-    content_type: str | None
-    charset: str | None
-    data: bytes
+# A multipart part: (name, filename, content_type, charset, data).
+_Part = tuple[str, "str | None", "str | None", "str | None", bytes]
 
 
 #: The form content types, for a form route's ``content_types=`` (Chalice answers others 415).
@@ -2858,7 +2886,7 @@ def _media_type_and_options(content_type: str | None) -> tuple[str, dict[str, st
         return "", {}
     media_type, _, rest = content_type.partition(";")
     options: dict[str, str] = {}
-    for match in _OPTION.finditer(rest):
+    for match in re.finditer(_OPTION, rest):
         value = match.group(2)
         if value.startswith('"') and value.endswith('"') and len(value) >= 2:
             value = re.sub(r"\\(.)", r"\1", value[1:-1])
@@ -2866,7 +2894,8 @@ def _media_type_and_options(content_type: str | None) -> tuple[str, dict[str, st
     return media_type.strip().lower(), options
 
 
-_OPTION = re.compile(r';?\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+# Patterns are compiled on first use (re's cache): a cold start pays only for what it uses.
+_OPTION = r';?\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)'
 
 
 def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None = None) -> FormData:
@@ -2889,12 +2918,14 @@ def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None 
     if media_type == "multipart/form-data":
         fields: list[tuple[str, str]] = []
         files: list[tuple[str, UploadedFile]] = []
-        for part in _multipart_parts(body, options.get("boundary"), limits):
-            if part.filename is not None:
-                content = part.content_type or "application/octet-stream"
-                files.append((part.name, UploadedFile(part.filename, content, part.data)))
+        for name, filename, content_type, charset, data in _multipart_parts(
+            body, options.get("boundary"), limits
+        ):
+            if filename is not None:
+                content = content_type or "application/octet-stream"
+                files.append((name, UploadedFile(filename, content, data)))
             else:
-                fields.append((part.name, _decode_text(part.data, part.charset)))
+                fields.append((name, _decode_text(data, charset)))
         return FormData(fields, files)
     return FormData()
 
@@ -2947,7 +2978,7 @@ def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> l
             if event is None:
                 if segment is not None and segment.name is not None:
                     parts.append(
-                        _Part(
+                        (
                             segment.name,
                             segment.filename,
                             segment.content_type,
@@ -2999,7 +3030,7 @@ def ex_multipart(app: _AppLike) -> dict[str, dict[str, Any]]:
     if media_type != "multipart/form-data":
         raise FormError(400, "The request is not multipart/form-data.")
     parts = _multipart_parts(_request_body(request, limits), options.get("boundary"), limits)
-    return {part.name: {"data": part.data, "filename": part.filename} for part in parts}
+    return {name: {"data": data, "filename": filename} for name, filename, _, _, data in parts}
 
 
 class ResponseWithBinary(_GatewayResponse):
@@ -3017,8 +3048,8 @@ class ResponseWithBinary(_GatewayResponse):
 # Cookies: RFC 6265 parsing and Set-Cookie headers
 # ---------------------------------------------------------------------------
 
-_COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
-_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")  # cookie-octets
+_COOKIE_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an RFC 9110 token
+_COOKIE_VALUE = r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"  # cookie-octets
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 
 
@@ -3039,7 +3070,7 @@ def parse_cookie_header(value: str | None) -> dict[str, str]:
     for pair in value.split(";"):
         name, equals, cookie_value = pair.partition("=")
         name = name.strip()
-        if not equals or not _COOKIE_NAME.fullmatch(name) or name in cookies:
+        if not equals or not re.fullmatch(_COOKIE_NAME, name) or name in cookies:
             continue
         cookie_value = cookie_value.strip()
         if len(cookie_value) >= 2 and cookie_value[0] == cookie_value[-1] == '"':
@@ -3080,9 +3111,9 @@ def set_cookie(
     value, path, domain or ``SameSite=None`` without ``secure`` raises
     ``ValueError``. The response becomes ``Cache-Control: private, no-store``.
     """
-    if not _COOKIE_NAME.fullmatch(name):
+    if not re.fullmatch(_COOKIE_NAME, name):
         raise ValueError(f"cookie name {name!r} is not an RFC 6265 token")
-    if not _COOKIE_VALUE.fullmatch(value):
+    if not re.fullmatch(_COOKIE_VALUE, value):
         raise ValueError(
             f"cookie value {value!r} has characters a cookie cannot carry "
             "(space, comma, semicolon, quote, backslash, non-ASCII): encode it first"
@@ -3383,10 +3414,8 @@ def _constant_time_equal(a: str, b: str) -> bool:
 # url_for: URLs of Chalice routes, right behind every front door
 # ---------------------------------------------------------------------------
 
-_EXECUTE_API_HOST = re.compile(
-    r"[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?(:443)?", re.IGNORECASE
-)
-_ROUTE_PARAMETER = re.compile(r"\{([^}+]+)(\+?)\}")
+_EXECUTE_API_HOST = r"[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?(:443)?"
+_ROUTE_PARAMETER = r"\{([^}+]+)(\+?)\}"
 
 
 def _script_root(request: Any) -> str:
@@ -3409,7 +3438,7 @@ def _script_root(request: Any) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _is_execute_api_host(host: str) -> bool:
-    return _EXECUTE_API_HOST.fullmatch(host) is not None
+    return re.fullmatch(_EXECUTE_API_HOST, host, re.IGNORECASE) is not None
 
 
 def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
@@ -3437,7 +3466,7 @@ def _build_url(path: str, params: dict[str, Any]) -> str:
             raise ValueError(f"url_for: route {path} needs a value for {name!r}")
         return quote(str(params.pop(name)), safe="/" if greedy else "")
 
-    built = _ROUTE_PARAMETER.sub(fill, path)
+    built = re.sub(_ROUTE_PARAMETER, fill, path)
     query = [(name, value) for name, value in params.items() if value is not None]
     return built + ("?" + urlencode(query, doseq=True) if query else "")
 
