@@ -95,7 +95,12 @@ ARCHITECTURES = ("x86_64", "arm64")
 #: The packages the toolkit wants from layers, as Klayers names them.
 LAYER_PACKAGES = ("jinja2", "Pillow")
 #: requirements.txt lines for what no layer provides.
-REQUIREMENTS = {"jinja2": "jinja2>=3.1", "Pillow": "Pillow>=10.0", "magic": "python-magic>=0.4.27"}
+REQUIREMENTS = {
+    "jinja2": "jinja2>=3.1",
+    "Pillow": "Pillow>=10.0",
+    "magic": "python-magic>=0.4.27",
+    "multipart": "multipart>=1.2",
+}
 
 HERE = Path(__file__).resolve().parent
 MODULE_SOURCE = HERE / "chalice_http_toolkit.py"
@@ -269,17 +274,35 @@ def command_layers(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 APP_PY = """\
+import hashlib
 import os
+import secrets
 
 from chalice import Chalice
 
-from chalicelib.chalice_http_toolkit import CloudFront, ContentManager, register_keep_warm
+from chalicelib.chalice_http_toolkit import (
+    FORM_CONTENT_TYPES,
+    CloudFront,
+    ContentManager,
+    register_keep_warm,
+)
 
 app = Chalice(app_name={name})
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# Sessions, flash messages and CSRF tokens are signed with SECRET_KEY. Set it in the
+# function's environment (e.g. from a secret store), never in the source. Without it,
+# `chalice local` makes a key per run (sessions end with the process); deployed, a
+# page that uses the session answers 500 and logs that the key is missing.
+SECRET_KEY = os.environ.get("SECRET_KEY")
+if SECRET_KEY is None and "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
+    SECRET_KEY = secrets.token_urlsafe(32)
+
 cm = ContentManager(
-    os.path.join(HERE, "chalicelib", "templates"), os.path.join(HERE, "chalicelib", "static"), app
+    os.path.join(HERE, "chalicelib", "templates"),
+    os.path.join(HERE, "chalicelib", "static"),
+    app,
+    secret_key=SECRET_KEY,
 )
 cm.set_static_handler_prefix("/static")  # static() in templates: content-hashed URLs
 cf = CloudFront(cm, app)  # ETags, 304 Not Modified and Cache-Control
@@ -292,6 +315,41 @@ keep_warm = register_keep_warm(app, cm)
 @app.route("/", methods=["GET", "HEAD"])
 def index():
     return cf.template("index.html", title={name})
+
+
+#: Uploads larger than this are refused with a message (Lambda takes 6 MB per request).
+MAX_ATTACHMENT = 1024 * 1024
+
+
+@app.route("/contact", methods=["GET", "HEAD"])
+def contact():
+    return cf.template("contact.html", errors={{}}, values={{}})
+
+
+@app.route("/contact", methods=["POST"], content_types=FORM_CONTENT_TYPES)
+def contact_post():
+    # The toolkit has already checked the request's origin and CSRF token.
+    form = cm.form()
+    values = {{name: form.get(name, "").strip() for name in ("name", "email", "message")}}
+    errors = {{}}
+    if not values["name"]:
+        errors["name"] = "Please tell us your name."
+    if "@" not in values["email"]:
+        errors["email"] = "Please give an email address we can answer."
+    if not values["message"]:
+        errors["message"] = "Please write a message."
+    attachment = form.files.get("attachment")
+    if attachment is not None and attachment.filename and attachment.size > MAX_ATTACHMENT:
+        errors["attachment"] = "The attachment is larger than 1 MB."
+    if errors:
+        return cf.template("contact.html", status_code=422, errors=errors, values=values)
+    received = ""
+    if attachment is not None and attachment.filename:
+        digest = hashlib.sha256(attachment.data).hexdigest()[:16]
+        received = f" We received {{attachment.filename}} ({{attachment.size}} bytes, {{digest}})."
+    app.log.info("message from %s (%d characters)", values["email"], len(values["message"]))
+    cm.flash(f"Thank you, {{values['name']}}: your message is on its way.{{received}}", "success")
+    return cm.redirect(cm.url_for("contact"), 303)  # POST, redirect, GET: no resubmission
 
 
 # Last: catch-all routes that render the 404 page for unknown paths.
@@ -322,10 +380,36 @@ INDEX_HTML = """\
 {% block title %}{{ title }}{% endblock %}
 {% block content %}
     <h1>{{ title }}</h1>
-    <p>Edit <code>chalicelib/templates/index.html</code> and reload.</p>
+    <p>Edit <code>chalicelib/templates/index.html</code> and reload.
+       Or <a href="/contact">send us a message</a>.</p>
     <img src="{{ static('img/hero.png') }}" srcset="{{ srcset('img/hero.png') }}"
          sizes="(min-width: 40rem) 38rem, calc(100vw - 2rem)"
          alt="A sun over green hills" width="960" height="480">
+{% endblock %}
+"""
+
+CONTACT_HTML = """\
+{% extends "base.html" %}
+{% block title %}Contact{% endblock %}
+{% block content %}
+    <h1>Contact</h1>
+    {% for category, message in get_flashed_messages(with_categories=true) %}
+    <p class="flash {{ category }}" role="status">{{ message }}</p>
+    {% endfor %}
+    <form method="post" action="{{ url_for('contact_post') }}" enctype="multipart/form-data"
+          novalidate>
+      <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+      <label>Name <input name="name" value="{{ values.name }}" autocomplete="name"></label>
+      {% if errors.name %}<p class="error" id="name-error">{{ errors.name }}</p>{% endif %}
+      <label>Email <input name="email" type="email" value="{{ values.email }}"
+                          autocomplete="email"></label>
+      {% if errors.email %}<p class="error" id="email-error">{{ errors.email }}</p>{% endif %}
+      <label>Message <textarea name="message" rows="5">{{ values.message }}</textarea></label>
+      {% if errors.message %}<p class="error" id="message-error">{{ errors.message }}</p>{% endif %}
+      <label>Attachment (optional, up to 1 MB) <input name="attachment" type="file"></label>
+      {% if errors.attachment %}<p class="error">{{ errors.attachment }}</p>{% endif %}
+      <button type="submit">Send</button>
+    </form>
 {% endblock %}
 """
 
@@ -356,6 +440,30 @@ img {
   max-width: 100%;
   height: auto;
   border-radius: 0.5rem;
+}
+
+label {
+  display: block;
+  margin: 1rem 0 0.25rem;
+}
+
+input:not([type="file"]),
+textarea {
+  display: block;
+  width: 100%;
+  box-sizing: border-box;
+  font: inherit;
+}
+
+.flash {
+  padding: 0.5rem 1rem;
+  border-radius: 0.5rem;
+  background: #dff3e4;
+}
+
+.error {
+  color: #a4262c;
+  margin: 0.25rem 0;
 }
 
 footer {
@@ -535,6 +643,7 @@ def project_files(
     needed = [package for package in LAYER_PACKAGES if package.lower() not in provided]
     if magic:
         needed.append("magic")
+    needed.append("multipart")  # the contact form's uploads (multipart/form-data)
     config = chalice_config(args.name, args.arch, [layer.arn for layer in layers])
     return {
         "app.py": APP_PY.format(name=json.dumps(args.name)),  # a valid name needs no escaping
@@ -542,6 +651,7 @@ def project_files(
         "chalicelib/chalice_http_toolkit.py": MODULE_SOURCE,
         "chalicelib/templates/base.html": BASE_HTML,
         "chalicelib/templates/index.html": INDEX_HTML,
+        "chalicelib/templates/contact.html": CONTACT_HTML,
         "chalicelib/templates/404.html": NOT_FOUND_HTML,
         "chalicelib/static/css/site.css": SITE_CSS,
         "chalicelib/static/favicon.svg": FAVICON_SVG,
@@ -666,7 +776,7 @@ def command_setup(args: argparse.Namespace) -> int:
 def _print_next_steps(
     args: argparse.Namespace, project: Path, *, magic: bool, layers: list[Layer], compiled: bool
 ) -> None:
-    local = ["chalice", "jinja2", "Pillow"] + (["python-magic"] if magic else [])
+    local = ["chalice", "jinja2", "Pillow", "multipart"] + (["python-magic"] if magic else [])
     deploy = "chalice deploy --stage prod"
     print()
     print("Next steps:")
