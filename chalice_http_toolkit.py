@@ -19,9 +19,12 @@ only for what it uses.
 from __future__ import annotations
 
 import base64
+import binascii
 import collections
+import collections.abc
 import datetime
 import functools
+import itertools
 import json
 import logging
 import marshal
@@ -32,16 +35,19 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, Union
 
-from chalice.app import CaseInsensitiveMapping, Response
+from chalice.app import CaseInsensitiveMapping, ChaliceUnhandledError, Response
 
 __version__ = "1.0.0"
 
 __all__ = [
+    "CSRF_FIELD",
+    "CSRF_HEADER",
     "DEFAULT_IMAGE_MAX_PIXELS",
     "DEFAULT_IMAGE_QUALITY",
     "DEFAULT_IMAGE_WIDTHS",
     "DEFAULT_SECURITY_HEADERS",
     "DEFAULT_STATIC_CACHE_BYTES",
+    "FORM_CONTENT_TYPES",
     "IMAGE_ACCEPT_ANY",
     "IMAGE_ACCEPT_AVIF",
     "IMAGE_ACCEPT_WEBP",
@@ -52,6 +58,8 @@ __all__ = [
     "LAMBDA_RESPONSE_LIMIT",
     "ORIGIN_SECRET_ENV",
     "ORIGIN_SECRET_HEADER",
+    "PRIVATE_CACHE_CONTROL",
+    "SESSION_COOKIE_LIMIT",
     "SQS_MESSAGE_LIMIT",
     "TASKS_MODE_ENV",
     "WRITABLE_IMAGE_FORMATS",
@@ -59,10 +67,17 @@ __all__ = [
     "BoundedCache",
     "CloudFront",
     "ContentManager",
+    "FormData",
+    "FormError",
+    "FormLimits",
     "ImageCache",
     "ImageVariant",
+    "MultiValues",
     "Offer",
     "ResponseTooLargeError",
+    "ResponseWithBinary",
+    "Session",
+    "SessionTooLargeError",
     "StaticFile",
     "StaticImages",
     "StaticIndex",
@@ -71,12 +86,17 @@ __all__ = [
     "TaskingController",
     "TaskingControllerFactory",
     "TemplateNotFoundError",
+    "UploadedFile",
     "accepts_encoding",
     "answer_preconditions",
     "answer_request",
     "content_type_for",
+    "cross_origin_refusal",
+    "csrf_exempt",
+    "delete_cookie",
     "etag_matches",
     "evaluate_preconditions",
+    "ex_multipart",
     "http_date",
     "if_range_matches",
     "install_gateway_support",
@@ -87,11 +107,14 @@ __all__ = [
     "negotiate_image_format",
     "normalise_image_accept",
     "parse_accept_header",
+    "parse_cookie_header",
     "parse_etags",
+    "parse_form",
     "parse_http_date",
     "parse_range",
     "quote_etag",
     "register_keep_warm",
+    "set_cookie",
     "sniff_content_type",
     "stable_digest",
     "task_mode",
@@ -2862,6 +2885,9 @@ class ContentManager:
     :meth:`CloudFront.template` under their ETag (0 turns it off);
     ``memo_cache_bytes`` bounds the memos (template ETags, ``static()`` URLs,
     sniffed types). Every bound is the memory Python holds (:class:`BoundedCache`).
+    Forms, sessions and CSRF: ``secret_key`` (a string, or a list newest first),
+    ``session_cookie``, ``session_max_age``, ``session_cookie_secure``, ``csrf``,
+    ``trusted_origins`` and ``form_limits`` (see :meth:`form`, :attr:`session`).
     """
 
     def __init__(
@@ -2881,6 +2907,13 @@ class ContentManager:
         page_cache_bytes: int = 16 * 1024 * 1024,
         memo_cache_bytes: int = 4 * 1024 * 1024,
         security_headers: bool | Mapping[str, str] | None = None,
+        secret_key: str | bytes | Iterable[str | bytes] | None = None,
+        session_cookie: str = "session",
+        session_max_age: int = 31 * 24 * 3600,
+        session_cookie_secure: bool = True,
+        csrf: bool = True,
+        trusted_origins: Iterable[str] = (),
+        form_limits: FormLimits | None = None,
     ) -> None:
         self.templates_dir = templates_dir
         self.static_dir = static_dir
@@ -2912,8 +2945,22 @@ class ContentManager:
         self._template_etags = BoundedCache(memo_bytes)  # (filename, salt, memo key) -> ETag
         self._static_urls = BoundedCache(memo_bytes)  # (filename, width) -> URL
         self._asset_types = BoundedCache(memo_cache_bytes)  # (resource, ETag) -> type, headers
+        # Forms, sessions, CSRF (sections after CloudFront).
+        keys = _secret_keys(secret_key)
+        if not re.fullmatch(_COOKIE_NAME, session_cookie):
+            raise ValueError(f"session_cookie {session_cookie!r} is not a cookie name")
+        if not isinstance(session_max_age, int) or session_max_age <= 0:
+            raise ValueError("session_max_age must be a positive number of seconds")
+        self._session_signer = _SessionSigner(keys, session_max_age) if keys else None
+        self.session_cookie = session_cookie
+        self.session_max_age = session_max_age
+        self.session_cookie_secure = session_cookie_secure
+        self.csrf = csrf
+        self.trusted_origins = tuple(trusted_origins)
+        self.form_limits = form_limits or FormLimits()
         if app is not None:
             install_gateway_support(app)
+            _install_interactive(self)
 
     def clear_caches(self) -> None:
         """Forget every memo and page (not the static index): what ``static()`` gives may change."""
@@ -2949,6 +2996,7 @@ class ContentManager:
             )
             self._env.globals["static"] = self.static_url
             self._env.globals["srcset"] = self.srcset
+            self._env.globals.update(_template_globals(self))
         return self._env
 
     def set_static_handler_prefix(self, path: str) -> None:
@@ -3119,20 +3167,23 @@ class ContentManager:
             hasher.update(part.encode("utf-8", "surrogatepass"))
         return _PagePlan(hasher, content_type, personal)
 
-    def page_offer(self, filename: str, kwargs: Mapping[str, Any], salt: str = "") -> Offer:
+    def page_offer(
+        self, filename: str, kwargs: Mapping[str, Any], salt: str = "", *, private: bool = False
+    ) -> Offer:
         """The offer of ``filename`` rendered with ``kwargs``: ETag, type, body on demand.
 
         When the ETag is known without rendering, the body is the page kept under
         it (rendered once per container, ``page_cache_bytes``). Otherwise (dynamic
         includes, volatile names, arguments with no canonical form) the page is
         rendered now and its bytes hashed, and it is never cached. A personal
-        template (one that names ``_PERSONAL_TEMPLATE_NAMES``) is a ``private``
-        offer with no ETag at all.
+        template (one that names ``_PERSONAL_TEMPLATE_NAMES``), or any page when
+        ``private`` (the request read the session), is a ``private`` offer with no
+        ETag at all, rendered for this request and kept nowhere.
         """
         etag, plan = self._page_etag(filename, kwargs, salt)
-        if etag is None:
+        if etag is None or private:
             body = self.render_template(filename, **kwargs)
-            if plan.personal:
+            if plan.personal or private:
                 return Offer(plan.content_type, lambda: body, private=True)
             return Offer(
                 plan.content_type,
@@ -3176,12 +3227,16 @@ class ContentManager:
         vary: tuple[str, ...] = (),
         private: bool = False,
     ) -> Response:
-        """Answer the current request with ``offer`` (see :func:`answer_request`)."""
+        """Answer the current request with ``offer`` (see :func:`answer_request`).
+
+        A request that read or wrote the session or cookies is answered ``private``.
+        """
         request = getattr(self.app, "current_request", None) if self.app is not None else None
         if request is None:
             method, request_headers = "GET", {}
         else:
             method, request_headers = request.method, _lower_case_headers(request.headers)
+            private = private or _request_is_personal(request)
         return _gateway_response(
             _answer(
                 method,
@@ -3198,8 +3253,12 @@ class ContentManager:
             )
         )
 
+    @property
+    def _request(self) -> Any:
+        return getattr(self.app, "current_request", None) if self.app is not None else None
+
     def _request_parts(self) -> tuple[str, Mapping[str, str]]:
-        request = getattr(self.app, "current_request", None) if self.app is not None else None
+        request = self._request
         if request is None:
             return "GET", {}
         return request.method, _lower_case_headers(request.headers)
@@ -3222,9 +3281,11 @@ class ContentManager:
         return self._text(json.dumps(body), "application/json; charset=utf-8", status_code, headers)
 
     def redirect(self, url: str, status_code: int = 301) -> Response:
-        """A redirect to ``url`` (301 by default; any 3xx status is allowed)."""
-        if not 300 <= status_code <= 399:
-            raise ValueError(f"redirect status must be 3xx, not {status_code}")
+        """A redirect to ``url``: 301 (default), 302, 303 (after a form post), 307 or 308."""
+        if status_code not in (301, 302, 303, 307, 308):
+            raise ValueError(
+                f"redirect status must be 301, 302, 303, 307 or 308, not {status_code}"
+            )
         if any(ch in url for ch in "\r\n\0"):
             raise ValueError(f"redirect URL contains control characters: {url!r}")
         headers = {_NOSNIFF[0]: _NOSNIFF[1], **self._fixed_headers, "Location": url}
@@ -3417,6 +3478,97 @@ class ContentManager:
         return img if body is None else body
 
     # -- routes -------------------------------------------------------------
+
+    # -- forms, cookies, sessions, url_for (sections after CloudFront) -------
+
+    def _current_request(self, what: str) -> Any:
+        request = self._request
+        if request is None:
+            raise RuntimeError(f"{what} needs a request: call it inside a view")
+        return request
+
+    def form(self) -> FormData:
+        """The current request's form: urlencoded or multipart fields, and ``.files``.
+
+        Parsed once per request within ``form_limits``; a malformed body is
+        answered 400, an oversized one 413 (an HTML page), never a 500.
+        """
+        return _request_form(self._current_request("form()"), self.form_limits)
+
+    def cookies(self) -> dict[str, str]:
+        """The current request's cookies (RFC 6265); reading them makes the response private."""
+        request = self._current_request("cookies()")
+        _mark_personal(request)
+        return dict(_request_cookies(request))
+
+    @property
+    def session(self) -> Session:
+        """The current request's session (a signed cookie; needs ``secret_key``)."""
+        return self._load_session(self._current_request("session"))
+
+    def _load_session(self, request: Any) -> Session:
+        state = _request_state(request)
+        state.personal = True
+        if state.session is None:
+            if self._session_signer is None:
+                raise RuntimeError(
+                    "sessions, flash and CSRF tokens need ContentManager(..., secret_key=...): "
+                    "read it from an environment variable, never from the source"
+                )
+            cookie = _request_cookies(request).get(self.session_cookie)
+            data = self._session_signer.verify(cookie, _now()) if cookie else None
+            state.session = Session(data or {}, self._session_signer, new=data is None)
+            state.session.modified = bool(cookie) and data is None  # drop a bad cookie
+        return state.session
+
+    def flash(self, message: str, category: str = "message") -> None:
+        """Keep ``message`` in the session for the next page's ``get_flashed_messages()``."""
+        session = self.session
+        session[_FLASHES_KEY] = [*session.get(_FLASHES_KEY, []), [str(category), str(message)]]
+
+    def get_flashed_messages(
+        self, with_categories: bool = False, category_filter: Iterable[str] = ()
+    ) -> list[Any]:
+        """The flashed messages (removed from the session; the same list all this request).
+
+        ``with_categories=True`` gives ``(category, message)`` pairs.
+        """
+        request = self._current_request("get_flashed_messages()")
+        session = self._load_session(request)
+        state = _request_state(request)
+        if state.flashes is None:
+            stored = session.pop(_FLASHES_KEY, None) if _FLASHES_KEY in session else None
+            state.flashes = [
+                (str(item[0]), str(item[1]))
+                for item in (stored if isinstance(stored, list) else ())
+                if isinstance(item, list) and len(item) == 2
+            ]
+        wanted = set(category_filter)
+        flashes = [item for item in state.flashes if not wanted or item[0] in wanted]
+        return flashes if with_categories else [message for _, message in flashes]
+
+    def csrf_token(self) -> str:
+        """The session's CSRF token: a form's hidden ``csrf_token`` field or ``X-CSRF-Token``."""
+        session = self.session
+        token = session.get(_CSRF_KEY)
+        if not isinstance(token, str):
+            import secrets
+
+            token = secrets.token_urlsafe(32)
+            session[_CSRF_KEY] = token
+        return token
+
+    def url_for(self, view_name: str, **params: Any) -> str:
+        """The URL of the route whose view is ``view_name``; unused ``params`` form the query.
+
+        Right on the execute-api URL (``/{stage}`` prefix), behind CloudFront, on
+        a custom domain and under ``chalice local``. An unknown view or a missing
+        path parameter raises ``ValueError``.
+        """
+        if self.app is None:
+            raise ValueError("url_for needs the ContentManager's app")
+        url = _build_url(_route_path(self.app, view_name), dict(params))
+        return _script_root(self._request) + url
 
     def register_static_routes(
         self,
@@ -3611,11 +3763,15 @@ class CloudFront:
         template's extension (HTML when it names none).
         """
         cm = self.content_manager
+        request = getattr(cm.app, "current_request", None) if cm.app is not None else None
+        offer = cm.page_offer(
+            filename,
+            kwargs,
+            self.etag_salt + _script_root(request),  # url_for() differs by host and stage
+            private=_request_is_personal(request),
+        )
         return cm.answer(
-            cm.page_offer(filename, kwargs, self.etag_salt),
-            status_code,
-            headers,
-            cache_control=self._cache_control(cache_control),
+            offer, status_code, headers, cache_control=self._cache_control(cache_control)
         )
 
     def static(
@@ -3672,6 +3828,879 @@ def _resource(app: Any, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
         tuple(sorted(query_params.items())) if query_params else (),
         producer,
     )
+
+
+# ---------------------------------------------------------------------------
+# Request state: what one request read or wrote, and whether it is personal
+# ---------------------------------------------------------------------------
+
+#: ``Cache-Control`` of a response that read or wrote the session or set a cookie.
+PRIVATE_CACHE_CONTROL = "private, no-store"
+
+_STATE_ATTRIBUTE = "_chalice_http_toolkit_state"
+_UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+
+class _RequestState:
+    """Per-request memo kept on Chalice's ``Request`` object (one per request and thread)."""
+
+    __slots__ = ("cookies", "flashes", "form", "personal", "session")
+
+    def __init__(self) -> None:
+        self.personal = False
+        self.form: FormData | None = None
+        self.cookies: dict[str, str] | None = None
+        self.session: Session | None = None
+        self.flashes: list[tuple[str, str]] | None = None
+
+
+def _request_state(request: Any) -> _RequestState:
+    state = request.__dict__.get(_STATE_ATTRIBUTE)
+    if state is None:
+        state = _RequestState()
+        setattr(request, _STATE_ATTRIBUTE, state)
+    return state
+
+
+def _mark_personal(request: Any) -> None:
+    """Mark ``request``'s response as personal: never stored by a shared cache."""
+    if request is not None:
+        _request_state(request).personal = True
+
+
+def _request_is_personal(request: Any) -> bool:
+    """Whether the request read or wrote the session or cookies (its answer is private)."""
+    if request is None:
+        return False
+    state = request.__dict__.get(_STATE_ATTRIBUTE)
+    return state is not None and state.personal
+
+
+def _header_key(headers: Mapping[str, Any], name: str) -> str | None:
+    """The key under which ``headers`` (a response's plain dict) holds ``name``, any case."""
+    if name in headers:
+        return name
+    lowered = name.lower()
+    return next((key for key in headers if key.lower() == lowered), None)
+
+
+def _make_private(headers: dict[str, Any]) -> None:
+    """Turn a response's headers into a personal response's: no shared caching, no validators."""
+    for name in ("Cache-Control", "ETag", "Last-Modified", "Expires"):
+        key = _header_key(headers, name)
+        if key is not None:
+            del headers[key]
+    headers["Cache-Control"] = PRIVATE_CACHE_CONTROL
+
+
+def _request_headers(request: Any) -> Mapping[str, str]:
+    return _lower_case_headers(request.headers)
+
+
+# ---------------------------------------------------------------------------
+# Forms and uploads: urlencoded and multipart bodies, with limits
+# ---------------------------------------------------------------------------
+
+
+class FormError(ChaliceUnhandledError):
+    """A request body that is not a form the toolkit will read: 400, or 413 when too large.
+
+    Raised by :meth:`ContentManager.form` and :func:`ex_multipart`; the
+    toolkit's middleware answers it with a short HTML page of that status.
+    """
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class FormLimits:
+    """Bounds on a form body (API Gateway takes 10 MB, Lambda 6 MB of request payload).
+
+    ``max_bytes``: the decoded body; ``max_fields``: urlencoded fields or
+    multipart parts; ``max_part_bytes``: one multipart part (a file or a field).
+    """
+
+    # Plain classes, not NamedTuples, here: they cost a cold start far less to define.
+    __slots__ = ("max_bytes", "max_fields", "max_part_bytes")
+
+    def __init__(
+        self,
+        max_bytes: int = 6 * 1024 * 1024,
+        max_fields: int = 1000,
+        max_part_bytes: int = 6 * 1024 * 1024,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_fields = max_fields
+        self.max_part_bytes = max_part_bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"FormLimits(max_bytes={self.max_bytes}, max_fields={self.max_fields}, "
+            f"max_part_bytes={self.max_part_bytes})"
+        )
+
+
+class UploadedFile:
+    """A file of a ``multipart/form-data`` body: ``filename``, ``content_type``, ``data``."""
+
+    __slots__ = ("content_type", "data", "filename")
+
+    def __init__(self, filename: str, content_type: str, data: bytes) -> None:
+        self.filename = filename
+        self.content_type = content_type
+        self.data = data
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return len(self.data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UploadedFile):
+            return NotImplemented
+        return (self.filename, self.content_type, self.data) == (
+            other.filename,
+            other.content_type,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"UploadedFile({self.filename!r}, {self.content_type!r}, {self.size} bytes)"
+
+
+class MultiValues(Mapping):
+    """A read-only mapping of names to values that keeps repeated names (Werkzeug's MultiDict).
+
+    ``form[name]`` and ``form.get(name)`` give the first value;
+    ``form.getlist(name)`` all of them, in the order they were sent.
+    """
+
+    def __init__(self, pairs: Iterable[tuple[str, Any]] = ()) -> None:
+        self._lists: dict[str, list[Any]] = {}
+        for name, value in pairs:
+            self._lists.setdefault(name, []).append(value)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._lists[name][0]
+
+    def __iter__(self) -> Any:
+        return iter(self._lists)
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def getlist(self, name: str) -> list[Any]:
+        """Every value sent under ``name`` (an empty list when none)."""
+        return list(self._lists.get(name, ()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({[(k, v) for k, vs in self._lists.items() for v in vs]!r})"
+
+
+class FormData(MultiValues):
+    """A request's form fields (``str`` values) and its uploaded files (``.files``)."""
+
+    def __init__(
+        self,
+        fields: Iterable[tuple[str, str]] = (),
+        files: Iterable[tuple[str, UploadedFile]] = (),
+    ) -> None:
+        super().__init__(fields)
+        #: Uploaded files by field name: ``form.files.get("photo")`` is an :class:`UploadedFile`.
+        self.files = MultiValues(files)
+
+
+# A multipart part: (name, filename, content_type, charset, data).
+_Part = tuple[str, "str | None", "str | None", "str | None", bytes]
+
+
+#: The form content types, for a form route's ``content_types=`` (Chalice answers others 415).
+FORM_CONTENT_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data"]
+# What a cross-site HTML form can send without a CORS preflight.
+_FORM_TYPES = frozenset((*FORM_CONTENT_TYPES, "text/plain"))
+
+
+def _media_type_and_options(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """``text/html; charset=utf-8`` → ``("text/html", {"charset": "utf-8"})``; lenient."""
+    if not content_type:
+        return "", {}
+    media_type, _, rest = content_type.partition(";")
+    options: dict[str, str] = {}
+    for match in re.finditer(_OPTION, rest):
+        value = match.group(2)
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        options.setdefault(match.group(1).lower(), value)
+    return media_type.strip().lower(), options
+
+
+# Patterns are compiled on first use (re's cache): a cold start pays only for what it uses.
+_OPTION = r';?\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)'
+
+
+def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None = None) -> FormData:
+    """Parse a form body: ``application/x-www-form-urlencoded`` or ``multipart/form-data``.
+
+    Text is UTF-8 (a multipart part may name another charset); repeated names
+    keep every value. Another content type gives an empty form (as Flask's
+    ``request.form`` for JSON). A malformed body raises :class:`FormError` 400,
+    one over ``limits`` :class:`FormError` 413.
+
+    >>> parse_form(b"a=1&a=%C3%A9&b=", "application/x-www-form-urlencoded").getlist("a")
+    ['1', 'é']
+    """
+    limits = limits or FormLimits()
+    if len(body) > limits.max_bytes:
+        raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
+    media_type, options = _media_type_and_options(content_type)
+    if media_type == "application/x-www-form-urlencoded":
+        return FormData(_parse_urlencoded(body, limits))
+    if media_type == "multipart/form-data":
+        fields: list[tuple[str, str]] = []
+        files: list[tuple[str, UploadedFile]] = []
+        for name, filename, content_type, charset, data in _multipart_parts(
+            body, options.get("boundary"), limits
+        ):
+            if filename is not None:
+                content = content_type or "application/octet-stream"
+                files.append((name, UploadedFile(filename, content, data)))
+            else:
+                fields.append((name, _decode_text(data, charset)))
+        return FormData(fields, files)
+    return FormData()
+
+
+def _decode_text(data: bytes, charset: str | None) -> str:
+    try:
+        return data.decode(charset or "utf-8")
+    except LookupError:
+        raise FormError(400, f"Unknown charset {charset!r} in the form.") from None
+    except UnicodeDecodeError:
+        raise FormError(400, f"A form field is not valid {charset or 'UTF-8'} text.") from None
+
+
+def _parse_urlencoded(body: bytes, limits: FormLimits) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    if body.count(b"&") >= limits.max_fields:
+        raise FormError(413, f"The form has more than {limits.max_fields} fields.")
+    try:
+        # Browsers percent-encode; a raw UTF-8 body (curl --data) is read as UTF-8 too.
+        return parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
+    except UnicodeDecodeError:
+        raise FormError(400, "The form is not valid UTF-8.") from None
+
+
+def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> list[_Part]:
+    """The named parts of a ``multipart/form-data`` body (RFC 7578), by defnull's ``multipart``."""
+    if not boundary:
+        raise FormError(400, "The multipart form has no boundary.")
+    try:
+        import multipart
+    except ImportError as error:
+        raise ImportError(
+            "reading multipart/form-data needs the 'multipart' package: add multipart to "
+            "requirements.txt"
+        ) from error
+    parts: list[_Part] = []
+    try:
+        parser = multipart.PushMultipartParser(
+            boundary,
+            content_length=len(body),
+            max_segment_size=limits.max_part_bytes,
+            max_segment_count=limits.max_fields,
+        )
+        segment = None
+        chunks: list[bytes] = []
+        for event in itertools.chain(parser.parse(body), parser.parse(b"")):
+            if event is None:
+                if segment is not None and segment.name is not None:
+                    parts.append(
+                        (
+                            segment.name,
+                            segment.filename,
+                            segment.content_type,
+                            segment.charset,
+                            b"".join(chunks),
+                        )
+                    )
+            elif isinstance(event, multipart.MultipartSegment):
+                segment, chunks = event, []
+            else:
+                chunks.append(event)
+    except multipart.ParserLimitReached as error:
+        raise FormError(413, f"The multipart form is too large: {error}.") from None
+    except multipart.MultipartError as error:
+        raise FormError(400, f"The multipart form is malformed: {error}.") from None
+    return parts
+
+
+def _request_body(request: Any, limits: FormLimits) -> bytes:
+    """The request body as bytes, base64-decoded when API Gateway encoded it."""
+    raw = request.__dict__.get("_body")
+    if isinstance(raw, (str, bytes)) and len(raw) > limits.max_bytes * 4 // 3 + 4:
+        raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
+    try:
+        body = request.raw_body
+    except (binascii.Error, ValueError):
+        raise FormError(400, "The request body is not valid base64.") from None
+    return body.encode("utf-8") if isinstance(body, str) else body
+
+
+def _request_form(request: Any, limits: FormLimits) -> FormData:
+    state = _request_state(request)
+    if state.form is None:
+        content_type = _request_headers(request).get("content-type")
+        state.form = parse_form(_request_body(request, limits), content_type, limits)
+    return state.form
+
+
+def ex_multipart(app: _AppLike) -> dict[str, dict[str, Any]]:
+    """0.6.2's helper: the current request's multipart parts by name (the last one wins).
+
+    Returns ``{name: {"data": bytes, "filename": str | None}}``; a malformed
+    body raises :class:`FormError` (answered 400/413 by a ContentManager's
+    middleware). New code: :meth:`ContentManager.form`.
+    """
+    request = app.current_request
+    limits = FormLimits()
+    media_type, options = _media_type_and_options(_request_headers(request).get("content-type"))
+    if media_type != "multipart/form-data":
+        raise FormError(400, "The request is not multipart/form-data.")
+    parts = _multipart_parts(_request_body(request, limits), options.get("boundary"), limits)
+    return {name: {"data": data, "filename": filename} for name, filename, _, _, data in parts}
+
+
+class ResponseWithBinary(_GatewayResponse):
+    """0.6.2's name: a ``Response`` whose bytes body reaches the client intact for every Accept.
+
+    Bytes travel base64-encoded with ``isBase64Encoded`` (the toolkit sets the
+    API's binary media types to ``*/*``), text as text; there is no ``STAGE``
+    switch. Setting ``isBase64Encoded`` (0.6.2 code does) changes nothing.
+    """
+
+    isBase64Encoded = False
+
+
+# ---------------------------------------------------------------------------
+# Cookies: RFC 6265 parsing and Set-Cookie headers
+# ---------------------------------------------------------------------------
+
+_COOKIE_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an RFC 9110 token
+_COOKIE_VALUE = r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"  # cookie-octets
+_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+
+
+def parse_cookie_header(value: str | None) -> dict[str, str]:
+    """The cookies of a ``Cookie`` header: ``{name: value}``, lenient with garbage.
+
+    RFC 6265 §5.4: pairs separated by ``;``; a pair without ``=`` or with an
+    empty or non-token name is skipped, a value's surrounding double quotes
+    are removed; the first pair of a name wins (the browser sends the most
+    specific path first). Never raises.
+
+    >>> parse_cookie_header('a=1; junk; b="two"; a=3; =x')
+    {'a': '1', 'b': 'two'}
+    """
+    cookies: dict[str, str] = {}
+    if not value:
+        return cookies
+    for pair in value.split(";"):
+        name, equals, cookie_value = pair.partition("=")
+        name = name.strip()
+        if not equals or not re.fullmatch(_COOKIE_NAME, name) or name in cookies:
+            continue
+        cookie_value = cookie_value.strip()
+        if len(cookie_value) >= 2 and cookie_value[0] == cookie_value[-1] == '"':
+            cookie_value = cookie_value[1:-1]
+        cookies[name] = cookie_value
+    return cookies
+
+
+def _request_cookies(request: Any) -> dict[str, str]:
+    state = _request_state(request)
+    if state.cookies is None:
+        # API Gateway keeps only the last of repeated headers in ``headers``.
+        event = request.__dict__.get("_event_dict") or {}
+        multi = event.get("multiValueHeaders") or {}
+        values = next((v for k, v in multi.items() if k.lower() == "cookie"), None)
+        header = "; ".join(values) if values else _request_headers(request).get("cookie")
+        state.cookies = parse_cookie_header(header)
+    return state.cookies
+
+
+def set_cookie(
+    response: Response,
+    name: str,
+    value: str,
+    *,
+    max_age: int | None = None,
+    path: str = "/",
+    domain: str | None = None,
+    secure: bool = True,
+    httponly: bool = True,
+    samesite: str | None = "Lax",
+) -> Response:
+    """Add a ``Set-Cookie`` header to ``response`` (any number per response); returns it.
+
+    Secure, HttpOnly and SameSite=Lax by default. ``max_age`` in seconds (also
+    sent as ``Expires``); ``None`` makes a session cookie. The value must be
+    RFC 6265 cookie-octets (encode anything else, e.g. base64url): a bad name,
+    value, path, domain or ``SameSite=None`` without ``secure`` raises
+    ``ValueError``. The response becomes ``Cache-Control: private, no-store``.
+    """
+    if not re.fullmatch(_COOKIE_NAME, name):
+        raise ValueError(f"cookie name {name!r} is not an RFC 6265 token")
+    if not re.fullmatch(_COOKIE_VALUE, value):
+        raise ValueError(
+            f"cookie value {value!r} has characters a cookie cannot carry "
+            "(space, comma, semicolon, quote, backslash, non-ASCII): encode it first"
+        )
+    parts = [f"{name}={value}"]
+    if max_age is not None:
+        max_age = int(max_age)
+        parts.append(f"Expires={http_date(_now() + max(max_age, 0))}")
+        parts.append(f"Max-Age={max_age}")
+    for attribute, text in (("Domain", domain), ("Path", path)):
+        if text is not None:
+            if any(ch in text for ch in ";\r\n\0") or not text.isprintable():
+                raise ValueError(f"cookie {attribute.lower()} {text!r} has invalid characters")
+            parts.append(f"{attribute}={text}")
+    if secure:
+        parts.append("Secure")
+    if httponly:
+        parts.append("HttpOnly")
+    if samesite is not None:
+        canonical = _SAMESITE.get(samesite.lower())
+        if canonical is None:
+            raise ValueError(f"samesite must be 'Lax', 'Strict', 'None' or None, not {samesite!r}")
+        if canonical == "None" and not secure:
+            raise ValueError("SameSite=None cookies must be secure (browsers reject them)")
+        parts.append(f"SameSite={canonical}")
+    headers = response.headers
+    key = _header_key(headers, "Set-Cookie") or "Set-Cookie"
+    existing = headers.get(key)
+    cookies = existing if isinstance(existing, list) else ([existing] if existing else [])
+    # A list-valued header becomes multiValueHeaders: one Set-Cookie line per cookie.
+    headers[key] = [*cookies, "; ".join(parts)]
+    _make_private(headers)
+    return response
+
+
+def delete_cookie(
+    response: Response, name: str, *, path: str = "/", domain: str | None = None
+) -> Response:
+    """Make the browser drop cookie ``name`` (same ``path`` and ``domain`` as set); returns it."""
+    return set_cookie(response, name, "", max_age=0, path=path, domain=domain)
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+# ---------------------------------------------------------------------------
+# Sessions and flash: a signed, timestamped cookie (HMAC-SHA256)
+# ---------------------------------------------------------------------------
+
+#: Browsers keep at most 4096 bytes of a cookie's name and value (RFC 6265 §6.1).
+SESSION_COOKIE_LIMIT = 4093
+_SESSION_SALT = b"chalice-http-toolkit session v1"
+_FLASHES_KEY = "_flashes"
+_CSRF_KEY = "_csrf"
+
+
+class SessionTooLargeError(ValueError):
+    """The session would not fit in one cookie (about 4 KB)."""
+
+
+class _SessionSigner:
+    """Signs and verifies session cookies: ``payload.timestamp.signature`` (base64url).
+
+    The signature is HMAC-SHA256 over ``payload.timestamp`` with a key derived
+    from each secret; the newest secret signs, every one verifies (rotation).
+    """
+
+    def __init__(self, secret_keys: list[bytes], max_age: int) -> None:
+        import hashlib
+        import hmac
+
+        self._hmac = hmac
+        self._sha256 = hashlib.sha256
+        self.keys = [hmac.new(key, _SESSION_SALT, hashlib.sha256).digest() for key in secret_keys]
+        self.max_age = max_age
+
+    def _signature(self, key: bytes, message: bytes) -> bytes:
+        return self._hmac.new(key, message, self._sha256).digest()
+
+    @staticmethod
+    def payload(data: Mapping[str, Any]) -> bytes:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return base64.urlsafe_b64encode(text.encode("utf-8")).rstrip(b"=")
+
+    def sign(self, payload: bytes, now: float) -> str:
+        message = payload + b"." + str(int(now)).encode()
+        signature = base64.urlsafe_b64encode(self._signature(self.keys[0], message)).rstrip(b"=")
+        return (message + b"." + signature).decode("ascii")
+
+    def size(self, payload: bytes) -> int:
+        return len(payload) + 1 + 10 + 1 + 43  # a 10-digit timestamp, 32 bytes of base64url
+
+    def verify(self, cookie: str, now: float) -> dict[str, Any] | None:
+        """The session a cookie carries; ``None`` (and a log line) when it is not one of ours."""
+        try:
+            raw = cookie.encode("ascii")
+        except UnicodeEncodeError:
+            raw = b""
+        message, _, signature_text = raw.rpartition(b".")
+        payload, _, timestamp = message.partition(b".")
+        try:
+            signature = base64.urlsafe_b64decode(signature_text + b"=" * (-len(signature_text) % 4))
+        except (binascii.Error, ValueError):
+            signature = b""
+        if not any(
+            self._hmac.compare_digest(self._signature(key, message), signature) for key in self.keys
+        ):
+            logger.warning("session cookie refused: bad signature (tampered, or another key)")
+            return None
+        issued = int(timestamp) if timestamp.isdigit() else -1
+        if issued < 0 or issued > now + 300:
+            logger.warning("session cookie refused: bad timestamp")
+            return None
+        if now - issued > self.max_age:
+            logger.info("session cookie expired %d s ago", now - issued - self.max_age)
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+        except (binascii.Error, ValueError):
+            logger.warning("session cookie refused: signed but not JSON")
+            return None
+        if not isinstance(data, dict):
+            logger.warning("session cookie refused: signed but not a JSON object")
+            return None
+        return data
+
+
+class Session(collections.abc.MutableMapping):
+    """A request's session: a dict of JSON values kept in a signed cookie.
+
+    Changes are saved when the response leaves (``Set-Cookie``); a value that
+    is not JSON raises ``TypeError``, a session that would not fit in a cookie
+    :class:`SessionTooLargeError`. Mutating a nested value in place is not
+    seen: set ``session.modified = True`` then.
+    """
+
+    def __init__(self, data: dict[str, Any], signer: _SessionSigner, new: bool) -> None:
+        self._data = data
+        self._signer = signer
+        #: True when the request carried no valid session cookie.
+        self.new = new
+        #: True when the session must be saved (set by every change).
+        self.modified = False
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"session keys are strings, not {type(key).__name__}")
+        previous = self._data.get(key, _MISSING)
+        self._data[key] = value
+        try:
+            self._check()
+        except (TypeError, ValueError):
+            if previous is _MISSING:
+                del self._data[key]
+            else:
+                self._data[key] = previous
+            raise
+        self.modified = True
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self.modified = True
+
+    def _check(self) -> bytes:
+        try:
+            payload = self._signer.payload(self._data)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"session values must be JSON: {error}") from None
+        size = self._signer.size(payload)
+        if size > SESSION_COOKIE_LIMIT:
+            raise SessionTooLargeError(
+                f"the session is {size} bytes as a cookie; browsers keep at most "
+                f"{SESSION_COOKIE_LIMIT}: keep less in it (an id, not the data)"
+            )
+        return payload
+
+    def __repr__(self) -> str:
+        return f"Session({self._data!r})"
+
+
+def _secret_keys(secret_key: str | bytes | Iterable[str | bytes] | None) -> list[bytes]:
+    if secret_key is None:
+        return []
+    keys = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+    out = []
+    for key in keys:
+        if not isinstance(key, (str, bytes)) or not key:
+            raise ValueError("secret_key must be a non-empty string or a list of them")
+        out.append(key.encode("utf-8") if isinstance(key, str) else key)
+    if not out:
+        raise ValueError("secret_key must be a non-empty string or a list of them")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# CSRF: Fetch Metadata / Origin, and the session's token for form posts
+# ---------------------------------------------------------------------------
+
+_CSRF_EXEMPT = "_chalice_http_toolkit_csrf_exempt"
+#: The form field and the request header that carry :func:`csrf_token`'s value.
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+
+def csrf_exempt(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: the view's POST/PUT/PATCH/DELETE skip the toolkit's CSRF checks.
+
+    For webhooks and the like that authenticate their caller another way.
+    """
+    setattr(view, _CSRF_EXEMPT, True)
+    return view
+
+
+def _origin_of(value: str) -> str | None:
+    """``https://Example.com:443/x`` → ``example.com:443``: the host of an origin, lower case."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    return rest.split("/", 1)[0].lower()
+
+
+def cross_origin_refusal(
+    method: str, headers: Mapping[str, str], trusted_origins: Iterable[str] = ()
+) -> str | None:
+    """Why a request is a cross-origin write to refuse, or ``None`` (Go's CrossOriginProtection).
+
+    Safe methods pass. ``Sec-Fetch-Site: same-origin`` or ``none`` passes;
+    otherwise an ``Origin`` that is trusted, or whose host is the request's
+    (``X-Forwarded-Host``, set by the CloudFront function, else ``Host``),
+    passes. A request with neither header is not from a browser and passes.
+    ``headers`` have lower-case names.
+    """
+    if method.upper() not in _UNSAFE_METHODS:
+        return None
+    origin = headers.get("origin")
+    trusted = {value.rstrip("/").lower() for value in trusted_origins}
+    if origin is not None and origin.rstrip("/").lower() in trusted:
+        return None
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        if site.strip().lower() in ("same-origin", "none"):
+            return None
+        return f"cross-site request refused (Sec-Fetch-Site: {site})"
+    if origin is None:
+        return None
+    host = headers.get("x-forwarded-host") or headers.get("host") or ""
+    host = host.split(",")[0].strip().lower()
+    origin_host = _origin_of(origin)
+    if origin_host is not None and host and origin_host in (host, _default_port(host, origin)):
+        return None
+    return f"cross-origin request refused (Origin: {origin})"
+
+
+def _default_port(host: str, origin: str) -> str:
+    """``host`` with the origin scheme's default port, as an Origin may carry it."""
+    port = "443" if origin.lower().startswith("https:") else "80"
+    return host if ":" in host.rsplit("]", 1)[-1] else f"{host}:{port}"
+
+
+def _csrf_refusal(cm: ContentManager, request: Any) -> str | None:
+    headers = _request_headers(request)
+    refusal = cross_origin_refusal(request.method, headers, cm.trusted_origins)
+    if refusal is not None or not cm._session_signer:
+        return refusal
+    submitted = headers.get(CSRF_HEADER)
+    media_type, _ = _media_type_and_options(headers.get("content-type"))
+    if submitted is None:
+        if media_type not in _FORM_TYPES:
+            return None  # not something a cross-site form can send (JSON needs CORS)
+        submitted = _request_form(request, cm.form_limits).get(CSRF_FIELD)
+    expected = cm._load_session(request).get(_CSRF_KEY)
+    if not submitted:
+        return "the form has no CSRF token: reload the page and send it again"
+    if not isinstance(expected, str) or not _constant_time_equal(submitted, expected):
+        return "the form's CSRF token is not this session's: reload the page and send it again"
+    return None
+
+
+def _constant_time_equal(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------
+# url_for: URLs of Chalice routes, right behind every front door
+# ---------------------------------------------------------------------------
+
+_EXECUTE_API_HOST = r"[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?(:443)?"
+_ROUTE_PARAMETER = r"\{([^}+]+)(\+?)\}"
+
+
+def _script_root(request: Any) -> str:
+    """``/{stage}`` on the execute-api URL, else ``""`` (CloudFront, custom domain, local).
+
+    API Gateway serves the stage under its own path on the execute-api host;
+    behind CloudFront (the origin path holds the stage; its function sets
+    ``X-Forwarded-Host``) or a custom domain mapped at its root there is none.
+    """
+    if request is None:
+        return ""
+    headers = _request_headers(request)
+    if "x-forwarded-host" in headers:
+        return ""
+    stage = (getattr(request, "context", None) or {}).get("stage")
+    # "$default" (HTTP API, Function URL, ALB through lambda_handler) is not in the path.
+    if stage and stage != "$default" and _is_execute_api_host(headers.get("host", "")):
+        return "/" + stage
+    return ""
+
+
+@functools.lru_cache(maxsize=64)
+def _is_execute_api_host(host: str) -> bool:
+    return re.fullmatch(_EXECUTE_API_HOST, host, re.IGNORECASE) is not None
+
+
+def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
+    """Chalice's route table: path → method → RouteEntry (a Blueprint's app's, once registered)."""
+    routes = getattr(app, "routes", None)
+    if routes is None:
+        routes = getattr(getattr(app, "_current_app", None), "routes", None)
+    return routes or {}
+
+
+def _route_path(app: _AppLike, view_name: str) -> str:
+    for path, methods in _routes_of(app).items():
+        for entry in methods.values():
+            if entry.view_name == view_name:
+                return path
+    raise ValueError(f"url_for: no route has the view name {view_name!r}")
+
+
+def _build_url(path: str, params: dict[str, Any]) -> str:
+    from urllib.parse import quote, urlencode
+
+    def fill(match: re.Match) -> str:
+        name, greedy = match.group(1), match.group(2)
+        if name not in params:
+            raise ValueError(f"url_for: route {path} needs a value for {name!r}")
+        return quote(str(params.pop(name)), safe="/" if greedy else "")
+
+    built = re.sub(_ROUTE_PARAMETER, fill, path)
+    query = [(name, value) for name, value in params.items() if value is not None]
+    return built + ("?" + urlencode(query, doseq=True) if query else "")
+
+
+# ---------------------------------------------------------------------------
+# The middleware: CSRF before the view, session cookie and privacy after it
+# ---------------------------------------------------------------------------
+
+_INTERACTIVE_INSTALLED = "_chalice_http_toolkit_interactive"
+#: Names in templates whose output is personal: a template using one is never shared.
+_SESSION_TEMPLATE_NAMES = frozenset(("csrf_token", "get_flashed_messages", "session"))
+_PERSONAL_TEMPLATE_NAMES.update(_SESSION_TEMPLATE_NAMES)
+
+
+def _error_page(status_code: int, message: str) -> _GatewayResponse:
+    import html
+
+    titles = {400: "Bad Request", 403: "Forbidden", 413: "Content Too Large"}
+    title = f"{status_code} {titles.get(status_code, 'Error')}"
+    body = (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+        f"<body><h1>{title}</h1><p>{html.escape(message)}</p></body></html>"
+    )
+    headers = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": PRIVATE_CACHE_CONTROL}
+    return _GatewayResponse(body=body, headers=headers, status_code=status_code)
+
+
+def _install_interactive(cm: ContentManager) -> None:
+    """Register the middleware of forms, sessions and CSRF on ``cm.app`` (once per app)."""
+    app = cm.app
+    if app is None or getattr(app, _INTERACTIVE_INSTALLED, False):
+        return
+
+    def interactive_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
+        if request is None:
+            return get_response(request)
+        try:
+            if cm.csrf and request.method in _UNSAFE_METHODS and not _is_exempt(app, request):
+                refusal = _csrf_refusal(cm, request)
+                if refusal is not None:
+                    logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
+                    return _error_page(403, refusal)
+            response = get_response(request)
+        except FormError as error:
+            logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
+            return _error_page(error.status_code, error.message)
+        state = request.__dict__.get(_STATE_ATTRIBUTE)
+        if state is not None:
+            _save_session(cm, state.session, request, response)
+        headers = response.headers
+        if (
+            (state is not None and state.personal)
+            or "Set-Cookie" in headers
+            or "set-cookie" in headers
+        ):
+            _make_private(headers)  # (set_cookie() did already; a hand-made header too)
+        return response
+
+    app.register_middleware(interactive_middleware, "http")
+    setattr(app, _INTERACTIVE_INSTALLED, True)
+
+
+def _is_exempt(app: _AppLike, request: Any) -> bool:
+    entry = _routes_of(app).get(request.path, {}).get(request.method)
+    return entry is not None and getattr(entry.view_function, _CSRF_EXEMPT, False)
+
+
+def _save_session(cm: ContentManager, session: Session | None, request: Any, response: Any) -> None:
+    if session is None or not session.modified:
+        return
+    if session:
+        value = cm._session_signer.sign(session._check(), _now())
+        set_cookie(
+            response,
+            cm.session_cookie,
+            value,
+            max_age=cm.session_max_age,
+            secure=cm.session_cookie_secure,
+        )
+    elif cm.session_cookie in _request_cookies(request):
+        delete_cookie(response, cm.session_cookie)
+
+
+def _template_globals(cm: ContentManager) -> dict[str, Callable[..., Any]]:
+    return {
+        "csrf_token": cm.csrf_token,
+        "get_flashed_messages": cm.get_flashed_messages,
+        "url_for": cm.url_for,
+    }
 
 
 # ---------------------------------------------------------------------------

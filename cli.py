@@ -95,7 +95,12 @@ ARCHITECTURES = ("x86_64", "arm64")
 #: The packages the toolkit wants from layers, as Klayers names them.
 LAYER_PACKAGES = ("jinja2", "Pillow")
 #: requirements.txt lines for what no layer provides.
-REQUIREMENTS = {"jinja2": "jinja2>=3.1", "Pillow": "Pillow>=10.0", "magic": "python-magic>=0.4.27"}
+REQUIREMENTS = {
+    "jinja2": "jinja2>=3.1",
+    "Pillow": "Pillow>=10.0",
+    "magic": "python-magic>=0.4.27",
+    "multipart": "multipart>=1.2",
+}
 
 HERE = Path(__file__).resolve().parent
 #: Installed by pip, ``scaffold/`` and ``bin_magic/`` sit in this folder beside cli.py
@@ -286,6 +291,7 @@ SCAFFOLD_FILES = (
     ("chalicelib/__init__.py", "chalicelib/__init__.py", False),
     ("chalicelib/templates/base.html", "chalicelib/templates/base.html", False),
     ("chalicelib/templates/index.html", "chalicelib/templates/index.html", False),
+    ("chalicelib/templates/contact.html", "chalicelib/templates/contact.html", False),
     ("chalicelib/templates/404.html", "chalicelib/templates/404.html", False),
     ("chalicelib/static/css/site.css", "chalicelib/static/css/site.css", False),
     ("chalicelib/static/favicon.svg", "chalicelib/static/favicon.svg", False),
@@ -401,6 +407,7 @@ def project_files(
     needed = [package for package in LAYER_PACKAGES if package.lower() not in provided]
     if magic:
         needed.append("magic")
+    needed.append("multipart")  # the contact form's uploads (multipart/form-data)
     queue, dead_letter_queue = task_queue_names(args.name)
     values = {  # valid names need no escaping
         "name": args.name,
@@ -557,7 +564,7 @@ def command_setup(args: argparse.Namespace) -> int:
 def _print_next_steps(
     args: argparse.Namespace, project: Path, *, magic: bool, layers: list[Layer], compiled: bool
 ) -> None:
-    local = ["chalice", "jinja2", "Pillow"] + (["python-magic"] if magic else [])
+    local = ["chalice", "jinja2", "Pillow", "multipart"] + (["python-magic"] if magic else [])
     deploy = "chalice deploy --stage prod"
     print()
     print("Next steps:")
@@ -695,6 +702,13 @@ function handler(event) {
     }
     var value = isImageRequest(request.uri, accept) ? normalise(accept) : ANY;
     request.headers.accept = { value: value };
+    // The origin sees API Gateway's Host: pass the viewer's, for CSRF's Origin check and
+    // url_for (never the viewer's own X-Forwarded-Host).
+    if (request.headers.host) {
+        request.headers["x-forwarded-host"] = { value: request.headers.host.value };
+    } else {
+        delete request.headers["x-forwarded-host"];
+    }
     return request;
 }
 """
@@ -798,6 +812,7 @@ def cloudfront_template(
     price_class: str = "PriceClass_100",
     avif: bool = True,
     origin: str = "rest-api",
+    session_cookie: str = "session",
 ) -> dict:
     """A CloudFormation template: a distribution in front of a Chalice REST API.
 
@@ -810,7 +825,9 @@ def cloudfront_template(
     prefix gets a behaviour whose key ignores query strings and whose TTL follows the
     year-long ``immutable`` Cache-Control of content-hashed URLs. Both run the Accept
     function on viewer requests and add the security headers of
-    :func:`security_headers_policy`; Host is never forwarded (API Gateway rejects it).
+    :func:`security_headers_policy`; Host is never forwarded (API Gateway rejects it), the
+    function passes it as ``X-Forwarded-Host``. Pages forward ``session_cookie`` (the
+    toolkit's session) to the origin without keying on it.
     """
     function = {"FunctionARN": {"Fn::GetAtt": ["AcceptFunction", "FunctionARN"]}}
     association = {"FunctionAssociations": [{"EventType": "viewer-request", **function}]}
@@ -922,7 +939,10 @@ def cloudfront_template(
                 "Properties": {
                     "OriginRequestPolicyConfig": {
                         "Name": {"Fn::Sub": "${AWS::StackName}-pages"},
-                        "Comment": "Bodies and CORS preflights of the app's own routes; no Host",
+                        "Comment": (
+                            "Bodies, CORS preflights, CSRF checks and the session cookie of the "
+                            "app's own routes; no Host"
+                        ),
                         "HeadersConfig": {
                             "HeaderBehavior": "whitelist",
                             "Headers": [
@@ -930,9 +950,16 @@ def cloudfront_template(
                                 "Origin",
                                 "Access-Control-Request-Method",
                                 "Access-Control-Request-Headers",
+                                "Sec-Fetch-Site",
+                                "X-CSRF-Token",
+                                "X-Forwarded-Host",
                             ],
                         },
-                        "CookiesConfig": {"CookieBehavior": "none"},
+                        # Forwarded, never in the cache key: personal answers are no-store.
+                        "CookiesConfig": {
+                            "CookieBehavior": "whitelist",
+                            "Cookies": [session_cookie],
+                        },
                         "QueryStringsConfig": {"QueryStringBehavior": "all"},
                     }
                 },

@@ -83,6 +83,7 @@ class Behaviour:
     compress: bool
     viewer_function: bool
     forwarded_headers: tuple[str, ...] = ()
+    forwarded_cookies: tuple[str, ...] = ()  # the origin request policy's cookie whitelist
 
     def matches(self, path: str) -> bool:
         return self.path_pattern is None or fnmatch.fnmatchcase(
@@ -104,9 +105,11 @@ def behaviours_from_template(template: dict) -> list[Behaviour]:
         cache = policy(raw["CachePolicyId"], "CachePolicyConfig")
         key = cache["ParametersInCacheKeyAndForwardedToOrigin"]
         forwarded: tuple[str, ...] = ()
+        cookies: tuple[str, ...] = ()
         if "OriginRequestPolicyId" in raw:
             request = policy(raw["OriginRequestPolicyId"], "OriginRequestPolicyConfig")
             forwarded = tuple(h.lower() for h in request["HeadersConfig"].get("Headers", []))
+            cookies = tuple(request["CookiesConfig"].get("Cookies", []))
         out.append(
             Behaviour(
                 path_pattern=raw.get("PathPattern"),
@@ -122,6 +125,7 @@ def behaviours_from_template(template: dict) -> list[Behaviour]:
                     a["EventType"] == "viewer-request" for a in raw.get("FunctionAssociations", [])
                 ),
                 forwarded_headers=forwarded,
+                forwarded_cookies=cookies,
             )
         )
     return out
@@ -274,6 +278,13 @@ class CloudFrontModel:
             forwarded.update(
                 {name: headers[name] for name in behaviour.forwarded_headers if name in headers}
             )
+            kept = [
+                pair.strip()
+                for pair in headers.get("cookie", "").split(";")
+                if pair.split("=")[0].strip() in behaviour.forwarded_cookies
+            ]
+            if kept:
+                forwarded["cookie"] = "; ".join(kept)
             if encoding:
                 forwarded["accept-encoding"] = encoding
             target = path + ("?" + query if query and behaviour.query_strings else "")

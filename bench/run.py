@@ -22,6 +22,7 @@ such as 0.6.2's per-request image conversion), ``BENCH_IMPORT_RUNS`` (default
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import importlib.util
 import itertools
@@ -247,12 +248,34 @@ def build_ours(templates: Path, static: Path, asset: bytes) -> Any:
 
     module = load_ours()
     app = Chalice(app_name="ours")
-    cm = module.ContentManager(str(templates), str(static), app, auto_reload=False)
+    options = {"secret_key": "bench-secret"} if hasattr(module, "parse_form") else {}
+    cm = module.ContentManager(str(templates), str(static), app, auto_reload=False, **options)
     cm.set_static_handler_prefix("/static")
     cf = module.CloudFront(cm, app)
     cm.register_static_routes()
+    if options:
+        _form_routes(app, cm, cf)
 
     return _site_routes(app, cm, cf, asset, index_methods=["GET", "HEAD"])
+
+
+def _form_routes(app: Any, cm: Any, cf: Any) -> None:
+    """Our forms and sessions: a token page, a form POST, a page that reads the session."""
+
+    @app.route("/token")
+    def token() -> Any:
+        return cm.json({"token": cm.csrf_token()})
+
+    @app.route("/form", methods=["POST"], content_types=FORM_TYPES)
+    def form() -> Any:
+        fields = cm.form()
+        upload = fields.files.get("upload")
+        return cm.json({"name": fields.get("name"), "size": upload.size if upload else 0})
+
+    @app.route("/session-page")
+    def session_page() -> Any:
+        cm.session.get("name")
+        return cf.template("index.html", **PAGE_ARGS)
 
 
 def build_old(templates: Path, static: Path, asset: bytes) -> Any:
@@ -498,6 +521,8 @@ def _requests(app: Any, old: bool) -> dict[str, Callable[[], Any] | None]:
     }
     if not old and not hasattr(sys.modules[OURS_MODULE], "negotiate_image_format"):
         events["image repeat (WebP)"] = None
+    forms = not old and hasattr(sys.modules[OURS_MODULE], "parse_form")
+    events.update(_form_events(app) if forms else dict.fromkeys(FORM_ROWS))
     checks = {
         "JSON": (200, "application/json"),
         "static 200, flat": (200, "text/css"),
@@ -507,6 +532,9 @@ def _requests(app: Any, old: bool) -> dict[str, Callable[[], Any] | None]:
         "template 200, new arguments": (200, "text/html"),
         "image repeat (WebP)": (200, "image/webp"),
         "asset 200": (200, "image/png"),
+        "form POST, urlencoded": (200, "application/json"),
+        "form POST, 1 MB multipart": (200, "application/json"),
+        "template 200 + session": (200, "text/html"),
     }
     for name, (status, content_type) in checks.items():
         if events[name] is not None:
@@ -520,6 +548,7 @@ def _requests(app: Any, old: bool) -> dict[str, Callable[[], Any] | None]:
 def function_url_event(rest_event: dict) -> dict:
     """The payload format 2.0 event a Function URL sends for the same request."""
     headers = {name.lower(): value for name, value in rest_event["headers"].items()}
+    headers["host"] = "abcdefghij.lambda-url.us-east-1.on.aws"
     return {
         "version": "2.0",
         "routeKey": "$default",
@@ -555,6 +584,11 @@ def _adapter_rows(
         return {}
     bare_handler, ours_handler = handler_for(bare), handler_for(ours)
     bare_v2, page_v2 = function_url_event(bare_event), function_url_event(page_304)
+    # The page's ETag on this host (url_for()'s URLs differ by host and stage).
+    fresh = {k: v for k, v in page_v2["headers"].items() if k != "if-none-match"}
+    answer = ours_handler({**page_v2, "headers": fresh}, CONTEXT)
+    etag = {name.lower(): value for name, value in answer["headers"].items()}["etag"]
+    page_v2["headers"]["if-none-match"] = etag
     if ours_handler(page_v2, CONTEXT)["statusCode"] != 304:
         raise RuntimeError("the template 304 through lambda_handler is not a 304")
     samples = timer.measure(
@@ -573,6 +607,51 @@ def _adapter_rows(
             "ours": median(samples["page"]),
             "n": {"ours": len(samples["page"])},
         },
+    }
+
+
+FORM_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data"]
+MULTIPART_BOUNDARY = "----bench7MA4YWxkTrZu0gW"
+
+
+def _form_events(app: Any) -> dict[str, dict]:
+    """POSTs carrying this session's CSRF token, as a browser sends them through API Gateway."""
+    with quiet():
+        first = call(app, _event(app, "/token", _headers("application/json")))
+    cookie = first["multiValueHeaders"]["Set-Cookie"][0].split(";")[0]
+    token = json.loads(first["body"])["token"]
+    same_origin = {"Cookie": cookie, "Sec-Fetch-Site": "same-origin"}
+    fields = "&".join(f"field{i}=value+{i}+%C3%A9" for i in range(10))
+    urlencoded = make_event(
+        app,
+        "POST",
+        "/form",
+        _headers(PAGE_ACCEPT, **same_origin, **{"Content-Type": FORM_TYPES[0]}),
+    )
+    urlencoded["body"] = f"name=Zo%C3%AB&{fields}&csrf_token={token}"
+    data = bytes(range(256)) * 4096  # 1 MiB
+    body = (
+        (
+            f'--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+            f'{token}\r\n--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="name"'
+            f"\r\n\r\nZo\u00eb\r\n--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; "
+            f'name="upload"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        + data
+        + f"\r\n--{MULTIPART_BOUNDARY}--\r\n".encode()
+    )
+    content_type = f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"
+    multipart = make_event(
+        app, "POST", "/form", _headers(PAGE_ACCEPT, **same_origin, **{"Content-Type": content_type})
+    )
+    # API Gateway with binaryMediaTypes */* hands the body over base64-encoded.
+    multipart["body"] = base64.b64encode(body).decode("ascii")
+    multipart["isBase64Encoded"] = True
+    session_page = _event(app, "/session-page", _headers(PAGE_ACCEPT, Cookie=cookie))
+    return {
+        "form POST, urlencoded": urlencoded,
+        "form POST, 1 MB multipart": multipart,
+        "template 200 + session": session_page,
     }
 
 
@@ -622,7 +701,11 @@ ROW_ORDER = [
     "bare route + Jinja2 render",
     "bare route via lambda_handler (Function URL)",
     "template 304 via lambda_handler (Function URL)",
+    "form POST, urlencoded",
+    "form POST, 1 MB multipart",
+    "template 200 + session",
 ]
+FORM_ROWS = ROW_ORDER[-3:]
 
 
 def measure_rows(

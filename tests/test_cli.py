@@ -302,6 +302,7 @@ PROJECT_FILES = [
     "chalicelib/static/img/hero.png",
     "chalicelib/templates/404.html",
     "chalicelib/templates/base.html",
+    "chalicelib/templates/contact.html",
     "chalicelib/templates/index.html",
     "cloudfront.json",
     "requirements.txt",
@@ -397,7 +398,7 @@ def test_setup_writes_a_complete_project(run, klayers, tmp_path):
         "Action": "lambda:InvokeFunction",
         "Resource": "arn:*:lambda:*:*:function:mysite-prod",
     } in policy["Statement"]
-    assert requirement_names(project) == []
+    assert requirement_names(project) == ["multipart"]  # the contact form's uploads
 
     app_py = files["app.py"].decode()
     compile(app_py, "app.py", "exec")
@@ -453,8 +454,8 @@ def test_setup_with_magic_ships_bin_magic(run, klayers, tmp_path):
     }
     assert libs == shipped
     assert sorted(set(files) - {f"chalicelib/libs/{name}" for name in libs}) == PROJECT_FILES
-    assert requirement_names(project) == ["python-magic"]
-    assert "python -m pip install chalice jinja2 Pillow python-magic" in result.stdout
+    assert requirement_names(project) == ["python-magic", "multipart"]
+    assert "python -m pip install chalice jinja2 Pillow multipart python-magic" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -481,7 +482,7 @@ def test_setup_requires_what_no_layer_provides(
         layer_arn(build, "eu-west-1", name, CATALOGUE[build][name][1]) for name in layer_packages
     ]
     assert config["stages"]["prod"].get("layers", []) == expected
-    assert requirement_names(project) == requirements
+    assert requirement_names(project) == [*requirements, "multipart"]
     for package in requirements:
         assert f"no {package} layer for Python {python}" in result.stderr
 
@@ -525,7 +526,7 @@ def test_setup_offline_still_writes_a_working_project(
     assert "jinja2 and Pillow go in requirements.txt" in result.stderr
     assert sorted(tree(project)) == PROJECT_FILES
     assert "layers" not in config_of(project)["stages"]["prod"]
-    assert requirement_names(project) == ["jinja2", "Pillow"]
+    assert requirement_names(project) == ["jinja2", "Pillow", "multipart"]
     assert "could not be reached" in (project / "requirements.txt").read_text()
     assert "Next steps:" in result.stdout
 
@@ -536,7 +537,7 @@ def test_setup_without_region_asks_nobody(run, klayers, tmp_path):
     assert result.code == 0
     assert klayers.paths == []
     assert "no region (-r) given" in result.stderr
-    assert requirement_names(project) == ["jinja2", "Pillow"]
+    assert requirement_names(project) == ["jinja2", "Pillow", "multipart"]
     assert "  chalice deploy --stage prod\n" in result.stdout
 
 

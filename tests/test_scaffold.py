@@ -4,6 +4,7 @@ under `chalice local` on 127.0.0.1, and packaged by `chalice package` without ne
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -296,6 +297,10 @@ def test_gitignore_keeps_the_checked_hash_pyc(tmp_path):
 
 
 def package(project: Path, out: Path, *options: str, **env: str) -> dict:
+    wheels = out.parent / "wheels"
+    wheels.mkdir(exist_ok=True)
+    installed_wheel("multipart", wheels)  # requirements.txt has it (the contact form), offline
+    env.setdefault("PIP_FIND_LINKS", str(wheels))
     done = run(
         [CHALICE, "package", "--stage", "prod", *options, out], cwd=project, timeout=300, **env
     )
@@ -548,3 +553,49 @@ def test_default_scaffold_has_no_task_queue(project):
     assert "TaskingControllerFactory" not in (project / "app.py").read_text()
     policy = json.loads((project / ".chalice" / "policy-prod.json").read_text())
     assert not [s for s in policy["Statement"] if "sqs:SendMessage" in s["Action"]]
+
+
+# The contact page: a form, CSRF, validation errors, a flash after a 303, an upload
+# ---------------------------------------------------------------------------
+
+
+def _contact_post(fetch: Fetch, cookie: str, token: str, fields: dict, files=()) -> Reply:
+    from test_forms import multipart_body
+
+    body, content_type = multipart_body([("csrf_token", token), *fields.items()], list(files))
+    headers = {"Content-Type": content_type, "Cookie": cookie, "Sec-Fetch-Site": "same-origin"}
+    return fetch("/contact", headers, "POST", body)
+
+
+def test_contact_form(project_app):
+    with Client(project_app) as client:
+
+        def fetch(path, headers=None, method="GET", body=b""):
+            reply = client.http.request(method, path, headers=headers or {}, body=body)
+            return Reply(reply.status_code, lower(reply.headers), reply.body)
+
+        page = fetch("/contact")
+        assert page.status == 200 and page.headers["cache-control"] == "private, no-store"
+        cookie = page.headers["set-cookie"][0].split(";")[0]
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page.body)[1].decode()
+        invalid = _contact_post(fetch, cookie, token, {"name": "", "email": "x", "message": ""})
+        assert invalid.status == 422
+        for words in (b"tell us your name", b"email address", b"write a message"):
+            assert words in invalid.body
+        data = bytes(range(256)) * 8
+        sent = _contact_post(
+            fetch,
+            cookie,
+            token,
+            {"name": "Zo\u00eb", "email": "zoe@example.com", "message": "Hello"},
+            [("attachment", "notes.bin", "application/octet-stream", data)],
+        )
+        assert (sent.status, sent.headers["location"]) == (303, "/contact")
+        cookie = sent.headers["set-cookie"][0].split(";")[0]
+        shown = fetch("/contact", {"Cookie": cookie}).body.decode()
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        assert "Thank you, Zoë" in shown and f"notes.bin ({len(data)} bytes, {digest})" in shown
+        forged = _contact_post(
+            fetch, cookie, "forged", {"name": "a", "email": "a@b", "message": "m"}
+        )
+        assert forged.status == 403
