@@ -2429,9 +2429,11 @@ def _gateway_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any
 DEFAULT_SECURITY_HEADERS: Mapping[str, str] = {
     "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
     "Referrer-Policy": "strict-origin-when-cross-origin",
+    # Inline styles are allowed (a template's style="..." works, and Chromium styles an
+    # image opened directly inline); inline and foreign scripts are not.
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-        "base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
     ),
     "X-Frame-Options": "SAMEORIGIN",
 }
