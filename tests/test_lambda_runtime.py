@@ -84,7 +84,8 @@ def invoke(emulator: Emulator, event: Any) -> Any:
     try:
         return emulator.invoke(event)
     except EmulatorError as error:
-        pytest.fail(str(error), pytrace=False)
+        message = str(error)
+    pytest.fail(message, pytrace=False)  # outside the except: one line, no chained traceback
 
 
 def report(request: pytest.FixtureRequest, line: str) -> None:
@@ -214,7 +215,7 @@ def test_non_ascii_text_as_the_runtime_for_this_python_sends_it(fetch, emulator,
     """AWS_EXECUTION_ENV: python3.12+ runtimes send UTF-8, older ones \\u-escape (ensure_ascii)."""
     reply = fetch("/", {"Accept": CHROME_PAGE})
     assert GREETING.encode() in reply.body
-    raw = emulator.invoke(make_event(model_app, "GET", "/", {"Accept": CHROME_PAGE}))
+    raw = invoke(emulator, make_event(model_app, "GET", "/", {"Accept": CHROME_PAGE}))
     if sys.version_info >= (3, 12):
         assert GREETING.encode() in raw.payload
     else:
@@ -269,7 +270,7 @@ def test_the_keep_warm_event(emulator):
 def test_a_response_just_under_the_payload_limit(fetch, project, emulator, model_app):
     reply = fetch("/static/big/under.bin", {"Accept": "*/*"}, compare=False)
     assert (reply.status, reply.body) == (200, static_file(project, "big/under.bin"))
-    raw = emulator.invoke(make_event(model_app, "GET", "/static/big/under.bin", {}))
+    raw = invoke(emulator, make_event(model_app, "GET", "/static/big/under.bin", {}))
     assert 6_000_000 < len(raw.payload) <= apigw.LAMBDA_PAYLOAD_LIMIT
 
 
