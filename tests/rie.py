@@ -103,6 +103,7 @@ class Emulator:
         *,
         answer_timeout: float = 60,
         python: str = sys.executable,
+        python_options: tuple[str, ...] = (),
         rie_address: str | None = None,
     ) -> None:
         self.binary = binary
@@ -112,6 +113,7 @@ class Emulator:
         self.log_path = log_path
         self.answer_timeout = answer_timeout
         self.python = python
+        self.python_options = python_options
         self.rie_address = rie_address
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
@@ -135,6 +137,7 @@ class Emulator:
             "--runtime-api-address",
             f"127.0.0.1:{api_port}",
             self.python,
+            *self.python_options,
             "-m",
             "awslambdaric",
             self.handler,

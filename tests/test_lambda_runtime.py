@@ -280,6 +280,26 @@ def test_a_response_just_over_the_payload_limit_is_the_toolkits_500(fetch):
     assert b"too large" in reply.body.lower()
 
 
+def test_the_runtime_loads_the_checked_hash_pyc_setup_wrote(project, model_app, tmp_path):
+    """As on Lambda (1980 mtimes, nothing written), awslambdaric imports the module from
+    the .pyc `setup` wrote for this Python: ``python -v`` says it matched the source."""
+    env = lambda_environment("site-dev")
+    log = tmp_path / "rie-verbose.log"
+    emulator = Emulator(
+        emulator_binary(), "app.app", project, env, log, python_options=("-v",)
+    ).start()
+    try:
+        answer = invoke(emulator, make_event(model_app, "GET", "/", {"Accept": CHROME_PAGE}))
+    finally:
+        emulator.stop()
+    assert answer.status == 200
+    chalicelib = project / "chalicelib"
+    pyc = chalicelib / "__pycache__" / f"chalice_http_toolkit.{sys.implementation.cache_tag}.pyc"
+    output = log.read_text(errors="replace")
+    assert f"{pyc} matches {chalicelib / 'chalice_http_toolkit.py'}" in output
+    assert "bytecode is stale for 'chalicelib.chalice_http_toolkit'" not in output
+
+
 # ---------------------------------------------------------------------------
 # The runtime's edges, with a probe handler
 # ---------------------------------------------------------------------------
