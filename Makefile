@@ -1,10 +1,11 @@
 # chalice-http-toolkit: `make test` installs everything it needs and runs the suite.
 PYTHON ?= python3
+comma := ,
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: test e2e lint format demo bench cdn-sim cost bin_magic system-deps browser-deps clean
+.PHONY: test e2e lint format demo bench cdn-sim cost bin_magic system-deps browser-deps clean tools matrix
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +25,37 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs; \
 	fi
 
-test: $(STAMP) system-deps
+# Tools: tox, and the Lambda Runtime Interface Emulator from the aws-sam-cli wheel (its
+# files only, no dependencies), which tests/test_lambda_runtime.py finds in $(TOOLS_VENV).
+TOOLS_VENV ?= .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell cat requirements-tools.txt requirements-rie.txt | sha256sum | cut -c1-12)
+
+$(TOOLS_STAMP): requirements-tools.txt requirements-rie.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-rie.txt
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $@
+
+tools: $(TOOLS_STAMP)
+
+# The suite under every Python Lambda runs (tox.ini). The interpreters come from pyenv;
+# one that is missing fails its environment by name.
+MATRIX_PYTHONS ?= 3.10 3.11 3.12 3.13
+PYENV_ROOT ?= $(HOME)/.pyenv
+MATRIX_PATH := $(subst $(eval) ,:,$(foreach v,$(MATRIX_PYTHONS),$(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(v).*/bin)))))
+
+matrix: $(TOOLS_STAMP) system-deps
+	@for v in $(MATRIX_PYTHONS); do \
+		ls -d $(PYENV_ROOT)/versions/$$v.*/bin >/dev/null 2>&1 || echo "matrix: Python $$v is not installed in $(PYENV_ROOT)/versions"; \
+	done
+	PATH="$(MATRIX_PATH):$$PATH" $(TOOLS_VENV)/bin/tox run -e $(subst $(eval) ,$(comma),$(foreach v,$(MATRIX_PYTHONS),py$(subst .,,$(v))))
+
+# RIE_REQUIRED=1: a missing emulator fails the Lambda runtime tier instead of skipping it.
+test: $(STAMP) $(TOOLS_STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -m "not e2e"
+	RIE_REQUIRED=1 $(PY) -m pytest -m "not e2e"
 
 # Browser tests: Debian's Chromium driven by Playwright (which downloads no browser here).
 E2E_STAMP := $(VENV)/.e2e-$(shell cat requirements-dev.txt requirements-e2e.txt | sha256sum | cut -c1-12)
@@ -93,4 +121,4 @@ bin_magic:
 	$(PYTHON) bin_magic/build.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS_VENV) build .pytest_cache .ruff_cache .hypothesis

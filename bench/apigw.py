@@ -1,28 +1,77 @@
 """A model of API Gateway REST (Lambda proxy integration) for tests.
 
 `make_event` builds the proxy event API Gateway sends; `deliver` turns the
-handler's return value into what the client receives, following the rules the
-toolkit must survive:
+handler's return value into what the client receives:
 
-- The Lambda runtime serialises the result as JSON: a ``bytes`` body cannot be
-  serialised (the invocation fails and API Gateway answers 502), and a payload
-  over 6 MB is rejected the same way.
-- A base64 body (``isBase64Encoded``) is decoded only when the FIRST media type
-  of the request's ``Accept`` header matches an entry of binaryMediaTypes; a
-  request without ``Accept`` matches only a ``*/*`` entry. Otherwise the client
-  receives the base64 text itself.
+- The Lambda runtime serialises the result with the real runtime client's
+  marshaller (``awslambdaric.lambda_runtime_marshaller``: simplejson, with
+  ``AWS_EXECUTION_ENV`` set for this Python as Lambda sets it, which switches
+  ``ensure_ascii`` off from python3.12 on). A ``bytes`` body is decoded as UTF-8
+  by simplejson; only a result it cannot serialise (non-UTF-8 bytes, an object)
+  fails with ``Runtime.MarshalError``, and API Gateway answers 502.
+- The payload limit is counted in bytes of the serialised (UTF-8) response: the
+  Lambda Runtime Interface Emulator refuses more than ``LAMBDA_PAYLOAD_LIMIT``
+  bytes (tests/test_lambda_runtime.py checks the boundary against it) -> 502.
+- API Gateway's base64 decision is a model of AWS's documented rule ("Binary
+  media types for REST APIs in API Gateway", API Gateway Developer Guide: "API
+  Gateway uses the first Accept header from clients to determine if a response
+  should return binary media"): a base64 body (``isBase64Encoded``) is decoded
+  only when the FIRST media type of the request's ``Accept`` header matches an
+  entry of binaryMediaTypes (``type/*`` and ``*/*`` wildcards allowed); a request
+  without ``Accept`` matches only a ``*/*`` entry. Otherwise the client receives
+  the base64 text itself.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import sys
 import uuid
 from typing import Any, NamedTuple
 
+from awslambdaric.lambda_runtime_exception import FaultException
+from awslambdaric.lambda_runtime_marshaller import LambdaMarshaller
 from chalice.local import LambdaContext, RouteMatcher
 
-LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024
+# The emulator's limit on a response payload (6 MiB + 100 bytes), in bytes of UTF-8 JSON.
+LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024 + 100
+# What Lambda sets for this Python (awslambdaric reads it to choose ensure_ascii).
+EXECUTION_ENV = f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}"
+GATEWAY_ERROR = b'{"message": "Internal server error"}'
+
+
+def _lambda_marshaller() -> LambdaMarshaller:
+    """awslambdaric's marshaller as Lambda builds it, without leaving AWS_EXECUTION_ENV set."""
+    saved = os.environ.get("AWS_EXECUTION_ENV")
+    os.environ["AWS_EXECUTION_ENV"] = EXECUTION_ENV
+    try:
+        return LambdaMarshaller()
+    finally:
+        if saved is None:
+            del os.environ["AWS_EXECUTION_ENV"]
+        else:
+            os.environ["AWS_EXECUTION_ENV"] = saved
+
+
+MARSHALLER = _lambda_marshaller()
+
+
+class MarshalError(Exception):
+    """The runtime client could not serialise the result, or it is over the payload limit."""
+
+
+def lambda_payload(result: Any) -> bytes:
+    """The bytes the runtime client posts for ``result`` (raises `MarshalError` as Lambda fails)."""
+    try:
+        payload, _ = MARSHALLER.marshal_response(result)
+    except FaultException as error:
+        raise MarshalError(f"{error.exception_type}: {error.msg}") from error
+    data = payload if isinstance(payload, bytes) else payload.encode("utf-8")
+    if len(data) > LAMBDA_PAYLOAD_LIMIT:
+        raise MarshalError(f"response payload of {len(data)} bytes over {LAMBDA_PAYLOAD_LIMIT}")
+    return data
 
 
 class Delivered(NamedTuple):
@@ -88,15 +137,26 @@ def _matches(media_type: str | None, binary_media_types: list[str]) -> bool:
 
 
 def deliver(
-    result: dict, request_headers: dict[str, str], binary_media_types: list[str]
+    result: Any, request_headers: dict[str, str], binary_media_types: list[str]
 ) -> Delivered:
     """What API Gateway REST hands the client for the handler's ``result``."""
     try:
-        payload = json.dumps(result)
-    except (TypeError, ValueError):
-        return Delivered(502, {}, b'{"message": "Internal server error"}')
-    if len(payload) > LAMBDA_PAYLOAD_LIMIT:
-        return Delivered(502, {}, b'{"message": "Internal server error"}')
+        payload = lambda_payload(result)
+    except MarshalError:
+        return Delivered(502, {}, GATEWAY_ERROR)
+    return deliver_payload(payload, request_headers, binary_media_types)
+
+
+def deliver_payload(
+    payload: bytes, request_headers: dict[str, str], binary_media_types: list[str]
+) -> Delivered:
+    """What API Gateway REST hands the client for a Lambda response ``payload``.
+
+    A payload that is not a proxy response (a function error, ``errorType``) is a 502.
+    """
+    result = json.loads(payload)
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+        return Delivered(502, {}, GATEWAY_ERROR)
     headers = dict(result.get("headers") or {})
     for name, values in (result.get("multiValueHeaders") or {}).items():
         headers[name] = ", ".join(values)

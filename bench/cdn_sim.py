@@ -319,12 +319,14 @@ def main(argv: list[str] | None = None) -> int:
             "seed": seed,
             "browser_mix": "Chrome 55%, Safari 20%, Firefox 15%, curl 10%; 20% new visitors",
             "notes": [
-                "Every origin request goes through bench/apigw.py's API Gateway model: a "
-                "Lambda result that is not JSON (a bytes body) is a 502.",
-                "0.6.2 returns static files (CSS, JS, images) as a bytes body that neither "
-                "Chalice nor 0.6.2 base64-encodes for text types, and its STAGE=prod path "
-                "b64encodes bytes into bytes: each is a 502, which CloudFront does not "
-                "cache (ErrorCachingMinTTL 0), so every static request reaches the Lambda.",
+                "Every origin request goes through bench/apigw.py's API Gateway model, "
+                "which serialises the Lambda result with awslambdaric's marshaller: a bytes "
+                "body that is UTF-8 is delivered, non-UTF-8 bytes or a payload over the "
+                "limit are a 502.",
+                "0.6.2 returns static files as a bytes body (its STAGE=prod path base64-"
+                "encodes images into ASCII bytes): all are delivered. It revalidates static "
+                "files by mtime, which a Chalice deployment stamps 1980-01-01, so a changed "
+                "stylesheet is answered 304 and stays stale after a redeploy.",
                 "ours, raw Accept: the same template without the CloudFront Function, so "
                 "the browsers' own Accept values are in the cache key.",
             ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import sys
 
 import pytest
 from chalice import Chalice, Response
@@ -16,6 +17,7 @@ from chalice.test import Client
 
 from chalice_http_toolkit import LAMBDA_RESPONSE_LIMIT, ContentManager, install_gateway_support
 
+import apigw
 from apigw import deliver, invoke, lambda_context, make_event
 from conftest import CSS, build_app
 
@@ -244,3 +246,58 @@ def test_redirect_validates_developer_input(site_app):
         "Location": "/x",
         "X-Content-Type-Options": "nosniff",
     }
+
+
+# ---------------------------------------------------------------------------
+# The Lambda runtime's serialisation is awslambdaric's (bench/apigw.py)
+# ---------------------------------------------------------------------------
+
+
+def proxy_result(body: object, content_type: str = "text/css; charset=utf-8") -> dict:
+    return {"statusCode": 200, "headers": {"Content-Type": content_type}, "body": body}
+
+
+def test_a_utf8_bytes_body_is_delivered_as_text():
+    """simplejson decodes a bytes body as UTF-8: the runtime delivers it (no 502)."""
+    css = "a::before { content: 'é→' }\n".encode()
+    delivered = deliver(proxy_result(css), {"Accept": "text/css"}, ["*/*"])
+    assert (delivered.status, delivered.body) == (200, css)
+
+
+def test_a_non_utf8_bytes_body_is_a_marshal_error():
+    with pytest.raises(apigw.MarshalError, match=r"Runtime\.MarshalError"):
+        apigw.lambda_payload(proxy_result(b"\x89PNG\r\n\x1a\n\xff"))
+    delivered = deliver(proxy_result(b"\xff\xfe"), {"Accept": "*/*"}, ["*/*"])
+    assert (delivered.status, delivered.body) == (502, apigw.GATEWAY_ERROR)
+
+
+def test_the_execution_env_decides_ensure_ascii():
+    """Lambda's python3.12+ runtimes send non-ASCII characters as UTF-8, older ones escape them."""
+    payload = apigw.lambda_payload(proxy_result("é"))
+    if sys.version_info >= (3, 12):
+        assert '"body": "é"'.encode() in payload
+    else:
+        assert b'"body": "\\u00e9"' in payload
+    assert "AWS_Lambda_python{}.{}".format(*sys.version_info[:2]) == apigw.EXECUTION_ENV
+
+
+def test_the_payload_limit_counts_bytes_not_characters():
+    """Fewer characters than the limit, more bytes: Lambda refuses it (API Gateway: 502)."""
+    body = "é" * (apigw.LAMBDA_PAYLOAD_LIMIT // 2)
+    assert len(body) < apigw.LAMBDA_PAYLOAD_LIMIT
+    delivered = deliver(proxy_result(body, "text/plain; charset=utf-8"), {}, ["*/*"])
+    assert delivered.status == 502
+
+
+def test_the_payload_limit_boundary():
+    """A JSON string of exactly the limit is sent; one byte more is refused."""
+    assert len(apigw.lambda_payload("x" * (apigw.LAMBDA_PAYLOAD_LIMIT - 2))) == (
+        apigw.LAMBDA_PAYLOAD_LIMIT
+    )
+    with pytest.raises(apigw.MarshalError, match="over"):
+        apigw.lambda_payload("x" * (apigw.LAMBDA_PAYLOAD_LIMIT - 1))
+
+
+def test_a_function_error_payload_is_a_502():
+    error = b'{"errorMessage": "boom", "errorType": "ValueError", "stackTrace": []}'
+    assert apigw.deliver_payload(error, {}, ["*/*"]).status == 502
