@@ -4637,7 +4637,11 @@ def _error_page(status_code: int, message: str) -> _GatewayResponse:
         f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
         f"<body><h1>{title}</h1><p>{html.escape(message)}</p></body></html>"
     )
-    headers = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": PRIVATE_CACHE_CONTROL}
+    headers = {
+        "Content-Type": "text/html; charset=utf-8",
+        "Cache-Control": PRIVATE_CACHE_CONTROL,
+        _NOSNIFF[0]: _NOSNIFF[1],
+    }
     return _GatewayResponse(body=body, headers=headers, status_code=status_code)
 
 

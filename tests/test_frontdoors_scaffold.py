@@ -81,8 +81,11 @@ def test_packaged_api_handler_is_lambda_handler_behind_a_function_url(packaged):
 
 
 def test_packaged_template_passes_cfn_lint(packaged):
+    """Clean but for W2531 (a deprecated runtime) under Python 3.10: chalice package names
+    the runtime after the Python that runs it, and Lambda deprecates python3.10 in 2026."""
     _, out = packaged
-    done = cfn_lint(out / "sam.json")
+    old_runtime = sys.version_info < (3, 11)
+    done = cfn_lint(out / "sam.json", ignore=("W2531",) if old_runtime else ())
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 

@@ -113,18 +113,20 @@ def test_quickstart_unknown_paths_get_its_404_page(quickstart_app, path):
     assert b"<h1>Page not found</h1>" in reply.body
 
 
-def test_readme_makes_no_claim_of_a_drop_in_switch():
-    """0.6.2's ex_multipart, ResponseWithBinary and TaskingControllerFactory are not here."""
+def test_readme_claims_the_switch_from_0_6_2_only_when_every_name_is_here():
+    """0.6.2 exports ex_multipart, ResponseWithBinary and TaskingControllerFactory too."""
     import chalice_http_toolkit as toolkit
 
-    missing = [
-        name
-        for name in ("ex_multipart", "ResponseWithBinary", "TaskingControllerFactory")
-        if not hasattr(toolkit, name)
-    ]
+    names = ("ContentManager", "CloudFront", "ex_multipart", "ResponseWithBinary")
+    names += ("TaskingControllerFactory",)
+    missing = [name for name in names if name not in toolkit.__all__]
+    intro = README.split("## Commands")[0]
     if missing:
-        assert "switch by changing imports only" not in README
-        assert all(name in README.split("## Commands")[0] for name in missing)
+        assert "switches by changing its imports" not in intro
+        assert all(name in intro for name in missing)
+    else:
+        assert "switches by changing its imports" in intro
+        assert all(f"`{name}`" in intro for name in names)
 
 
 @pytest.mark.parametrize("cls", [ContentManager, CloudFront])

@@ -416,6 +416,7 @@ def test_csrf_refuses_cross_site_and_tokenless_posts_with_a_403_page(tmp_path):
             reply = form_post(client, "/submit", fields, cookie, extra)
             assert reply.status_code == 403, (fields, extra)
             assert b"<h1>403 Forbidden</h1>" in reply.body
+            assert reply.headers["X-Content-Type-Options"] == "nosniff"
         # The token alone without the session cookie is refused too.
         assert form_post(client, "/submit", f"csrf_token={token}", None).status_code == 403
         # The header form of the token, and the field form, pass.
