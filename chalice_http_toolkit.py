@@ -132,6 +132,22 @@ IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 COMPRESS_MIN_SIZE = 1024
 
 
+class _LazyPattern:
+    """A regular expression compiled on first use, so a cold start pays only for those it uses.
+
+    After the first use its methods are plain attributes (the compiled pattern's own).
+    """
+
+    def __init__(self, source: str, flags: int = 0) -> None:
+        self._source = (source, flags)
+
+    def __getattr__(self, name: str) -> Any:
+        compiled = re.compile(*self._source)
+        for method in ("search", "match", "fullmatch", "finditer"):
+            setattr(self, method, getattr(compiled, method))
+        return getattr(compiled, name)
+
+
 def _digest(*parts: bytes) -> str:
     """Hex digest of ``parts``: blake2b, 128 bits, identical in every process."""
     import hashlib  # deferred: hashlib loads OpenSSL, which a cold start may not need
@@ -280,7 +296,7 @@ class BoundedCache:
 # ---------------------------------------------------------------------------
 
 
-_ETAG_FORBIDDEN = re.compile('[\x00-\x20"\x7f]')
+_ETAG_FORBIDDEN = _LazyPattern('[\x00-\x20"\x7f]')
 
 
 def quote_etag(tag: str, weak: bool = False) -> str:
@@ -305,7 +321,7 @@ class ETagList(NamedTuple):
     star: bool
 
 
-_ETAG_ITEM = re.compile(r'(W/)?"([^"]*)"|([^,\s"]+)')
+_ETAG_ITEM = _LazyPattern(r'(W/)?"([^"]*)"|([^,\s"]+)')
 
 
 def parse_etags(value: str | None) -> ETagList:
@@ -365,13 +381,13 @@ _MONTHS = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
     )
 }
-_IMF_FIXDATE = re.compile(
+_IMF_FIXDATE = _LazyPattern(
     r"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT", re.ASCII
 )
-_RFC850_DATE = re.compile(
+_RFC850_DATE = _LazyPattern(
     r"[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT", re.ASCII
 )
-_ASCTIME_DATE = re.compile(
+_ASCTIME_DATE = _LazyPattern(
     r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})", re.ASCII
 )
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -524,7 +540,7 @@ class ByteRange(NamedTuple):
 #: Returned by :func:`parse_range` for a range no byte of the representation satisfies.
 RANGE_NOT_SATISFIABLE = ByteRange(-1, -1)
 
-_RANGE_SPEC = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII)
+_RANGE_SPEC = _LazyPattern(r"\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII)
 
 
 def parse_range(value: str | None, size: int) -> ByteRange | None:
@@ -851,7 +867,7 @@ def content_type_for(filename: str, data: bytes | None = None) -> str:
 # Static index: scanned once per container, hashed lazily, looked up by dict
 # ---------------------------------------------------------------------------
 
-_FINGERPRINTED_NAME = re.compile(r"(?P<stem>.+)\.(?P<hash>[0-9a-f]{12})(?P<ext>\.[^./]+)?")
+_FINGERPRINTED_NAME = _LazyPattern(r"(?P<stem>.+)\.(?P<hash>[0-9a-f]{12})(?P<ext>\.[^./]+)?")
 
 
 #: Bytes of static file bodies (and their gzip forms) one container keeps in memory,
@@ -2113,7 +2129,7 @@ class ImageVariant(NamedTuple):
 ImageCache = BoundedCache
 
 
-_WIDTH_NAME = re.compile(r"(?P<stem>.+)\.w(?P<width>[1-9][0-9]{0,4})(?P<ext>\.[^./]+)")
+_WIDTH_NAME = _LazyPattern(r"(?P<stem>.+)\.w(?P<width>[1-9][0-9]{0,4})(?P<ext>\.[^./]+)")
 
 
 def _with_width(relpath: str, width: int) -> str:
@@ -2390,6 +2406,11 @@ def install_gateway_support(app: Any) -> None:
     own routes too. Idempotent. A ``Blueprint`` has no API of its own: call
     this on the ``Chalice`` app it is registered with.
     """
+    _install_gateway(app, _gateway_middleware)
+
+
+def _install_gateway(app: Any, middleware: Callable[[Any, Callable[[Any], Any]], Any]) -> None:
+    """:func:`install_gateway_support` with ``middleware`` (``_gateway_middleware`` first)."""
     if getattr(app, _CHALICE_INSTALLED, False):
         return
     api = getattr(app, "api", None)
@@ -2403,7 +2424,7 @@ def install_gateway_support(app: Any) -> None:
             "on the Chalice app so binary responses survive API Gateway",
             type(app).__name__,
         )
-    app.register_middleware(_gateway_middleware, "http")
+    app.register_middleware(middleware, "http")
     setattr(app, _CHALICE_INSTALLED, True)
 
 
@@ -2961,8 +2982,7 @@ class ContentManager:
         self.trusted_origins = tuple(trusted_origins)
         self.form_limits = form_limits or FormLimits()
         if app is not None:
-            install_gateway_support(app)
-            _install_interactive(self)
+            _install_interactive(self)  # with the gateway's middleware when the app has none
 
     def clear_caches(self) -> None:
         """Forget every memo and page (not the static index): what ``static()`` gives may change."""
@@ -4676,7 +4696,16 @@ def _install_interactive(cm: ContentManager) -> None:
             _make_private(headers)  # (set_cookie() did already; a hand-made header too)
         return response
 
-    app.register_middleware(interactive_middleware, "http")
+    if getattr(app, _CHALICE_INSTALLED, False):
+        app.register_middleware(interactive_middleware, "http")
+    else:  # one middleware for both: each layer of Chalice's chain costs every request
+
+        def gateway_and_interactive(request: Any, get_response: Callable[[Any], Any]) -> Any:
+            return _gateway_middleware(
+                request, lambda inner: interactive_middleware(inner, get_response)
+            )
+
+        _install_gateway(app, gateway_and_interactive)
     setattr(app, _INTERACTIVE_INSTALLED, True)
 
 
