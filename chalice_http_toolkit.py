@@ -1383,10 +1383,11 @@ def _memo_key(value: Any) -> bytes | None:
 
     ``marshal`` (C, fast) writes exact built-in types only and keeps tuple/list
     and bool/int apart; but it writes any buffer (bytes, bytearray, array,
-    memoryview) as bytes. So an ETag is memoised only when the value held no
-    bytes (the canonical encoding says so), or when it is ``None`` (render and
-    hash, right for anything): a key equal to a stored one then names the same
-    types with the same data, object for object. They are a memo key, never a
+    memoryview) as bytes. So an ETag is memoised only when it exists and the
+    value held no bytes (the canonical encoding says so): a key equal to a stored
+    one then names the same types with the same data, object for object (a
+    ``None`` stored for a bytearray would answer for equal bytes: slower pages,
+    and an ETag that depends on what came first). They are a memo key, never a
     digest: they follow set order and object sharing, which may differ for
     equal values (a miss, never a wrong answer).
     """
@@ -3149,7 +3150,7 @@ class ContentManager:
                 hasher.update(arguments.encode())
                 etag = quote_etag(hasher.hexdigest())
         found = (etag, plan)
-        if key is not None and (etag is None or not has_bytes):
+        if key is not None and etag is not None and not has_bytes:
             # the plan is shared by every entry of the template: count its reference only
             self._template_etags.put((filename, salt, key), found, cost=_held_size(etag) + 64)
         return found

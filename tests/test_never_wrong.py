@@ -477,3 +477,16 @@ def test_a_set_and_a_frozenset_get_their_own_etag(deployed):
     one = cm.template_etag("value.html", {"v": set()})
     other = cm.template_etag("value.html", {"v": frozenset()})
     assert one != other
+
+
+def test_a_buffer_without_an_etag_does_not_take_the_etag_of_equal_bytes(tmp_path):
+    """Regression (found by test_etag_property in CI): marshal writes a bytearray as bytes
+    (and bytes held only by the arguments without a back-reference flag), so the ``None``
+    memoised for a bytearray answered for equal bytes afterwards: the page lost its ETag
+    depending on which came first."""
+    (tmp_path / "probe.html").write_text("{{ v }}")
+    cm = ContentManager(str(tmp_path), str(tmp_path), None, auto_reload=False)
+    etag = cm.template_etag("probe.html", {"v": bytes(bytearray(b"abc"))})
+    assert etag is not None
+    assert cm.template_etag("probe.html", {"v": bytearray(b"abc")}) is None
+    assert cm.template_etag("probe.html", {"v": bytes(bytearray(b"abc"))}) == etag
