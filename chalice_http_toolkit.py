@@ -33,7 +33,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple, Union
+from typing import Any, Union
 
 from chalice.app import CaseInsensitiveMapping, ChaliceUnhandledError, Response
 
@@ -313,8 +313,10 @@ def quote_etag(tag: str, weak: bool = False) -> str:
     return f'W/"{tag}"' if weak else f'"{tag}"'
 
 
-class ETagList(NamedTuple):
+class ETagList(collections.namedtuple("ETagList", "tags strong star")):
     """Opaque tags named by an ``If-None-Match``/``If-Match`` field."""
+
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
     tags: frozenset[str]
     strong: frozenset[str]
@@ -530,8 +532,10 @@ def _evaluate_preconditions(
     return None, None
 
 
-class ByteRange(NamedTuple):
+class ByteRange(collections.namedtuple("ByteRange", "first last")):
     """An inclusive byte range ``first``..``last`` of a representation."""
+
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
     first: int
     last: int
@@ -878,8 +882,10 @@ _HEAD_BYTES = 4096  # enough for every signature the toolkit sniffs
 _READ_CHUNK = 1024 * 1024
 
 
-class _Version(NamedTuple):
+class _Version(collections.namedtuple("_Version", "stat_key digest content_type")):
     """What the index knows of one version of a file without holding its bytes."""
+
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
     stat_key: tuple[int, int]  # (mtime_ns, size) when it was read
     digest: str
@@ -1417,17 +1423,25 @@ def _canonical_digest(value: Any) -> tuple[str | None, bool]:
     return _digest("".join(out).encode("utf-8", "surrogatepass")), out.has_bytes
 
 
-class _TemplateDeps(NamedTuple):
+class _TemplateDeps(
+    collections.namedtuple(
+        "_TemplateDeps", "digest static_refs files names", defaults=(frozenset(),)
+    )
+):
     """What a template's output depends on, found by parsing (not rendering)."""
+
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
     digest: str | None  # hash of the sources of the whole closure; None when dynamic
     static_refs: frozenset[str] | None  # constant static() paths; None when any is dynamic
     files: tuple[tuple[str, tuple[int, int] | None], ...]  # for reload checks
-    names: frozenset[str] = frozenset()  # filters, tests and names the closure uses
+    names: frozenset[str]  # filters, tests and names the closure uses
 
 
-class _PagePlan(NamedTuple):
+class _PagePlan(collections.namedtuple("_PagePlan", "base content_type personal")):
     """How a template is served, known before its arguments are."""
+
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
     base: Any  # blake2b state over all the ETag depends on but the arguments; None: render
     content_type: str
@@ -2118,8 +2132,10 @@ def _check_widths(widths: Iterable[int]) -> tuple[int, ...]:
     return checked
 
 
-class ImageVariant(NamedTuple):
+class ImageVariant(collections.namedtuple("ImageVariant", "key etag content_type")):
     """One converted and/or resized representation of a static image."""
+
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
     key: tuple[str, str, int | None]  # (source digest, Pillow format, width)
     etag: str
@@ -2466,7 +2482,13 @@ _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 _PRIVATE_CACHE_CONTROL = "private, no-store"
 
 
-class Offer(NamedTuple):
+class Offer(
+    collections.namedtuple(
+        "Offer",
+        "content_type body etag last_modified gzip_body allow_ranges headers private describe",
+        defaults=(None, None, None, False, None, False, None),
+    )
+):
     """A representation on offer: its validators, type, and how to make its body.
 
     ``body`` is called only when the answer needs it (never for 304/412).
@@ -2476,19 +2498,23 @@ class Offer(NamedTuple):
     ``headers`` are those the representation implies (``Content-Disposition``).
     """
 
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
+
     content_type: str | None
     body: Callable[[], str | bytes]
-    etag: str | None = None
-    last_modified: int | None = None
-    gzip_body: Callable[[], bytes | None] | None = None
-    allow_ranges: bool = False
-    headers: Mapping[str, str] | None = None  # what the representation implies (disposition)
-    private: bool = False  # made for one visitor (a personal template): see ``private``
-    describe: Callable[[Any], tuple[str, Mapping[str, str] | None]] | None = None
+    etag: str | None
+    last_modified: int | None
+    gzip_body: Callable[[], bytes | None] | None
+    allow_ranges: bool
+    headers: Mapping[str, str] | None  # what the representation implies (disposition)
+    private: bool  # made for one visitor (a personal template): see ``private``
+    describe: Callable[[Any], tuple[str, Mapping[str, str] | None]] | None
 
 
-class Answer(NamedTuple):
+class Answer(collections.namedtuple("Answer", "status headers body built")):
     """What :func:`answer_request` decided: status, headers, body and whether the body was made."""
+
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
     status: int
     headers: dict[str, str]
