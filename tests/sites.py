@@ -3,14 +3,19 @@
 ``write_site`` writes the templates and nested static files, ``build_app`` the app
 that serves them (in-process with ``chalice.test.Client`` or ``app(event, context)``),
 ``write_project`` a Chalice project whose ``app.py`` calls ``build_app`` (for
-``chalice local``). Needs only chalice and the module, so a project can copy it.
+``chalice local``), ``imported_project`` a project's ``app.py`` imported in-process.
+Needs only chalice and the module, so a project can copy it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from chalice import Chalice
@@ -138,3 +143,21 @@ def write_project(root: Path) -> Path:
     (root / ".chalice" / "config.json").write_text(json.dumps(config))
     (root / "requirements.txt").write_text("")
     return root
+
+
+@contextlib.contextmanager
+def imported_project(project: Path) -> Iterator[ModuleType]:
+    """``project``'s ``app.py`` imported as Lambda and ``chalice.test.Client`` do, then forgotten.
+
+    Its folder goes first on ``sys.path``; afterwards ``app`` and ``chalicelib`` leave
+    ``sys.modules``, so the next project imports its own.
+    """
+    sys.path.insert(0, str(project))
+    try:
+        import app
+
+        yield app
+    finally:
+        sys.path.remove(str(project))
+        for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
+            del sys.modules[name]

@@ -23,6 +23,7 @@ from test_scaffold import functions, package, scaffold
 import cli
 
 from apigw import lambda_context
+from sites import imported_project
 
 SECRET = "scaffold-origin-secret-0123456789"
 
@@ -93,15 +94,8 @@ def test_packaged_template_passes_cfn_lint(packaged):
 def scaffold_app(project, monkeypatch) -> Iterator[ModuleType]:
     """The scaffolded ``app.py`` imported as Lambda would, with the origin secret set."""
     monkeypatch.setenv("CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET", SECRET)
-    sys.path.insert(0, str(project))
-    try:
-        import app
-
+    with imported_project(project) as app:
         yield app
-    finally:
-        sys.path.remove(str(project))
-        for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
-            del sys.modules[name]
 
 
 def test_the_scaffolded_handler_serves_function_url_events(scaffold_app):

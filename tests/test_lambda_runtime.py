@@ -28,6 +28,7 @@ import apigw
 from apigw import Delivered, deliver_payload, make_event
 from conftest import ROOT
 from rie import Emulator, EmulatorError, lambda_environment, rie_binary, session_pids
+from sites import imported_project
 
 pytestmark = pytest.mark.lambda_runtime
 
@@ -131,15 +132,8 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def model_app(project) -> Iterator[Any]:
     """The same project imported in-process: routes for the events, and the model's answers."""
-    sys.path.insert(0, str(project))
-    try:
-        import app
-
+    with imported_project(project) as app:
         yield app.app
-    finally:
-        sys.path.remove(str(project))
-        for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
-            del sys.modules[name]
 
 
 @pytest.fixture(scope="module")

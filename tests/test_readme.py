@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from chalice_http_toolkit import CloudFront, ContentManager
 
 from conftest import ROOT
 from localserver import CHALICE, run
+from sites import imported_project
 
 README = (ROOT / "README.md").read_text()
 
@@ -71,15 +71,8 @@ def quickstart_app(tmp_path_factory) -> Iterator[Chalice]:
     for name, text in quickstart_files().items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
-    sys.path.insert(0, str(project))
-    try:
-        import app
-
+    with imported_project(project) as app:
         yield app.app
-    finally:
-        sys.path.remove(str(project))
-        for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
-            del sys.modules[name]
 
 
 def test_quickstart_names_the_files_it_uses():

@@ -32,6 +32,7 @@ from apigw import invoke
 from conftest import ROOT
 from fake_klayers import FakeKlayers, layer_arn
 from localserver import CHALICE, LOOPBACK, chalice_local, offline_env, run, run_python
+from sites import imported_project
 
 if not (ROOT / "chalice_http_toolkit.py").is_file():
     pytest.skip("chalice_http_toolkit.py is not in the checkout yet", allow_module_level=True)
@@ -85,15 +86,8 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app_module(project) -> Iterator[ModuleType]:
     """The scaffolded ``app.py`` imported in-process (as ``chalice.test.Client`` needs)."""
-    sys.path.insert(0, str(project))
-    try:
-        import app
-
+    with imported_project(project) as app:
         yield app
-    finally:
-        sys.path.remove(str(project))
-        for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
-            del sys.modules[name]
 
 
 @pytest.fixture(scope="module")
