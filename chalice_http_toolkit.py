@@ -2607,10 +2607,19 @@ def _install_gateway(app: Any, middleware: Callable[[Any, Callable[[Any], Any]],
 
 def _gateway_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
     if request is not None and request.headers.get("accept") is None:
-        headers = dict(request.headers.items())
-        headers["accept"] = "*/*"
-        request.headers = CaseInsensitiveMapping(headers)
-    response = get_response(request)
+        _accept_anything(request)
+    return _gateway_marshalled(get_response(request))
+
+
+def _accept_anything(request: Any) -> None:
+    """Give a request without ``Accept`` the ``*/*`` that RFC 9110 §12.5.1 says it means."""
+    headers = dict(request.headers.items())
+    headers["accept"] = "*/*"
+    request.headers = CaseInsensitiveMapping(headers)
+
+
+def _gateway_marshalled(response: Any) -> Any:
+    """``response`` as a :class:`_GatewayResponse`, or a 500 when over Lambda's payload limit."""
     if type(response) is _GatewayResponse:
         return response
     body = response.body
@@ -3473,12 +3482,30 @@ class ContentManager:
         when it leaves (:meth:`Exchange.finish`).
         """
         exchange = _current_exchange(self.app)
+        if exchange is not None and not private:
+            private = exchange.is_personal()
+        return self._respond(exchange, offer, status_code, headers, cache_control, vary, private)
+
+    def _respond(
+        self,
+        exchange: Exchange | None,
+        offer: Offer,
+        status_code: int,
+        headers: Mapping[str, str] | None,
+        cache_control: str | None,
+        vary: tuple[str, ...],
+        private: bool,
+    ) -> Response:
+        """:meth:`answer` in ``exchange``, whose privacy the caller decided (``private``)."""
         if exchange is None:
             method, request_headers = "GET", {}
         else:
             method, request_headers = exchange.method, exchange.headers
-            private = private or exchange.is_personal()
-        options = (
+        debug = bool(getattr(self.app, "debug", False))
+        answer = _answer(
+            method,
+            request_headers,
+            offer,
             status_code,
             headers,
             cache_control,
@@ -3486,15 +3513,29 @@ class ContentManager:
             self.compress,
             private,
             self._fixed_headers,
-            bool(getattr(self.app, "debug", False)),
+            debug,
         )
-        response = _gateway_response(_answer(method, request_headers, offer, *options))
-        if exchange is not None and not private and response.status_code in (304, 412):
-            personal = (*options[:5], True, *options[6:])
-            exchange.remember(
-                response,
-                lambda: _gateway_response(_answer(method, request_headers, offer, *personal)),
-            )
+        response = _gateway_response(answer)
+        if exchange is not None and not answer.built and not private:  # a 304/412
+
+            def personal() -> Response:
+                return _gateway_response(
+                    _answer(
+                        method,
+                        request_headers,
+                        offer,
+                        status_code,
+                        headers,
+                        cache_control,
+                        vary,
+                        self.compress,
+                        True,
+                        self._fixed_headers,
+                        debug,
+                    )
+                )
+
+            exchange.remember(response, personal)
         return response
 
     def _request_parts(self) -> tuple[str, Mapping[str, str]]:
@@ -3768,6 +3809,8 @@ class ContentManager:
         data = self._session_signer.verify(cookie, _now()) if cookie else None
         session = Session(data or {}, self._session_signer, new=data is None)
         session.modified = bool(cookie) and data is None  # drop a bad cookie
+        if not exchange.sessions:
+            exchange.sessions = {}  # (not the shared empty default)
         exchange.sessions[self] = (session, cookie is not None)
         return session
 
@@ -3785,6 +3828,8 @@ class ContentManager:
         """
         exchange = self._exchange("get_flashed_messages()")
         session = self._session_of(exchange)
+        if exchange.flashes is None:
+            exchange.flashes = {}
         flashes = exchange.flashes.get(self)
         if flashes is None:
             stored = session.pop(_FLASHES_KEY, None) if _FLASHES_KEY in session else None
@@ -4017,14 +4062,16 @@ class CloudFront:
         """
         cm = self.content_manager
         exchange = _current_exchange(cm.app)
+        private = exchange is not None and exchange.is_personal()
         offer = cm.page_offer(
             filename,
             kwargs,
             self.etag_salt + _script_root(exchange),  # url_for() differs by host and stage
-            private=exchange is not None and exchange.is_personal(),
+            private=private,
         )
-        return cm.answer(
-            offer, status_code, headers, cache_control=self._cache_control(cache_control)
+        # (a render in page_offer that read who is asking made the offer private)
+        return cm._respond(
+            exchange, offer, status_code, headers, self._cache_control(cache_control), (), private
         )
 
     def static(
@@ -4113,41 +4160,35 @@ class Exchange:
     personal (see :meth:`is_personal`).
     """
 
-    __slots__ = (
-        "_answers",
-        "_cookies",
-        "active",
-        "cookies_read",
-        "flashes",
-        "form",
-        "form_limits",
-        "g",
-        "headers",
-        "method",
-        "request",
-        "resource",
-        "sessions",
-    )
+    # Class-level defaults: a request that reads nothing pays for three attributes.
+    #: True while a middleware of the toolkit holds this exchange (it will finish it).
+    active = False
+    cookies_read = False
+    #: Set by a view whose answer depends on a file alone (the static routes).
+    resource = False
+    form: FormData | None = None
+    form_limits: FormLimits | None = None
+    _g: Any = None
+    _cookies: dict[str, str] | None = None
+    _answers: dict[int, tuple[Any, Callable[[], Any]]] | None = None
+    _no_sessions: dict[Any, tuple[Session, bool]] = {}  # never written: see ``sessions``
 
     def __init__(self, request: Any) -> None:
-        import types
-
         self.request = request
         self.method: str = request.method
         self.headers: Mapping[str, str] = _lower_case_headers(request.headers)
-        #: True while a middleware of the toolkit holds this exchange (it will finish it).
-        self.active = False
-        self.cookies_read = False
-        #: Set by a view whose answer depends on a file alone (the static routes).
-        self.resource = False
-        self.g = types.SimpleNamespace()
-        self.form: FormData | None = None
-        self.form_limits: FormLimits | None = None
         #: Each manager's session, with whether the request carried its cookie.
-        self.sessions: dict[Any, tuple[Session, bool]] = {}
-        self.flashes: dict[Any, list[tuple[str, str]]] = {}
-        self._cookies: dict[str, str] | None = None
-        self._answers: dict[int, tuple[Any, Callable[[], Any]]] = {}
+        self.sessions: dict[Any, tuple[Session, bool]] = self._no_sessions
+        self.flashes: dict[Any, list[tuple[str, str]]] | None = None
+
+    @property
+    def g(self) -> Any:
+        """A namespace for what the request's code finds (Flask's ``g``), empty at first."""
+        if self._g is None:
+            import types
+
+            self._g = types.SimpleNamespace()
+        return self._g
 
     def cookies(self, *, read: bool = True) -> dict[str, str]:
         """The request's cookies (RFC 6265); ``read`` marks the answer personal."""
@@ -4176,10 +4217,15 @@ class Exchange:
             return False
         if self.cookies_read:
             return True
-        return any(sent or session.modified for session, sent in self.sessions.values())
+        for session, sent in self.sessions.values():  # noqa: SIM110 (no generator per request)
+            if sent or session.modified:
+                return True
+        return False
 
     def remember(self, response: Any, rebuild: Callable[[], Any]) -> None:
         """Keep how to answer privately: a 304/412 made before the request turned personal."""
+        if self._answers is None:
+            self._answers = {}
         self._answers[id(response)] = (response, rebuild)
 
     def finish(self, response: Any, save_sessions: Callable[[Exchange, Any], None]) -> Any:
@@ -4188,10 +4234,11 @@ class Exchange:
         Personal (see :meth:`is_personal`), or setting a cookie under any spelling
         of the header: ``private, no-store``, no validator, never a 304.
         """
-        save_sessions(self, response)
+        if self.sessions:
+            save_sessions(self, response)
         if not (self.is_personal() or _sets_cookie(response.headers)):
             return response
-        kept = self._answers.get(id(response))
+        kept = self._answers.get(id(response)) if self._answers else None
         if kept is not None and kept[0] is response and response.status_code in (304, 412):
             private = kept[1]()  # the full answer: nobody else's copy to validate against
             for name, value in response.headers.items():  # headers the view added since
@@ -4222,7 +4269,29 @@ def _current_exchange(app: Any) -> Exchange | None:
 
 def _sets_cookie(headers: Mapping[str, Any]) -> bool:
     """Whether response ``headers`` set a cookie, whatever the header name's case."""
-    return _header_key(headers, "Set-Cookie") is not None
+    if _PLAIN_HEADER_NAMES.issuperset(headers):  # the toolkit's own answers, at C speed
+        return False
+    return "set-cookie" in map(str.lower, headers)
+
+
+#: Header names that set no cookie, as the toolkit spells them.
+_PLAIN_HEADER_NAMES = frozenset(
+    (
+        "Content-Type",
+        "Cache-Control",
+        "ETag",
+        "Vary",
+        "X-Content-Type-Options",
+        "Last-Modified",
+        "Content-Encoding",
+        "Accept-Ranges",
+        "Content-Range",
+        "Content-Disposition",
+        "Location",
+        "Access-Control-Allow-Origin",
+        *DEFAULT_SECURITY_HEADERS,
+    )
+)
 
 
 def _header_key(headers: Mapping[str, Any], name: str) -> str | None:
@@ -4992,43 +5061,57 @@ class _RequestGlobals:
 class _Site:
     """The managers of one app (each with its own settings) and the app's one middleware."""
 
-    __slots__ = ("app", "managers")
+    __slots__ = ("app", "gateway", "managers")
 
-    def __init__(self, app: _AppLike) -> None:
+    def __init__(self, app: _AppLike, gateway: bool) -> None:
         self.app = app
+        #: Whether this middleware also does :func:`install_gateway_support`'s (one layer less).
+        self.gateway = gateway
         self.managers: list[ContentManager] = []
 
     def middleware(self, request: Any, get_response: Callable[[Any], Any]) -> Any:
         """Build the exchange, refuse forgeries, run the view, and finish the exchange."""
-        if request is None:
-            return get_response(request)
+        if request is None:  # not an HTTP request Chalice routes: it answers itself
+            return (
+                _gateway_marshalled(get_response(request))
+                if self.gateway
+                else get_response(request)
+            )
         exchange = _local.exchange
-        if exchange is not None and exchange.active and exchange.request is request:
-            return self._checked(exchange, get_response)  # a Blueprint's site inside its app's
         if exchange is None or exchange.request is not request:
             exchange = Exchange(request)
+        elif exchange.active:  # a Blueprint's site inside its app's: its managers' checks only
+            return self._checked(exchange, get_response)
+        if self.gateway and "accept" not in exchange.headers:
+            _accept_anything(request)
+            exchange.headers = _lower_case_headers(request.headers)
         exchange.active = True
         _local.exchange = exchange
         try:
-            return exchange.finish(self._checked(exchange, get_response), _save_sessions)
+            if exchange.method in _UNSAFE_METHODS:
+                response = self._checked(exchange, get_response)
+            else:
+                response = get_response(request)
+        except FormError as error:
+            logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
+            response = self.managers[0]._refusal(error.status_code, error.message)
+        try:
+            response = exchange.finish(response, _save_sessions)
         finally:
             exchange.active = False
             _local.exchange = None
+        return _gateway_marshalled(response) if self.gateway else response
 
     def _checked(self, exchange: Exchange, get_response: Callable[[Any], Any]) -> Any:
-        """The view's response, unless a manager refuses the request (CSRF, a bad form)."""
+        """The view's response, unless one of the managers refuses a forgery (CSRF)."""
         request = exchange.request
-        try:
-            if exchange.method in _UNSAFE_METHODS and not _is_exempt(self.app, request):
-                for cm in self.managers:
-                    refusal = _csrf_refusal(cm, exchange) if cm.csrf else None
-                    if refusal is not None:
-                        logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
-                        return cm._refusal(403, refusal)
-            return get_response(request)
-        except FormError as error:
-            logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
-            return self.managers[0]._refusal(error.status_code, error.message)
+        if exchange.method in _UNSAFE_METHODS and not _is_exempt(self.app, request):
+            for cm in self.managers:
+                refusal = _csrf_refusal(cm, exchange) if cm.csrf else None
+                if refusal is not None:
+                    logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
+                    return cm._refusal(403, refusal)
+        return get_response(request)
 
 
 def _join_site(cm: ContentManager) -> None:
@@ -5036,18 +5119,14 @@ def _join_site(cm: ContentManager) -> None:
     app = cm.app
     site = getattr(app, _SITE_ATTRIBUTE, None)
     if site is None:
-        site = _Site(app)
+        # One middleware for both when the gateway's is not there yet: each layer of
+        # Chalice's chain costs every request.
+        site = _Site(app, gateway=not getattr(app, _CHALICE_INSTALLED, False))
         setattr(app, _SITE_ATTRIBUTE, site)
-        if getattr(app, _CHALICE_INSTALLED, False):
+        if site.gateway:
+            _install_gateway(app, site.middleware)
+        else:
             app.register_middleware(site.middleware, "http")
-        else:  # one middleware for both: each layer of Chalice's chain costs every request
-
-            def gateway_and_site(request: Any, get_response: Callable[[Any], Any]) -> Any:
-                return _gateway_middleware(
-                    request, lambda inner: site.middleware(inner, get_response)
-                )
-
-            _install_gateway(app, gateway_and_site)
     site.managers.append(cm)
 
 
