@@ -150,6 +150,11 @@ class _LazyPattern:
         return getattr(compiled, name)
 
 
+def _on_lambda() -> bool:
+    """Whether this process runs on AWS Lambda (its runtime sets the function's name)."""
+    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+
+
 def _digest(*parts: bytes) -> str:
     """Hex digest of ``parts``: blake2b, 128 bits, identical in every process."""
     import hashlib  # deferred: hashlib loads OpenSSL, which a cold start may not need
@@ -3085,170 +3090,31 @@ def _sniffed_type(body: bytes) -> tuple[str, Mapping[str, str] | None]:
 
 
 # ---------------------------------------------------------------------------
-# ContentManager
+# The parts of a ContentManager: static URLs, pages, answers and visitors
 # ---------------------------------------------------------------------------
 
 _AppLike = Any  # chalice.Chalice or chalice.Blueprint
 
 
-class ContentManager:
-    """Templates, static files, assets and response helpers for one Chalice app.
-
-    ``app`` may be a ``Chalice`` app or a ``Blueprint``; responses consult its
-    ``current_request`` for conditional requests, ranges and compression.
-    Options are keyword-only: ``cors`` (``True`` for ``*`` or an origin; off by
-    default), ``compress`` (gzip text bodies), ``auto_reload`` (re-read
-    changed templates and static files; defaults to on everywhere except on
-    AWS Lambda), ``security_headers`` (``True`` for
-    :data:`DEFAULT_SECURITY_HEADERS`, or a mapping of headers; none by
-    default; ``X-Content-Type-Options: nosniff`` is always sent). Images:
-    ``image_widths`` (the only widths ``static(…, width=)`` serves),
-    ``image_quality`` (format → encoder quality), ``image_cache_bytes``
-    (bound of the per-container cache of converted images) and
-    ``image_max_pixels`` (larger images are served untouched); ``static_cache_bytes``
-    bounds the static file bodies kept in memory. Pages:
-    ``page_cache_bytes`` bounds the per-container cache of pages rendered by
-    :meth:`CloudFront.template` under their ETag (0 turns it off);
-    ``memo_cache_bytes`` bounds the memos (template ETags, ``static()`` URLs,
-    sniffed types). Every bound is the memory Python holds (:class:`BoundedCache`).
-    Forms, sessions and CSRF: ``secret_key`` (a string, or a list newest first),
-    ``session_cookie``, ``session_max_age``, ``session_cookie_secure``, ``csrf``,
-    ``trusted_origins`` and ``form_limits`` (see :meth:`form`, :attr:`session`).
-    """
+class _StaticSite:
+    """Static files by URL: the index, image variants and content-hashed URLs (``static()``)."""
 
     def __init__(
         self,
-        templates_dir: str,
         static_dir: str,
-        app: _AppLike | None = None,
+        images: StaticImages,
         *,
-        cors: bool | str | None = None,
-        compress: bool = True,
-        auto_reload: bool | None = None,
-        image_widths: Iterable[int] = DEFAULT_IMAGE_WIDTHS,
-        image_quality: Mapping[str, int] | None = None,
-        image_cache_bytes: int = 32 * 1024 * 1024,
-        static_cache_bytes: int = DEFAULT_STATIC_CACHE_BYTES,
-        image_max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
-        page_cache_bytes: int = 16 * 1024 * 1024,
-        memo_cache_bytes: int = 4 * 1024 * 1024,
-        security_headers: bool | Mapping[str, str] | None = None,
-        secret_key: str | bytes | Iterable[str | bytes] | None = None,
-        session_cookie: str = "session",
-        session_max_age: int = 31 * 24 * 3600,
-        session_cookie_secure: bool = True,
-        csrf: bool = True,
-        trusted_origins: Iterable[str] = (),
-        form_limits: FormLimits | None = None,
+        auto_reload: bool,
+        static_cache_bytes: int,
+        memo_bytes: int,
     ) -> None:
-        self.templates_dir = templates_dir
         self.static_dir = static_dir
-        self.app = app
         self.static_prefix = "/static"
-        self.cors_origin = "*" if cors is True else (cors or None)
-        self.compress = compress
-        if auto_reload is None:
-            auto_reload = "AWS_LAMBDA_FUNCTION_NAME" not in os.environ
-        #: Whether files may change under a running container (the one place that knows).
-        self.auto_reload = auto_reload
         self.static_files = StaticIndex(
             static_dir, auto_reload=auto_reload, cache_bytes=static_cache_bytes
         )
-        self.images = StaticImages(
-            widths=image_widths,
-            quality=image_quality,
-            cache_bytes=image_cache_bytes,
-            max_pixels=image_max_pixels,
-        )
-        self._fixed_headers = _fixed_headers(self.cors_origin, security_headers)
-        self._env: Any = None
-        self._own_globals: dict[str, Any] = {}  # the toolkit's helpers in templates
-        #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
-        self.pages = BoundedCache(page_cache_bytes)
-        self._template_deps = BoundedCache(memo_cache_bytes)  # filename -> _TemplateDeps
-        # Memos of what files determine hold nothing while files may change.
-        memo_bytes = 0 if auto_reload else memo_cache_bytes
-        self._page_plans = BoundedCache(memo_bytes)  # (filename, salt) -> _PagePlan
-        self._template_etags = BoundedCache(memo_bytes)  # (filename, salt, memo key) -> ETag
+        self.images = images
         self._static_urls = BoundedCache(memo_bytes)  # (filename, width) -> URL
-        self._asset_types = BoundedCache(memo_cache_bytes)  # (resource, ETag) -> type, headers
-        # (filename, salt) -> [digests computed, digests that paid off, renders since]:
-        # whether hashing a template's arguments ever spares a render (see page_offer).
-        self._digest_payoff: dict[tuple[str, str], list[int]] = {}
-        # Forms, sessions, CSRF (sections after CloudFront).
-        keys = _secret_keys(secret_key)
-        if not re.fullmatch(_COOKIE_NAME, session_cookie):
-            raise ValueError(f"session_cookie {session_cookie!r} is not a cookie name")
-        if not isinstance(session_max_age, int) or session_max_age <= 0:
-            raise ValueError("session_max_age must be a positive number of seconds")
-        self._session_signer = _SessionSigner(keys, session_max_age) if keys else None
-        self.session_cookie = session_cookie
-        self.session_max_age = session_max_age
-        self.session_cookie_secure = session_cookie_secure
-        self.csrf = csrf
-        self.trusted_origins = tuple(trusted_origins)
-        self.form_limits = form_limits or FormLimits()
-        if app is not None:
-            _join_site(self)  # the app's middleware: the exchange, CSRF, sessions, privacy
-
-    def clear_caches(self) -> None:
-        """Forget every memo and page (not the static index): what ``static()`` gives may change."""
-        for cache in (
-            self._template_deps,
-            self._page_plans,
-            self._template_etags,
-            self._static_urls,
-            self.pages,
-        ):
-            cache.clear()
-
-    # -- Jinja2 -------------------------------------------------------------
-
-    @property
-    def env(self) -> Any:
-        """The ``jinja2.Environment`` (created on first use).
-
-        Autoescape is on for every template except those whose extension names a
-        non-markup text type (.txt, .json, .js, .css, .md); ``.j2``/``.jinja``/
-        ``.tmpl`` suffixes are looked through, an extensionless name is HTML.
-        """
-        if self._env is None:
-            import jinja2
-
-            self._env = jinja2.Environment(
-                loader=jinja2.FileSystemLoader(self.templates_dir),
-                autoescape=_template_autoescape,
-                auto_reload=self.auto_reload,
-                # A plain dict instead of a locked LRU: a site's templates are few,
-                # and every include looks its template up in this cache.
-                cache_size=-1,
-            )
-            env = self._env
-            own = self._own_globals
-            own.update(
-                static=self.static_url,
-                srcset=self.srcset,
-                url_for=self.url_for,
-                csrf_token=self.csrf_token,
-                get_flashed_messages=self.get_flashed_messages,
-                g=_RequestGlobals(self),
-            )
-            # A helper the site adds or replaces later makes the page plans stale.
-            env.globals = _Registry({**env.globals, **own}, self._forget_plans)
-            env.filters = _Registry(env.filters, self._forget_plans, _at_render_time)
-            env.tests = _Registry(env.tests, self._forget_plans, _at_render_time)
-        return self._env
-
-    def _forget_plans(self) -> None:
-        """Forget what was learnt of templates' helpers (the site changed one)."""
-        self._page_plans.clear()
-        self._template_etags.clear()
-        self.pages.clear()
-
-    def set_static_handler_prefix(self, path: str) -> None:
-        """Set the static route's URL prefix; ``static()`` in templates builds URLs under it."""
-        self.static_prefix = "/" + path.strip("/") if path.strip("/") else ""
-        self.clear_caches()
 
     def static_url(self, filename: str, width: int | None = None) -> str:
         """Cache-busting URL for a static file: ``/static/css/site.<hash>.css``.
@@ -3297,6 +3163,76 @@ class ContentManager:
         ]
         candidates.append(f"{self.static_url(filename)} {size[0]}w")
         return ", ".join(candidates)
+
+
+class _Pages:
+    """Templates rendered, and their ETags known without rendering (the page cache)."""
+
+    def __init__(
+        self,
+        templates_dir: str,
+        statics: _StaticSite,
+        own_globals: Callable[[], dict[str, Any]],
+        *,
+        auto_reload: bool,
+        page_cache_bytes: int,
+        memo_cache_bytes: int,
+    ) -> None:
+        self.templates_dir = templates_dir
+        self.statics = statics
+        self.auto_reload = auto_reload
+        self._make_own_globals = own_globals
+        self._env: Any = None
+        self._own_globals: dict[str, Any] = {}  # the toolkit's helpers in templates
+        #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
+        self.pages = BoundedCache(page_cache_bytes)
+        self._template_deps = BoundedCache(memo_cache_bytes)  # filename -> _TemplateDeps
+        # Memos of what files determine hold nothing while files may change.
+        memo_bytes = 0 if auto_reload else memo_cache_bytes
+        self._page_plans = BoundedCache(memo_bytes)  # (filename, salt) -> _PagePlan
+        self._template_etags = BoundedCache(memo_bytes)  # (filename, salt, memo key) -> ETag
+        # (filename, salt) -> [digests computed, digests that paid off, renders since]:
+        # whether hashing a template's arguments ever spares a render (see page_offer).
+        self._digest_payoff: dict[tuple[str, str], list[int]] = {}
+
+    def clear(self) -> None:
+        """Forget every memo and page."""
+        for cache in (self._template_deps, self._page_plans, self._template_etags, self.pages):
+            cache.clear()
+
+    @property
+    def env(self) -> Any:
+        """The ``jinja2.Environment`` (created on first use).
+
+        Autoescape is on for every template except those whose extension names a
+        non-markup text type (.txt, .json, .js, .css, .md); ``.j2``/``.jinja``/
+        ``.tmpl`` suffixes are looked through, an extensionless name is HTML.
+        """
+        if self._env is None:
+            import jinja2
+
+            self._env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(self.templates_dir),
+                autoescape=_template_autoescape,
+                auto_reload=self.auto_reload,
+                # A plain dict instead of a locked LRU: a site's templates are few,
+                # and every include looks its template up in this cache.
+                cache_size=-1,
+            )
+            env = self._env
+            own = self._own_globals
+            own.update(self._make_own_globals())
+            # A helper the site adds or replaces later makes the page plans stale.
+            env.globals = _Registry({**env.globals, **own}, self._forget_plans)
+            env.filters = _Registry(env.filters, self._forget_plans, _at_render_time)
+            env.tests = _Registry(env.tests, self._forget_plans, _at_render_time)
+        return self._env
+
+    def _forget_plans(self) -> None:
+        """Forget what was learnt of templates' helpers (the site changed one)."""
+        self._page_plans.clear()
+        self._template_etags.clear()
+        self.pages.clear()
 
     def load_template(self, filename: str) -> Any:
         """The compiled ``jinja2.Template``; a missing one raises :class:`TemplateNotFoundError`."""
@@ -3408,18 +3344,19 @@ class ContentManager:
         content_type = _template_content_type(filename)
         if deps.digest is None or impure:
             return _PagePlan(None, content_type, ())
+        static_files = self.statics.static_files
         if deps.static_refs is None:
-            statics = self.static_files.digest()
+            statics = static_files.digest()
         else:
             parts = []
             for relpath in sorted(deps.static_refs):
-                static_file = self.static_files.get(relpath.lstrip("/"))
+                static_file = static_files.get(relpath.lstrip("/"))
                 parts.append(f"{relpath}={static_file.digest if static_file else '-'}")
             statics = "\0".join(parts)
         hasher = hashlib.blake2b(digest_size=16)
         for part in (
-            f"t2\0{__version__}\0{len(filename)}:{filename}\0{salt}\0{self.static_prefix}\0"
-            f"{self.images.widths}\0",
+            f"t2\0{__version__}\0{len(filename)}:{filename}\0{salt}\0{self.statics.static_prefix}\0"
+            f"{self.statics.images.widths}\0",
             deps.digest,
             statics,
         ):
@@ -3435,9 +3372,9 @@ class ContentManager:
         it (rendered once per container, ``page_cache_bytes``). Otherwise (dynamic
         includes, volatile names, arguments with no canonical form) the page is
         rendered now and its bytes hashed, and it is never cached. When ``private``
-        (the request read who is asking), or when rendering read it (a helper of
-        the site's reading the session), it is a ``private`` offer with no ETag
-        at all, rendered for this request and kept nowhere.
+        (the request read who is asking) it is a ``private`` offer with no ETag at
+        all, rendered for this request and kept nowhere; when rendering read who is
+        asking (a helper of the site's), the answer is private (:meth:`answer`).
         """
         payoff = self._digest_payoff.get((filename, salt))
         if payoff is not None and payoff[0] >= _DIGEST_TRIALS and payoff[1] * 8 < payoff[0]:
@@ -3471,15 +3408,14 @@ class ContentManager:
     def _rendered_offer(
         self, filename: str, kwargs: Mapping[str, Any], private: bool, fast_gzip: bool = False
     ) -> Offer:
-        """``filename`` rendered now: ETag from the output, or private when who is asking was read.
+        """``filename`` rendered now: ETag from the output, or a private offer.
 
         ``fast_gzip``: a body made for one request is compressed at zlib's fastest level
         (a gzip form that is cached is worth the default level's smaller output).
         """
         body = self.render_template(filename, **kwargs)
         content_type = _template_content_type(filename)
-        exchange = _current_exchange(self.app)
-        if private or (exchange is not None and exchange.is_personal()):
+        if private:
             return Offer(content_type, lambda: body, private=True)
         etag = quote_etag(_digest(body.encode("utf-8", "surrogatepass")))
         if not fast_gzip:
@@ -3497,16 +3433,25 @@ class ContentManager:
         if paid:
             payoff[1] += 1
 
-    def prime(self) -> dict[str, float]:
-        """Do this container's start-up work now; milliseconds per step (also logged).
 
-        Loads libmagic, imports Pillow, compiles every template and computes its
-        dependency hash, reads and hashes every static file: what the first requests
-        after a cold start would otherwise pay for. The keep-warm payload calls it.
-        """
-        return _prime(self)
+class _Responder:
+    """Answers the current exchange: offers, text, redirects, static files and assets."""
 
-    # -- responses ----------------------------------------------------------
+    def __init__(
+        self,
+        app: _AppLike | None,
+        statics: _StaticSite,
+        *,
+        compress: bool,
+        fixed_headers: dict[str, str],
+        memo_cache_bytes: int,
+    ) -> None:
+        self.app = app
+        self.compress = compress
+        self._fixed_headers = fixed_headers
+        self.static_files = statics.static_files
+        self.images = statics.images
+        self._asset_types = BoundedCache(memo_cache_bytes)  # (resource, ETag) -> type, headers
 
     def answer(
         self,
@@ -3806,9 +3751,35 @@ class ContentManager:
             return img
         return img if body is None else body
 
-    # -- routes -------------------------------------------------------------
 
-    # -- forms, cookies, sessions, url_for (sections after CloudFront) -------
+class _Visitors:
+    """Who is asking, for one manager's settings: form, cookies, session, flash, CSRF, ``g``."""
+
+    def __init__(
+        self,
+        app: _AppLike | None,
+        *,
+        secret_key: str | bytes | Iterable[str | bytes] | None,
+        session_cookie: str,
+        session_max_age: int,
+        session_cookie_secure: bool,
+        csrf: bool,
+        trusted_origins: Iterable[str],
+        form_limits: FormLimits | None,
+    ) -> None:
+        keys = _secret_keys(secret_key)
+        if not re.fullmatch(_COOKIE_NAME, session_cookie):
+            raise ValueError(f"session_cookie {session_cookie!r} is not a cookie name")
+        if not isinstance(session_max_age, int) or session_max_age <= 0:
+            raise ValueError("session_max_age must be a positive number of seconds")
+        self.app = app
+        self._session_signer = _SessionSigner(keys, session_max_age) if keys else None
+        self.session_cookie = session_cookie
+        self.session_max_age = session_max_age
+        self.session_cookie_secure = session_cookie_secure
+        self.csrf = csrf
+        self.trusted_origins = tuple(trusted_origins)
+        self.form_limits = form_limits or FormLimits()
 
     def _exchange(self, what: str) -> Exchange:
         exchange = _current_exchange(self.app)
@@ -3896,6 +3867,210 @@ class ContentManager:
             session[_CSRF_KEY] = token
         return token
 
+
+#: Which attribute of a ContentManager holds each part (see :class:`_Delegate`).
+_PART_ATTRIBUTES: Mapping[type, str] = {
+    _StaticSite: "_statics",
+    _Pages: "_pages",
+    _Responder: "_responder",
+    _Visitors: "_visitors",
+}
+
+
+class _Delegate:
+    """A facade attribute that one of its parts serves: ``html = _Delegate(_Responder)``.
+
+    Read on the class it is the part's own (its signature and docstring, for help()).
+    """
+
+    def __init__(self, part: type) -> None:
+        self.part = part
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, manager: Any, owner: type | None = None) -> Any:
+        if manager is None:
+            return getattr(self.part, self.name)
+        return getattr(getattr(manager, _PART_ATTRIBUTES[self.part]), self.name)
+
+
+class ContentManager:
+    """Templates, static files, assets and response helpers for one Chalice app.
+
+    ``app`` may be a ``Chalice`` app or a ``Blueprint``; responses consult its
+    ``current_request`` for conditional requests, ranges and compression.
+    Options are keyword-only: ``cors`` (``True`` for ``*`` or an origin; off by
+    default), ``compress`` (gzip text bodies), ``auto_reload`` (re-read
+    changed templates and static files; defaults to on everywhere except on
+    AWS Lambda), ``security_headers`` (``True`` for
+    :data:`DEFAULT_SECURITY_HEADERS`, or a mapping of headers; none by
+    default; ``X-Content-Type-Options: nosniff`` is always sent). Images:
+    ``image_widths`` (the only widths ``static(…, width=)`` serves),
+    ``image_quality`` (format → encoder quality), ``image_cache_bytes``
+    (bound of the per-container cache of converted images) and
+    ``image_max_pixels`` (larger images are served untouched); ``static_cache_bytes``
+    bounds the static file bodies kept in memory. Pages:
+    ``page_cache_bytes`` bounds the per-container cache of pages rendered by
+    :meth:`CloudFront.template` under their ETag (0 turns it off);
+    ``memo_cache_bytes`` bounds the memos (template ETags, ``static()`` URLs,
+    sniffed types). Every bound is the memory Python holds (:class:`BoundedCache`).
+    Forms, sessions and CSRF: ``secret_key`` (a string, or a list newest first),
+    ``session_cookie``, ``session_max_age``, ``session_cookie_secure``, ``csrf``,
+    ``trusted_origins`` and ``form_limits`` (see :meth:`form`, :attr:`session`).
+
+    The work is done by its parts, one job each: ``_StaticSite`` (static URLs),
+    ``_Pages`` (templates and page ETags), ``_Responder`` (answers) and
+    ``_Visitors`` (who is asking); this class holds them and registers the routes.
+    """
+
+    def __init__(
+        self,
+        templates_dir: str,
+        static_dir: str,
+        app: _AppLike | None = None,
+        *,
+        cors: bool | str | None = None,
+        compress: bool = True,
+        auto_reload: bool | None = None,
+        image_widths: Iterable[int] = DEFAULT_IMAGE_WIDTHS,
+        image_quality: Mapping[str, int] | None = None,
+        image_cache_bytes: int = 32 * 1024 * 1024,
+        static_cache_bytes: int = DEFAULT_STATIC_CACHE_BYTES,
+        image_max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
+        page_cache_bytes: int = 16 * 1024 * 1024,
+        memo_cache_bytes: int = 4 * 1024 * 1024,
+        security_headers: bool | Mapping[str, str] | None = None,
+        secret_key: str | bytes | Iterable[str | bytes] | None = None,
+        session_cookie: str = "session",
+        session_max_age: int = 31 * 24 * 3600,
+        session_cookie_secure: bool = True,
+        csrf: bool = True,
+        trusted_origins: Iterable[str] = (),
+        form_limits: FormLimits | None = None,
+    ) -> None:
+        self.templates_dir = templates_dir
+        self.static_dir = static_dir
+        self.app = app
+        self.cors_origin = "*" if cors is True else (cors or None)
+        if auto_reload is None:
+            auto_reload = not _on_lambda()
+        #: Whether files may change under a running container (the one place that knows).
+        self.auto_reload = auto_reload
+        images = StaticImages(
+            widths=image_widths,
+            quality=image_quality,
+            cache_bytes=image_cache_bytes,
+            max_pixels=image_max_pixels,
+        )
+        self._statics = _StaticSite(
+            static_dir,
+            images,
+            auto_reload=auto_reload,
+            static_cache_bytes=static_cache_bytes,
+            memo_bytes=0 if auto_reload else memo_cache_bytes,
+        )
+        self._pages = _Pages(
+            templates_dir,
+            self._statics,
+            self._template_globals,
+            auto_reload=auto_reload,
+            page_cache_bytes=page_cache_bytes,
+            memo_cache_bytes=memo_cache_bytes,
+        )
+        self._responder = _Responder(
+            app,
+            self._statics,
+            compress=compress,
+            fixed_headers=_fixed_headers(self.cors_origin, security_headers),
+            memo_cache_bytes=memo_cache_bytes,
+        )
+        self._visitors = _Visitors(
+            app,
+            secret_key=secret_key,
+            session_cookie=session_cookie,
+            session_max_age=session_max_age,
+            session_cookie_secure=session_cookie_secure,
+            csrf=csrf,
+            trusted_origins=trusted_origins,
+            form_limits=form_limits,
+        )
+        if app is not None:
+            _join_site(self)  # the app's middleware: the exchange, CSRF, sessions, privacy
+
+    # Static URLs
+    static_files = _Delegate(_StaticSite)
+    images = _Delegate(_StaticSite)
+    static_prefix = _Delegate(_StaticSite)
+    static_url = _Delegate(_StaticSite)
+    srcset = _Delegate(_StaticSite)
+    # Templates and pages
+    env = _Delegate(_Pages)
+    pages = _Delegate(_Pages)
+    load_template = _Delegate(_Pages)
+    render_template = _Delegate(_Pages)
+    template_dependencies = _Delegate(_Pages)
+    template_etag = _Delegate(_Pages)
+    page_offer = _Delegate(_Pages)
+    # Answers
+    compress = _Delegate(_Responder)
+    answer = _Delegate(_Responder)
+    html = _Delegate(_Responder)
+    xml = _Delegate(_Responder)
+    json = _Delegate(_Responder)
+    redirect = _Delegate(_Responder)
+    not_found = _Delegate(_Responder)
+    static = _Delegate(_Responder)
+    asset = _Delegate(_Responder)
+    asset_offer = _Delegate(_Responder)
+    convert_by_accepts = _Delegate(_Responder)
+    _refusal = _Delegate(_Responder)
+    # Who is asking
+    g = _Delegate(_Visitors)
+    form = _Delegate(_Visitors)
+    cookies = _Delegate(_Visitors)
+    session = _Delegate(_Visitors)
+    flash = _Delegate(_Visitors)
+    get_flashed_messages = _Delegate(_Visitors)
+    csrf_token = _Delegate(_Visitors)
+    csrf = _Delegate(_Visitors)
+    session_cookie = _Delegate(_Visitors)
+    session_max_age = _Delegate(_Visitors)
+    session_cookie_secure = _Delegate(_Visitors)
+    trusted_origins = _Delegate(_Visitors)
+    form_limits = _Delegate(_Visitors)
+
+    def _template_globals(self) -> dict[str, Any]:
+        """The toolkit's helpers in templates (made when the environment is)."""
+        visitors = self._visitors
+        return {
+            "static": self._statics.static_url,
+            "srcset": self._statics.srcset,
+            "url_for": self.url_for,
+            "csrf_token": visitors.csrf_token,
+            "get_flashed_messages": visitors.get_flashed_messages,
+            "g": _RequestGlobals(visitors),
+        }
+
+    def set_static_handler_prefix(self, path: str) -> None:
+        """Set the static route's URL prefix; ``static()`` in templates builds URLs under it."""
+        self._statics.static_prefix = "/" + path.strip("/") if path.strip("/") else ""
+        self.clear_caches()
+
+    def clear_caches(self) -> None:
+        """Forget every memo and page (not the static index): what ``static()`` gives may change."""
+        self._statics._static_urls.clear()
+        self._pages.clear()
+
+    def prime(self) -> dict[str, float]:
+        """Do this container's start-up work now; milliseconds per step (also logged).
+
+        Loads libmagic, imports Pillow, compiles every template and computes its
+        dependency hash, reads and hashes every static file: what the first requests
+        after a cold start would otherwise pay for. The keep-warm payload calls it.
+        """
+        return _prime(self)
+
     def url_for(self, view_name: str, **params: Any) -> str:
         """The URL of the route whose view is ``view_name``; unused ``params`` form the query.
 
@@ -3974,7 +4149,7 @@ class ContentManager:
         self.app.route(tail, methods=["GET", "HEAD"], name="chalice_http_toolkit_not_found_tail")(
             view
         )
-        if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
+        if not _on_lambda():
             _match_greedy_routes_locally()
 
 
@@ -4107,13 +4282,14 @@ class CloudFront:
         exchange = _current_exchange(cm.app)
         private = exchange is not None and exchange.is_personal()
         salt = self.etag_salt + _script_root(exchange)  # url_for() differs by host and stage
-        offer = cm.page_offer(filename, kwargs, salt, private=private)
-        # (a render in page_offer that read who is asking made the offer private)
-        response = cm._respond(
+        offer = cm._pages.page_offer(filename, kwargs, salt, private=private)
+        if not private and exchange is not None:  # rendering may have read who is asking
+            private = exchange.is_personal()
+        response = cm._responder._respond(
             exchange, offer, status_code, headers, self._cache_control(cache_control), (), private
         )
         if response.status_code == 304:
-            cm._digest_paid(filename, salt, True)
+            cm._pages._digest_paid(filename, salt, True)
         return response
 
     def static(
@@ -4974,7 +5150,7 @@ def _default_port(host: str, origin: str) -> str:
     return host if ":" in host.rsplit("]", 1)[-1] else f"{host}:{port}"
 
 
-def _csrf_refusal(cm: ContentManager, exchange: Exchange) -> str | None:
+def _csrf_refusal(cm: _Visitors, exchange: Exchange) -> str | None:
     """Why ``cm`` refuses the exchange's unsafe request as a forgery, or ``None``."""
     headers = exchange.headers
     refusal = cross_origin_refusal(exchange.method, headers, cm.trusted_origins)
@@ -5093,7 +5269,7 @@ class _RequestGlobals:
 
     __slots__ = ("_cm",)
 
-    def __init__(self, cm: ContentManager) -> None:
+    def __init__(self, cm: _Visitors) -> None:
         self._cm = cm
 
     def __getattr__(self, name: str) -> Any:
@@ -5149,7 +5325,7 @@ class _Site:
         request = exchange.request
         if exchange.method in _UNSAFE_METHODS and not _is_exempt(self.app, request):
             for cm in self.managers:
-                refusal = _csrf_refusal(cm, exchange) if cm.csrf else None
+                refusal = _csrf_refusal(cm._visitors, exchange) if cm.csrf else None
                 if refusal is not None:
                     logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
                     return cm._refusal(403, refusal)
@@ -5183,7 +5359,7 @@ def _save_sessions(exchange: Exchange, response: Any) -> None:
         _save_session(cm, session, exchange, response)
 
 
-def _save_session(cm: ContentManager, session: Session, exchange: Exchange, response: Any) -> None:
+def _save_session(cm: _Visitors, session: Session, exchange: Exchange, response: Any) -> None:
     if not session.modified:
         return
     if session:

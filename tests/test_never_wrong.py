@@ -410,7 +410,7 @@ def test_a_memoised_etag_never_answers_for_another_buffer_type(deployed, first):
         else:
             assert got is None  # no canonical form: rendered and hashed
     cm.template_etag("index.html", {"title": "t", "items": ["abc"]})
-    assert len(cm._template_etags) >= 1  # plain values are memoised
+    assert len(cm._pages._template_etags) >= 1  # plain values are memoised
 
 
 @pytest.mark.parametrize(

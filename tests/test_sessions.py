@@ -294,7 +294,7 @@ def test_forged_or_garbage_cookies_give_an_empty_session_and_a_log_line(tmp_path
 
 def test_a_signed_cookie_that_is_not_an_object_is_refused(tmp_path):
     _, cm = build(tmp_path)
-    signer = cm._session_signer
+    signer = cm._visitors._session_signer
     for payload in (b"WzFd", b"bnVsbA", b"_w"):  # [1], null, garbage base64
         assert signer.verify(signer.sign(payload, 1_800_000_000), 1_800_000_000) is None
 
