@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import http.client
 import json
 import os
 import py_compile
 import re
 import shutil
+import socket
 import string
+import subprocess
 import sys
 import tempfile
 import urllib.error
@@ -48,6 +51,8 @@ EXIT_MISSING_LAYER = 3
 EXIT_EXISTS = 4
 #: ``setup``/``cloudfront``: a source file is missing or a file could not be written.
 EXIT_SETUP_FAILED = 5
+#: ``demo``: the port asked for is taken, or ``chalice`` is not installed.
+EXIT_DEMO_FAILED = 6
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -57,6 +62,7 @@ exit codes:
   3  layers: a package has no layer for that Python version and architecture
   4  setup, cloudfront: files already exist (use --force); nothing was written
   5  setup, cloudfront: a source file is missing or a file could not be written
+  6  demo: the port asked for is in use, or chalice is not installed
 """
 
 #: Default base URL of the Klayers API (environment variable ``KLAYERS_API_URL``).
@@ -682,7 +688,8 @@ def command_setup(args: argparse.Namespace) -> int:
             print(f"  compile   {cfile.relative_to(project).as_posix()}")
     for layer in layers:
         print(f"  layer     {layer.package} {layer.version}: {layer.arn}")
-    _print_next_steps(args, project, magic=bool(magic), layers=layers, compiled=compiled)
+    if getattr(args, "next_steps", True):
+        _print_next_steps(args, project, magic=bool(magic), layers=layers, compiled=compiled)
     return EXIT_OK
 
 
@@ -717,6 +724,133 @@ def _print_next_steps(
         "  No API Gateway charge: chalice package --merge-template "
         f"{FUNCTION_URL_MERGE_FILENAME} ({DOCS}/front-doors.md)"
     )
+
+
+# ---------------------------------------------------------------------------
+# `demo`: a scaffolded site under `chalice local` (`make demo`)
+# ---------------------------------------------------------------------------
+
+#: The port ``chalice local`` uses by default; the demo takes another when it is in use.
+DEMO_PORT = 8000
+#: What the demo wrote (path -> SHA-256), kept in the project: what differs is an edit.
+DEMO_RECORD = ".demo-files.json"
+#: Written by ``chalice local`` and Python, never by the user.
+_DEMO_IGNORED = ("__pycache__", ".chalice/deployments", ".chalice/venv", DEMO_RECORD)
+
+
+def demo_files(project: Path) -> dict[str, str]:
+    """Every file of ``project`` that the user may have edited, with its SHA-256."""
+    files = {}
+    for path in sorted(project.rglob("*")):
+        relpath = path.relative_to(project).as_posix()
+        ignored = "__pycache__" in path.parts or relpath.startswith(_DEMO_IGNORED)
+        if path.is_file() and not ignored:
+            files[relpath] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+def demo_edits(project: Path) -> list[str] | None:
+    """The files changed, added or removed since the demo wrote ``project``; ``None`` when
+    there is no record of what it wrote (a project made by hand or by an older ``make demo``).
+    """
+    try:
+        recorded = json.loads((project / DEMO_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    current = demo_files(project)
+    return sorted(
+        name for name in recorded.keys() | current.keys() if recorded.get(name) != current.get(name)
+    )
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``chalice local`` could listen on ``host:port`` now (it reuses addresses too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    """A port the system has no use for at the moment."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _demo_project(args: argparse.Namespace) -> int:
+    """Write the demo site unless the user has edited it; say which it is."""
+    project = Path(args.path)
+    edits = demo_edits(project) if project.is_dir() else []
+    if args.fresh and project.is_dir():
+        if edits is None and not (project / ".chalice" / "config.json").is_file():
+            _say(f"demo: {project} is not a demo project; not deleting it (choose another -p)")
+            return EXIT_SETUP_FAILED
+        shutil.rmtree(project)
+        edits = []
+    if edits is None or edits:
+        why = (
+            "it was not written by this command"
+            if edits is None
+            else "you edited " + ", ".join(edits[:5])
+        )
+        more = f" and {len(edits) - 5} more" if edits and len(edits) > 5 else ""
+        _say(f"demo: keeping {project} as it is: {why}{more}.")
+        _say("demo: `make demo FRESH=1` (or `demo --fresh`) starts it over from the scaffold.")
+        return EXIT_OK
+    python = running_python() if running_python() in LAMBDA_PYTHONS else default_python()
+    setup = build_parser().parse_args(
+        ["setup", "-n", args.name, "-p", str(project), "--force", "--python", python]
+    )
+    _check_arguments(setup.command_parser, setup)
+    setup.next_steps = False
+    code = command_setup(setup)
+    if code == EXIT_OK:
+        record = json.dumps(demo_files(project), indent=2, sort_keys=True) + "\n"
+        (project / DEMO_RECORD).write_text(record, encoding="utf-8")
+    return code
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    """Scaffold the demo site (keeping the user's edits) and serve it with ``chalice local``
+    until Ctrl-C, on ``--port`` or 8000, or a free port when 8000 is taken."""
+    chalice = shutil.which("chalice", path=str(Path(sys.executable).parent)) or shutil.which(
+        "chalice"
+    )
+    if chalice is None:
+        _say(
+            "demo: chalice is not installed: python -m pip install chalice jinja2 Pillow multipart"
+        )
+        return EXIT_DEMO_FAILED
+    port = args.port if args.port is not None else DEMO_PORT
+    if not port_is_free(args.host, port):
+        if args.port is not None:
+            _say(f"demo: port {port} on {args.host} is in use; choose another (make demo PORT=...)")
+            return EXIT_DEMO_FAILED
+        port = free_port(args.host)
+        _say(f"demo: port {DEMO_PORT} is in use, so the demo takes port {port}")
+    code = _demo_project(args)
+    if code != EXIT_OK:
+        return code
+    _say(f"demo: serving {args.path} on http://{args.host}:{port}/ (Ctrl-C stops it)")
+    server = subprocess.Popen(
+        [chalice, "local", "--host", args.host, "--port", str(port)], cwd=args.path
+    )
+    try:
+        return server.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached chalice too: it stops on its own
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.terminate()
+            server.wait()
+        _say("demo: stopped")
+        return EXIT_OK
 
 
 # ---------------------------------------------------------------------------
@@ -1312,6 +1446,33 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--force", action="store_true", help="overwrite existing files")
     setup.set_defaults(handler=command_setup, command_parser=setup)
 
+    demo = commands.add_parser(
+        "demo",
+        help="scaffold a demo site and serve it with chalice local",
+        description=(
+            "Write a demo site with setup (kept as it is once you have edited it) and serve it "
+            "with `chalice local` until Ctrl-C."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "-p", "--path", default="build/demo", help="demo folder (default: %(default)s)"
+    )
+    demo.add_argument("-n", "--name", default="demo", help=argparse.SUPPRESS)
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        help=f"port to listen on (default: {DEMO_PORT}, or a free one when it is taken)",
+    )
+    demo.add_argument(
+        "--fresh", action="store_true", help="start the demo folder over, even if you edited it"
+    )
+    demo.set_defaults(handler=command_demo, command_parser=demo)
+
     cloudfront = commands.add_parser(
         "cloudfront",
         help="write the CloudFront distribution template (CloudFormation JSON)",
@@ -1368,6 +1529,10 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.command == "cloudfront":
         _check_cloudfront_arguments(parser, args)
         return
+    if args.command == "demo":
+        if args.port is not None and not 0 < args.port < 65536:
+            parser.error(f"--port must be 1 to 65535, not {args.port}")
+        return
     if args.region is not None and args.region not in REGIONS:
         parser.error(f"unknown region {args.region!r}; Klayers regions: {', '.join(REGIONS)}")
     if not _PYTHON_VERSION.fullmatch(args.python):
@@ -1417,7 +1582,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_arguments(args.command_parser, args)
-    warning = deprecation_warning(args.python) if args.command != "cloudfront" else None
+    warning = deprecation_warning(args.python) if hasattr(args, "python") else None
     if warning:
         _say(f"{args.command}: {warning}")
     return args.handler(args)

@@ -7,6 +7,8 @@ run ``python cli.py ...`` (``run_cli``), which is the same ``main``.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime
 import errno
 import io
@@ -14,9 +16,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +33,7 @@ import cli
 
 from conftest import ROOT, CliResult, run_cli
 from fake_klayers import CATALOGUE, REGIONS, FakeKlayers, layer_arn
-from localserver import LOOPBACK, run_python
+from localserver import LOOPBACK, free_port, run_python, wait_until_serving
 
 Result = CliResult
 Runner = Callable[..., Result]
@@ -868,3 +874,152 @@ def test_subprocess_cloudfront_prints_the_template():
     result = run_cli("cloudfront", "--stage", "my-stage")
     assert (result.code, result.stderr) == (0, "")
     assert result.stdout == cli.cloudfront_json(stage="my-stage")
+
+
+# ---------------------------------------------------------------------------
+# demo: `make demo`
+# ---------------------------------------------------------------------------
+
+
+def demo_args(path: Path, *, fresh: bool = False) -> argparse.Namespace:
+    return cli.build_parser().parse_args(["demo", "-p", str(path), *(["--fresh"] if fresh else [])])
+
+
+def test_demo_keeps_an_edited_site_and_says_so(klayers, tmp_path, capsys):
+    """Regression: `make demo` overwrote build/demo, losing the edits its page invites."""
+    project = tmp_path / "demo"
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    assert "Creating demo in" in capsys.readouterr().out
+    index = project / "chalicelib" / "templates" / "index.html"
+    index.write_text(index.read_text() + "<p>mine</p>\n")
+    (project / "chalicelib" / "templates" / "about.html").write_text("<h1>About</h1>\n")
+    (project / "chalicelib" / "__pycache__" / "x.pyc").write_bytes(b"not an edit")
+
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert (
+        f"demo: keeping {project} as it is: you edited chalicelib/templates/about.html, "
+        "chalicelib/templates/index.html." in said.err
+    )
+    assert "`make demo FRESH=1`" in said.err
+    assert index.read_text().endswith("<p>mine</p>\n")
+
+    assert cli._demo_project(demo_args(project, fresh=True)) == cli.EXIT_OK
+    assert "<p>mine</p>" not in index.read_text()
+    assert not (project / "chalicelib" / "templates" / "about.html").exists()
+    assert cli.demo_edits(project) == []
+
+
+def test_demo_rewrites_an_unedited_site(klayers, tmp_path, capsys):
+    """Nothing edited: the demo is written again (a changed module or scaffold shows)."""
+    project = tmp_path / "demo"
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    (project / "chalicelib" / "chalice_http_toolkit.py").write_text("# old\n")
+    record = json.loads((project / cli.DEMO_RECORD).read_text())
+    record["chalicelib/chalice_http_toolkit.py"] = cli.demo_files(project)[
+        "chalicelib/chalice_http_toolkit.py"
+    ]
+    (project / cli.DEMO_RECORD).write_text(json.dumps(record))  # as an older demo wrote it
+    capsys.readouterr()
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    assert "  overwrite chalicelib/chalice_http_toolkit.py" in capsys.readouterr().out
+    module = (project / "chalicelib" / "chalice_http_toolkit.py").read_bytes()
+    assert module == (ROOT / "chalice_http_toolkit.py").read_bytes()
+
+
+def test_demo_without_a_record_is_kept(klayers, tmp_path, capsys):
+    project = tmp_path / "demo"
+    assert cli.main(["setup", "-n", "demo", "-p", str(project)]) == 0  # an older make demo
+    capsys.readouterr()
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    assert "it was not written by this command" in capsys.readouterr().err
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("keep")
+    assert cli._demo_project(demo_args(elsewhere, fresh=True)) == cli.EXIT_SETUP_FAILED
+    assert (elsewhere / "notes.txt").read_text() == "keep"
+
+
+def start_demo(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """``python cli.py demo`` in its own process group, Ctrl-C (SIGINT) not ignored."""
+    code = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"sys.argv = {[str(ROOT / 'cli.py'), 'demo', '-p', str(tmp_path / 'demo'), *args]!r}; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, **LOOPBACK},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def serving_port(process: subprocess.Popen, said: list[str]) -> int:
+    for line in process.stderr:
+        said.append(line)
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)/ \(Ctrl-C stops it\)", line)
+        if found:
+            return int(found[1])
+    raise AssertionError("".join(said))
+
+
+@contextlib.contextmanager
+def port_held(port: int) -> Iterator[bool]:
+    """Listen on ``port`` (if nobody else does already) while the block runs."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            pass  # taken by someone else: taken all the same
+        yield not cli.port_is_free("127.0.0.1", port)
+
+
+def test_demo_serves_on_a_free_port_when_8000_is_taken_and_stops_on_ctrl_c(tmp_path):
+    """Regression: `make demo` hard-coded port 8000: a traceback, then make hung."""
+    with port_held(cli.DEMO_PORT) as taken:
+        assert taken
+        process = start_demo(tmp_path)
+        said: list[str] = []
+        try:
+            port = serving_port(process, said)
+            assert port != cli.DEMO_PORT
+            assert f"demo: port 8000 is in use, so the demo takes port {port}\n" in said
+            url = f"http://127.0.0.1:{port}/"
+            wait_until_serving(url, process, tmp_path / "none.log")
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(url, timeout=10) as page:
+                assert page.status == 200
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+            out, err = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+    assert process.returncode == 0, "".join(said) + err
+    assert err.endswith("demo: stopped\n")
+    assert "Traceback" not in err + out
+    assert cli.port_is_free("127.0.0.1", port)
+
+
+def test_demo_port_asked_for_in_use_is_refused(tmp_path):
+    port = free_port()
+    with port_held(port):
+        result = run_cli("demo", "-p", str(tmp_path / "demo"), "--port", str(port))
+    assert result.code == cli.EXIT_DEMO_FAILED
+    assert f"demo: port {port} on 127.0.0.1 is in use; choose another (make demo PORT=...)" in (
+        result.stderr
+    )
+    assert not (tmp_path / "demo").exists()
+
+
+def test_make_demo_passes_port_and_fresh():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.partition("\ndemo: ")[2].split("\n\n")[0]
+    assert "cli.py demo -p build/demo $(if $(PORT),--port $(PORT)) $(if $(FRESH),--fresh)" in recipe
