@@ -27,14 +27,16 @@ system-deps:
 
 # Tools: tox, and the Lambda Runtime Interface Emulator from the aws-sam-cli wheel (its
 # files only, no dependencies), which tests/test_lambda_runtime.py finds in $(TOOLS_VENV).
+# A clean venv, aws-sam-cli last: pip checks dependencies only of what it installs, so no
+# "dependency resolver" ERROR about the dependencies left out on purpose.
 TOOLS_VENV ?= .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell cat requirements-tools.txt requirements-rie.txt | sha256sum | cut -c1-12)
 
 $(TOOLS_STAMP): requirements-tools.txt requirements-rie.txt
-	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(PYTHON) -m venv --clear $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-rie.txt
 	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-rie.txt
 	touch $@
 
 tools: $(TOOLS_STAMP)

@@ -153,3 +153,14 @@ def test_installed_module_imports_from_site_packages(venv, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(str(venv))
+
+
+def test_make_installs_the_emulator_last_so_pip_reports_no_conflict():
+    """Regression: `make test` printed pip's 23-line "dependency resolver" ERROR block: tox was
+    installed after aws-sam-cli, whose dependencies are left out on purpose (--no-deps)."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.partition("\n$(TOOLS_STAMP): ")[2].split("\n\n")[0].splitlines()
+    installs = [line.strip() for line in recipe if " pip install " in line]
+    assert installs[-1].endswith("--no-deps -r requirements-rie.txt")
+    assert any(line.endswith(" -r requirements-tools.txt") for line in installs[:-1])
+    assert recipe[1].strip() == "$(PYTHON) -m venv --clear $(TOOLS_VENV)"  # nothing left over
