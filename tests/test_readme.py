@@ -25,7 +25,8 @@ import cli
 from chalice_http_toolkit import CloudFront, ContentManager
 
 from conftest import ROOT
-from localserver import offline_env, run
+from fake_klayers import FakeKlayers
+from localserver import LOOPBACK, offline_env, run, run_python
 from sites import imported_project
 
 README = (ROOT / "README.md").read_text()
@@ -133,8 +134,9 @@ def quickstart_project(tmp_path_factory) -> Path:
     return project
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def quickstart_app(quickstart_project) -> Iterator[Chalice]:
+    """Imported per test: another project's ``app`` may be imported in between."""
     with imported_project(quickstart_project) as app:
         yield app.app
 
@@ -309,3 +311,86 @@ def test_paths_named_in_the_readme_and_docs_exist():
         for name in re.findall(r"`((?:tests|bench|bin_magic|scaffold)/[\w./-]+\.\w+)`", text):
             assert (ROOT / name).exists(), name
     assert Path(ROOT / "scaffold" / "app.py").is_file()
+
+
+# ---------------------------------------------------------------------------
+# The 60-second tour, on the demo site (`make demo` writes it with `cli.py setup`)
+# ---------------------------------------------------------------------------
+
+CHROME = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+SAFARI = "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"
+
+
+@pytest.fixture
+def demo_site(tmp_path, capsys) -> Iterator[tuple[Path, Chalice]]:
+    project = tmp_path / "demo"
+    assert cli._demo_project(cli.build_parser().parse_args(["demo", "-p", str(project)])) == 0
+    capsys.readouterr()
+    with imported_project(project) as app:
+        yield project, app.app
+
+
+def test_tour_claims_hold_on_the_demo_site(demo_site):
+    tour = " ".join(section("A 60-second tour").split())
+    project, app = demo_site
+    assert 'cf.template("index.html"' in (project / "app.py").read_text()
+    with Client(app) as client:
+        page = client.http.get("/", headers={"Accept": "text/html"})
+        assert page.status_code == 200
+        again = client.http.get("/", headers={"If-None-Match": page.headers["ETag"]})
+        assert "`304 Not Modified`" in tour and again.status_code == 304
+        css = re.search(rb'href="(/static/css/site\.[0-9a-f]+\.css)"', page.body)[1].decode()
+        assert "`/static/css/site.<content hash>.css`, cached for a year" in tour
+        cached = client.http.get(css).headers["Cache-Control"]
+        assert cached == "public, max-age=31536000, immutable"
+        assert "to Chrome as AVIF, to Safari as WebP and to curl as the PNG" in tour
+        for accept, content_type in [(CHROME, "avif"), (SAFARI, "webp"), ("*/*", "png")]:
+            image = client.http.get("/static/img/hero.png", headers={"Accept": accept})
+            assert image.headers["Content-Type"] == f"image/{content_type}"
+        contact = client.http.get("/contact", headers={"Accept": "text/html"})
+        assert b'name="csrf_token"' in contact.body and b'type="file"' in contact.body
+        assert "`build/demo/chalicelib/templates/index.html` and reload: the page changes" in tour
+        index = project / "chalicelib" / "templates" / "index.html"
+        index.write_text(index.read_text().replace("</h1>", "</h1><p>edited on the tour</p>"))
+        edited = client.http.get("/", headers={"Accept": "text/html"})
+        assert b"edited on the tour" in edited.body  # no restart
+
+
+def test_python_versions_table_says_what_cli_accepts_and_what_is_tested():
+    rows = {}
+    for line in section("Python versions").splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0][:1].isdigit():
+            for version in cells[0].split(", "):
+                rows[version] = cells[2]
+    assert tuple(rows) == cli.LAMBDA_PYTHONS
+    assert [v for v, here in rows.items() if here.startswith("tested")] == list(cli.TESTED_PYTHONS)
+    assert "not tested" in rows["3.14"] and "no 3.14 interpreter" in rows["3.14"]
+    assert "the default" in rows[cli.default_python()]
+    assert all("warns" in rows[version] for version in cli.DEPRECATED_PYTHONS)
+    tox = (ROOT / "tox.ini").read_text()
+    assert all(f"py{v.replace('.', '')}" in tox for v in cli.TESTED_PYTHONS)
+
+
+def test_cli_doc_setup_transcript_is_what_setup_prints(tmp_path):
+    """docs/cli.md's `setup` session, run against the fake Klayers API (its "..." lines
+    stand for lines left out)."""
+    doc = DOCS["cli.md"]
+    session = doc[doc.index("$ python cli.py setup -n mysite") :].split("```")[0]
+    command, *shown = session.splitlines()
+    server = FakeKlayers().start()
+    try:
+        done = run_python(
+            ROOT / "cli.py",
+            *shlex.split(command)[3:],
+            cwd=tmp_path,
+            KLAYERS_API_URL=server.url,
+            **LOOPBACK,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    printed = iter(done.stdout.splitlines())
+    for line in shown:
+        if line.strip() != "...":
+            assert line in printed, line  # in order: `in` consumes the iterator
