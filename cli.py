@@ -530,13 +530,14 @@ def _existing_ancestor(path: Path) -> Path:
 def write_project(project: Path, contents: dict[str, Content]) -> None:
     """Write ``contents`` into ``project`` all at once, or not at all.
 
-    Every file is written first into a staging folder beside the project (same file
-    system), then moved into place: a new project by one rename, files of an existing
-    one (``--force``) one ``os.replace`` each, with the files they replace kept until
-    the end so that a failure puts them back. Raises ``SetupWriteError`` naming the
-    path and the system's reason; the staging folder never survives.
+    Every file is written first into a staging folder on the same file system (inside an
+    existing project, else in the nearest folder that exists), then moved into place: a
+    new project by one rename, files of an existing one (``--force``) one ``os.replace``
+    each, with the files they replace kept until the end so that a failure puts them
+    back. Raises ``SetupWriteError`` naming the path and the system's reason; the staging
+    folder never survives.
     """
-    near = _existing_ancestor(project.parent)
+    near = project if project.is_dir() else _existing_ancestor(project.parent)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".chalice-http-toolkit-setup-", dir=near))
     except OSError as error:

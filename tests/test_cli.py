@@ -799,6 +799,7 @@ def test_setup_force_puts_every_old_file_back_when_a_move_fails(run, klayers, tm
     assert "cannot write" in result.stderr and "Input/output error" in result.stderr
     assert tree(project) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+    assert not list(project.glob(".chalice-http-toolkit-setup-*"))  # staged inside, removed
 
 
 def test_every_scaffold_file_is_in_the_table():
