@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Scaffold a chalice-http-toolkit project and look up its Lambda layers.
 
-Installed by pip as the ``chalice-http-toolkit`` command (the same program):
+Installed by pip as the ``chalice-http-toolkit`` command (the same program, installed as
+``chalice_http_toolkit_cli/cli.py``, so that no module called ``cli`` lands in
+site-packages):
 
-    python cli.py layers -r us-east-1 [--python 3.12] [--arch x86_64|arm64] [-j]
+    python cli.py layers -r us-east-1 [--python 3.13] [--arch x86_64|arm64] [-j]
     python cli.py setup -n mysite -p mysite [-e magic] [-e tasks] [-r us-east-1] [--force]
     python cli.py cloudfront [-o cloudfront.json] [--stage api] [--static-prefix /static]
+    python cli.py demo [-p build/demo] [--port 8000] [--fresh]      # `make demo`
+    python cli.py --version
 
 Standard library only, so it runs before anything is installed. Layer ARNs come
 from the Klayers API (``KLAYERS_API_URL`` overrides its base URL and
