@@ -617,8 +617,9 @@ def _move_into_project(tree: Path, saved: Path, project: Path, relpaths: list[st
 def _setup_layers(args: argparse.Namespace) -> tuple[list[Layer], str]:
     """The layers prod gets and a note for requirements.txt; failures are reported, not fatal."""
     if args.region is None:
-        _say("setup: no region (-r) given, so no Lambda layers: jinja2 and Pillow go in")
-        _say(f"       requirements.txt. Run `{PROG} layers -r REGION` later to find them.")
+        if not getattr(args, "demo", False):  # the demo is never deployed
+            _say("setup: no region (-r) given, so no Lambda layers: jinja2 and Pillow go in")
+            _say(f"       requirements.txt. Run `{PROG} layers -r REGION` later to find them.")
         return [], "No layers were looked up (no region given)."
     try:
         found = lookup_layers(args)
@@ -693,7 +694,7 @@ def command_setup(args: argparse.Namespace) -> int:
             print(f"  compile   {cfile.relative_to(project).as_posix()}")
     for layer in layers:
         print(f"  layer     {layer.package} {layer.version}: {layer.arn}")
-    if getattr(args, "next_steps", True):
+    if not getattr(args, "demo", False):  # `demo` serves the project at once
         _print_next_steps(args, project, magic=bool(magic), layers=layers, compiled=compiled)
     return EXIT_OK
 
@@ -813,7 +814,7 @@ def _demo_project(args: argparse.Namespace) -> int:
         ["setup", "-n", args.name, "-p", str(project), "--force", "--python", python]
     )
     _check_arguments(setup.command_parser, setup)
-    setup.next_steps = False
+    setup.demo = True
     code = command_setup(setup)
     if code == EXIT_OK:
         record = json.dumps(demo_files(project), indent=2, sort_keys=True) + "\n"

@@ -890,7 +890,9 @@ def test_demo_keeps_an_edited_site_and_says_so(klayers, tmp_path, capsys):
     """Regression: `make demo` overwrote build/demo, losing the edits its page invites."""
     project = tmp_path / "demo"
     assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
-    assert "Creating demo in" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "Creating demo in" in said.out
+    assert "Next steps" not in said.out and said.err == ""  # nothing about deploying
     index = project / "chalicelib" / "templates" / "index.html"
     index.write_text(index.read_text() + "<p>mine</p>\n")
     (project / "chalicelib" / "templates" / "about.html").write_text("<h1>About</h1>\n")

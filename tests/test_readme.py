@@ -85,7 +85,7 @@ def quickstart_commands() -> list[str]:
 
 
 #: A checkout holds these besides its sources (copied without them, as a clone would be).
-NOT_SOURCES = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
+NOT_SOURCES = (".git", ".venv*", ".tox", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
 
 
 def run_quickstart_commands(root: Path) -> subprocess.CompletedProcess[str]:
