@@ -394,3 +394,12 @@ def test_cli_doc_setup_transcript_is_what_setup_prints(tmp_path):
     for line in shown:
         if line.strip() != "...":
             assert line in printed, line  # in order: `in` consumes the iterator
+
+
+def test_deploying_sets_a_region_before_chalice_package_or_deploy():
+    """Regression: `chalice package` built for a minute, then said "No region configured":
+    nothing in the README said to set one (and `.chalice/config.json` cannot)."""
+    steps = " ".join(section("Deploying").split())
+    region = steps.index("export AWS_DEFAULT_REGION=")
+    assert region < steps.index("`chalice deploy --stage prod`")
+    assert "`~/.aws/config`" in steps and "`.chalice/config.json` has no region setting" in steps
