@@ -3766,32 +3766,87 @@ def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]]
 # ---------------------------------------------------------------------------
 
 
+#: ``stale-while-revalidate`` of :class:`CloudFront`'s pages: an hour (RFC 5861 §3).
+EDGE_STALE_WHILE_REVALIDATE = 3600
+#: ``stale-if-error`` of :class:`CloudFront`'s pages: a day (RFC 5861 §4).
+EDGE_STALE_IF_ERROR = 86400
+
+
+def edge_cache_control(
+    fresh: int = 0,
+    stale_while_revalidate: int = EDGE_STALE_WHILE_REVALIDATE,
+    stale_if_error: int = EDGE_STALE_IF_ERROR,
+) -> str:
+    """``Cache-Control`` of a public page that the edge answers without waiting for the origin.
+
+    Browsers revalidate with the edge every time (``max-age=0``); the edge holds the
+    page ``fresh`` seconds (``s-maxage``, RFC 9111 §5.2.2.10), then answers with it
+    while it revalidates in the background, and with the last good copy when the
+    origin fails (RFC 5861). A negative or non-integer number raises ``ValueError``.
+
+    >>> edge_cache_control(60)
+    'public, max-age=0, s-maxage=60, stale-while-revalidate=3600, stale-if-error=86400'
+    """
+    for name, value in (
+        ("fresh", fresh),
+        ("stale_while_revalidate", stale_while_revalidate),
+        ("stale_if_error", stale_if_error),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a whole number of seconds >= 0, not {value!r}")
+    return (
+        f"public, max-age=0, s-maxage={fresh}, stale-while-revalidate={stale_while_revalidate}, "
+        f"stale-if-error={stale_if_error}"
+    )
+
+
 class CloudFront:
     """Conditional responses for pages, static files and assets behind CloudFront.
 
-    Every response carries a content-based ETag and ``Cache-Control``
-    (``default_cache_control`` unless overridden), and a matching
-    ``If-None-Match`` is answered with 304 without rendering or reading the
-    body. ``etag_salt`` (keyword-only) is mixed into template ETags: change it
-    when something outside the template and its arguments changes the output.
+    Every response carries a content-based ETag and ``Cache-Control``, and a
+    matching ``If-None-Match`` is answered with 304 without rendering or reading
+    the body. Pages are answered at the edge by default (:func:`edge_cache_control`
+    of ``fresh``, ``stale_while_revalidate`` and ``stale_if_error``, keyword-only);
+    ``default_cache_control`` (0.6.2's positional argument, e.g. ``"no-cache"``)
+    replaces that default for every response. ``etag_salt`` (keyword-only) is mixed
+    into template ETags: change it when something outside the template and its
+    arguments changes the output.
     """
 
     def __init__(
         self,
         content_manager: ContentManager,
         app: _AppLike | None = None,
-        default_cache_control: str = "no-cache",
+        default_cache_control: str | None = None,
         *,
         etag_salt: str = "",
+        fresh: int = 0,
+        stale_while_revalidate: int = EDGE_STALE_WHILE_REVALIDATE,
+        stale_if_error: int = EDGE_STALE_IF_ERROR,
     ) -> None:
         self.content_manager = content_manager
         self.app = app if app is not None else content_manager.app
         self.default_cache_control = default_cache_control
         self.etag_salt = etag_salt
+        self.page_cache_control = edge_cache_control(fresh, stale_while_revalidate, stale_if_error)
 
-    def _cache_control(self, cache_control: str | None) -> str:
-        """The one place the ``Cache-Control`` default is resolved."""
-        return self.default_cache_control if cache_control is None else cache_control
+    def _cache_control(self, cache_control: str | None, status_code: int | None = None) -> str:
+        """The one place the ``Cache-Control`` default is resolved.
+
+        A route's ``cache_control`` wins, then ``default_cache_control`` (0.6.2's
+        argument: ``"no-cache"`` still means revalidate every time, for everything).
+        Without either, a page (``status_code`` given) is answered at the edge
+        (:attr:`page_cache_control`) when it is a success, and an error page is
+        ``no-store``; static files and assets are ``no-cache``. Personal answers
+        become ``private, no-store`` whatever this says.
+        """
+        if cache_control is not None:
+            return cache_control
+        if self.default_cache_control is not None:
+            return self.default_cache_control
+        if status_code is None:
+            return "no-cache"
+        return self.page_cache_control if 200 <= status_code < 300 else "no-store"
 
     def template(
         self,
@@ -3820,7 +3875,10 @@ class CloudFront:
             private=_request_is_personal(request),
         )
         return cm.answer(
-            offer, status_code, headers, cache_control=self._cache_control(cache_control)
+            offer,
+            status_code,
+            headers,
+            cache_control=self._cache_control(cache_control, status_code),
         )
 
     def static(
