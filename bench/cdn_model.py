@@ -346,6 +346,7 @@ class Reply(NamedTuple):
     source: str  # "Hit", "StaleHit", "StaleIfError", "RefreshHit", "Miss", "Pass", "Error"
     waited: float = 0.0  # seconds the viewer waited for the origin
     cold_start: bool = False  # ... and the origin was a new Lambda container
+    held: bool = False  # the edge held an object for the request's key
 
     @property
     def content(self) -> bytes:
@@ -419,6 +420,22 @@ class CloudFrontModel:
         )
         now = self.clock()
         stored = self._held(key, now)
+        reply = self._respond(url, key, headers, cookies, stored, behaviour, encoding, now)
+        return reply._replace(held=stored is not None)
+
+    def _respond(
+        self,
+        url: str,
+        key: tuple,
+        headers: dict[str, str],
+        cookies: dict[str, str],
+        stored: Stored | None,
+        behaviour: Behaviour,
+        encoding: str | None,
+        now: float,
+    ) -> Reply:
+        """The answer to a viewer's request for ``key``, given what the edge holds."""
+        path, _, query = url.partition("?")
         if stored is not None and stored.fresh(now):
             return self._serve(stored, headers, "Hit", now)
         if stored is not None and stored.may_serve_while_revalidating(now):
@@ -727,6 +744,9 @@ class Seen:
     headers: dict[str, str]
     content: bytes
     source: str
+    waited: float = 0.0  # seconds waited for the origin (through the edge)
+    cold_start: bool = False  # ... for a new Lambda container
+    held: bool = False  # the edge held the object
 
 
 @dataclass
@@ -768,7 +788,7 @@ class Client:
                 self.cache[url] = Cached(reply, now, _lifetime(reply.headers))
         return Seen(
             self.name, self.profile, kind, url, now, reply.status, used.headers, used.content,
-            reply.source,
+            reply.source, reply.waited, reply.cold_start, reply.held,
         )  # fmt: skip
 
 
@@ -879,6 +899,59 @@ class LambdaOrigin:
         self.invocations += 1
         self.bytes += len(delivered.body)
         return Delivered(delivered.status, out, delivered.body, seconds + ROUND_TRIP_SECONDS, cold)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An origin fault from ``start`` to ``end`` (simulated seconds) for ``share`` of the calls.
+
+    ``kind``: ``down`` (the Lambda cannot be invoked: API Gateway answers 503), ``throttle``
+    (429 or 502, one or the other at random), ``bad-deploy`` (every page, not static files,
+    answers 500) or ``timeout`` (the origin hangs: :class:`OriginTimeoutError`).
+    """
+
+    name: str
+    start: float
+    end: float
+    kind: str
+    share: float = 1.0
+
+
+class FaultyOrigin:
+    """``origin`` with ``faults`` injected by simulated time; ``static_prefix`` is spared by a
+    bad deploy. Counts the calls that failed (they reach API Gateway, not the function)."""
+
+    def __init__(
+        self,
+        origin: Origin,
+        clock: Callable[[], float],
+        faults: Iterable[Fault],
+        rng: random.Random,
+        static_prefix: str = "/static/",
+    ) -> None:
+        self.origin = origin
+        self.clock = clock
+        self.faults = tuple(faults)
+        self.rng = rng
+        self.static_prefix = static_prefix
+        self.failed: Counter[str] = Counter()
+
+    def active(self, now: float) -> Fault | None:
+        return next((f for f in self.faults if f.start <= now < f.end), None)
+
+    def __call__(self, url: str, headers: dict[str, str]) -> Delivered:
+        fault = self.active(self.clock())
+        if fault is None or (fault.share < 1 and self.rng.random() >= fault.share):
+            return self.origin(url, headers)
+        if fault.kind == "bad-deploy" and url.startswith(self.static_prefix):
+            return self.origin(url, headers)
+        self.failed[fault.name] += 1
+        if fault.kind == "timeout":
+            raise OriginTimeoutError(url)
+        status = {"down": 503, "bad-deploy": 500}.get(fault.kind) or self.rng.choice((429, 502))
+        body = b'{"message": "Internal server error"}'
+        headers = {"content-type": "application/json", "content-length": str(len(body))}
+        return Delivered(status, headers, body, ROUND_TRIP_SECONDS)
 
 
 def image_type(body: bytes) -> str | None:
