@@ -21,7 +21,8 @@ the CloudFront Developer Guide (custom origins, expiration, compression):
   served ("How CloudFront processes HTTP 4xx and 5xx status codes from your origin": the
   object is in the edge cache but has expired), within ``stale-if-error`` when the object
   has one, and for the error's ErrorCachingMinTTL without asking the origin again; a 4xx
-  goes to the viewer instead.
+  goes to the viewer instead and, an assumption where the guide says nothing, removes the
+  held copy (in a background revalidation too).
 - Time-outs: an origin that raises :class:`OriginTimeoutError` holds the viewer for the
   origin's connection attempts x OriginReadTimeout (GET, "Origin response timeout"), then
   CloudFront answers 504 (or the expired copy, as for a 5xx).
@@ -270,8 +271,9 @@ def error_ttl(
 ) -> float:
     """How long CloudFront keeps an error response; 0: not at all.
 
-    "Control how long CloudFront caches errors": the greater of max-age/s-maxage/Expires
-    (at most MaxTTL) and the code's ErrorCachingMinTTL, or the ErrorCachingMinTTL alone.
+    "Control how long CloudFront caches errors": the greater of s-maxage/max-age (at most
+    MaxTTL) and the code's ErrorCachingMinTTL, or the ErrorCachingMinTTL alone. (An
+    ``Expires`` on an error is not modelled: the toolkit sends none.)
     """
     directives = cache_directives(headers.get("cache-control"))
     stated = _seconds(directives.get("s-maxage"))
