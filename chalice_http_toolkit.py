@@ -3805,12 +3805,11 @@ class CloudFront:
 
     Every response carries a content-based ETag and ``Cache-Control``, and a
     matching ``If-None-Match`` is answered with 304 without rendering or reading
-    the body. Pages are answered at the edge by default (:func:`edge_cache_control`
-    of ``fresh``, ``stale_while_revalidate`` and ``stale_if_error``, keyword-only);
-    ``default_cache_control`` (0.6.2's positional argument, e.g. ``"no-cache"``)
-    replaces that default for every response. ``etag_salt`` (keyword-only) is mixed
-    into template ETags: change it when something outside the template and its
-    arguments changes the output.
+    the body. Pages are answered at the edge by default (:attr:`page_cache_control`,
+    :func:`edge_cache_control`'s defaults); ``default_cache_control`` (0.6.2's
+    positional argument, e.g. ``"no-cache"``) replaces that default for every
+    response. ``etag_salt`` (keyword-only) is mixed into template ETags: change it
+    when something outside the template and its arguments changes the output.
     """
 
     def __init__(
@@ -3820,15 +3819,13 @@ class CloudFront:
         default_cache_control: str | None = None,
         *,
         etag_salt: str = "",
-        fresh: int = 0,
-        stale_while_revalidate: int = EDGE_STALE_WHILE_REVALIDATE,
-        stale_if_error: int = EDGE_STALE_IF_ERROR,
     ) -> None:
         self.content_manager = content_manager
         self.app = app if app is not None else content_manager.app
         self.default_cache_control = default_cache_control
         self.etag_salt = etag_salt
-        self.page_cache_control = edge_cache_control(fresh, stale_while_revalidate, stale_if_error)
+        #: The pages' default: ``edge_cache_control(fresh, ...)`` to keep them longer.
+        self.page_cache_control = edge_cache_control()
 
     def _cache_control(self, cache_control: str | None, status_code: int | None = None) -> str:
         """The one place the ``Cache-Control`` default is resolved.

@@ -540,7 +540,7 @@ class CloudFrontModel:
         if stored is not None and stored.last_modified:
             conditional["if-modified-since"] = stored.last_modified
         try:
-            answer = self.origin(target, conditional)
+            answer = Delivered(*self.origin(target, conditional))  # any (status, headers, body)
         except OriginTimeoutError:
             answer = Delivered(
                 504, {"content-type": "text/html"}, b"504 Gateway Timeout", behaviour.origin_timeout

@@ -2,18 +2,18 @@
 
 ``make cdn-sim`` (and ``make bench``) runs this in ``.venv-bench``. The site of
 ``bench/run.py`` (a page with includes, two stylesheets, a script, a JPEG photo; a home
-page and 30 posts of it) is served by our toolkit with today's ``no-cache`` pages and
-with pages answered at the edge (``stale-while-revalidate``/``stale-if-error``, DESIGN
-§11), and by chalice-http-toolkit 0.6.2, each as several Lambda containers behind the
-CloudFront model of ``bench/cdn_model.py``, configured by the template ``cli.py
-cloudfront`` writes and running its CloudFront Function under node. The same seeded
-traffic goes to each: page views (half the home page, half the posts by a Zipf law) from
-a browser mix (Chrome, Safari, Firefox, curl) with their own HTTP caches, over simulated
-time, with origin faults injected: the Lambda down (503) for 10 minutes, throttled
-(429/502 for 30% of calls) for 10 minutes, a deploy that answers 500 for every page for
-5 minutes (it also changes a template and a stylesheet; the fixed deploy keeps the
-change), and an origin that hangs (time-outs) for 5 minutes. Times are for the default
-6,000 page views (about 200 minutes); fewer views scale the schedule down.
+page and 30 posts of it) is served by our toolkit with today's ``no-cache`` pages and with
+pages answered at the edge (``stale-while-revalidate``/``stale-if-error``), and by
+chalice-http-toolkit 0.6.2, each as several Lambda containers behind the CloudFront model
+of ``bench/cdn_model.py``, configured by the template ``cli.py cloudfront`` writes and
+running its CloudFront Function under node. The same seeded traffic goes to each: page
+views (half the home page, half the posts by a Zipf law) from a browser mix (Chrome,
+Safari, Firefox, curl) with their own HTTP caches, over simulated time, with origin faults
+injected: the Lambda down (503) for 10 minutes, throttled (429/502 for 30% of calls) for
+10 minutes, a deploy that answers 500 for every page for 5 minutes (it also changes a
+template and a stylesheet; the fixed deploy keeps the change), and an origin that hangs
+(time-outs) for 5 minutes. Times are for the default 6,000 page views (about 200 minutes);
+fewer views scale the schedule down.
 
 Reported per 1,000 page views: origin calls, bytes, renders and image conversions;
 page views that waited for the origin and for a cold start; viewer 5xx, overall and
@@ -192,8 +192,9 @@ def with_posts(app: Any, cf: Any) -> Any:
     return app
 
 
-def build_ours(*args: Any, **options: Any) -> Callable[[Path, Path, bytes], Any]:
-    """A builder of our site whose pages use ``CloudFront(cm, app, *args, **options)``."""
+def build_ours(*args: Any, fresh: int = 0) -> Callable[[Path, Path, bytes], Any]:
+    """A builder of our site whose pages use ``CloudFront(cm, app, *args)``, with
+    ``edge_cache_control(fresh)`` as its pages' default."""
 
     def build(templates: Path, static: Path, asset: bytes) -> Any:
         from chalice import Chalice
@@ -204,7 +205,8 @@ def build_ours(*args: Any, **options: Any) -> Callable[[Path, Path, bytes], Any]
             str(templates), str(static), app, auto_reload=False, secret_key="bench-secret"
         )
         cm.set_static_handler_prefix("/static")
-        cf = module.CloudFront(cm, app, *args, **options)
+        cf = module.CloudFront(cm, app, *args)
+        cf.page_cache_control = module.edge_cache_control(fresh)
         cm.register_static_routes()
         return with_posts(bench._site_routes(app, cm, cf, asset, ["GET", "HEAD"]), cf)
 
@@ -414,7 +416,7 @@ VARIANTS: dict[str, tuple[str, Callable[[Path, Path, bytes], Any], bool]] = {
         True,
     ),
     "ours, fresh 60 s": (
-        "this toolkit, CloudFront(cm, app, fresh=60): s-maxage=60",
+        "this toolkit, cf.page_cache_control = edge_cache_control(60): s-maxage=60",
         build_ours(fresh=60),
         True,
     ),
