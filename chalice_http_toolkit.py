@@ -67,6 +67,7 @@ __all__ = [
     "BoundedCache",
     "CloudFront",
     "ContentManager",
+    "Exchange",
     "FormData",
     "FormError",
     "FormLimits",
@@ -112,6 +113,7 @@ __all__ = [
     "parse_form",
     "parse_http_date",
     "parse_range",
+    "pure",
     "quote_etag",
     "register_keep_warm",
     "set_cookie",
@@ -1357,16 +1359,6 @@ class _Tokens(list):
     has_bytes = False
 
 
-def _encoded_text(value: Any, depth: int) -> str:
-    out = _Tokens()
-    _encode(value, out, depth)
-    return "".join(out)
-
-
-def _encoded(value: Any, depth: int) -> bytes:
-    return _encoded_text(value, depth).encode("utf-8", "surrogatepass")
-
-
 def stable_digest(value: Any) -> str | None:
     """A digest of ``value`` identical in every process, or ``None`` if it has no canonical form.
 
@@ -1425,7 +1417,9 @@ def _canonical_digest(value: Any) -> tuple[str | None, bool]:
 
 class _TemplateDeps(
     collections.namedtuple(
-        "_TemplateDeps", "digest static_refs files names", defaults=(frozenset(),)
+        "_TemplateDeps",
+        "digest static_refs files names filters tests",
+        defaults=(frozenset(), frozenset(), frozenset()),
     )
 ):
     """What a template's output depends on, found by parsing (not rendering)."""
@@ -1435,17 +1429,19 @@ class _TemplateDeps(
     digest: str | None  # hash of the sources of the whole closure; None when dynamic
     static_refs: frozenset[str] | None  # constant static() paths; None when any is dynamic
     files: tuple[tuple[str, tuple[int, int] | None], ...]  # for reload checks
-    names: frozenset[str]  # filters, tests and names the closure uses
+    names: frozenset[str]  # variable names the closure uses (globals among them)
+    filters: frozenset[str]  # filters the closure applies
+    tests: frozenset[str]  # tests the closure applies
 
 
-class _PagePlan(collections.namedtuple("_PagePlan", "base content_type personal")):
+class _PagePlan(collections.namedtuple("_PagePlan", "base content_type values")):
     """How a template is served, known before its arguments are."""
 
     __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
     base: Any  # blake2b state over all the ETag depends on but the arguments; None: render
     content_type: str
-    personal: bool  # rendered for one visitor: private, no validator
+    values: tuple[str, ...]  # the site's value globals it reads: digested with the arguments
 
 
 #: Filters, tests and globals whose output is not a function of a template's sources and
@@ -1453,9 +1449,160 @@ class _PagePlan(collections.namedtuple("_PagePlan", "base content_type personal"
 #: one is rendered on every request, with no pre-render ETag and no page cache.
 _VOLATILE_TEMPLATE_NAMES: set[str] = {"random", "lipsum"}
 
-#: Names whose output belongs to one visitor (a session's CSRF token, flashed messages):
-#: rendered on every request and answered ``Cache-Control: private, no-store``.
-_PERSONAL_TEMPLATE_NAMES: set[str] = set()
+#: The toolkit's own template globals whose output is not a function of a template's
+#: sources and arguments (the request's ``g``, a session's CSRF token, flashed messages):
+#: rendered on every request; what they read decides whether the answer is personal.
+_REQUEST_TEMPLATE_NAMES = frozenset(("g", "csrf_token", "get_flashed_messages"))
+
+_PURE_ATTRIBUTE = "_chalice_http_toolkit_pure"
+
+
+def pure(helper: Callable[..., Any]) -> Callable[..., Any]:
+    """Declare a template global, filter or test pure: its result depends on its arguments alone.
+
+    A template whose closure uses a helper the site registered itself gets its
+    ETag from its rendered output (the helper may read the session, a cookie, the
+    clock); one declared ``pure`` keeps the ETag computed without rendering and
+    the page cache. Returns ``helper`` (or a marked wrapper of a builtin).
+
+    >>> shout = pure(lambda text: text.upper() + "!")  # then cm.env.filters["shout"] = shout
+    >>> shout("hi")
+    'HI!'
+    """
+    if not callable(helper):
+        raise TypeError(f"pure() marks a callable, not {type(helper).__name__}")
+    try:
+        setattr(helper, _PURE_ATTRIBUTE, True)
+    except (AttributeError, TypeError):  # a builtin takes no attributes: mark a wrapper
+        original = helper
+
+        @functools.wraps(original)
+        def helper(*args: Any, **kwargs: Any) -> Any:
+            return original(*args, **kwargs)
+
+        setattr(helper, _PURE_ATTRIBUTE, True)
+    return helper
+
+
+class _Registry(dict):
+    """``env.globals``, ``filters`` and ``tests``: a dict that reports every change.
+
+    A page plan says which helpers a template uses and whether they are pure:
+    a helper added, replaced or removed after start-up makes the plans stale.
+    ``wrap`` (filters, tests) is applied to every helper the site adds.
+    """
+
+    __slots__ = ("on_change", "wrap")
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        on_change: Callable[[], None],
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> None:
+        super().__init__(data)
+        self.on_change = on_change
+        self.wrap = wrap
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value if self.wrap is None else self.wrap(value))
+        self.on_change()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.on_change()
+
+    def __ior__(self, other: Any) -> _Registry:
+        self.update(other)
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            super().__setitem__(key, value if self.wrap is None else self.wrap(value))
+        self.on_change()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def pop(self, *args: Any) -> Any:
+        self.on_change()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Any]:
+        self.on_change()
+        return super().popitem()
+
+    def clear(self) -> None:
+        super().clear()
+        self.on_change()
+
+
+def _at_render_time(helper: Any) -> Any:
+    """A site's filter or test as Jinja calls it when rendering, never folded when compiling.
+
+    Jinja evaluates a filter or test on constant arguments (``{{ 'Hi' | greet }}``)
+    once, when it compiles the template, unless it takes the context: a helper
+    that reads the session would bake the first visitor into the template. One
+    declared :func:`pure` is left as it is.
+    """
+    if not callable(helper) or getattr(helper, _PURE_ATTRIBUTE, False):
+        return helper
+    import jinja2
+
+    passes = getattr(getattr(helper, "jinja_pass_arg", None), "name", None)
+    if passes == "context":
+        return helper  # Jinja never folds these
+
+    def at_render_time(context: Any, *args: Any, **kwargs: Any) -> Any:
+        if passes == "environment":
+            return helper(context.environment, *args, **kwargs)
+        if passes == "eval_context":
+            return helper(context.eval_ctx, *args, **kwargs)
+        return helper(*args, **kwargs)
+
+    at_render_time.__name__ = getattr(helper, "__name__", "helper")
+    at_render_time.__wrapped__ = helper  # type: ignore[attr-defined]
+    return jinja2.pass_context(at_render_time)
+
+
+def _template_helpers(env: Any, deps: _TemplateDeps, own: Mapping[str, Any]) -> tuple[bool, tuple]:
+    """Whether a closure's output may not follow from its arguments, and the value globals it reads.
+
+    Pure: Jinja's own helpers (but ``random`` and ``lipsum``), the toolkit's
+    ``static``/``srcset``/``url_for``, and helpers the site declared :func:`pure`.
+    A value global (not callable) is pure too: its value is digested with the
+    arguments on every request, so a changed or mutated value gives a new ETag.
+    """
+    from jinja2 import defaults
+
+    impure = False
+    values = []
+    for name in sorted(deps.names):
+        value = env.globals.get(name, _MISSING)
+        if value is _MISSING:
+            continue  # an argument, a variable of the template, or undefined
+        if value is own.get(name, _MISSING):
+            impure = impure or name in _REQUEST_TEMPLATE_NAMES
+        elif value is defaults.DEFAULT_NAMESPACE.get(name, _MISSING):
+            impure = impure or name in _VOLATILE_TEMPLATE_NAMES
+        elif not callable(value):
+            values.append(name)
+        elif not getattr(value, _PURE_ATTRIBUTE, False):
+            impure = True
+    for used, registry, jinjas in (
+        (deps.filters, env.filters, defaults.DEFAULT_FILTERS),
+        (deps.tests, env.tests, defaults.DEFAULT_TESTS),
+    ):
+        for name in used:
+            value = registry.get(name)
+            if value is jinjas.get(name):
+                impure = impure or name in _VOLATILE_TEMPLATE_NAMES
+            elif not getattr(value, _PURE_ATTRIBUTE, False):
+                impure = True
+    return impure, tuple(values)
+
 
 # A template engine's suffixes, looked through to the type the output has.
 _TEMPLATE_SUFFIXES = (".jinja2", ".jinja", ".j2", ".tmpl")
@@ -1501,13 +1648,15 @@ def _template_content_type(name: str) -> str:
     return _with_charset(media_type)
 
 
-def _names_used(tree: Any) -> set[str]:
-    """Every filter, test and variable name a parsed template uses."""
+def _names_used(tree: Any) -> tuple[set[str], set[str], set[str]]:
+    """The variable names, filters and tests a parsed template uses."""
     from jinja2 import nodes
 
-    names = {node.name for node in tree.find_all((nodes.Filter, nodes.Test))}
-    names.update(node.name for node in tree.find_all(nodes.Name))
-    return names
+    return (
+        {node.name for node in tree.find_all(nodes.Name)},
+        {node.name for node in tree.find_all(nodes.Filter)},
+        {node.name for node in tree.find_all(nodes.Test)},
+    )
 
 
 def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateDeps:
@@ -1521,6 +1670,8 @@ def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateD
     files: list[tuple[str, tuple[int, int] | None]] = []
     static_refs: set[str] | None = set()
     names: set[str] = set()
+    filters: set[str] = set()
+    tests: set[str] = set()
     dynamic = False
     while pending:
         name = pending.pop()
@@ -1549,13 +1700,18 @@ def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateD
             static_refs = None
         else:
             static_refs.update(calls)
-        names |= _names_used(tree)
+        used = _names_used(tree)
+        names |= used[0]
+        filters |= used[1]
+        tests |= used[2]
     sources.sort()
     return _TemplateDeps(
         None if dynamic else _digest(*sources),
         None if static_refs is None else frozenset(static_refs),
         tuple(files),
         frozenset(names),
+        frozenset(filters),
+        frozenset(tests),
     )
 
 
@@ -2398,14 +2554,18 @@ class _GatewayResponse(Response):
         return response
 
 
-def _too_large_answer(size: int, debug: bool) -> Answer:
+def _too_large_answer(
+    size: int, debug: bool, fixed_headers: Mapping[str, str] | None = None
+) -> Answer:
     message = (
         f"Response of about {size} bytes exceeds AWS Lambda's {LAMBDA_RESPONSE_LIMIT}-byte "
         "response payload limit; serve large files from S3 (behind CloudFront) instead."
     )
     logger.error(message)
     body = message if debug else "Response too large for AWS Lambda; see the function's log."
-    headers = {"Content-Type": "text/plain; charset=utf-8", _NOSNIFF[0]: _NOSNIFF[1]}
+    headers = _response_headers(
+        "text/plain; charset=utf-8", _PRIVATE_CACHE_CONTROL, (), False, None, fixed_headers, None
+    )
     return Answer(500, headers, body, True)
 
 
@@ -2447,10 +2607,19 @@ def _install_gateway(app: Any, middleware: Callable[[Any, Callable[[Any], Any]],
 
 def _gateway_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
     if request is not None and request.headers.get("accept") is None:
-        headers = dict(request.headers.items())
-        headers["accept"] = "*/*"
-        request.headers = CaseInsensitiveMapping(headers)
-    response = get_response(request)
+        _accept_anything(request)
+    return _gateway_marshalled(get_response(request))
+
+
+def _accept_anything(request: Any) -> None:
+    """Give a request without ``Accept`` the ``*/*`` that RFC 9110 §12.5.1 says it means."""
+    headers = dict(request.headers.items())
+    headers["accept"] = "*/*"
+    request.headers = CaseInsensitiveMapping(headers)
+
+
+def _gateway_marshalled(response: Any) -> Any:
+    """``response`` as a :class:`_GatewayResponse`, or a 500 when over Lambda's payload limit."""
     if type(response) is _GatewayResponse:
         return response
     body = response.body
@@ -2602,7 +2771,7 @@ def _answer(
     """:func:`answer_request` with positional arguments (the toolkit's own calls)."""
     content_type = offer.content_type
     may_gzip = compress and (content_type is None or _is_compressible(content_type))
-    private = private or offer.private
+    private = private or offer.private or (bool(headers) and _sets_cookie(headers))
     etag = None if private else offer.etag
     last_modified = offer.last_modified
     if last_modified is None and headers:
@@ -2655,6 +2824,7 @@ def _answer(
                     Answer(206, out, data[byte_range.first : byte_range.last + 1], True),
                     method,
                     debug,
+                    fixed_headers,
                 )
 
     if (
@@ -2669,7 +2839,7 @@ def _answer(
             if etag is not None:
                 out["ETag"] = _gzip_etag(etag)
             body = compressed
-    return _sized(Answer(status, out, body, True), method, debug)
+    return _sized(Answer(status, out, body, True), method, debug, fixed_headers)
 
 
 def answer_preconditions(
@@ -2696,6 +2866,7 @@ def answer_preconditions(
     if (
         private
         or offer.private
+        or (headers and _sets_cookie(headers))
         or not 200 <= status < 300
         or (offer.etag is None and last_modified is None)
     ):
@@ -2802,10 +2973,6 @@ def _merged_vary(existing: str | None, field: str) -> str:
     return f"{existing}, {field}"
 
 
-def _merge_vary(headers: dict[str, str], field: str) -> None:
-    headers["Vary"] = _merged_vary(headers.get("Vary"), field)
-
-
 def _at_least(body: str | bytes, size: int) -> bool:
     """Whether ``body`` (text as UTF-8) is at least ``size`` bytes long."""
     if len(body) >= size:
@@ -2813,13 +2980,15 @@ def _at_least(body: str | bytes, size: int) -> bool:
     return isinstance(body, str) and not body.isascii() and len(body.encode("utf-8")) >= size
 
 
-def _sized(answer: Answer, method: str, debug: bool) -> Answer:
+def _sized(
+    answer: Answer, method: str, debug: bool, fixed_headers: Mapping[str, str] | None
+) -> Answer:
     """``answer``, with no body for HEAD, or a 500 when the body is over Lambda's limit."""
     if method == "HEAD":
         return answer._replace(body="")
     size = _payload_size(answer.body, answer.headers)
     if size > LAMBDA_RESPONSE_LIMIT:
-        return _too_large_answer(size, debug)
+        return _too_large_answer(size, debug, fixed_headers)
     return answer
 
 
@@ -2986,6 +3155,7 @@ class ContentManager:
         )
         self._fixed_headers = _fixed_headers(self.cors_origin, security_headers)
         self._env: Any = None
+        self._own_globals: dict[str, Any] = {}  # the toolkit's helpers in templates
         #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
         self.pages = BoundedCache(page_cache_bytes)
         self._template_deps = BoundedCache(memo_cache_bytes)  # filename -> _TemplateDeps
@@ -3009,7 +3179,7 @@ class ContentManager:
         self.trusted_origins = tuple(trusted_origins)
         self.form_limits = form_limits or FormLimits()
         if app is not None:
-            _install_interactive(self)  # with the gateway's middleware when the app has none
+            _join_site(self)  # the app's middleware: the exchange, CSRF, sessions, privacy
 
     def clear_caches(self) -> None:
         """Forget every memo and page (not the static index): what ``static()`` gives may change."""
@@ -3043,10 +3213,27 @@ class ContentManager:
                 # and every include looks its template up in this cache.
                 cache_size=-1,
             )
-            self._env.globals["static"] = self.static_url
-            self._env.globals["srcset"] = self.srcset
-            self._env.globals.update(_template_globals(self))
+            env = self._env
+            own = self._own_globals
+            own.update(
+                static=self.static_url,
+                srcset=self.srcset,
+                url_for=self.url_for,
+                csrf_token=self.csrf_token,
+                get_flashed_messages=self.get_flashed_messages,
+                g=_RequestGlobals(self),
+            )
+            # A helper the site adds or replaces later makes the page plans stale.
+            env.globals = _Registry({**env.globals, **own}, self._forget_plans)
+            env.filters = _Registry(env.filters, self._forget_plans, _at_render_time)
+            env.tests = _Registry(env.tests, self._forget_plans, _at_render_time)
         return self._env
+
+    def _forget_plans(self) -> None:
+        """Forget what was learnt of templates' helpers (the site changed one)."""
+        self._page_plans.clear()
+        self._template_etags.clear()
+        self.pages.clear()
 
     def set_static_handler_prefix(self, path: str) -> None:
         """Set the static route's URL prefix; ``static()`` in templates builds URLs under it."""
@@ -3160,25 +3347,37 @@ class ContentManager:
     ) -> tuple[str | None, _PagePlan]:
         """:meth:`template_etag` and the template's :class:`_PagePlan`, memoised together."""
         key = _memo_key(kwargs)
-        if key is not None:
-            found = self._template_etags.get((filename, salt, key))
+        memo: tuple[Any, ...] | None = None if key is None else (filename, salt, key)
+        if memo is not None:
+            found = self._template_etags.get(memo)
             if found is not _MISSING:
                 return found
         plan = self._page_plan(filename, salt)
+        values: list[tuple[str, Any]] = []
+        if plan.values:  # the site's value globals: read now, they may have changed
+            site_globals = self.env.globals
+            values = [(name, site_globals.get(name)) for name in plan.values if name not in kwargs]
+            values_key = _memo_key(values)
+            memo = None if memo is None or values_key is None else (*memo, values_key)
+            if memo is not None:
+                found = self._template_etags.get(memo)
+                if found is not _MISSING:
+                    return found
         etag = None
         has_bytes = False
         if plan.base is not None:
             arguments, has_bytes = _canonical_digest(
                 [(name, kwargs[name]) for name in sorted(kwargs)]
+                + [("\0" + name, value) for name, value in values]
             )
             if arguments is not None:
                 hasher = plan.base.copy()
                 hasher.update(arguments.encode())
                 etag = quote_etag(hasher.hexdigest())
         found = (etag, plan)
-        if key is not None and etag is not None and not has_bytes:
+        if memo is not None and etag is not None and not has_bytes:
             # the plan is shared by every entry of the template: count its reference only
-            self._template_etags.put((filename, salt, key), found, cost=_held_size(etag) + 64)
+            self._template_etags.put(memo, found, cost=_held_size(etag) + 64)
         return found
 
     def _page_plan(self, filename: str, salt: str) -> _PagePlan:
@@ -3193,11 +3392,10 @@ class ContentManager:
         import hashlib
 
         deps = self.template_dependencies(filename)
-        personal = not deps.names.isdisjoint(_PERSONAL_TEMPLATE_NAMES)
-        volatile = personal or not deps.names.isdisjoint(_VOLATILE_TEMPLATE_NAMES)
+        impure, values = _template_helpers(self.env, deps, self._own_globals)
         content_type = _template_content_type(filename)
-        if deps.digest is None or volatile:
-            return _PagePlan(None, content_type, personal)
+        if deps.digest is None or impure:
+            return _PagePlan(None, content_type, ())
         if deps.static_refs is None:
             statics = self.static_files.digest()
         else:
@@ -3214,7 +3412,7 @@ class ContentManager:
             statics,
         ):
             hasher.update(part.encode("utf-8", "surrogatepass"))
-        return _PagePlan(hasher, content_type, personal)
+        return _PagePlan(hasher, content_type, values)
 
     def page_offer(
         self, filename: str, kwargs: Mapping[str, Any], salt: str = "", *, private: bool = False
@@ -3224,15 +3422,16 @@ class ContentManager:
         When the ETag is known without rendering, the body is the page kept under
         it (rendered once per container, ``page_cache_bytes``). Otherwise (dynamic
         includes, volatile names, arguments with no canonical form) the page is
-        rendered now and its bytes hashed, and it is never cached. A personal
-        template (one that names ``_PERSONAL_TEMPLATE_NAMES``), or any page when
-        ``private`` (the request read the session), is a ``private`` offer with no
-        ETag at all, rendered for this request and kept nowhere.
+        rendered now and its bytes hashed, and it is never cached. When ``private``
+        (the request read who is asking), or when rendering read it (a helper of
+        the site's reading the session), it is a ``private`` offer with no ETag
+        at all, rendered for this request and kept nowhere.
         """
         etag, plan = self._page_etag(filename, kwargs, salt)
         if etag is None or private:
             body = self.render_template(filename, **kwargs)
-            if plan.personal or private:
+            exchange = _current_exchange(self.app)
+            if private or (exchange is not None and exchange.is_personal()):
                 return Offer(plan.content_type, lambda: body, private=True)
             return Offer(
                 plan.content_type,
@@ -3278,39 +3477,72 @@ class ContentManager:
     ) -> Response:
         """Answer the current request with ``offer`` (see :func:`answer_request`).
 
-        A request that read or wrote the session or cookies is answered ``private``.
+        A request that read or wrote who is asking is answered ``private``; one
+        that turns personal after this answer was made is answered again, privately,
+        when it leaves (:meth:`Exchange.finish`).
         """
-        request = getattr(self.app, "current_request", None) if self.app is not None else None
-        if request is None:
+        exchange = _current_exchange(self.app)
+        if exchange is not None and not private:
+            private = exchange.is_personal()
+        return self._respond(exchange, offer, status_code, headers, cache_control, vary, private)
+
+    def _respond(
+        self,
+        exchange: Exchange | None,
+        offer: Offer,
+        status_code: int,
+        headers: Mapping[str, str] | None,
+        cache_control: str | None,
+        vary: tuple[str, ...],
+        private: bool,
+    ) -> Response:
+        """:meth:`answer` in ``exchange``, whose privacy the caller decided (``private``)."""
+        if exchange is None:
             method, request_headers = "GET", {}
         else:
-            method, request_headers = request.method, _lower_case_headers(request.headers)
-            private = private or _request_is_personal(request)
-        return _gateway_response(
-            _answer(
-                method,
-                request_headers,
-                offer,
-                status_code,
-                headers,
-                cache_control,
-                vary,
-                self.compress,
-                private,
-                self._fixed_headers,
-                bool(getattr(self.app, "debug", False)),
-            )
+            method, request_headers = exchange.method, exchange.headers
+        debug = bool(getattr(self.app, "debug", False))
+        answer = _answer(
+            method,
+            request_headers,
+            offer,
+            status_code,
+            headers,
+            cache_control,
+            vary,
+            self.compress,
+            private,
+            self._fixed_headers,
+            debug,
         )
+        response = _gateway_response(answer)
+        if exchange is not None and not answer.built and not private:  # a 304/412
 
-    @property
-    def _request(self) -> Any:
-        return getattr(self.app, "current_request", None) if self.app is not None else None
+            def personal() -> Response:
+                return _gateway_response(
+                    _answer(
+                        method,
+                        request_headers,
+                        offer,
+                        status_code,
+                        headers,
+                        cache_control,
+                        vary,
+                        self.compress,
+                        True,
+                        self._fixed_headers,
+                        debug,
+                    )
+                )
+
+            exchange.remember(response, personal)
+        return response
 
     def _request_parts(self) -> tuple[str, Mapping[str, str]]:
-        request = self._request
-        if request is None:
+        exchange = _current_exchange(self.app)
+        if exchange is None:
             return "GET", {}
-        return request.method, _lower_case_headers(request.headers)
+        return exchange.method, exchange.headers
 
     def _text(
         self, body: str, content_type: str, status_code: int, headers: Mapping[str, str] | None
@@ -3337,8 +3569,13 @@ class ContentManager:
             )
         if any(ch in url for ch in "\r\n\0"):
             raise ValueError(f"redirect URL contains control characters: {url!r}")
-        headers = {_NOSNIFF[0]: _NOSNIFF[1], **self._fixed_headers, "Location": url}
+        headers = _response_headers(None, None, (), False, None, self._fixed_headers, None)
+        headers["Location"] = url
         return _gateway_response(Answer(status_code, headers, "", True))
+
+    def _refusal(self, status_code: int, message: str) -> Response:
+        """The toolkit's own error page (a CSRF 403, a form's 400/413): HTML, never stored."""
+        return _gateway_response(_error_answer(status_code, message, self._fixed_headers))
 
     def not_found(self, message: str = "Not Found") -> Response:
         """A plain-text 404."""
@@ -3530,11 +3767,16 @@ class ContentManager:
 
     # -- forms, cookies, sessions, url_for (sections after CloudFront) -------
 
-    def _current_request(self, what: str) -> Any:
-        request = self._request
-        if request is None:
+    def _exchange(self, what: str) -> Exchange:
+        exchange = _current_exchange(self.app)
+        if exchange is None:
             raise RuntimeError(f"{what} needs a request: call it inside a view")
-        return request
+        return exchange
+
+    @property
+    def g(self) -> Any:
+        """The current request's namespace (Flask's ``g``): empty at the start of every request."""
+        return self._exchange("g").g
 
     def form(self) -> FormData:
         """The current request's form: urlencoded or multipart fields, and ``.files``.
@@ -3542,33 +3784,35 @@ class ContentManager:
         Parsed once per request within ``form_limits``; a malformed body is
         answered 400, an oversized one 413 (an HTML page), never a 500.
         """
-        return _request_form(self._current_request("form()"), self.form_limits)
+        return _exchange_form(self._exchange("form()"), self.form_limits)
 
     def cookies(self) -> dict[str, str]:
         """The current request's cookies (RFC 6265); reading them makes the response private."""
-        request = self._current_request("cookies()")
-        _mark_personal(request)
-        return dict(_request_cookies(request))
+        return dict(self._exchange("cookies()").cookies())
 
     @property
     def session(self) -> Session:
         """The current request's session (a signed cookie; needs ``secret_key``)."""
-        return self._load_session(self._current_request("session"))
+        return self._session_of(self._exchange("session"))
 
-    def _load_session(self, request: Any) -> Session:
-        state = _request_state(request)
-        state.personal = True
-        if state.session is None:
-            if self._session_signer is None:
-                raise RuntimeError(
-                    "sessions, flash and CSRF tokens need ContentManager(..., secret_key=...): "
-                    "read it from an environment variable, never from the source"
-                )
-            cookie = _request_cookies(request).get(self.session_cookie)
-            data = self._session_signer.verify(cookie, _now()) if cookie else None
-            state.session = Session(data or {}, self._session_signer, new=data is None)
-            state.session.modified = bool(cookie) and data is None  # drop a bad cookie
-        return state.session
+    def _session_of(self, exchange: Exchange) -> Session:
+        """This manager's session in ``exchange``, loaded from its cookie on first use."""
+        found = exchange.sessions.get(self)
+        if found is not None:
+            return found[0]
+        if self._session_signer is None:
+            raise RuntimeError(
+                "sessions, flash and CSRF tokens need ContentManager(..., secret_key=...): "
+                "read it from an environment variable, never from the source"
+            )
+        cookie = exchange.cookies(read=False).get(self.session_cookie)
+        data = self._session_signer.verify(cookie, _now()) if cookie else None
+        session = Session(data or {}, self._session_signer, new=data is None)
+        session.modified = bool(cookie) and data is None  # drop a bad cookie
+        if not exchange.sessions:
+            exchange.sessions = {}  # (not the shared empty default)
+        exchange.sessions[self] = (session, cookie is not None)
+        return session
 
     def flash(self, message: str, category: str = "message") -> None:
         """Keep ``message`` in the session for the next page's ``get_flashed_messages()``."""
@@ -3582,18 +3826,20 @@ class ContentManager:
 
         ``with_categories=True`` gives ``(category, message)`` pairs.
         """
-        request = self._current_request("get_flashed_messages()")
-        session = self._load_session(request)
-        state = _request_state(request)
-        if state.flashes is None:
+        exchange = self._exchange("get_flashed_messages()")
+        session = self._session_of(exchange)
+        if exchange.flashes is None:
+            exchange.flashes = {}
+        flashes = exchange.flashes.get(self)
+        if flashes is None:
             stored = session.pop(_FLASHES_KEY, None) if _FLASHES_KEY in session else None
-            state.flashes = [
+            flashes = exchange.flashes[self] = [
                 (str(item[0]), str(item[1]))
                 for item in (stored if isinstance(stored, list) else ())
                 if isinstance(item, list) and len(item) == 2
             ]
         wanted = set(category_filter)
-        flashes = [item for item in state.flashes if not wanted or item[0] in wanted]
+        flashes = [item for item in flashes if not wanted or item[0] in wanted]
         return flashes if with_categories else [message for _, message in flashes]
 
     def csrf_token(self) -> str:
@@ -3617,7 +3863,7 @@ class ContentManager:
         if self.app is None:
             raise ValueError("url_for needs the ContentManager's app")
         url = _build_url(_route_path(self.app, view_name), dict(params))
-        return _script_root(self._request) + url
+        return _script_root(_current_exchange(self.app)) + url
 
     def register_static_routes(
         self,
@@ -3652,6 +3898,9 @@ class ContentManager:
 
     def _static_view(self, names: list[str], cache_control: str | None) -> Callable[..., Response]:
         def view(**params: str) -> Response:
+            exchange = _current_exchange(self.app)
+            if exchange is not None:  # a file's answer: whatever a middleware read is not in it
+                exchange.resource = True
             return self.static(
                 "/".join(params[name] for name in names), cache_control=cache_control
             )
@@ -3864,18 +4113,23 @@ class CloudFront:
         template's extension (HTML when it names none).
         """
         cm = self.content_manager
-        request = getattr(cm.app, "current_request", None) if cm.app is not None else None
+        exchange = _current_exchange(cm.app)
+        private = exchange is not None and exchange.is_personal()
         offer = cm.page_offer(
             filename,
             kwargs,
-            self.etag_salt + _script_root(request),  # url_for() differs by host and stage
-            private=_request_is_personal(request),
+            self.etag_salt + _script_root(exchange),  # url_for() differs by host and stage
+            private=private,
         )
-        return cm.answer(
+        # (a render in page_offer that read who is asking made the offer private)
+        return cm._respond(
+            exchange,
             offer,
             status_code,
             headers,
-            cache_control=self._cache_control(cache_control, status_code),
+            self._cache_control(cache_control, status_code),
+            (),
+            private,
         )
 
     def static(
@@ -3919,11 +4173,12 @@ class CloudFront:
 
 def _resource(app: Any, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
     """What names the resource being served: the route, its parameters, the producing code."""
-    request = getattr(app, "current_request", None) if app is not None else None
+    exchange = _current_exchange(app)
     code = getattr(get_asset, "__code__", None)
     producer = (code.co_filename, code.co_firstlineno) if code else repr(get_asset)
-    if request is None:
+    if exchange is None:
         return (producer,)
+    request = exchange.request
     uri_params = request.uri_params
     query_params = request.query_params
     return (
@@ -3935,49 +4190,166 @@ def _resource(app: Any, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
 
 
 # ---------------------------------------------------------------------------
-# Request state: what one request read or wrote, and whether it is personal
+# The exchange: one object per request, the only one that knows who is asking
 # ---------------------------------------------------------------------------
 
 #: ``Cache-Control`` of a response that read or wrote the session or set a cookie.
 PRIVATE_CACHE_CONTROL = "private, no-store"
 
-_STATE_ATTRIBUTE = "_chalice_http_toolkit_state"
 _UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 
-class _RequestState:
-    """Per-request memo kept on Chalice's ``Request`` object (one per request and thread)."""
-
-    __slots__ = ("cookies", "flashes", "form", "personal", "session")
-
-    def __init__(self) -> None:
-        self.personal = False
-        self.form: FormData | None = None
-        self.cookies: dict[str, str] | None = None
-        self.session: Session | None = None
-        self.flashes: list[tuple[str, str]] | None = None
+class _Local(threading.local):
+    exchange: Exchange | None = None
 
 
-def _request_state(request: Any) -> _RequestState:
-    state = request.__dict__.get(_STATE_ATTRIBUTE)
-    if state is None:
-        state = _RequestState()
-        setattr(request, _STATE_ATTRIBUTE, state)
-    return state
+_local = _Local()
 
 
-def _mark_personal(request: Any) -> None:
-    """Mark ``request``'s response as personal: never stored by a shared cache."""
-    if request is not None:
-        _request_state(request).personal = True
+class Exchange:
+    """One request and what answering it has learnt: every helper reads this, and only this.
 
+    Built once per request by the toolkit's middleware (or on first use when a
+    middleware of the site's own runs before it). It holds the request, its
+    lower-case headers, the parsed cookies and form, each manager's session,
+    ``g`` (a namespace for what a ``before_request``-style middleware finds),
+    and whether anything read or wrote who is asking. :meth:`finish` decides,
+    once, after the route and any rendering ran, whether the response is
+    personal (see :meth:`is_personal`).
+    """
 
-def _request_is_personal(request: Any) -> bool:
-    """Whether the request read or wrote the session or cookies (its answer is private)."""
-    if request is None:
+    # Class-level defaults: a request that reads nothing pays for three attributes.
+    #: True while a middleware of the toolkit holds this exchange (it will finish it).
+    active = False
+    cookies_read = False
+    #: Set by a view whose answer depends on a file alone (the static routes).
+    resource = False
+    form: FormData | None = None
+    form_limits: FormLimits | None = None
+    _g: Any = None
+    _cookies: dict[str, str] | None = None
+    _answers: dict[int, tuple[Any, Callable[[], Any]]] | None = None
+    _no_sessions: dict[Any, tuple[Session, bool]] = {}  # never written: see ``sessions``
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.method: str = request.method
+        self.headers: Mapping[str, str] = _lower_case_headers(request.headers)
+        #: Each manager's session, with whether the request carried its cookie.
+        self.sessions: dict[Any, tuple[Session, bool]] = self._no_sessions
+        self.flashes: dict[Any, list[tuple[str, str]]] | None = None
+
+    @property
+    def g(self) -> Any:
+        """A namespace for what the request's code finds (Flask's ``g``), empty at first."""
+        if self._g is None:
+            import types
+
+            self._g = types.SimpleNamespace()
+        return self._g
+
+    def cookies(self, *, read: bool = True) -> dict[str, str]:
+        """The request's cookies (RFC 6265); ``read`` marks the answer personal."""
+        if read:
+            self.cookies_read = True
+        if self._cookies is None:
+            # API Gateway keeps only the last of repeated headers in ``headers``.
+            event = self.request.to_original_event() or {}
+            multi = event.get("multiValueHeaders") or {}
+            values = next((v for k, v in multi.items() if k.lower() == "cookie"), None)
+            header = "; ".join(values) if values else self.headers.get("cookie")
+            self._cookies = parse_cookie_header(header)
+        return self._cookies
+
+    def is_personal(self) -> bool:
+        """Whether the answer so far depends on who is asking.
+
+        It does when the cookies were read, or a session was read from a cookie
+        the request carried, or a session was written. A request that carried no
+        session cookie and found its session empty is anybody's: the edge keys
+        pages on the session cookie, so its answer may be shared.
+        A view that serves a file (the static routes) depends on the file alone,
+        whatever a middleware read before it.
+        """
+        if self.resource:
+            return False
+        if self.cookies_read:
+            return True
+        for session, sent in self.sessions.values():  # noqa: SIM110 (no generator per request)
+            if sent or session.modified:
+                return True
         return False
-    state = request.__dict__.get(_STATE_ATTRIBUTE)
-    return state is not None and state.personal
+
+    def remember(self, response: Any, rebuild: Callable[[], Any]) -> None:
+        """Keep how to answer privately: a 304/412 made before the request turned personal."""
+        if self._answers is None:
+            self._answers = {}
+        self._answers[id(response)] = (response, rebuild)
+
+    def finish(self, response: Any, save_sessions: Callable[[Exchange, Any], None]) -> Any:
+        """The response as it leaves: sessions saved, privacy decided once, from the inputs.
+
+        Personal (see :meth:`is_personal`), or setting a cookie under any spelling
+        of the header: ``private, no-store``, no validator, never a 304.
+        """
+        if self.sessions:
+            save_sessions(self, response)
+        if not (self.is_personal() or _sets_cookie(response.headers)):
+            return response
+        kept = self._answers.get(id(response)) if self._answers else None
+        if kept is not None and kept[0] is response and response.status_code in (304, 412):
+            private = kept[1]()  # the full answer: nobody else's copy to validate against
+            for name, value in response.headers.items():  # headers the view added since
+                if _header_key(private.headers, name) is None:
+                    private.headers[name] = value
+            response = private
+        _make_private(response.headers)
+        return response
+
+
+def _current_exchange(app: Any) -> Exchange | None:
+    """The exchange of the request ``app`` is answering, or ``None`` outside a request."""
+    exchange = _local.exchange
+    if exchange is not None and exchange.active:
+        return exchange
+    if app is None:
+        return None
+    try:
+        request = getattr(app, "current_request", None)  # a Chalice app before its first request
+    except RuntimeError:  # a Blueprint not registered with an app
+        return None
+    if request is None:
+        return None
+    if exchange is None or exchange.request is not request:
+        exchange = _local.exchange = Exchange(request)
+    return exchange
+
+
+def _sets_cookie(headers: Mapping[str, Any]) -> bool:
+    """Whether response ``headers`` set a cookie, whatever the header name's case."""
+    if _PLAIN_HEADER_NAMES.issuperset(headers):  # the toolkit's own answers, at C speed
+        return False
+    return "set-cookie" in map(str.lower, headers)
+
+
+#: Header names that set no cookie, as the toolkit spells them.
+_PLAIN_HEADER_NAMES = frozenset(
+    (
+        "Content-Type",
+        "Cache-Control",
+        "ETag",
+        "Vary",
+        "X-Content-Type-Options",
+        "Last-Modified",
+        "Content-Encoding",
+        "Accept-Ranges",
+        "Content-Range",
+        "Content-Disposition",
+        "Location",
+        "Access-Control-Allow-Origin",
+        *DEFAULT_SECURITY_HEADERS,
+    )
+)
 
 
 def _header_key(headers: Mapping[str, Any], name: str) -> str | None:
@@ -3995,10 +4367,6 @@ def _make_private(headers: dict[str, Any]) -> None:
         if key is not None:
             del headers[key]
     headers["Cache-Control"] = PRIVATE_CACHE_CONTROL
-
-
-def _request_headers(request: Any) -> Mapping[str, str]:
-    return _lower_case_headers(request.headers)
 
 
 # ---------------------------------------------------------------------------
@@ -4247,7 +4615,7 @@ def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> l
 
 def _request_body(request: Any, limits: FormLimits) -> bytes:
     """The request body as bytes, base64-decoded when API Gateway encoded it."""
-    raw = request.__dict__.get("_body")
+    raw = (request.to_original_event() or {}).get("body")
     if isinstance(raw, (str, bytes)) and len(raw) > limits.max_bytes * 4 // 3 + 4:
         raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
     try:
@@ -4257,12 +4625,13 @@ def _request_body(request: Any, limits: FormLimits) -> bytes:
     return body.encode("utf-8") if isinstance(body, str) else body
 
 
-def _request_form(request: Any, limits: FormLimits) -> FormData:
-    state = _request_state(request)
-    if state.form is None:
-        content_type = _request_headers(request).get("content-type")
-        state.form = parse_form(_request_body(request, limits), content_type, limits)
-    return state.form
+def _exchange_form(exchange: Exchange, limits: FormLimits) -> FormData:
+    """The exchange's form, parsed once per request (within the first caller's ``limits``)."""
+    if exchange.form is None:
+        exchange.form_limits = limits
+        body = _request_body(exchange.request, limits)
+        exchange.form = parse_form(body, exchange.headers.get("content-type"), limits)
+    return exchange.form
 
 
 def ex_multipart(app: _AppLike) -> dict[str, dict[str, Any]]:
@@ -4274,7 +4643,7 @@ def ex_multipart(app: _AppLike) -> dict[str, dict[str, Any]]:
     """
     request = app.current_request
     limits = FormLimits()
-    media_type, options = _media_type_and_options(_request_headers(request).get("content-type"))
+    media_type, options = _media_type_and_options(request.headers.get("content-type"))
     if media_type != "multipart/form-data":
         raise FormError(400, "The request is not multipart/form-data.")
     parts = _multipart_parts(_request_body(request, limits), options.get("boundary"), limits)
@@ -4325,18 +4694,6 @@ def parse_cookie_header(value: str | None) -> dict[str, str]:
             cookie_value = cookie_value[1:-1]
         cookies[name] = cookie_value
     return cookies
-
-
-def _request_cookies(request: Any) -> dict[str, str]:
-    state = _request_state(request)
-    if state.cookies is None:
-        # API Gateway keeps only the last of repeated headers in ``headers``.
-        event = request.__dict__.get("_event_dict") or {}
-        multi = event.get("multiValueHeaders") or {}
-        values = next((v for k, v in multi.items() if k.lower() == "cookie"), None)
-        header = "; ".join(values) if values else _request_headers(request).get("cookie")
-        state.cookies = parse_cookie_header(header)
-    return state.cookies
 
 
 def set_cookie(
@@ -4633,9 +4990,10 @@ def _default_port(host: str, origin: str) -> str:
     return host if ":" in host.rsplit("]", 1)[-1] else f"{host}:{port}"
 
 
-def _csrf_refusal(cm: ContentManager, request: Any) -> str | None:
-    headers = _request_headers(request)
-    refusal = cross_origin_refusal(request.method, headers, cm.trusted_origins)
+def _csrf_refusal(cm: ContentManager, exchange: Exchange) -> str | None:
+    """Why ``cm`` refuses the exchange's unsafe request as a forgery, or ``None``."""
+    headers = exchange.headers
+    refusal = cross_origin_refusal(exchange.method, headers, cm.trusted_origins)
     if refusal is not None or not cm._session_signer:
         return refusal
     submitted = headers.get(CSRF_HEADER)
@@ -4643,8 +5001,8 @@ def _csrf_refusal(cm: ContentManager, request: Any) -> str | None:
     if submitted is None:
         if media_type not in _FORM_TYPES:
             return None  # not something a cross-site form can send (JSON needs CORS)
-        submitted = _request_form(request, cm.form_limits).get(CSRF_FIELD)
-    expected = cm._load_session(request).get(_CSRF_KEY)
+        submitted = _exchange_form(exchange, cm.form_limits).get(CSRF_FIELD)
+    expected = cm._session_of(exchange).get(_CSRF_KEY)
     if not submitted:
         return "the form has no CSRF token: reload the page and send it again"
     if not isinstance(expected, str) or not _constant_time_equal(submitted, expected):
@@ -4666,19 +5024,19 @@ _EXECUTE_API_HOST = r"[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?(
 _ROUTE_PARAMETER = r"\{([^}+]+)(\+?)\}"
 
 
-def _script_root(request: Any) -> str:
+def _script_root(exchange: Exchange | None) -> str:
     """``/{stage}`` on the execute-api URL, else ``""`` (CloudFront, custom domain, local).
 
     API Gateway serves the stage under its own path on the execute-api host;
     behind CloudFront (the origin path holds the stage; its function sets
     ``X-Forwarded-Host``) or a custom domain mapped at its root there is none.
     """
-    if request is None:
+    if exchange is None:
         return ""
-    headers = _request_headers(request)
+    headers = exchange.headers
     if "x-forwarded-host" in headers:
         return ""
-    stage = (getattr(request, "context", None) or {}).get("stage")
+    stage = (exchange.request.context or {}).get("stage")
     # "$default" (HTTP API, Function URL, ALB through lambda_handler) is not in the path.
     if stage and stage != "$default" and _is_execute_api_host(headers.get("host", "")):
         return "/" + stage
@@ -4693,8 +5051,11 @@ def _is_execute_api_host(host: str) -> bool:
 def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
     """Chalice's route table: path → method → RouteEntry (a Blueprint's app's, once registered)."""
     routes = getattr(app, "routes", None)
-    if routes is None:
-        routes = getattr(getattr(app, "_current_app", None), "routes", None)
+    if routes is None:  # a Blueprint: its app's, once registered
+        try:
+            routes = app.current_app.routes
+        except (AttributeError, RuntimeError):
+            routes = None
     return routes or {}
 
 
@@ -4724,13 +5085,11 @@ def _build_url(path: str, params: dict[str, Any]) -> str:
 # The middleware: CSRF before the view, session cookie and privacy after it
 # ---------------------------------------------------------------------------
 
-_INTERACTIVE_INSTALLED = "_chalice_http_toolkit_interactive"
-#: Names in templates whose output is personal: a template using one is never shared.
-_SESSION_TEMPLATE_NAMES = frozenset(("csrf_token", "get_flashed_messages", "session"))
-_PERSONAL_TEMPLATE_NAMES.update(_SESSION_TEMPLATE_NAMES)
+_SITE_ATTRIBUTE = "_chalice_http_toolkit_site"
 
 
-def _error_page(status_code: int, message: str) -> _GatewayResponse:
+def _error_answer(status_code: int, message: str, fixed_headers: Mapping[str, str]) -> Answer:
+    """The toolkit's own HTML error page, with the manager's fixed headers; never stored."""
     import html
 
     titles = {400: "Bad Request", 403: "Forbidden", 413: "Content Too Large"}
@@ -4739,56 +5098,94 @@ def _error_page(status_code: int, message: str) -> _GatewayResponse:
         f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
         f"<body><h1>{title}</h1><p>{html.escape(message)}</p></body></html>"
     )
-    headers = {
-        "Content-Type": "text/html; charset=utf-8",
-        "Cache-Control": PRIVATE_CACHE_CONTROL,
-        _NOSNIFF[0]: _NOSNIFF[1],
-    }
-    return _GatewayResponse(body=body, headers=headers, status_code=status_code)
+    headers = _response_headers(
+        "text/html; charset=utf-8", PRIVATE_CACHE_CONTROL, (), False, None, fixed_headers, None
+    )
+    return Answer(status_code, headers, body, True)
 
 
-def _install_interactive(cm: ContentManager) -> None:
-    """Register the middleware of forms, sessions and CSRF on ``cm.app`` (once per app)."""
-    app = cm.app
-    if app is None or getattr(app, _INTERACTIVE_INSTALLED, False):
-        return
+class _RequestGlobals:
+    """``g`` in templates: the current request's namespace (:attr:`ContentManager.g`)."""
 
-    def interactive_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
-        if request is None:
-            return get_response(request)
+    __slots__ = ("_cm",)
+
+    def __init__(self, cm: ContentManager) -> None:
+        self._cm = cm
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cm.g, name)
+
+
+class _Site:
+    """The managers of one app (each with its own settings) and the app's one middleware."""
+
+    __slots__ = ("app", "gateway", "managers")
+
+    def __init__(self, app: _AppLike, gateway: bool) -> None:
+        self.app = app
+        #: Whether this middleware also does :func:`install_gateway_support`'s (one layer less).
+        self.gateway = gateway
+        self.managers: list[ContentManager] = []
+
+    def middleware(self, request: Any, get_response: Callable[[Any], Any]) -> Any:
+        """Build the exchange, refuse forgeries, run the view, and finish the exchange."""
+        if request is None:  # not an HTTP request Chalice routes: it answers itself
+            return (
+                _gateway_marshalled(get_response(request))
+                if self.gateway
+                else get_response(request)
+            )
+        exchange = _local.exchange
+        if exchange is None or exchange.request is not request:
+            exchange = Exchange(request)
+        elif exchange.active:  # a Blueprint's site inside its app's: its managers' checks only
+            return self._checked(exchange, get_response)
+        if self.gateway and "accept" not in exchange.headers:
+            _accept_anything(request)
+            exchange.headers = _lower_case_headers(request.headers)
+        exchange.active = True
+        _local.exchange = exchange
         try:
-            if cm.csrf and request.method in _UNSAFE_METHODS and not _is_exempt(app, request):
-                refusal = _csrf_refusal(cm, request)
-                if refusal is not None:
-                    logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
-                    return _error_page(403, refusal)
-            response = get_response(request)
+            if exchange.method in _UNSAFE_METHODS:
+                response = self._checked(exchange, get_response)
+            else:
+                response = get_response(request)
         except FormError as error:
             logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
-            return _error_page(error.status_code, error.message)
-        state = request.__dict__.get(_STATE_ATTRIBUTE)
-        if state is not None:
-            _save_session(cm, state.session, request, response)
-        headers = response.headers
-        if (
-            (state is not None and state.personal)
-            or "Set-Cookie" in headers
-            or "set-cookie" in headers
-        ):
-            _make_private(headers)  # (set_cookie() did already; a hand-made header too)
-        return response
+            response = self.managers[0]._refusal(error.status_code, error.message)
+        try:
+            response = exchange.finish(response, _save_sessions)
+        finally:
+            exchange.active = False
+            _local.exchange = None
+        return _gateway_marshalled(response) if self.gateway else response
 
-    if getattr(app, _CHALICE_INSTALLED, False):
-        app.register_middleware(interactive_middleware, "http")
-    else:  # one middleware for both: each layer of Chalice's chain costs every request
+    def _checked(self, exchange: Exchange, get_response: Callable[[Any], Any]) -> Any:
+        """The view's response, unless one of the managers refuses a forgery (CSRF)."""
+        request = exchange.request
+        if exchange.method in _UNSAFE_METHODS and not _is_exempt(self.app, request):
+            for cm in self.managers:
+                refusal = _csrf_refusal(cm, exchange) if cm.csrf else None
+                if refusal is not None:
+                    logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
+                    return cm._refusal(403, refusal)
+        return get_response(request)
 
-        def gateway_and_interactive(request: Any, get_response: Callable[[Any], Any]) -> Any:
-            return _gateway_middleware(
-                request, lambda inner: interactive_middleware(inner, get_response)
-            )
 
-        _install_gateway(app, gateway_and_interactive)
-    setattr(app, _INTERACTIVE_INSTALLED, True)
+def _join_site(cm: ContentManager) -> None:
+    """Add ``cm`` to its app's site, registering the site's middleware on first use."""
+    app = cm.app
+    site = getattr(app, _SITE_ATTRIBUTE, None)
+    if site is None:
+        # One middleware for both when the gateway's is not there yet: each layer of
+        # Chalice's chain costs every request.
+        site = _Site(app, gateway=not getattr(app, _CHALICE_INSTALLED, False))
+        setattr(app, _SITE_ATTRIBUTE, site)
+        if site.gateway:
+            _install_gateway(app, site.middleware)
+        else:
+            app.register_middleware(site.middleware, "http")
+    site.managers.append(cm)
 
 
 def _is_exempt(app: _AppLike, request: Any) -> bool:
@@ -4796,8 +5193,14 @@ def _is_exempt(app: _AppLike, request: Any) -> bool:
     return entry is not None and getattr(entry.view_function, _CSRF_EXEMPT, False)
 
 
-def _save_session(cm: ContentManager, session: Session | None, request: Any, response: Any) -> None:
-    if session is None or not session.modified:
+def _save_sessions(exchange: Exchange, response: Any) -> None:
+    """Save every manager's session the request changed, each with its manager's settings."""
+    for cm, (session, _) in exchange.sessions.items():
+        _save_session(cm, session, exchange, response)
+
+
+def _save_session(cm: ContentManager, session: Session, exchange: Exchange, response: Any) -> None:
+    if not session.modified:
         return
     if session:
         value = cm._session_signer.sign(session._check(), _now())
@@ -4808,16 +5211,8 @@ def _save_session(cm: ContentManager, session: Session | None, request: Any, res
             max_age=cm.session_max_age,
             secure=cm.session_cookie_secure,
         )
-    elif cm.session_cookie in _request_cookies(request):
+    elif cm.session_cookie in exchange.cookies(read=False):
         delete_cookie(response, cm.session_cookie)
-
-
-def _template_globals(cm: ContentManager) -> dict[str, Callable[..., Any]]:
-    return {
-        "csrf_token": cm.csrf_token,
-        "get_flashed_messages": cm.get_flashed_messages,
-        "url_for": cm.url_for,
-    }
 
 
 # ---------------------------------------------------------------------------

@@ -521,14 +521,20 @@ def test_url_for_with_a_blueprint(tmp_path):
 def test_personal_pages_are_private_and_never_answered_304_from_the_page_cache(tmp_path):
     app, cm = build(tmp_path)
     with Client(app) as client:
-        first = client.http.get("/public")
+        cookie = {"Cookie": "session=" + cookie_of(client.http.get("/counter").headers)}
+        first = client.http.get("/public", headers=cookie)
         assert first.headers["Cache-Control"] == "private, no-store"
         assert "ETag" not in first.headers
         assert len(cm.pages) == 0
-        again = client.http.get("/public", headers={"If-None-Match": "*"})
+        again = client.http.get("/public", headers={**cookie, "If-None-Match": "*"})
         assert again.status_code == 200
+        # Without a session cookie the empty session is anybody's: shared, never page-cached.
+        anonymous = client.http.get("/public")
+        assert anonymous.headers["Cache-Control"].startswith("public, max-age=0, s-maxage=0,")
+        assert "ETag" in anonymous.headers
+        assert len(cm.pages) == 0
         # A page that touches nothing personal is still shared (at the edge) and revalidated.
-        links = client.http.get("/links")
+        links = client.http.get("/links", headers=cookie)
         assert links.headers["Cache-Control"].startswith("public, max-age=0, s-maxage=0,")
         assert "ETag" in links.headers
 
