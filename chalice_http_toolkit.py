@@ -1444,6 +1444,13 @@ class _PagePlan(collections.namedtuple("_PagePlan", "base content_type values"))
     values: tuple[str, ...]  # the site's value globals it reads: digested with the arguments
 
 
+#: Argument digests of a template computed before deciding whether they pay off (spare a
+#: render: a page cache hit, a remembered ETag, a 304); below one in eight, pages of that
+#: template are rendered and hashed, and the digest is tried again every so often.
+_DIGEST_TRIALS = 32
+_DIGEST_RETRY_EVERY = 64
+_DIGEST_PAYOFF_ENTRIES = 1024
+
 #: Filters, tests and globals whose output is not a function of a template's sources and
 #: arguments (Jinja2's ``random`` filter and ``lipsum``): a template whose closure names
 #: one is rendered on every request, with no pre-render ETag and no page cache.
@@ -2478,22 +2485,22 @@ class ResponseTooLargeError(ValueError):
     """A response would exceed Lambda's 6 MB synchronous payload limit."""
 
 
-def _gzip(data: bytes) -> bytes:
+def _gzip(data: bytes, level: int = 6) -> bytes:
     import zlib
 
     # A window no larger than the body (and a hash table to match) finds the same
     # matches as the default 32 KB window but is several times cheaper to set up.
     window = min(15, max(10, (len(data) - 1).bit_length()))
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + window, min(8, window - 6))  # gzip
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + window, min(8, window - 6))  # gzip
     return compressor.compress(data) + compressor.flush()
 
 
-def _gzip_if_smaller(body: str | bytes) -> bytes | None:
+def _gzip_if_smaller(body: str | bytes, level: int = 6) -> bytes | None:
     """The gzip form of a body of at least :data:`COMPRESS_MIN_SIZE` bytes, if it is smaller."""
     data = body.encode("utf-8") if isinstance(body, str) else body
     if len(data) < COMPRESS_MIN_SIZE:
         return None
-    compressed = _gzip(data)
+    compressed = _gzip(data, level)
     return compressed if len(compressed) < len(data) else None
 
 
@@ -3165,6 +3172,9 @@ class ContentManager:
         self._template_etags = BoundedCache(memo_bytes)  # (filename, salt, memo key) -> ETag
         self._static_urls = BoundedCache(memo_bytes)  # (filename, width) -> URL
         self._asset_types = BoundedCache(memo_cache_bytes)  # (resource, ETag) -> type, headers
+        # (filename, salt) -> [digests computed, digests that paid off, renders since]:
+        # whether hashing a template's arguments ever spares a render (see page_offer).
+        self._digest_payoff: dict[tuple[str, str], list[int]] = {}
         # Forms, sessions, CSRF (sections after CloudFront).
         keys = _secret_keys(secret_key)
         if not re.fullmatch(_COOKIE_NAME, session_cookie):
@@ -3351,6 +3361,7 @@ class ContentManager:
         if memo is not None:
             found = self._template_etags.get(memo)
             if found is not _MISSING:
+                self._digest_paid(filename, salt, True)
                 return found
         plan = self._page_plan(filename, salt)
         values: list[tuple[str, Any]] = []
@@ -3374,6 +3385,7 @@ class ContentManager:
                 hasher = plan.base.copy()
                 hasher.update(arguments.encode())
                 etag = quote_etag(hasher.hexdigest())
+                self._digest_paid(filename, salt, False)
         found = (etag, plan)
         if memo is not None and etag is not None and not has_bytes:
             # the plan is shared by every entry of the template: count its reference only
@@ -3427,17 +3439,17 @@ class ContentManager:
         the site's reading the session), it is a ``private`` offer with no ETag
         at all, rendered for this request and kept nowhere.
         """
+        payoff = self._digest_payoff.get((filename, salt))
+        if payoff is not None and payoff[0] >= _DIGEST_TRIALS and payoff[1] * 8 < payoff[0]:
+            # Hashing this template's arguments has not spared a render in the last
+            # trials (new arguments every request): render and hash the output, and
+            # try the arguments' digest again now and then.
+            payoff[2] += 1
+            if payoff[2] % _DIGEST_RETRY_EVERY:
+                return self._rendered_offer(filename, kwargs, private, fast_gzip=True)
         etag, plan = self._page_etag(filename, kwargs, salt)
         if etag is None or private:
-            body = self.render_template(filename, **kwargs)
-            exchange = _current_exchange(self.app)
-            if private or (exchange is not None and exchange.is_personal()):
-                return Offer(plan.content_type, lambda: body, private=True)
-            return Offer(
-                plan.content_type,
-                lambda: body,
-                etag=quote_etag(_digest(body.encode("utf-8", "surrogatepass"))),
-            )
+            return self._rendered_offer(filename, kwargs, private)
         pages = self.pages
         held: list[_Page] = []
 
@@ -3446,6 +3458,8 @@ class ContentManager:
             if found is _MISSING:
                 found = _Page(self.render_template(filename, **kwargs))
                 pages.put(etag, found, cost=found.cost())
+            else:
+                self._digest_paid(filename, salt, True)
             held.append(found)
             return found.body
 
@@ -3453,6 +3467,35 @@ class ContentManager:
             return held[0].gzip_body()
 
         return Offer(plan.content_type, page, etag, None, gzip_body)
+
+    def _rendered_offer(
+        self, filename: str, kwargs: Mapping[str, Any], private: bool, fast_gzip: bool = False
+    ) -> Offer:
+        """``filename`` rendered now: ETag from the output, or private when who is asking was read.
+
+        ``fast_gzip``: a body made for one request is compressed at zlib's fastest level
+        (a gzip form that is cached is worth the default level's smaller output).
+        """
+        body = self.render_template(filename, **kwargs)
+        content_type = _template_content_type(filename)
+        exchange = _current_exchange(self.app)
+        if private or (exchange is not None and exchange.is_personal()):
+            return Offer(content_type, lambda: body, private=True)
+        etag = quote_etag(_digest(body.encode("utf-8", "surrogatepass")))
+        if not fast_gzip:
+            return Offer(content_type, lambda: body, etag=etag)
+        return Offer(content_type, lambda: body, etag, None, lambda: _gzip_if_smaller(body, 1))
+
+    def _digest_paid(self, filename: str, salt: str, paid: bool) -> None:
+        """Count an argument digest of ``filename``: computed, or sparing a render (``paid``)."""
+        payoff = self._digest_payoff.get((filename, salt))
+        if payoff is None:
+            if len(self._digest_payoff) >= _DIGEST_PAYOFF_ENTRIES:
+                self._digest_payoff.clear()
+            payoff = self._digest_payoff[(filename, salt)] = [0, 0, 0]
+        payoff[0] += 1
+        if paid:
+            payoff[1] += 1
 
     def prime(self) -> dict[str, float]:
         """Do this container's start-up work now; milliseconds per step (also logged).
@@ -4115,14 +4158,10 @@ class CloudFront:
         cm = self.content_manager
         exchange = _current_exchange(cm.app)
         private = exchange is not None and exchange.is_personal()
-        offer = cm.page_offer(
-            filename,
-            kwargs,
-            self.etag_salt + _script_root(exchange),  # url_for() differs by host and stage
-            private=private,
-        )
+        salt = self.etag_salt + _script_root(exchange)  # url_for() differs by host and stage
+        offer = cm.page_offer(filename, kwargs, salt, private=private)
         # (a render in page_offer that read who is asking made the offer private)
-        return cm._respond(
+        response = cm._respond(
             exchange,
             offer,
             status_code,
@@ -4131,6 +4170,9 @@ class CloudFront:
             (),
             private,
         )
+        if response.status_code == 304:
+            cm._digest_paid(filename, salt, True)
+        return response
 
     def static(
         self,

@@ -287,3 +287,36 @@ def test_image_cache_is_consistent_under_threads():
 def test_cache_sizes_are_checked(site, option, value):
     with pytest.raises(ValueError, match="cache size"):
         build_app(*site, **{option: value})
+
+
+def test_a_template_whose_arguments_never_repeat_stops_paying_for_their_digest(deployed):
+    """New arguments every request: after the trials, render-and-hash (no digest, no cache)."""
+    app, cm, cf = deployed
+
+    @app.route("/fresh/{n}", methods=["GET"])
+    def fresh(n):
+        return cf.template("index.html", title=n, items=[f"{n}-{i}" for i in range(5)])
+
+    with Client(app) as client:
+        answers = [client.http.get(f"/fresh/{n}") for n in range(300)]
+        last = answers[-1]
+        again = client.http.get("/fresh/299", headers={"If-None-Match": last.headers["ETag"]})
+    assert again.status_code == 304  # the output's ETag still validates
+    # Only the trials (32) and the occasional retry (one in 64) went into the page cache.
+    assert len(cm.pages) <= 32 + 300 // 64 + 1
+    assert all(answer.status_code == 200 and "ETag" in answer.headers for answer in answers)
+    assert all(f"<h1>{n}</h1>".encode() in answers[n].body for n in (0, 150, 299))
+
+
+def test_a_template_whose_arguments_repeat_keeps_its_page_cache(deployed):
+    app, cm, cf = deployed
+
+    @app.route("/few/{n}", methods=["GET"])
+    def few(n):
+        return cf.template("index.html", title=str(int(n) % 3), items=[])
+
+    renders = counting(cm)
+    with Client(app) as client:
+        for n in range(200):
+            client.http.get(f"/few/{n}")
+    assert len(renders) == 3  # one render per distinct page, ever

@@ -11,6 +11,8 @@ import re
 import pytest
 from chalice import Chalice, Response
 from chalice.test import Client
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markupsafe import Markup
 
 from chalice_http_toolkit import (
@@ -397,3 +399,145 @@ def test_every_toolkit_response_carries_the_security_headers(tmp_path):
         for name, value in DEFAULT_SECURITY_HEADERS.items():
             assert answer.headers.get(name) == value, (what, name)
         assert answer.headers.get("X-Content-Type-Options") == "nosniff", what
+
+
+# -- a view that turns personal after its answer was made -------------------------------------
+
+
+def test_a_304_made_before_the_view_read_the_session_is_answered_again_privately(tmp_path):
+    app, _, cf = build(tmp_path)
+    cm = cf.content_manager
+
+    @app.route("/late", methods=["GET"])
+    def late():
+        response = cf.template("plain.html", title="t")
+        cm.session["seen"] = True  # after the answer: the request is now personal
+        return response
+
+    with Client(app) as client:
+        etag = client.http.get("/page/plain").headers["ETag"]
+        answer = client.http.get("/late", headers={"If-None-Match": etag})
+    assert answer.status_code == 200 and answer.body == b"<p>t</p>"
+    assert answer.headers["Cache-Control"] == "private, no-store" and "ETag" not in answer.headers
+    assert "session=" in str(answer.headers["Set-Cookie"])
+
+
+# -- generated sites: no body reaches a visitor it was not rendered for ------------------------
+
+PARTS = {
+    "text": ("<b>hi</b>", False, False),
+    "arg": ("{{ title }}", False, False),
+    "include": ("{% include 'inc.html' %}", False, False),
+    "include_who": ("{% include 'inc_who.html' %}", True, False),
+    "macro_who": ("{% from 'm.html' import badge %}{{ badge() }}", True, False),
+    "pure_helper": ("{{ shout(title) }}", False, False),
+    "who": ("{{ who() }}", True, False),
+    "filter_who": ("{{ 'x' | whois }}", True, False),
+    "theme": ("{{ theme() }}", False, True),
+    "value_global": ("{{ brand }}", False, False),
+}
+VISITORS = ("guest", "alice", "bob")
+
+
+def _oracle(parts: list[str], visitor: str, theme: str) -> str:
+    """What the page says for ``visitor``: Jinja alone, no toolkit (independent of the code)."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True)
+    name = "guest" if visitor == "guest" else visitor
+    env.globals.update(who=lambda: name, theme=lambda: theme, brand="Acme", shout=str.upper)
+    env.filters["whois"] = lambda _: name
+    env.loader = jinja2.DictLoader(
+        {
+            "inc.html": "<i>{{ title }}</i>",
+            "inc_who.html": "<i>{{ who() }}</i>",
+            "m.html": "{% macro badge() %}[{{ who() }}]{% endmacro %}",
+        }
+    )
+    source = "".join(PARTS[part][0] for part in parts)
+    return env.from_string(source).render(title="T")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(sorted(PARTS)), min_size=1, max_size=4),
+    route_reads=st.booleans(),
+    middleware_reads=st.booleans(),
+    visits=st.lists(st.sampled_from(VISITORS), min_size=2, max_size=8),
+)
+def test_generated_sites_never_give_a_visitor_another_visitors_page(
+    parts, route_reads, middleware_reads, visits
+):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "t").mkdir()
+        files = {
+            "page.html": "".join(PARTS[part][0] for part in parts),
+            "inc.html": "<i>{{ title }}</i>",
+            "inc_who.html": "<i>{{ who() }}</i>",
+            "m.html": "{% macro badge() %}[{{ who() }}]{% endmacro %}",
+        }
+        for name, text in files.items():
+            (root / "t" / name).write_text(text)
+        app = Chalice(app_name="generated")
+        cm = ContentManager(str(root / "t"), str(root / "t"), app, secret_key=SECRET)
+        cf = CloudFront(cm, app)
+        from chalice_http_toolkit import pure
+
+        def who() -> str:
+            return cm.session.get("user", "guest")
+
+        cm.env.globals.update(
+            who=who,
+            theme=lambda: cm.cookies().get("theme", "light"),
+            brand="Acme",
+            shout=pure(str.upper),
+        )
+        cm.env.filters["whois"] = lambda _: who()
+
+        if middleware_reads:
+
+            @app.middleware("http")
+            def load_user(event, get_response):
+                cm.g.user = cm.session.get("user")
+                return get_response(event)
+
+        @app.route("/login/{name}", methods=["GET"])
+        def login(name):
+            cm.session["user"] = name
+            return cm.json({})
+
+        @app.route("/p", methods=["GET"])
+        def page():
+            if route_reads:
+                cm.session.get("user")
+            return cf.template("page.html", title="T")
+
+        shared: dict[str, tuple[bytes, str]] = {}  # a shared cache that revalidates every view
+        with Client(app) as client:
+            cookies = {
+                "guest": {},
+                "alice": {"Cookie": f"session={session_cookie(client.http.get('/login/alice'))}"},
+                "bob": {
+                    "Cookie": f"session={session_cookie(client.http.get('/login/bob'))}; theme=dark"
+                },
+            }
+            for visitor in visits:
+                headers = dict(cookies[visitor])
+                stored = shared.get("/p")
+                if stored is not None:
+                    headers["If-None-Match"] = stored[1]
+                answer = client.http.get("/p", headers=headers)
+                body = stored[0] if answer.status_code == 304 else answer.body
+                theme = "dark" if visitor == "bob" else "light"
+                assert body.decode() == _oracle(parts, visitor, theme), (visitor, answer.headers)
+                reads_session = route_reads or middleware_reads or any(PARTS[p][1] for p in parts)
+                reads_cookies = any(PARTS[p][2] for p in parts)
+                personal = reads_cookies or (reads_session and visitor != "guest")
+                if personal:
+                    assert not cacheable(answer) and "ETag" not in answer.headers
+                if answer.status_code == 200 and cacheable(answer) and "ETag" in answer.headers:
+                    shared["/p"] = (answer.body, answer.headers["ETag"])
