@@ -47,6 +47,8 @@ __all__ = [
     "DEFAULT_IMAGE_WIDTHS",
     "DEFAULT_SECURITY_HEADERS",
     "DEFAULT_STATIC_CACHE_BYTES",
+    "EDGE_STALE_IF_ERROR",
+    "EDGE_STALE_WHILE_REVALIDATE",
     "FORM_CONTENT_TYPES",
     "IMAGE_ACCEPT_ANY",
     "IMAGE_ACCEPT_AVIF",
@@ -95,6 +97,7 @@ __all__ = [
     "cross_origin_refusal",
     "csrf_exempt",
     "delete_cookie",
+    "edge_cache_control",
     "etag_matches",
     "evaluate_preconditions",
     "ex_multipart",
@@ -4233,13 +4236,49 @@ def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]]
 # ---------------------------------------------------------------------------
 
 
+#: ``stale-while-revalidate`` of :class:`CloudFront`'s pages: an hour (RFC 5861 §3).
+EDGE_STALE_WHILE_REVALIDATE = 3600
+#: ``stale-if-error`` of :class:`CloudFront`'s pages: a day (RFC 5861 §4).
+EDGE_STALE_IF_ERROR = 86400
+
+
+def edge_cache_control(
+    fresh: int = 0,
+    stale_while_revalidate: int = EDGE_STALE_WHILE_REVALIDATE,
+    stale_if_error: int = EDGE_STALE_IF_ERROR,
+) -> str:
+    """``Cache-Control`` of a public page that the edge answers without waiting for the origin.
+
+    Browsers revalidate with the edge every time (``max-age=0``); the edge holds the
+    page ``fresh`` seconds (``s-maxage``, RFC 9111 §5.2.2.10), then answers with it
+    while it revalidates in the background, and with the last good copy when the
+    origin fails (RFC 5861). A negative or non-integer number raises ``ValueError``.
+
+    >>> edge_cache_control(60)
+    'public, max-age=0, s-maxage=60, stale-while-revalidate=3600, stale-if-error=86400'
+    """
+    for name, value in (
+        ("fresh", fresh),
+        ("stale_while_revalidate", stale_while_revalidate),
+        ("stale_if_error", stale_if_error),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a whole number of seconds >= 0, not {value!r}")
+    return (
+        f"public, max-age=0, s-maxage={fresh}, stale-while-revalidate={stale_while_revalidate}, "
+        f"stale-if-error={stale_if_error}"
+    )
+
+
 class CloudFront:
     """Conditional responses for pages, static files and assets behind CloudFront.
 
-    Every response carries a content-based ETag and ``Cache-Control``
-    (``default_cache_control`` unless overridden), and a matching
-    ``If-None-Match`` is answered with 304 without rendering or reading the
-    body. ``etag_salt`` (keyword-only) is mixed into template ETags: change it
+    Every response carries a content-based ETag and ``Cache-Control``, and a
+    matching ``If-None-Match`` is answered with 304 without rendering or reading
+    the body. Pages are answered at the edge by default (:attr:`page_cache_control`,
+    :func:`edge_cache_control`'s defaults); ``default_cache_control`` (0.6.2's
+    positional argument, e.g. ``"no-cache"``) replaces that default for every
+    response. ``etag_salt`` (keyword-only) is mixed into template ETags: change it
     when something outside the template and its arguments changes the output.
     """
 
@@ -4247,7 +4286,7 @@ class CloudFront:
         self,
         content_manager: ContentManager,
         app: _AppLike | None = None,
-        default_cache_control: str = "no-cache",
+        default_cache_control: str | None = None,
         *,
         etag_salt: str = "",
     ) -> None:
@@ -4255,10 +4294,26 @@ class CloudFront:
         self.app = app if app is not None else content_manager.app
         self.default_cache_control = default_cache_control
         self.etag_salt = etag_salt
+        #: The pages' default: ``edge_cache_control(fresh, ...)`` to keep them longer.
+        self.page_cache_control = edge_cache_control()
 
-    def _cache_control(self, cache_control: str | None) -> str:
-        """The one place the ``Cache-Control`` default is resolved."""
-        return self.default_cache_control if cache_control is None else cache_control
+    def _cache_control(self, cache_control: str | None, status_code: int | None = None) -> str:
+        """The one place the ``Cache-Control`` default is resolved.
+
+        A route's ``cache_control`` wins, then ``default_cache_control`` (0.6.2's
+        argument: ``"no-cache"`` still means revalidate every time, for everything).
+        Without either, a page (``status_code`` given) is answered at the edge
+        (:attr:`page_cache_control`) when it is a success, and an error page is
+        ``no-store``; static files and assets are ``no-cache``. Personal answers
+        become ``private, no-store`` whatever this says.
+        """
+        if cache_control is not None:
+            return cache_control
+        if self.default_cache_control is not None:
+            return self.default_cache_control
+        if status_code is None:
+            return "no-cache"
+        return self.page_cache_control if 200 <= status_code < 300 else "no-store"
 
     def template(
         self,
@@ -4286,7 +4341,13 @@ class CloudFront:
         if not private and exchange is not None:  # rendering may have read who is asking
             private = exchange.is_personal()
         response = cm._responder._respond(
-            exchange, offer, status_code, headers, self._cache_control(cache_control), (), private
+            exchange,
+            offer,
+            status_code,
+            headers,
+            self._cache_control(cache_control, status_code),
+            (),
+            private,
         )
         if response.status_code == 304:
             cm._pages._digest_paid(filename, salt, True)

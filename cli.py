@@ -992,9 +992,59 @@ _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 #: API Gateway stage names: letters, digits, '-' and '_', at most 128 characters.
 _STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TEMPLATE_FILENAME = "cloudfront.json"
+#: A cookie name (an RFC 6265 token).
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
 
 #: What the distribution's origin is: the Chalice REST API, or the API handler's Function URL.
 ORIGINS = ("rest-api", "function-url")
+
+#: Origin time-outs of the pages' origin. CloudFront's Developer Guide ("Origin settings"):
+#: the response (read) timeout is how long CloudFront waits for a response, or for the next
+#: packet of one, before it drops the connection; for GET and HEAD it then tries again, up to
+#: the connection attempts, so a hanging origin holds a viewer attempts x read timeout (default
+#: 3 x 30 s). The connection timeout bounds each attempt to connect; the keep-alive timeout is
+#: how long CloudFront keeps an idle connection to the origin open for the next request. Pages
+#: render in milliseconds, so 10 s and one attempt: an expired page that stale-if-error covers
+#: is answered after at most 10 s (5 s when the origin cannot be reached at all).
+PAGE_ORIGIN_TIMEOUTS = {
+    "OriginReadTimeout": 10,
+    "OriginKeepaliveTimeout": 60,
+    "ConnectionAttempts": 1,
+    "ConnectionTimeout": 5,
+}
+#: Static files keep CloudFront's default read timeout and attempts: converting a large
+#: image on a cold 256 MB container may take seconds, and content-hashed URLs are fetched
+#: once per version; only the keep-alive is longer.
+STATIC_ORIGIN_TIMEOUTS = {
+    "OriginReadTimeout": 30,
+    "OriginKeepaliveTimeout": 60,
+    "ConnectionAttempts": 3,
+    "ConnectionTimeout": 10,
+}
+#: The 4xx and 5xx codes CloudFront caches (its Developer Guide, "HTTP 4xx and 5xx status
+#: codes that CloudFront caches") that a distribution may configure: the template caches none
+#: of them (ErrorCachingMinTTL 0). 410, 412 and 415 cannot be configured: CloudFront honours
+#: ``no-store`` on a 410, and caches 412 and 415 only when they carry max-age or s-maxage.
+CACHED_ERROR_CODES = (400, 403, 404, 405, 414, 500, 501, 502, 503, 504)
+
+
+def _origin(origin_id: str, domain: Any, timeouts: dict[str, int]) -> dict:
+    """A custom origin (HTTPS only) with its time-outs (see :data:`PAGE_ORIGIN_TIMEOUTS`)."""
+    return {
+        "Id": origin_id,
+        "DomainName": domain,
+        "OriginPath": {"Fn::Sub": "/${Stage}"},
+        "ConnectionAttempts": timeouts["ConnectionAttempts"],
+        "ConnectionTimeout": timeouts["ConnectionTimeout"],
+        "CustomOriginConfig": {
+            "OriginProtocolPolicy": "https-only",
+            "HTTPSPort": 443,
+            "OriginSSLProtocols": ["TLSv1.2"],
+            "OriginReadTimeout": timeouts["OriginReadTimeout"],
+            "OriginKeepaliveTimeout": timeouts["OriginKeepaliveTimeout"],
+        },
+    }
+
 
 #: The origin custom header CloudFront adds and the module's ``lambda_handler`` checks
 #: (its ``ORIGIN_SECRET_HEADER``); the value is the stack parameter ``OriginSecret``.
@@ -1008,8 +1058,16 @@ def cloudfront_function_code(avif: bool = True) -> str:
     )
 
 
-def _cache_policy(name: str, comment: str, default_ttl: int, query_strings: str) -> dict:
-    """TTLs from the origin's Cache-Control (MinTTL 0); Accept and gzip/brotli in the key."""
+def _cache_policy(
+    name: str, comment: str, default_ttl: int, query_strings: str, cookies: tuple[str, ...] = ()
+) -> dict:
+    """TTLs from the origin's Cache-Control (MinTTL 0); Accept, gzip/brotli and ``cookies`` in
+    the key (a request that carries one of them gets its own entry)."""
+    cookie_config = (
+        {"CookieBehavior": "whitelist", "Cookies": list(cookies)}
+        if cookies
+        else {"CookieBehavior": "none"}
+    )
     return {
         "Type": "AWS::CloudFront::CachePolicy",
         "Properties": {
@@ -1023,7 +1081,7 @@ def _cache_policy(name: str, comment: str, default_ttl: int, query_strings: str)
                     "EnableAcceptEncodingGzip": True,
                     "EnableAcceptEncodingBrotli": True,
                     "HeadersConfig": {"HeaderBehavior": "whitelist", "Headers": ["Accept"]},
-                    "CookiesConfig": {"CookieBehavior": "none"},
+                    "CookiesConfig": cookie_config,
                     "QueryStringsConfig": {"QueryStringBehavior": query_strings},
                 },
             }
@@ -1088,19 +1146,21 @@ def cloudfront_template(
     CloudFront adds the header :data:`ORIGIN_SECRET_HEADER` (the parameter
     ``OriginSecret``) so that ``lambda_handler`` refuses requests that bypass it.
     Pages (default behaviour) are cached by the origin's Cache-Control (the toolkit's
-    ``no-cache``: stored and revalidated with the ETag on every request); the static
+    ``stale-while-revalidate``/``stale-if-error`` pages, answered at the edge; or
+    ``no-cache``: stored and revalidated with the ETag on every request) and keyed on
+    ``session_cookie`` (the toolkit's session), so a request that carries it never gets
+    the shared copy; their origin gives up after :data:`PAGE_ORIGIN_TIMEOUTS`. The static
     prefix gets a behaviour whose key ignores query strings and whose TTL follows the
     year-long ``immutable`` Cache-Control of content-hashed URLs. Both run the Accept
     function on viewer requests and add the security headers of
     :func:`security_headers_policy`; Host is never forwarded (API Gateway rejects it), the
-    function passes it as ``X-Forwarded-Host``. Pages forward ``session_cookie`` (the
-    toolkit's session) to the origin without keying on it.
+    function passes it as ``X-Forwarded-Host``. No error response is cached.
     """
     function = {"FunctionARN": {"Fn::GetAtt": ["AcceptFunction", "FunctionARN"]}}
     association = {"FunctionAssociations": [{"EventType": "viewer-request", **function}]}
     static_behaviour = {
         "PathPattern": static_prefix.strip("/") + "/*",
-        "TargetOriginId": "chalice-api",
+        "TargetOriginId": "chalice-api-static",
         "ViewerProtocolPolicy": "redirect-to-https",
         "AllowedMethods": ["GET", "HEAD"],
         "CachedMethods": ["GET", "HEAD"],
@@ -1129,16 +1189,10 @@ def cloudfront_template(
     }
     if origin not in ORIGINS:
         raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
-    origin_config = {
-        "Id": "chalice-api",
-        "DomainName": api_domain,
-        "OriginPath": {"Fn::Sub": "/${Stage}"},
-        "CustomOriginConfig": {
-            "OriginProtocolPolicy": "https-only",
-            "HTTPSPort": 443,
-            "OriginSSLProtocols": ["TLSv1.2"],
-        },
-    }
+    origins = [
+        _origin("chalice-api", api_domain, PAGE_ORIGIN_TIMEOUTS),
+        _origin("chalice-api-static", api_domain, STATIC_ORIGIN_TIMEOUTS),
+    ]
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
@@ -1190,9 +1244,11 @@ def cloudfront_template(
             },
             "PageCachePolicy": _cache_policy(
                 "pages",
-                "Pages: TTL from the origin's Cache-Control (no-cache: revalidate each time)",
+                "Pages: TTL and stale-while-revalidate/-if-error from the origin's "
+                "Cache-Control; the session cookie in the key",
                 0,
                 "all",
+                (session_cookie,),
             ),
             "StaticCachePolicy": _cache_policy(
                 "static",
@@ -1207,8 +1263,8 @@ def cloudfront_template(
                     "OriginRequestPolicyConfig": {
                         "Name": {"Fn::Sub": "${AWS::StackName}-pages"},
                         "Comment": (
-                            "Bodies, CORS preflights, CSRF checks and the session cookie of the "
-                            "app's own routes; no Host"
+                            "Bodies, CORS preflights and CSRF checks of the app's own routes; "
+                            "no Host"
                         ),
                         "HeadersConfig": {
                             "HeaderBehavior": "whitelist",
@@ -1222,11 +1278,8 @@ def cloudfront_template(
                                 "X-Forwarded-Host",
                             ],
                         },
-                        # Forwarded, never in the cache key: personal answers are no-store.
-                        "CookiesConfig": {
-                            "CookieBehavior": "whitelist",
-                            "Cookies": [session_cookie],
-                        },
+                        # The session cookie is in the cache key, and so forwarded already.
+                        "CookiesConfig": {"CookieBehavior": "none"},
                         "QueryStringsConfig": {"QueryStringBehavior": "all"},
                     }
                 },
@@ -1240,13 +1293,14 @@ def cloudfront_template(
                         "HttpVersion": "http2and3",
                         "IPV6Enabled": True,
                         "PriceClass": {"Ref": "PriceClass"},
-                        "Origins": [origin_config],
+                        "Origins": origins,
                         "DefaultCacheBehavior": default_behaviour,
                         "CacheBehaviors": [static_behaviour],
-                        # A failing Lambda must not be cached for CloudFront's default 10 s.
+                        # No error is cached for CloudFront's default 10 s: a failing Lambda
+                        # is asked again (an expired page it held is served meanwhile).
                         "CustomErrorResponses": [
                             {"ErrorCode": code, "ErrorCachingMinTTL": 0}
-                            for code in (500, 502, 503, 504)
+                            for code in CACHED_ERROR_CODES
                         ],
                     }
                 },
@@ -1268,11 +1322,11 @@ def cloudfront_template(
         },
     }
     if origin == "function-url":
-        _function_url_origin(template, origin_config)
+        _function_url_origin(template, origins)
     return template
 
 
-def _function_url_origin(template: dict, origin_config: dict) -> None:
+def _function_url_origin(template: dict, origins: list[dict]) -> None:
     """Point ``template``'s origin at a Function URL that checks the origin secret header."""
     parameters = template["Parameters"]
     for name in ("RestApiId", "ApiRegion", "Stage"):
@@ -1301,11 +1355,12 @@ def _function_url_origin(template: dict, origin_config: dict) -> None:
             "function's CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET (the OriginSecret of its stack)"
         ),
     }
-    origin_config["DomainName"] = {"Ref": "FunctionUrlDomain"}
-    del origin_config["OriginPath"]
-    origin_config["OriginCustomHeaders"] = [
-        {"HeaderName": ORIGIN_SECRET_HEADER, "HeaderValue": {"Ref": "OriginSecret"}}
-    ]
+    for origin_config in origins:
+        origin_config["DomainName"] = {"Ref": "FunctionUrlDomain"}
+        del origin_config["OriginPath"]
+        origin_config["OriginCustomHeaders"] = [
+            {"HeaderName": ORIGIN_SECRET_HEADER, "HeaderValue": {"Ref": "OriginSecret"}}
+        ]
 
 
 def cloudfront_json(**options: Any) -> str:
@@ -1321,6 +1376,7 @@ def command_cloudfront(args: argparse.Namespace) -> int:
         price_class=args.price_class,
         avif=args.avif,
         origin=args.origin,
+        session_cookie=args.session_cookie,
     )
     if args.output == "-":
         sys.stdout.write(text)
@@ -1525,6 +1581,14 @@ def build_parser() -> argparse.ArgumentParser:
             f"CloudFront sends the secret header {ORIGIN_SECRET_HEADER}) (default: %(default)s)"
         ),
     )
+    cloudfront.add_argument(
+        "--session-cookie",
+        default="session",
+        help=(
+            "the session cookie's name (ContentManager's session_cookie): in the pages' cache "
+            "key, so a visitor who carries it never gets the shared copy (default: %(default)s)"
+        ),
+    )
     cloudfront.add_argument("--force", action="store_true", help="overwrite an existing file")
     cloudfront.set_defaults(handler=command_cloudfront, command_parser=cloudfront)
     return parser
@@ -1582,6 +1646,8 @@ def _check_cloudfront_arguments(parser: argparse.ArgumentParser, args: argparse.
         )
     if args.output == "":
         parser.error("-o/--output must be a file name, or - for standard output")
+    if not _COOKIE_NAME.fullmatch(args.session_cookie):
+        parser.error(f"--session-cookie must be a cookie name, not {args.session_cookie!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
