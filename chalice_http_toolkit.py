@@ -942,12 +942,59 @@ class _StaticSnapshot:
         return self._body if self._body is not None else self.path
 
     def gzip_body(self) -> bytes | None:
-        """The gzip form of this version, made once; ``None`` when it would not be smaller."""
+        """The gzip form of this version, made once; ``None`` when it would not be smaller.
+
+        A body not held in memory is compressed from the file a chunk at a time
+        (:func:`_gzip_file`): the response already holds it, so it is never read
+        into memory a second time, and a gzip form too large for a Lambda
+        response is given up as soon as it gets there.
+        """
         if self._gzip_body is _MISSING:
-            body = self.body
-            compressed = _gzip(body)
-            self._gzip_body = compressed if len(compressed) < len(body) else None
+            if self._body is None:
+                self._gzip_body = _gzip_file(self.path, self.digest, self.size)
+            else:
+                body = self._body
+                compressed = _gzip(body)
+                self._gzip_body = compressed if len(compressed) < len(body) else None
         return self._gzip_body
+
+
+#: The largest body a Lambda response carries once base64 has added its third.
+_LARGEST_LAMBDA_BODY = LAMBDA_RESPONSE_LIMIT * 3 // 4
+
+
+def _gzip_file(path: str, digest: str, size: int) -> bytes | None:
+    """A file's gzip form, compressed as it is read; ``None`` unless worth sending.
+
+    ``None`` when the output reaches the file's ``size`` (not smaller) or
+    :data:`_LARGEST_LAMBDA_BODY` (no Lambda response could carry it: the
+    identity body gets the clear "too large" answer), or when the bytes read
+    no longer hash to ``digest`` (the file changed since its ETag was taken).
+    Memory: one chunk and the output so far, never the whole file.
+    """
+    import hashlib
+    import zlib
+
+    limit = min(size, _LARGEST_LAMBDA_BODY)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 15)  # a gzip wrapper
+    hasher = hashlib.blake2b(digest_size=16)
+    pieces: list[bytes] = []
+    produced = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            hasher.update(chunk)
+            piece = compressor.compress(chunk)
+            produced += len(piece)
+            if produced >= limit:
+                logger.info("static: %s: gzip form not smaller, or too large to send", path)
+                return None
+            pieces.append(piece)
+    pieces.append(compressor.flush())
+    if hasher.hexdigest() != digest:
+        logger.warning("static: %s changed while being compressed; sent as it is", path)
+        return None
+    compressed = b"".join(pieces)
+    return compressed if len(compressed) < limit else None
 
 
 class StaticFile:

@@ -353,3 +353,70 @@ def test_rss_after_prime_stays_near_the_budget(tmp_path):
     )
     grown_mb = int(completed.stdout.strip().splitlines()[-1])
     assert grown_mb <= toolkit.DEFAULT_STATIC_CACHE_BYTES // MB + 16, grown_mb
+
+
+# -- a very large static text file with gzip: read into memory once -------------------
+
+LARGE_FILE_CHILD = r"""
+import json, sys
+from chalice import Chalice
+from chalice.test import Client
+from chalice_http_toolkit import ContentManager
+def status_mb(field):
+    with open("/proc/self/status") as handle:
+        return next(int(l.split()[1]) / 1024 for l in handle if l.startswith(field + ":"))
+app = Chalice(app_name="memory")
+cm = ContentManager(sys.argv[1] + "-none", sys.argv[1], app, auto_reload=False)
+cm.register_static_routes()
+with Client(app) as client:
+    client.http.get("/static/small.txt", headers={"Accept-Encoding": "gzip"})  # warm up
+    before = status_mb("VmHWM")
+    response = client.http.get("/static/" + sys.argv[2], headers={"Accept-Encoding": "gzip"})
+print(json.dumps({"status": response.status_code, "grown_mb": status_mb("VmHWM") - before,
+                  "encoding": response.headers.get("Content-Encoding")}))
+"""
+
+
+def large_text_peak(static: Path, name: str) -> dict:
+    (static / "small.txt").write_bytes(b"hello\n" * 1000)
+    completed = subprocess.run(
+        [sys.executable, "-c", LARGE_FILE_CHILD, str(static), name],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_a_very_large_text_file_is_read_into_memory_once(tmp_path):
+    """Issue 21: a 108 MiB text file asked for with gzip peaked at 240 MB (read twice).
+
+    The gzip form is compressed from the file as it is read and given up once it
+    could not fit a Lambda response: the request grows the process by about the
+    file's size (the body the answer holds), not twice that.
+    """
+    rng = random.Random(4)
+    words = [b"alpha", b"beta", b"gamma", b"delta", b"lambda", b"request", b"served"]
+    with open(tmp_path / "server.log", "wb") as handle:
+        for number in range(48):
+            handle.write(
+                b"".join(
+                    b"%d %s %s %d\n" % (number, rng.choice(words), rng.choice(words), line)
+                    for line in range(64_000)
+                )
+            )
+    size_mb = (tmp_path / "server.log").stat().st_size / MB
+    result = large_text_peak(tmp_path, "server.log")
+    assert result["status"] == 500  # too large for Lambda, compressed or not
+    assert result["grown_mb"] < 1.3 * size_mb, (result, size_mb)
+
+
+def test_a_large_file_whose_gzip_fits_is_sent_compressed_within_budget(tmp_path):
+    (tmp_path / "data.csv").write_bytes(b"2026-12-07,ok,0.0,0.0,0.0\n" * 1_600_000)  # 40 MiB
+    size_mb = (tmp_path / "data.csv").stat().st_size / MB
+    result = large_text_peak(tmp_path, "data.csv")
+    assert result["status"] == 200 and result["encoding"] == "gzip"
+    assert result["grown_mb"] < 1.3 * size_mb, (result, size_mb)
