@@ -400,7 +400,7 @@ def test_a_very_large_text_file_is_read_into_memory_once(tmp_path):
     """
     rng = random.Random(4)
     words = [b"alpha", b"beta", b"gamma", b"delta", b"lambda", b"request", b"served"]
-    with open(tmp_path / "server.log", "wb") as handle:
+    with open(tmp_path / "server.txt", "wb") as handle:
         for number in range(48):
             handle.write(
                 b"".join(
@@ -408,8 +408,8 @@ def test_a_very_large_text_file_is_read_into_memory_once(tmp_path):
                     for line in range(64_000)
                 )
             )
-    size_mb = (tmp_path / "server.log").stat().st_size / MB
-    result = large_text_peak(tmp_path, "server.log")
+    size_mb = (tmp_path / "server.txt").stat().st_size / MB
+    result = large_text_peak(tmp_path, "server.txt")
     assert result["status"] == 500  # too large for Lambda, compressed or not
     assert result["grown_mb"] < 1.3 * size_mb, (result, size_mb)
 
