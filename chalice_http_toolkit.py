@@ -1811,7 +1811,7 @@ def image_format_preferences(accept: str | None, source_format: str) -> tuple[st
     and PNG named explicitly with q > 0 (by q, a tie to JPEG). The list stops
     at the source's format: at full size that is the original itself. A server
     tries each in turn, skipping one that fails, is over the memory budget or is
-    not smaller than the original (DESIGN §3 "Memory on a small Lambda").
+    not smaller than the original: negotiation changes the format, never the picture.
 
     >>> image_format_preferences('image/webp;q=0.9, image/avif;q=0.8, */*', 'PNG')
     ('WEBP', 'AVIF', 'PNG')
