@@ -250,3 +250,47 @@ def test_a_changed_file_is_a_new_outcome(tmp_path):
     )
     assert served(get(app, "/static/icon.png", CHROME)) == ("AVIF", (128, 96))
     assert cm.images.encodes == 3
+
+
+# -- the order formats are tried in ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "source", "expected"),
+    [
+        (CHROME, "JPEG", ("AVIF", "WEBP", "JPEG")),
+        (FIREFOX, "WEBP", ("AVIF", "WEBP")),  # the source's own format ends the list
+        (SAFARI, "PNG", ("AVIF", "WEBP", "PNG")),  # a tie at q=1 goes to AVIF
+        (SAFARI_16, "JPEG", ("WEBP", "JPEG")),
+        (CURL, "JPEG", ("JPEG",)),
+        (None, "PNG", ("PNG",)),
+        ("", "PNG", ("PNG",)),
+        (WEBP_OVER_AVIF, "JPEG", ("WEBP", "AVIF", "JPEG")),
+        ("image/avif;q=0, image/webp", "JPEG", ("WEBP",)),  # JPEG not acceptable, none named
+        ("image/avif, image/webp, image/jpeg;q=0", "JPEG", ("AVIF", "WEBP")),
+        ("image/png", "JPEG", ("PNG",)),
+        ("image/jpeg;q=0.5, image/png;q=0.9", "WEBP", ("PNG", "JPEG")),
+        ("image/webp;q=abc, */*", "JPEG", ("JPEG",)),  # a malformed q drops the element
+        ("image/avif", "AVIF", ("AVIF",)),
+        ("text/html", "PNG", ()),  # nothing acceptable: the original, as a last resort
+    ],
+)
+def test_image_format_preferences_table(accept, source, expected):
+    assert toolkit.image_format_preferences(accept, source) == expected
+    first = expected[0] if expected and expected[0] != source else None
+    assert toolkit.negotiate_image_format(accept, source) == first
+
+
+@pytest.mark.parametrize(
+    ("accept", "width", "expected"),
+    [
+        (CHROME, None, ("AVIF", "WEBP")),  # then the original
+        (CHROME, 640, ("AVIF", "WEBP", "JPEG")),  # then the original, larger but as named
+        (CURL, None, ()),
+        (CURL, 640, ("JPEG",)),
+        ("image/png", 640, ("PNG", "JPEG")),
+    ],
+)
+def test_candidates_at_full_size_and_at_a_width(accept, width, expected):
+    images = toolkit.StaticImages()
+    assert images.candidates(accept, "JPEG", width) == expected
