@@ -1851,7 +1851,17 @@ def normalise_image_accept(accept: str | None) -> str:
     return IMAGE_ACCEPT_ANY
 
 
-_preferences_cached = functools.lru_cache(maxsize=256)(image_format_preferences)
+def _format_candidates(
+    accept: str | None, source_format: str, width: int | None
+) -> tuple[str, ...]:
+    """See :meth:`StaticImages.candidates`."""
+    preferences = image_format_preferences(accept, source_format)
+    if width is None:
+        return preferences[:-1] if source_format in preferences else preferences
+    return preferences if source_format in preferences else (*preferences, source_format)
+
+
+_candidates_cached = functools.lru_cache(maxsize=512)(_format_candidates)
 _MEMO_ACCEPT_MAX = 512  # longer Accept values are negotiated without the memo
 
 
@@ -2306,19 +2316,17 @@ class StaticImages:
         size (that is the original) and ending with it for a width (a resize).
         """
         if accept is None or len(accept) <= _MEMO_ACCEPT_MAX:  # the memo holds short values
-            preferences = _preferences_cached(accept, source_format)
-        else:
-            preferences = image_format_preferences(accept, source_format)
-        if width is None:
-            return preferences[:-1] if source_format in preferences else preferences
-        return preferences if source_format in preferences else (*preferences, source_format)
+            return _candidates_cached(accept, source_format, width)
+        return _format_candidates(accept, source_format, width)
 
     def known(self, variant: ImageVariant) -> Any:
         """The body of a served variant, ``None`` when it is not served, else ``_MISSING``."""
-        digest, _, width = variant.key
-        if variant.key in self.refused or (digest, width) in self.refused:
-            return None
-        return self.cache.get(variant.key)
+        body = self.cache.get(variant.key)
+        if body is _MISSING:
+            digest, _, width = variant.key
+            if variant.key in self.refused or (digest, width) in self.refused:
+                return None
+        return body
 
     def over_budget(self, static_file: _StaticLike, variant: ImageVariant) -> bool:
         """Whether ``variant`` is too many pixels for its encoder (from the header; remembered).
