@@ -244,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     make_images(directory)
     rows: list[dict] = []
     if not args.skip_conversions:
-        print(f"{'image':<21} {'target':<6} {'peak MB':>8} {'base MB':>8} {'s':>6} {'served':>22}")
+        print(
+            f"{'image':<21} {'target':<6} {'peak MB':>8} {'base MB':>8} {'s':>6} "
+            f"{'served':>22} {'saved':>6}"
+        )
         for label, name, _, _ in IMAGES:
             for target in TARGETS:
                 row = {"table": "conversions", "image": label, "target": target}
@@ -253,14 +256,13 @@ def main(argv: list[str] | None = None) -> int:
                 if "error" in row:
                     print(f"{label:<21} {target:<6} failed: {row['error']}")
                     continue
-                served = (
-                    "not served"
-                    if row["bytes"] is None
-                    else f"{_size(row['size'])}, {row['bytes']} B"
-                )
+                served, saved = "not served", "-"
+                if row["bytes"] is not None:
+                    served = f"{_size(row['size'])}, {row['bytes']} B"
+                    saved = f"{100 * (1 - row['bytes'] / row['source_bytes']):.0f}%"
                 print(
                     f"{label:<21} {target:<6} {row['peak_mb']:>8} {row['baseline_mb']:>8} "
-                    f"{row['seconds']:>6} {served:>22}"
+                    f"{row['seconds']:>6} {served:>22} {saved:>6}"
                 )
     print(f"\n{'image':<21} {'client':<9} {'served':>26} {'saved':>7} {'peak MB':>8} {'s':>6}")
     for label, name, _, _ in IMAGES:
