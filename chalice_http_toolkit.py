@@ -103,6 +103,7 @@ __all__ = [
     "ex_multipart",
     "http_date",
     "if_range_matches",
+    "image_format_preferences",
     "install_gateway_support",
     "is_keep_warm_event",
     "keep_warm_event",
@@ -951,12 +952,59 @@ class _StaticSnapshot:
         return self._body if self._body is not None else self.path
 
     def gzip_body(self) -> bytes | None:
-        """The gzip form of this version, made once; ``None`` when it would not be smaller."""
+        """The gzip form of this version, made once; ``None`` when it would not be smaller.
+
+        A body not held in memory is compressed from the file a chunk at a time
+        (:func:`_gzip_file`): the response already holds it, so it is never read
+        into memory a second time, and a gzip form too large for a Lambda
+        response is given up as soon as it gets there.
+        """
         if self._gzip_body is _MISSING:
-            body = self.body
-            compressed = _gzip(body)
-            self._gzip_body = compressed if len(compressed) < len(body) else None
+            if self._body is None:
+                self._gzip_body = _gzip_file(self.path, self.digest, self.size)
+            else:
+                body = self._body
+                compressed = _gzip(body)
+                self._gzip_body = compressed if len(compressed) < len(body) else None
         return self._gzip_body
+
+
+#: The largest body a Lambda response carries once base64 has added its third.
+_LARGEST_LAMBDA_BODY = LAMBDA_RESPONSE_LIMIT * 3 // 4
+
+
+def _gzip_file(path: str, digest: str, size: int) -> bytes | None:
+    """A file's gzip form, compressed as it is read; ``None`` unless worth sending.
+
+    ``None`` when the output reaches the file's ``size`` (not smaller) or
+    :data:`_LARGEST_LAMBDA_BODY` (no Lambda response could carry it: the
+    identity body gets the clear "too large" answer), or when the bytes read
+    no longer hash to ``digest`` (the file changed since its ETag was taken).
+    Memory: one chunk and the output so far, never the whole file.
+    """
+    import hashlib
+    import zlib
+
+    limit = min(size, _LARGEST_LAMBDA_BODY)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 15)  # a gzip wrapper
+    hasher = hashlib.blake2b(digest_size=16)
+    pieces: list[bytes] = []
+    produced = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            hasher.update(chunk)
+            piece = compressor.compress(chunk)
+            produced += len(piece)
+            if produced >= limit:
+                logger.info("static: %s: gzip form not smaller, or too large to send", path)
+                return None
+            pieces.append(piece)
+    pieces.append(compressor.flush())
+    if hasher.hexdigest() != digest:
+        logger.warning("static: %s changed while being compressed; sent as it is", path)
+        return None
+    compressed = b"".join(pieces)
+    return compressed if len(compressed) < limit else None
 
 
 class StaticFile:
@@ -1802,7 +1850,7 @@ DEFAULT_IMAGE_QUALITY: Mapping[str, int] = {"AVIF": 60, "WEBP": 80, "JPEG": 82}
 DEFAULT_IMAGE_MAX_PIXELS = 36_000_000
 
 # Chosen for memory and time on a 256 MB Lambda (one vCPU share): one encoder
-# thread for AVIF (about 24 bytes a pixel at speed 8), WebP method 2 (about 4 bytes a
+# thread for AVIF (about 22 bytes a pixel at speed 8), WebP method 2 (about 5 bytes a
 # pixel; method 3 and up take 12); measured by bench/images_memory.py.
 _ENCODER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "AVIF": {"speed": 8, "max_threads": 1},
@@ -1811,18 +1859,20 @@ _ENCODER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "PNG": {"compress_level": 6},
 }
 
-#: Most pixels an encoder is given: a larger image (or width variant) is scaled down to
-#: this many first, aspect ratio kept. AVIF's encoder needs the most memory per pixel.
+#: Most pixels each encoder may be given, so that one conversion (decoded pixels and
+#: encoder together) stays within about 120 MB: AVIF needs about 26 bytes a pixel in
+#: all, WebP 9, JPEG 7, PNG 5. A picture (or width variant) with more pixels is never
+#: shrunk to fit: that format is skipped, and the next one the client accepts is tried.
 IMAGE_ENCODE_MAX_PIXELS: Mapping[str, int] = {
-    "AVIF": 2_500_000,
-    "WEBP": 4_000_000,
-    "JPEG": 12_000_000,
-    "PNG": 4_000_000,
+    "AVIF": 4_000_000,
+    "WEBP": 12_600_000,  # a 12 MP phone photo (4032 x 3024), not a 16 MP one
+    "JPEG": 16_000_000,
+    "PNG": 12_600_000,
 }
 
 #: Bytes of decoded pixels one conversion may hold (Pillow keeps RGB as 4 bytes a
-#: pixel): 64 MiB is 16 MP. A JPEG decodes at 1/2, 1/4 or 1/8 size when the output
-#: is that much smaller or the budget demands it; another image over it is served as it is.
+#: pixel): 64 MiB is 16 MP. A JPEG decodes at 1/2, 1/4 or 1/8 size when a width
+#: variant is that much smaller; an image whose decode is over it is served as it is.
 IMAGE_DECODE_MAX_BYTES = 64 * 1024 * 1024
 _FEATURE_FOR_FORMAT = (("AVIF", "avif"), ("WEBP", "webp"), ("JPEG", "jpg"), ("PNG", "zlib"))
 _writable_formats: tuple[str, ...] | None = None
@@ -1863,14 +1913,25 @@ def _image_weights(accept: str | None) -> dict[str, float]:
     return weights
 
 
+def _named_formats(weights: Mapping[str, float], formats: tuple[str, ...]) -> list[str]:
+    """Those of ``formats`` (best first) named explicitly with q > 0 and writable, by q.
+
+    A higher q comes first; a tie keeps the order of ``formats`` (AVIF before WebP,
+    JPEG before PNG).
+    """
+    writable = _writable_image_formats()
+    named = [
+        (-weights.get(_FORMAT_MEDIA_TYPES[name], 0.0), index, name)
+        for index, name in enumerate(formats)
+        if name in writable and weights.get(_FORMAT_MEDIA_TYPES[name], 0.0) > 0.0
+    ]
+    return [name for _, _, name in sorted(named)]
+
+
 def _modern_image_format(weights: Mapping[str, float]) -> str | None:
     """AVIF or WebP when named explicitly with q > 0: the higher q wins, a tie goes to AVIF."""
-    writable = _writable_image_formats()
-    avif = weights.get("image/avif", 0.0) if "AVIF" in writable else 0.0
-    webp = weights.get("image/webp", 0.0) if "WEBP" in writable else 0.0
-    if avif <= 0.0 and webp <= 0.0:
-        return None
-    return "AVIF" if avif >= webp else "WEBP"
+    named = _named_formats(weights, ("AVIF", "WEBP"))
+    return named[0] if named else None
 
 
 def _media_type_acceptable(weights: Mapping[str, float], media_type: str) -> bool:
@@ -1907,20 +1968,39 @@ def negotiate_image_format(accept: str | None, source_format: str) -> str | None
     >>> negotiate_image_format('image/*', 'JPEG') is None
     True
     """
+    preferences = image_format_preferences(accept, source_format)
+    if not preferences or preferences[0] == source_format:
+        return None
+    return preferences[0]
+
+
+def image_format_preferences(accept: str | None, source_format: str) -> tuple[str, ...]:
+    """The Pillow formats to try for ``accept``, best first; the original comes after them.
+
+    AVIF and WebP named explicitly with q > 0 (by q, a tie to AVIF), then the
+    source's own format when ``accept`` allows it (or says nothing), else JPEG
+    and PNG named explicitly with q > 0 (by q, a tie to JPEG). The list stops
+    at the source's format: at full size that is the original itself. A server
+    tries each in turn, skipping one that fails, is over the memory budget or is
+    not smaller than the original: negotiation changes the format, never the picture.
+
+    >>> image_format_preferences('image/webp;q=0.9, image/avif;q=0.8, */*', 'PNG')
+    ('WEBP', 'AVIF', 'PNG')
+    >>> image_format_preferences('image/avif,image/webp,*/*', 'WEBP')
+    ('AVIF', 'WEBP')
+    >>> image_format_preferences('image/png', 'JPEG')
+    ('PNG',)
+    """
     weights = _image_weights(accept)
-    modern = _modern_image_format(weights)
-    if modern is not None:
-        return None if modern == source_format else modern
+    preferences = _named_formats(weights, ("AVIF", "WEBP"))
     source_type = _FORMAT_MEDIA_TYPES.get(source_format, f"image/{source_format.lower()}")
     if not weights or _media_type_acceptable(weights, source_type):
-        return None
-    writable = _writable_image_formats()
-    jpeg = weights.get("image/jpeg", 0.0) if "JPEG" in writable else 0.0
-    png = weights.get("image/png", 0.0) if "PNG" in writable else 0.0
-    if jpeg <= 0.0 and png <= 0.0:
-        return None
-    fallback = "JPEG" if jpeg >= png else "PNG"
-    return None if fallback == source_format else fallback
+        preferences.append(source_format)
+    else:
+        preferences += _named_formats(weights, ("JPEG", "PNG"))
+    if source_format in preferences:
+        del preferences[preferences.index(source_format) + 1 :]
+    return tuple(preferences)
 
 
 def normalise_image_accept(accept: str | None) -> str:
@@ -1942,7 +2022,17 @@ def normalise_image_accept(accept: str | None) -> str:
     return IMAGE_ACCEPT_ANY
 
 
-_negotiate_cached = functools.lru_cache(maxsize=256)(negotiate_image_format)
+def _format_candidates(
+    accept: str | None, source_format: str, width: int | None
+) -> tuple[str, ...]:
+    """See :meth:`StaticImages.candidates`."""
+    preferences = image_format_preferences(accept, source_format)
+    if width is None:
+        return preferences[:-1] if source_format in preferences else preferences
+    return preferences if source_format in preferences else (*preferences, source_format)
+
+
+_candidates_cached = functools.lru_cache(maxsize=512)(_format_candidates)
 _MEMO_ACCEPT_MAX = 512  # longer Accept values are negotiated without the memo
 
 
@@ -1952,6 +2042,13 @@ class _ImageError(Exception):
 
 class _ImageLeftAlone(_ImageError):
     """An image is deliberately not converted (animated): serve the original."""
+
+
+class _FormatRefused(_ImageError):
+    """This format cannot take the picture (over its encoder's budget, an encoder error).
+
+    Another format may: unlike other :class:`_ImageError`, this says nothing of the source.
+    """
 
 
 def _open_image(
@@ -1991,7 +2088,7 @@ def _open_image(
             image.close()
             raise _ImageLeftAlone(f"animated {image.format} ({image.n_frames} frames)")
         if draft_size is not None and image.format in ("JPEG", "MPO"):
-            scale = _jpeg_scale(image.size, draft_size, 1 if image.mode == "L" else 4)
+            scale = _jpeg_scale(image.size, draft_size)
             if scale > 1:  # libjpeg scales by 1/2, 1/4 or 1/8 while decoding
                 image.draft(None, (width // scale, height // scale))
         width, height = image.size
@@ -2009,13 +2106,11 @@ def _open_image(
     return image
 
 
-def _jpeg_scale(size: tuple[int, int], wanted: tuple[int, int], pixel_bytes: int) -> int:
-    """1, 2, 4 or 8: the largest JPEG decode scale still at least ``wanted``, within budget."""
+def _jpeg_scale(size: tuple[int, int], wanted: tuple[int, int]) -> int:
+    """1, 2, 4 or 8: the largest JPEG decode scale that still gives at least ``wanted``."""
     width, height = size
     scale = 1
     while scale < 8 and width // (scale * 2) >= wanted[0] and height // (scale * 2) >= wanted[1]:
-        scale *= 2
-    while scale < 8 and (width // scale) * (height // scale) * pixel_bytes > IMAGE_DECODE_MAX_BYTES:
         scale *= 2
     return scale
 
@@ -2159,27 +2254,29 @@ def _orientation(image: Any) -> int:
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
 
 
-def _ceil_div(numerator: int, denominator: int) -> int:
-    return -(-numerator // denominator)
-
-
 _TRANSPOSE_FOR_ORIENTATION = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # EXIF → Image.Transpose
 
 
-def _output_size(
-    size: tuple[int, int], rotated: bool, width: int | None, max_pixels: int
-) -> tuple[int, int]:
-    """The size to encode (stored orientation): ``width`` wide as shown, ``max_pixels`` at most."""
+def _output_size(size: tuple[int, int], rotated: bool, width: int | None) -> tuple[int, int]:
+    """The size to encode (stored orientation): the picture's own, or ``width`` wide as shown.
+
+    Never larger than the picture; without ``width`` exactly the picture's size.
+    """
     shown_width, shown_height = (size[1], size[0]) if rotated else size
     out_width = shown_width if width is None else min(width, shown_width)
     out_height = max(1, round(shown_height * out_width / shown_width))
-    if out_width * out_height > max_pixels:
-        scale = (max_pixels / (out_width * out_height)) ** 0.5
-        out_width = max(1, int(out_width * scale))
-        out_height = max(
-            1, min(int(out_height * scale), round(shown_height * out_width / shown_width))
-        )
     return (out_height, out_width) if rotated else (out_width, out_height)
+
+
+def _over_encode_budget(size: tuple[int, int], target: str) -> str | None:
+    """Why ``target`` cannot encode ``size`` pixels within budget, or ``None`` when it can."""
+    limit = IMAGE_ENCODE_MAX_PIXELS.get(target)
+    if limit is None or size[0] * size[1] <= limit:
+        return None
+    return f"{size[0]}x{size[1]} pixels as {target} are over its memory budget of {limit} pixels"
+
+
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
 def _encode_image(
@@ -2189,16 +2286,19 @@ def _encode_image(
     quality: Mapping[str, int],
     max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
 ) -> bytes | None:
-    """Re-encode an image (bytes or a path) as ``target``, at most ``width`` pixels wide.
+    """Re-encode an image (bytes or a path) as ``target``: the same picture, or ``width`` wide.
 
-    EXIF orientation is applied and metadata dropped; alpha is kept, or flattened
-    onto white for JPEG; an ICC profile is kept when the colour model stays,
-    else converted to sRGB. Memory is bounded: the encoder sees at most
-    :data:`IMAGE_ENCODE_MAX_PIXELS` pixels, a JPEG decodes at a reduced scale
-    when the output is smaller, and the image is shrunk before any copy is
-    made. Returns ``None`` when the result would be the source itself (same
-    format, ``width`` not smaller: never upscale). Raises :class:`_ImageError`
-    for input Pillow cannot or should not decode, or that is over budget.
+    Without ``width`` the output has the picture's own pixel dimensions (as shown:
+    EXIF orientation applied), never fewer. EXIF and XMP are dropped; alpha is
+    kept, or flattened onto white for JPEG; 16-bit samples become 8-bit; an ICC
+    profile is kept when the colour model stays, else converted to sRGB.
+    Memory is bounded: a picture over :data:`IMAGE_ENCODE_MAX_PIXELS` for
+    ``target`` raises :class:`_FormatRefused` (another format may do, as for an
+    encoder error); one whose decode is over :data:`IMAGE_DECODE_MAX_BYTES`
+    raises :class:`_ImageError`, as does input Pillow cannot or should not
+    decode. A JPEG decodes at a reduced scale for a smaller ``width``, a PNG in
+    strips. Returns ``None`` when the result would be the source itself (same
+    format, ``width`` not smaller: never upscale).
     """
     import io
     import struct
@@ -2211,9 +2311,7 @@ def _encode_image(
         source_format = "JPEG" if header.format == "MPO" else header.format
         orientation = _orientation(header)
         rotated = orientation in (5, 6, 7, 8)
-        size = _output_size(
-            header.size, rotated, width, IMAGE_ENCODE_MAX_PIXELS.get(target, max_pixels)
-        )
+        size = _output_size(header.size, rotated, width)
         if (
             size == header.size
             and width is not None
@@ -2221,14 +2319,10 @@ def _encode_image(
             and orientation == 1
         ):
             return None
+        over = _over_encode_budget(size, target)
+        if over is not None:
+            raise _FormatRefused(over)
         factor = min(header.width // size[0], header.height // size[1])
-        if source_format == "PNG":  # shrink it further if a whole decode is over budget
-            while (
-                factor < 8
-                and _ceil_div(header.width, factor) * _ceil_div(header.height, factor) * 4
-                > IMAGE_DECODE_MAX_BYTES
-            ):
-                factor += 1
         icc = header.info.get("icc_profile")
     finally:
         header.close()
@@ -2242,10 +2336,9 @@ def _encode_image(
         image = _open_image(data, max_pixels, draft_size=size)
     elif icc:
         image.info["icc_profile"] = icc
-    if image.width < size[0] or image.height < size[1]:  # decoded smaller to fit the budget
-        ratio = min(image.width / size[0], image.height / size[1])
-        size = (max(1, int(size[0] * ratio)), max(1, int(size[1] * ratio)))
     icc = image.info.get("icc_profile")
+    if image.mode in _SIXTEEN_BIT_MODES:  # 0..65535 grey: as 8 bits, not clipped to white
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     # Reduce and resize work on these modes; CMYK keeps its own until its profile applies.
     if has_alpha and image.mode not in ("RGBA", "LA"):
@@ -2279,7 +2372,7 @@ def _encode_image(
     try:
         image.save(output, target, **options)
     except (OSError, ValueError) as error:
-        raise _ImageError(f"cannot encode as {target} ({error})") from error
+        raise _FormatRefused(f"cannot encode as {target} ({error})") from error
     return output.getvalue()
 
 
@@ -2328,12 +2421,18 @@ def _with_width(relpath: str, width: int) -> str:
     return f"{stem}.w{width}.{extension}"
 
 
+#: Bytes of remembered refusals (variant keys whose conversion is not served).
+_REFUSALS_BYTES = 1024 * 1024
+
+
 class StaticImages:
     """Negotiated and resized variants of the raster images in a :class:`StaticIndex`.
 
     Decisions that depend only on a file's content (its real type, its size)
     are made once per content digest; encoded bodies live in an
     :class:`ImageCache`, so a repeat request is a few dictionary lookups.
+    Variants that are not served (failed, over budget, not smaller) are
+    remembered in ``refused``, apart from the bodies, so no body evicts them.
     """
 
     def __init__(
@@ -2348,12 +2447,17 @@ class StaticImages:
         self.quality = _check_quality(quality)
         self.max_pixels = max_pixels
         self.cache = ImageCache(cache_bytes)
+        self.refused = BoundedCache(_REFUSALS_BYTES)
         self.encodes = 0
-        # Mixed into variant ETags: other settings or encoders give other bytes.
-        settings = json.dumps([__version__, sorted(self.quality.items()), _ENCODER_OPTIONS])
+        # Mixed into variant ETags: other settings or encoders give other bytes. "full
+        # size": a variant without a width is the whole picture (it once was shrunk to fit).
+        settings = json.dumps(
+            [__version__, sorted(self.quality.items()), _ENCODER_OPTIONS, "full size"]
+        )
         self._settings_tag = _digest(settings.encode())[:8]
         self._media_types: dict[str, str] = {}
-        self._dimensions: dict[str, tuple[int, int] | None] = {}
+        # Content digest -> (stored size, EXIF-rotated), or None when unreadable.
+        self._headers: dict[str, tuple[tuple[int, int], bool] | None] = {}
 
     def media_type(self, static_file: _StaticLike) -> str:
         """The file's real type by its leading bytes; a lying extension is logged once."""
@@ -2374,6 +2478,44 @@ class StaticImages:
             self._media_types[static_file.digest] = media_type
         return media_type
 
+    def candidates(
+        self, accept: str | None, source_format: str, width: int | None
+    ) -> tuple[str, ...]:
+        """The formats to try for a request, best first; after them comes the original.
+
+        :func:`image_format_preferences`, without the source's own format at full
+        size (that is the original) and ending with it for a width (a resize).
+        """
+        if accept is None or len(accept) <= _MEMO_ACCEPT_MAX:  # the memo holds short values
+            return _candidates_cached(accept, source_format, width)
+        return _format_candidates(accept, source_format, width)
+
+    def known(self, variant: ImageVariant) -> Any:
+        """The body of a served variant, ``None`` when it is not served, else ``_MISSING``."""
+        body = self.cache.get(variant.key)
+        if body is _MISSING:
+            digest, _, width = variant.key
+            if variant.key in self.refused or (digest, width) in self.refused:
+                return None
+        return body
+
+    def over_budget(self, static_file: _StaticLike, variant: ImageVariant) -> bool:
+        """Whether ``variant`` is too many pixels for its encoder (from the header; remembered).
+
+        Decided without decoding, so a request never waits on a conversion that
+        the budget refuses, and a 304 is never answered for such a variant.
+        """
+        header = self._header(static_file)
+        if header is None:
+            return False  # unreadable: the conversion fails, says why, and is remembered
+        _, target, width = variant.key
+        over = _over_encode_budget(_output_size(*header, width), target)
+        if over is None:
+            return False
+        logger.info("images: %s: %s; trying the next format", static_file.relpath, over)
+        self.refused.put(variant.key, True)
+        return True
+
     def variant(self, static_file: _StaticLike, target: str, width: int | None) -> ImageVariant:
         """Key, ETag and type of ``static_file`` as ``target`` (a Pillow format) at ``width``."""
         token = target.lower() if width is None else f"w{width}-{target.lower()}"
@@ -2384,36 +2526,43 @@ class StaticImages:
         )
 
     def render(self, static_file: _StaticLike, variant: ImageVariant) -> bytes | None:
-        """Encode ``variant`` and cache it; ``None`` (logged) means serve the original.
+        """Encode ``variant`` and remember the outcome; ``None`` (logged): not served.
 
-        The outcome is cached either way, so a refused or failed conversion is
-        not retried on the next request: the cache is the negative cache too.
-        A variant that is not smaller than the original, or too large for a
-        Lambda response, is not served (the original is).
+        A body goes to ``cache``, a refusal to ``refused``, so a failed conversion
+        is not retried on the next request. A variant that is not smaller than
+        the original, or too large for a Lambda response, is not served either:
+        the caller tries the next format the client accepts, then the original.
+        A refusal that is about the source (corrupt, a bomb, animated, over the
+        decode budget) is remembered for every format at that width.
         """
-        _, target, width = variant.key
+        digest, target, width = variant.key
         self.encodes += 1
+        refused: tuple[Any, ...] = variant.key
         try:
             body = _encode_image(
                 static_file.image_source(), target, width, self.quality, self.max_pixels
             )
-        except _ImageLeftAlone as reason:
-            logger.info("images: %s left as it is: %s", static_file.relpath, reason)
-            body = None
-        except _ImageError as error:
-            logger.warning("images: %s: %s; serving the original", static_file.relpath, error)
+        except _FormatRefused as reason:
+            logger.info("images: %s: %s; trying the next format", static_file.relpath, reason)
             body = None
         except MemoryError:
-            logger.error(
-                "images: %s as %s: out of memory; serving the original", static_file.relpath, target
-            )
+            logger.error("images: %s as %s: out of memory", static_file.relpath, target)
             body = None
+        except _ImageLeftAlone as reason:
+            logger.info("images: %s left as it is: %s", static_file.relpath, reason)
+            body, refused = None, (digest, width)
+        except _ImageError as error:
+            logger.warning("images: %s: %s; serving the original", static_file.relpath, error)
+            body, refused = None, (digest, width)
         except ImportError:
             logger.warning("images: Pillow is not installed; serving %s", static_file.relpath)
-            body = None
+            body, refused = None, (digest, width)
         if body is not None:
             body = self._worth_serving(static_file, variant, body)
-        self.cache.put(variant.key, body)
+        if body is None:
+            self.refused.put(refused, True)
+        else:
+            self.cache.put(variant.key, body)
         return body
 
     def _worth_serving(
@@ -2427,8 +2576,7 @@ class StaticImages:
         optional = target in ("AVIF", "WEBP") or target == source_format or width is not None
         if optional and len(body) >= original_size:
             logger.info(
-                "images: %s as %s%s is %d bytes, not smaller than the original's %d; "
-                "serving the original",
+                "images: %s as %s%s is %d bytes, not smaller than the original's %d",
                 static_file.relpath,
                 target,
                 f" at width {width}" if width else "",
@@ -2438,8 +2586,7 @@ class StaticImages:
             return None
         if (len(body) + 2) // 3 * 4 > LAMBDA_RESPONSE_LIMIT - 64 * 1024:
             logger.warning(
-                "images: %s as %s is %d bytes, too large for a Lambda response; "
-                "serving the original",
+                "images: %s as %s is %d bytes, too large for a Lambda response",
                 static_file.relpath,
                 target,
                 len(body),
@@ -2449,9 +2596,17 @@ class StaticImages:
 
     def dimensions(self, static_file: _StaticLike) -> tuple[int, int] | None:
         """Displayed width and height (EXIF orientation applied); ``None`` if unreadable."""
+        header = self._header(static_file)
+        if header is None:
+            return None
+        (width, height), rotated = header
+        return (height, width) if rotated else (width, height)
+
+    def _header(self, static_file: _StaticLike) -> tuple[tuple[int, int], bool] | None:
+        """Stored size and whether EXIF turns it a quarter, read once per content digest."""
         key = static_file.digest
-        if key not in self._dimensions:
-            size = None
+        if key not in self._headers:
+            header = None
             try:
                 image = _open_image(static_file.image_source(), self.max_pixels, decode=False)
             except _ImageError as error:
@@ -2460,11 +2615,9 @@ class StaticImages:
                 logger.warning("images: Pillow is not installed; no srcset widths")
             else:
                 with image:
-                    size = image.size
-                    if _orientation(image) in (5, 6, 7, 8):
-                        size = (size[1], size[0])
-            self._dimensions[key] = size
-        return self._dimensions[key]
+                    header = image.size, _orientation(image) in (5, 6, 7, 8)
+            self._headers[key] = header
+        return self._headers[key]
 
     def resolve_width(
         self, index: StaticIndex, relpath: str
@@ -3673,9 +3826,12 @@ class _Responder:
     ) -> Response:
         """A raster image as the request's ``Accept`` prefers, resized to ``width`` if given.
 
-        Every representation has its own ETag and all carry ``Vary: Accept``;
-        a cached conversion is served like a static file, a new one is
-        encoded only after If-None-Match had its chance to answer 304.
+        The formats the client accepts are tried best first; one known not to be
+        served (failed, over budget, not smaller) is skipped, and the original
+        comes last. Every representation has its own ETag and all carry
+        ``Vary: Accept``; a cached conversion is served like a static file, a new
+        one is encoded only after If-None-Match had its chance to answer 304
+        (against the first format not known to fail: the one that would be served).
         """
         images = self.images
         media_type = images.media_type(static_file)
@@ -3690,16 +3846,13 @@ class _Responder:
                 cache_control=cache_control,
             )
         method, request_headers = self._request_parts()
-        accept = request_headers.get("accept")
-        if accept is None or len(accept) <= _MEMO_ACCEPT_MAX:  # the memo holds short values
-            target = _negotiate_cached(accept, source_format)
-        else:
-            target = negotiate_image_format(accept, source_format)
-        body = None
-        if target is not None or width is not None:
-            variant = images.variant(static_file, target or source_format, width)
-            body = images.cache.get(variant.key)
+        chosen = None
+        for target in images.candidates(request_headers.get("accept"), source_format, width):
+            variant = images.variant(static_file, target, width)
+            body = images.known(variant)
             if body is _MISSING:
+                if images.over_budget(static_file, variant):
+                    continue
                 answered = answer_preconditions(
                     method,
                     request_headers,
@@ -3714,10 +3867,13 @@ class _Responder:
                 if answered is not None:
                     return _gateway_response(answered)
                 body = images.render(static_file, variant)
-        if body is None:  # the original: nothing to convert, or conversion refused (logged)
+            if body is not None:
+                chosen = variant, body
+                break
+        if chosen is None:  # the original: nothing to convert, or every conversion refused
             offer = _static_offer(static_file, media_type)
         else:
-            converted = body
+            variant, converted = chosen
             offer = Offer(
                 variant.content_type, lambda: converted, etag=variant.etag, allow_ranges=True
             )
