@@ -1058,8 +1058,6 @@ class StaticFile:
                     hasher.update(chunk)
                     size += len(chunk)
                 body, digest = None, hasher.hexdigest()
-        if index is not None:
-            index.reads += 1
         content_type = self.content_type
         if content_type == "application/octet-stream":
             content_type = content_type_for(self.relpath, head)
@@ -1127,8 +1125,7 @@ class StaticIndex:
     dotfiles) simply is not found. Bodies are kept in ``bodies``, bounded by
     ``cache_bytes``. With ``auto_reload`` a requested file is stat-ed (never
     the tree: a walk happens at most once per ``rescan_interval`` seconds,
-    and only to compute :meth:`digest`); ``scans`` and ``reads`` count walks
-    and file reads.
+    and only to compute :meth:`digest`).
     """
 
     rescan_interval = 2.0
@@ -1144,17 +1141,14 @@ class StaticIndex:
 
         self.root = os.path.realpath(root)
         self.auto_reload = auto_reload
-        self.bodies = ImageCache(cache_bytes)
+        self.bodies = BoundedCache(cache_bytes)
         self.files: dict[str, StaticFile] = {}
-        self.scans = 0
-        self.reads = 0
         self._clock = time.monotonic
         self._scanned_at = 0.0
         self.scan()
 
     def scan(self) -> None:
         """(Re)build the index by walking the directory once (known files keep their state)."""
-        self.scans += 1
         self._scanned_at = self._clock()
         files: dict[str, StaticFile] = {}
         for dirpath, dirnames, filenames in os.walk(self.root):
