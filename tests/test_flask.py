@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import sys
+import textwrap
 
 import pytest
 from chalice import (
@@ -22,6 +25,7 @@ from chalice import (
 )
 from chalice.test import Client
 from frontdoor_events import alb_event, deliver_alb, deliver_v2, v2_event
+from test_cloudfront import cfn_lint
 
 from chalice_http_toolkit import (
     FORM_CONTENT_TYPES,
@@ -37,6 +41,8 @@ from chalice_http_toolkit import (
 )
 
 from apigw import lambda_context
+from conftest import ROOT
+from localserver import CHALICE, run
 
 #: What a browser sends when it opens a page.
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -694,6 +700,80 @@ def test_unknown_urls_through_lambda_handler_need_no_routes(tmp_path, door):
     json_client = deliver_v2(handler(v2_event("GET", "/nope"), lambda_context()))
     assert json_client.status == 404 and json.loads(json_client.body)["Code"] == "NotFoundError"
     assert "/_chalice_http_toolkit/not-found" not in app.routes
+
+
+#: A project with the routes that made API Gateway refuse the old not-found routes.
+PACKAGED_APP = """
+    import os
+
+    from chalice import Chalice
+
+    from chalicelib.chalice_http_toolkit import FORM_PAGE_CONTENT_TYPES, ContentManager
+
+    app = Chalice(app_name="flaskr-routes")
+    HERE = os.path.dirname(os.path.abspath(__file__))
+    cm = ContentManager(os.path.join(HERE, "chalicelib", "templates"), HERE, app)
+
+
+    @app.route("/")
+    def index():
+        return cm.html("<p>index</p>")
+
+
+    @app.route("/{id}/update", methods=["GET", "POST"], content_types=FORM_PAGE_CONTENT_TYPES)
+    def update(id):
+        return cm.html("<p>update</p>")
+
+
+    @app.route("/post/{slug}")
+    def post(slug):
+        return cm.html("<p>post</p>")
+
+
+    @app.route("/files/{proxy+}")
+    def files():
+        return cm.html("<p>file</p>")
+
+
+    cm.register_not_found_routes("404.html")
+"""
+
+
+@pytest.fixture(scope="module")
+def packaged_routes(tmp_path_factory):
+    """`chalice package` of :data:`PACKAGED_APP`: its SAM template and where it is."""
+    project = tmp_path_factory.mktemp("flaskr-routes") / "project"
+    (project / "chalicelib" / "templates").mkdir(parents=True)
+    (project / ".chalice").mkdir()
+    (project / "app.py").write_text(textwrap.dedent(PACKAGED_APP))
+    (project / "requirements.txt").write_text("")
+    (project / "chalicelib" / "__init__.py").write_text("")
+    shutil.copy(ROOT / "chalice_http_toolkit.py", project / "chalicelib")
+    (project / "chalicelib" / "templates" / "404.html").write_text("<h1>Page not found</h1>")
+    config = {"version": "2.0", "app_name": "flaskr-routes", "stages": {"dev": {}}}
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    out = project.parent / "out"
+    done = run([CHALICE, "package", "--stage", "dev", out], cwd=project, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((out / "sam.json").read_text()), out
+
+
+def test_chalice_package_has_no_two_variable_parts_under_one_parent(packaged_routes):
+    template, _ = packaged_routes
+    [api] = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Api"]
+    paths = api["Properties"]["DefinitionBody"]["paths"]
+    assert {"/{id}/update", "/post/{slug}", "/files/{proxy+}", "/{id}", "/{id}/{n1}"} <= set(paths)
+    assert variable_siblings(paths) == {}
+    for path, methods in paths.items():  # and every GET has its HEAD
+        assert ("get" in methods) == ("head" in methods), path
+
+
+def test_chalice_package_output_passes_cfn_lint(packaged_routes):
+    """Clean but for W2531 (a deprecated runtime) under Python 3.10, as the scaffold's."""
+    _, out = packaged_routes
+    ignore = ("W2531",) if sys.version_info < (3, 11) else ()
+    done = cfn_lint(out / "sam.json", ignore=ignore)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
 # -- GET and POST in one view --------------------------------------------------------------
