@@ -4304,8 +4304,12 @@ class ContentManager:
         if self.app is None:
             raise ValueError("register_not_found_routes needs the ContentManager's app")
 
+        # As an error page has them (``404.html`` serves abort(404) too), unless given.
+        kwargs = {"status_code": 404, "title": "404 Not Found", "description": None}
+        kwargs.update(template_kwargs)
+
         def view(**params: str) -> Response:
-            return self.html(self.render_template(template, **template_kwargs), status_code=404)
+            return self.html(self.render_template(template, **kwargs), status_code=404)
 
         for index, path in enumerate(_not_found_paths(list(_routes_of(self.app)), max_depth)):
             self.app.route(
