@@ -8,6 +8,7 @@ What it asserts is what a visitor sees; nothing here knows which site it is talk
 
 from __future__ import annotations
 
+import contextlib
 import html.parser
 import re
 import sys
@@ -328,3 +329,37 @@ def test_head_is_get_without_the_body(browser):
     page = browser.request("HEAD", "/")
     assert (page.status, page.text) == (200, "")
     assert browser.request("HEAD", "/nowhere").status == 404
+
+
+# -- the toolkit site under `chalice local` ---------------------------------------------
+
+
+def test_the_toolkit_site_under_chalice_local(tmp_path):
+    """HEAD and the 404 page through the real local server too (not only the test client)."""
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    from localserver import chalice_local
+
+    project = tmp_path / "toolkit_site"
+    shutil.copytree(BLOG / "toolkit_site", project)  # the module's symlink becomes a copy
+    database = str(tmp_path / "local.sqlite3")
+
+    def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(url, method=method, headers={"Accept": BROWSER_ACCEPT})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(chalice_local(project, FIELDNOTES_DATABASE=database))
+        get = fetch(base + "/")
+        head = fetch(base + "/", "HEAD")
+        missing = fetch(base + "/a/b/c/d/e/f/g")
+    assert get[0] == 200 and b"No notes yet." in get[2]
+    assert (head[0], head[2]) == (200, b"")
+    assert head[1]["Content-Type"] == get[1]["Content-Type"] == "text/html; charset=utf-8"
+    assert missing[0] == 404 and b"<h1>404 Not Found</h1>" in missing[2]

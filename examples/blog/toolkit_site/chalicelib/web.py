@@ -16,13 +16,15 @@ from chalicelib.chalice_http_toolkit import ContentManager
 HERE = os.path.dirname(os.path.abspath(__file__))
 DB_NAME = "fieldnotes-toolkit.sqlite3"
 
+# Deployed, set SECRET_KEY in the function's environment (sessions answer 500 without
+# one); locally a key per run.
+SECRET_KEY = os.environ.get("SECRET_KEY")
+if SECRET_KEY is None and "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
+    SECRET_KEY = secrets.token_urlsafe(32)
+
 app = Chalice(app_name="fieldnotes")
 cm = ContentManager(
-    os.path.join(HERE, "templates"),
-    os.path.join(HERE, "static"),
-    app,
-    # Deployed, set SECRET_KEY in the function's environment; locally a key per run.
-    secret_key=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(32),
+    os.path.join(HERE, "templates"), os.path.join(HERE, "static"), app, secret_key=SECRET_KEY
 )
 
 
