@@ -4368,8 +4368,10 @@ def _match_greedy_routes_locally() -> None:
     ``chalice local`` and ``chalice.test.Client`` match a route only when it has as
     many segments as the path, so a path deeper than every route got the local
     gateway's 403 "Missing Authentication Token" where API Gateway runs the greedy
-    route. When no route matches, a route ending in ``{name+}`` whose other
-    segments match takes the rest of the path (see :func:`_greedy_match`).
+    route. A route ending in ``{name+}`` whose other segments match takes the rest
+    of the path (see :func:`_greedy_match`) when no route matches, or when it is more
+    specific than the route that does (``/files/{path+}`` beats the not-found routes'
+    ``/{n0}/{n1}/{n2}`` for ``/files/a/b``, as deployed).
     Once per process; never on Lambda, where API Gateway does the routing.
     """
     from chalice import local
@@ -4381,17 +4383,36 @@ def _match_greedy_routes_locally() -> None:
 
     def match_route(self: Any, url: str) -> Any:
         try:
-            return exact(self, url)
+            matched = exact(self, url)
         except ValueError:
-            found = _greedy_match(self.route_urls, url)
-            if found is None:
-                raise
-            route, captured = found
-            query = local.parse_qs(local.urlparse(url).query, keep_blank_values=True)
-            return local.MatchResult(route, captured, query)
+            matched = None
+        found = _greedy_match(self.route_urls, url)
+        # (Chalice's own matcher takes ``{name+}`` for a one-segment ``{name+}`` parameter.)
+        if found is None or (
+            matched is not None and _route_rank(matched.route) > _route_rank(found[0])
+        ):
+            if matched is None:
+                raise ValueError(f"No matching route found for: {url}")
+            return matched
+        route, captured = found
+        query = local.parse_qs(local.urlparse(url).query, keep_blank_values=True)
+        return local.MatchResult(route, captured, query)
 
     matcher.match_route = match_route
     matcher._chalice_http_toolkit_greedy = True
+
+
+def _route_rank(route: str) -> tuple[int, ...]:
+    """How specific ``route`` is, segment by segment, as API Gateway ranks resources:
+    a literal (2) beats a ``{param}`` (1), which beats a greedy ``{name+}`` (0).
+
+    >>> _route_rank("/files/{path+}") > _route_rank("/{n0}/{n1}/{n2}")
+    True
+    """
+    return tuple(
+        0 if part.endswith("+}") else 1 if part.startswith("{") else 2
+        for part in route.split("/")[1:]
+    )
 
 
 def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]] | None:
