@@ -369,6 +369,23 @@ def test_every_get_route_answers_head_with_the_gets_headers_and_no_body(tmp_path
                 assert get.body, path
 
 
+def test_head_for_a_manager_made_on_a_blueprint(tmp_path):
+    """A Blueprint has no routes of its own: its app's GET routes get HEAD when registered."""
+    app = Chalice(app_name="bp-head")
+    blueprint = Blueprint(__name__)
+    cm = ContentManager(str(tmp_path), str(tmp_path), blueprint)
+
+    @blueprint.route("/page")
+    def page():
+        return cm.html("<p>page</p>")
+
+    app.register_blueprint(blueprint, url_prefix="/bp")
+    assert set(app.routes["/bp/page"]) == {"GET", "HEAD"}
+    with Client(app) as client:
+        head = client.http.request("HEAD", "/bp/page")
+    assert (head.status_code, head.body) == (200, b"")
+
+
 def test_head_through_lambda_handler(tmp_path):
     app, cm = make_site(tmp_path, {"page.html": "<p>{{ name }}</p>"})
     head_routes(app, cm)
