@@ -25,7 +25,9 @@ NAMES = ["alice", "bob", "carol"]
 def make_app(root):
     def build():
         app = Chalice(app_name="personal")
-        cm = ContentManager(str(root), str(root), app, secret_key="cdn-test-key")
+        cm = ContentManager(
+            str(root), str(root), app, secret_key="cdn-test-key-0123456789abcdefghijk"
+        )
         cf = CloudFront(cm, app)
 
         @app.route("/hello")

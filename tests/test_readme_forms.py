@@ -34,7 +34,7 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     package.chalice_http_toolkit = chalice_http_toolkit
     monkeypatch.setitem(sys.modules, "chalicelib", package)
     monkeypatch.setitem(sys.modules, "chalicelib.chalice_http_toolkit", chalice_http_toolkit)
-    monkeypatch.setenv("SECRET_KEY", "readme-example-key")
+    monkeypatch.setenv("SECRET_KEY", "readme-key-0123456789abcdefghijklmnop")
     namespace = {"__file__": str(tmp_path / "app.py"), "__name__": "readme_app"}
     exec(compile(app_code, "README.md", "exec"), namespace)
     app = namespace["app"]
