@@ -4739,7 +4739,8 @@ def _csrf_refusal(cm: ContentManager, request: Any) -> str | None:
 def _constant_time_equal(a: str, b: str) -> bool:
     import hmac
 
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+    # Tokens are ASCII: anything else (a lone surrogate from a JSON escape) never matches.
+    return a.isascii() and b.isascii() and hmac.compare_digest(a, b)
 
 
 # ---------------------------------------------------------------------------
