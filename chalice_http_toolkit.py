@@ -4092,10 +4092,11 @@ _OPTION = r';?\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*
 def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None = None) -> FormData:
     """Parse a form body: ``application/x-www-form-urlencoded`` or ``multipart/form-data``.
 
-    Text is UTF-8 (a multipart part may name another charset); repeated names
-    keep every value. Another content type gives an empty form (as Flask's
-    ``request.form`` for JSON). A malformed body raises :class:`FormError` 400,
-    one over ``limits`` :class:`FormError` 413.
+    Text is UTF-8 (a multipart part may name ASCII or Latin-1 instead, and no
+    other codec); repeated names keep every value. Another content type gives an
+    empty form (as Flask's ``request.form`` for JSON). A malformed body, another
+    charset, or a NUL in a name, value or filename raises :class:`FormError`
+    400, a body over ``limits`` :class:`FormError` 413.
 
     >>> parse_form(b"a=1&a=%C3%A9&b=", "application/x-www-form-urlencoded").getlist("a")
     ['1', 'é']
@@ -4105,7 +4106,9 @@ def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None 
         raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
     media_type, options = _media_type_and_options(content_type)
     if media_type == "application/x-www-form-urlencoded":
-        return FormData(_parse_urlencoded(body, limits))
+        pairs = _parse_urlencoded(body, limits)
+        _refuse_nul(text for pair in pairs for text in pair)
+        return FormData(pairs)
     if media_type == "multipart/form-data":
         fields: list[tuple[str, str]] = []
         files: list[tuple[str, UploadedFile]] = []
@@ -4113,21 +4116,44 @@ def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None 
             body, options.get("boundary"), limits
         ):
             if filename is not None:
+                _refuse_nul((name, filename))
                 content = content_type or "application/octet-stream"
                 files.append((name, UploadedFile(filename, content, data)))
             else:
                 fields.append((name, _decode_text(data, charset)))
+                _refuse_nul(fields[-1])
         return FormData(fields, files)
     return FormData()
 
 
+# What a part's charset may name (codecs' canonical names): aliases such as
+# "latin1" or "us-ascii" pass; utf-7, unicode_escape or rot13 would let a client
+# put lone surrogates and NULs into fields the app compares and echoes.
+_FORM_CHARSETS = frozenset(("utf-8", "ascii", "iso8859-1"))
+
+
 def _decode_text(data: bytes, charset: str | None) -> str:
+    import codecs
+
     try:
-        return data.decode(charset or "utf-8")
+        codec = codecs.lookup(charset or "utf-8").name
     except LookupError:
         raise FormError(400, f"Unknown charset {charset!r} in the form.") from None
+    if codec not in _FORM_CHARSETS:
+        raise FormError(400, f"The form's charset {charset!r} is not UTF-8, ASCII or Latin-1.")
+    try:
+        return data.decode(codec)
     except UnicodeDecodeError:
         raise FormError(400, f"A form field is not valid {charset or 'UTF-8'} text.") from None
+
+
+def _refuse_nul(texts: Iterable[str]) -> None:
+    """Raise :class:`FormError` 400 for a NUL in a form's names, values or filenames.
+
+    (Strict UTF-8, ASCII and Latin-1 never give a lone surrogate.)
+    """
+    if any("\0" in text for text in texts):
+        raise FormError(400, "The form holds a NUL character.")
 
 
 def _parse_urlencoded(body: bytes, limits: FormLimits) -> list[tuple[str, str]]:
@@ -4150,11 +4176,8 @@ def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> l
         raise FormError(400, "The multipart form has no boundary.")
     try:
         import multipart
-    except ImportError as error:
-        raise ImportError(
-            "reading multipart/form-data needs the 'multipart' package: add multipart to "
-            "requirements.txt"
-        ) from error
+    except ImportError:
+        raise _multipart_missing() from None
     parts: list[_Part] = []
     try:
         parser = multipart.PushMultipartParser(
@@ -4186,6 +4209,18 @@ def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> l
     except multipart.MultipartError as error:
         raise FormError(400, f"The multipart form is malformed: {error}.") from None
     return parts
+
+
+def _multipart_missing() -> FormError:
+    """A 500 page that names what to install (outside Lambda; the log says it everywhere)."""
+    hint = (
+        "reading multipart/form-data needs the 'multipart' package: pip install multipart, "
+        "and add multipart to requirements.txt (urlencoded forms need nothing)"
+    )
+    logger.error("form refused: %s", hint)
+    if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:
+        return FormError(500, "The site cannot read this form yet (see the function's log).")
+    return FormError(500, hint[0].upper() + hint[1:] + ".")
 
 
 def _request_body(request: Any, limits: FormLimits) -> bytes:
@@ -5939,11 +5974,28 @@ def _sqs_attribute(queue_name: str, name: Any, value: Any) -> dict[str, Any]:
     if not isinstance(text, str) or not text:
         raise TypeError(f"{where}: a {data_type} attribute needs a non-empty str StringValue")
     if data_type.startswith("Number"):
-        try:
-            float(text)
-        except ValueError:
-            raise ValueError(f"{where}: {text!r} is not a Number") from None
+        _sqs_number(where, text)
     return {"DataType": data_type, "StringValue": _sqs_text(queue_name, where, text)}
+
+
+def _sqs_number(where: str, text: str) -> None:
+    """Refuse what SQS refuses as a Number: up to 38 significant digits, 10^-128 to 10^+126.
+
+    (The SQS Developer Guide, "Message attribute data types"; leading and
+    trailing zeros do not count. ``nan`` and ``inf`` are not numbers there.)
+    """
+    import decimal
+
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
+        raise ValueError(f"{where}: {text!r} is not a Number (digits, a point, an exponent)")
+    number = decimal.Decimal(text)
+    if number.is_zero():
+        return
+    digits = len(number.normalize(decimal.Context(prec=len(text))).as_tuple().digits)
+    if digits > 38:
+        raise ValueError(f"{where}: {text!r} has {digits} significant digits; SQS keeps 38")
+    if not -128 <= number.adjusted() < 126:
+        raise ValueError(f"{where}: {text!r} is outside SQS's range, 10^-128 to 10^+126")
 
 
 def _sqs_message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:

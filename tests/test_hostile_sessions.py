@@ -149,12 +149,13 @@ def test_a_csrf_token_cut_short_or_changed_is_refused(tmp_path):
             token.upper() if token.upper() != token else token.lower(),
             token_of(other.body),  # another visitor's
             " " + token,
-            token + "%00",
-            "%00" + token,
         ]
         for candidate in forged:
             refused = post(client, "/flash", f"csrf_token={candidate}&message=hi", cookie)
             assert refused.status_code == 403, candidate
+        for candidate in (token + "%00", "%00" + token):  # never reaches the comparison
+            refused = post(client, "/flash", f"csrf_token={candidate}&message=hi", cookie)
+            assert refused.status_code == 400, candidate
         header = {"Content-Type": URLENCODED, **SAME_ORIGIN, "Cookie": f"session={cookie}"}
         for candidate in (token[:1], token[:-1], "\udc80" + token[1:]):
             refused = client.http.post(
