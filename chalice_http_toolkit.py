@@ -4892,8 +4892,7 @@ def _install_interactive(cm: ContentManager) -> None:
         headers = response.headers
         if (
             (state is not None and state.personal)
-            or "Set-Cookie" in headers
-            or "set-cookie" in headers
+            or _header_key(headers, "Set-Cookie") is not None  # a header name in any case
         ):
             _make_private(headers)  # (set_cookie() did already; a hand-made header too)
         return response
