@@ -29,6 +29,8 @@ def manager(tmp_path, **options):
         "changeme",
         "s3cret",
         "x" * 31,
+        "k7Qx2-Lm9vRt4YbN8cWz1Hs6JdPf3Ga",  # random, but 31 characters
+        "k7Qx2-Lm9vRt4YbN",
         b"short bytes key",
         "x" * 64,  # long, but one character
         "0101010101010101010101010101010101",
