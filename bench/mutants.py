@@ -423,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         if (ROOT / "tests" / name).exists()
         and not any(fnmatch.fnmatch(name, pattern) for pattern in args.without)
     ]
+    everything = [
+        f"tests/{path.name}"
+        for path in sorted((ROOT / "tests").glob("test_*.py"))
+        if not any(fnmatch.fnmatch(path.name, pattern) for pattern in args.without)
+    ]
     results = []
     with tempfile.TemporaryDirectory(prefix="mutants-") as folder:
         copy = Path(folder)
@@ -436,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             (copy / MODULE).write_text(source.replace(mutant.old, mutant.new))
             survived, seconds, last = _pytest(copy, tests, args.timeout)
             if survived and args.full:
-                survived, seconds, last = _pytest(copy, ["tests"], args.timeout * 4)
+                survived, seconds, last = _pytest(copy, everything, args.timeout * 4)
             outcome = "SURVIVED" if survived else "killed"
             logger.info(
                 "%-9s %-42s %-9s %5.0f s  %s", outcome, mutant.name, mutant.area, seconds, last
