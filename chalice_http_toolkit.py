@@ -4892,7 +4892,8 @@ def _install_interactive(cm: ContentManager) -> None:
         headers = response.headers
         if (
             (state is not None and state.personal)
-            or _header_key(headers, "Set-Cookie") is not None  # a header name in any case
+            # A Set-Cookie header in any case (the length test spares most responses a scan).
+            or (10 in map(len, headers) and _header_key(headers, "Set-Cookie") is not None)
         ):
             _make_private(headers)  # (set_cookie() did already; a hand-made header too)
         return response

@@ -204,8 +204,8 @@ MUTANTS = [
     Mutant(
         "privacy-lower-case-set-cookie-public",
         "privacy",
-        'or _header_key(headers, "Set-Cookie") is not None',
-        'or "Set-Cookie" in headers',
+        'and _header_key(headers, "Set-Cookie") is not None)',
+        'and "Set-Cookie" in headers)',
     ),
     # -- front doors ------------------------------------------------------------------------
     Mutant(
