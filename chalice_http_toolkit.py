@@ -4174,6 +4174,8 @@ def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> l
     """The named parts of a ``multipart/form-data`` body (RFC 7578), by defnull's ``multipart``."""
     if not boundary:
         raise FormError(400, "The multipart form has no boundary.")
+    if not (boundary.isascii() and boundary.isprintable()):  # RFC 2046 §5.1.1: ASCII only
+        raise FormError(400, "The multipart form's boundary is not printable ASCII.")
     try:
         import multipart
     except ImportError:

@@ -40,7 +40,8 @@ def multipart(*parts: bytes) -> bytes:
 
 def build(tmp_path, **options):
     app = Chalice(app_name="hostile-input")
-    cm = ContentManager(str(tmp_path), str(tmp_path), app, secret_key=KEY, csrf=False, **options)
+    options = {"secret_key": KEY, "csrf": False, **options}
+    cm = ContentManager(str(tmp_path), str(tmp_path), app, **options)
 
     @app.route("/echo", methods=["POST"], content_types=toolkit.FORM_CONTENT_TYPES)
     def echo():
@@ -346,3 +347,57 @@ def test_the_scaffold_contact_page_never_echoes_unbounded_input_into_the_session
         shown = client.http.get("/contact", headers={"Cookie": new_cookie}).body.decode()
         assert "Thank you, " + "Ж" * 60 + ":" in shown and "Ж" * 61 not in shown
         assert "f" * 60 + " (5 bytes" in shown
+
+
+# -- headers nobody sends: lone surrogates and NULs from JSON-escaped events ------------------
+
+HOSTILE_HEADER_VALUES = [
+    "\udc80",
+    "\ud800\udc00",  # a surrogate pair, unjoined
+    "a\x00b",
+    "é",
+    "session=\udc80; x=\x00",
+    "bytes=0-\udc80",
+    '"\udc80", W/"\x00"',
+    "multipart/form-data; boundary=\udc80",
+    "multipart/form-data; boundary=a\x00b",
+    "application/x-www-form-urlencoded; charset=\udc80",
+]
+HEADERS_UNDER_ATTACK = [
+    "cookie",
+    "origin",
+    "sec-fetch-site",
+    "host",
+    "x-forwarded-host",
+    "if-none-match",
+    "if-modified-since",
+    "accept",
+    "accept-encoding",
+    "range",
+    "content-type",
+    "x-csrf-token",
+]
+
+
+@pytest.mark.parametrize("header", HEADERS_UNDER_ATTACK)
+def test_a_lone_surrogate_or_nul_in_any_header_is_never_a_500(tmp_path, header):
+    """Function URL events are JSON: ``\\udc80`` escapes arrive as lone surrogates."""
+    (tmp_path / "page.html").write_text("<p>{{ n }}</p><i>{{ csrf_token() }}</i>")
+    (tmp_path / "site.css").write_text("body { color: red }")
+    app, cm = build(tmp_path, csrf=True)
+    cf = toolkit.CloudFront(cm, app)
+    cm.register_static_routes()
+
+    @app.route("/page")
+    def page():
+        return cf.template("page.html", n=1)
+
+    handler = toolkit.lambda_handler(app, origin_secret=ORIGIN_SECRET)
+    requests = [("GET", "/page"), ("HEAD", "/page"), ("GET", "/static/site.css")]
+    requests.append(("POST", "/echo"))
+    for value in HOSTILE_HEADER_VALUES:
+        for method, path in requests:
+            headers = {header: value, "x-origin-verify": ORIGIN_SECRET}
+            body = "a=1" if method == "POST" else None
+            got = handler(v2_event(method, path, headers, body=body), lambda_context())
+            assert got["statusCode"] < 500, (method, path, value, got.get("body", "")[:200])
