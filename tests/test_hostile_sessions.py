@@ -179,8 +179,10 @@ def test_a_session_reading_request_is_never_answered_304(tmp_path, path, public_
         shared = client.http.get(public_path)
         etag = shared.headers["ETag"]
         assert client.http.get(public_path, headers={"If-None-Match": etag}).status_code == 304
+        session = cookie_of(client.http.get("/form"))  # a visitor with a session
         for if_none_match in (etag, "*", f'"other", {etag}', etag.replace('"', 'W/"', 1)):
-            got = client.http.get(path, headers={"If-None-Match": if_none_match})
+            headers = {"If-None-Match": if_none_match, "Cookie": f"session={session}"}
+            got = client.http.get(path, headers=headers)
             assert got.status_code == 200, if_none_match
             assert got.headers["Cache-Control"] == "private, no-store"
             assert "ETag" not in got.headers and got.body
