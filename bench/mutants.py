@@ -384,9 +384,12 @@ def _copy_repository(target: Path) -> None:
     )
 
 
-def _pytest(copy: Path, tests: list[str], timeout: int) -> tuple[bool, float, str]:
+def _pytest(
+    copy: Path, tests: list[str], timeout: int, *, first_failure: bool = True
+) -> tuple[bool, float, str]:
     """Run ``tests`` in ``copy``: (passed, seconds, the last line of output)."""
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly"]
+    command = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:randomly"]
+    command += ["-x"] if first_failure else []
     command += ["-p", "no:cacheprovider", "-m", "not e2e", *tests]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.perf_counter()
@@ -397,6 +400,9 @@ def _pytest(copy: Path, tests: list[str], timeout: int) -> tuple[bool, float, st
     except subprocess.TimeoutExpired:
         return False, time.perf_counter() - started, "timed out (counted as killed)"
     lines = [line for line in done.stdout.splitlines() if line.strip()]
+    if not first_failure:  # the failing tests' ids, for --deselect
+        failed = [line.split()[1] for line in lines if line.startswith("FAILED ")]
+        return done.returncode == 0, time.perf_counter() - started, " ".join(failed)
     return done.returncode == 0, time.perf_counter() - started, lines[-1] if lines else ""
 
 
@@ -438,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
             logger.error("the unmutated module fails the tests: %s", last)
             return 2
         logger.info("baseline: %s (%.0f s), %d test files", last, seconds, len(tests))
+        if args.full:  # tests that fail unmutated (an unrelated bug) must not kill mutants
+            _, seconds, failing = _pytest(copy, everything, args.timeout * 4, first_failure=False)
+            logger.info("whole suite unmutated (%.0f s); failing, left out: %s", seconds, failing)
+            everything += [f"--deselect={test}" for test in failing.split()]
         for mutant in mutants:
             (copy / MODULE).write_text(source.replace(mutant.old, mutant.new))
             survived, seconds, last = _pytest(copy, tests, args.timeout)
