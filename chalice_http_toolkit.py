@@ -3930,12 +3930,10 @@ class _Visitors:
         form_limits: FormLimits | None,
     ) -> None:
         keys = _secret_keys(secret_key)
-        if not re.fullmatch(_COOKIE_NAME, session_cookie):
-            raise ValueError(f"session_cookie {session_cookie!r} is not a cookie name")
-        if not isinstance(session_max_age, int) or session_max_age <= 0:
-            raise ValueError("session_max_age must be a positive number of seconds")
+        _check_session_settings(session_cookie, session_max_age, session_cookie_secure)
         self.app = app
-        self._session_signer = _SessionSigner(keys, session_max_age) if keys else None
+        signer = _SessionSigner(keys, session_max_age, session_cookie) if keys else None
+        self._session_signer = signer
         self.session_cookie = session_cookie
         self.session_max_age = session_max_age
         self.session_cookie_secure = session_cookie_secure
@@ -5032,10 +5030,11 @@ _OPTION = r';?\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*
 def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None = None) -> FormData:
     """Parse a form body: ``application/x-www-form-urlencoded`` or ``multipart/form-data``.
 
-    Text is UTF-8 (a multipart part may name another charset); repeated names
-    keep every value. Another content type gives an empty form (as Flask's
-    ``request.form`` for JSON). A malformed body raises :class:`FormError` 400,
-    one over ``limits`` :class:`FormError` 413.
+    Text is UTF-8 (a multipart part may name ASCII or Latin-1 instead, and no
+    other codec); repeated names keep every value. Another content type gives an
+    empty form (as Flask's ``request.form`` for JSON). A malformed body, another
+    charset, or a NUL in a name, value or filename raises :class:`FormError`
+    400, a body over ``limits`` :class:`FormError` 413.
 
     >>> parse_form(b"a=1&a=%C3%A9&b=", "application/x-www-form-urlencoded").getlist("a")
     ['1', 'é']
@@ -5045,7 +5044,9 @@ def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None 
         raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
     media_type, options = _media_type_and_options(content_type)
     if media_type == "application/x-www-form-urlencoded":
-        return FormData(_parse_urlencoded(body, limits))
+        pairs = _parse_urlencoded(body, limits)
+        _refuse_nul(text for pair in pairs for text in pair)
+        return FormData(pairs)
     if media_type == "multipart/form-data":
         fields: list[tuple[str, str]] = []
         files: list[tuple[str, UploadedFile]] = []
@@ -5053,21 +5054,44 @@ def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None 
             body, options.get("boundary"), limits
         ):
             if filename is not None:
+                _refuse_nul((name, filename))
                 content = content_type or "application/octet-stream"
                 files.append((name, UploadedFile(filename, content, data)))
             else:
                 fields.append((name, _decode_text(data, charset)))
+                _refuse_nul(fields[-1])
         return FormData(fields, files)
     return FormData()
 
 
+# What a part's charset may name (codecs' canonical names): aliases such as
+# "latin1" or "us-ascii" pass; utf-7, unicode_escape or rot13 would let a client
+# put lone surrogates and NULs into fields the app compares and echoes.
+_FORM_CHARSETS = frozenset(("utf-8", "ascii", "iso8859-1"))
+
+
 def _decode_text(data: bytes, charset: str | None) -> str:
+    import codecs
+
     try:
-        return data.decode(charset or "utf-8")
+        codec = codecs.lookup(charset or "utf-8").name
     except LookupError:
         raise FormError(400, f"Unknown charset {charset!r} in the form.") from None
+    if codec not in _FORM_CHARSETS:
+        raise FormError(400, f"The form's charset {charset!r} is not UTF-8, ASCII or Latin-1.")
+    try:
+        return data.decode(codec)
     except UnicodeDecodeError:
         raise FormError(400, f"A form field is not valid {charset or 'UTF-8'} text.") from None
+
+
+def _refuse_nul(texts: Iterable[str]) -> None:
+    """Raise :class:`FormError` 400 for a NUL in a form's names, values or filenames.
+
+    (Strict UTF-8, ASCII and Latin-1 never give a lone surrogate.)
+    """
+    if any("\0" in text for text in texts):
+        raise FormError(400, "The form holds a NUL character.")
 
 
 def _parse_urlencoded(body: bytes, limits: FormLimits) -> list[tuple[str, str]]:
@@ -5088,13 +5112,12 @@ def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> l
     """The named parts of a ``multipart/form-data`` body (RFC 7578), by defnull's ``multipart``."""
     if not boundary:
         raise FormError(400, "The multipart form has no boundary.")
+    if not (boundary.isascii() and boundary.isprintable()):  # RFC 2046 §5.1.1: ASCII only
+        raise FormError(400, "The multipart form's boundary is not printable ASCII.")
     try:
         import multipart
-    except ImportError as error:
-        raise ImportError(
-            "reading multipart/form-data needs the 'multipart' package: add multipart to "
-            "requirements.txt"
-        ) from error
+    except ImportError:
+        raise _multipart_missing() from None
     parts: list[_Part] = []
     try:
         parser = multipart.PushMultipartParser(
@@ -5126,6 +5149,18 @@ def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> l
     except multipart.MultipartError as error:
         raise FormError(400, f"The multipart form is malformed: {error}.") from None
     return parts
+
+
+def _multipart_missing() -> FormError:
+    """A 500 page that names what to install (outside Lambda; the log says it everywhere)."""
+    hint = (
+        "reading multipart/form-data needs the 'multipart' package: pip install multipart, "
+        "and add multipart to requirements.txt (urlencoded forms need nothing)"
+    )
+    logger.error("form refused: %s", hint)
+    if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:
+        return FormError(500, "The site cannot read this form yet (see the function's log).")
+    return FormError(500, hint[0].upper() + hint[1:] + ".")
 
 
 def _request_body(request: Any, limits: FormLimits) -> bytes:
@@ -5183,6 +5218,9 @@ class ResponseWithBinary(_GatewayResponse):
 _COOKIE_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an RFC 9110 token
 _COOKIE_VALUE = r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"  # cookie-octets
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+_COOKIE_DOMAIN = r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
+# Browsers cap a cookie's lifetime at 400 days (RFC 6265bis §5.6.2, Max-Age and Expires).
+_COOKIE_MAX_AGE_LIMIT = 400 * 24 * 3600
 
 
 def parse_cookie_header(value: str | None) -> dict[str, str]:
@@ -5229,7 +5267,10 @@ def set_cookie(
     sent as ``Expires``); ``None`` makes a session cookie. The value must be
     RFC 6265 cookie-octets (encode anything else, e.g. base64url): a bad name,
     value, path, domain or ``SameSite=None`` without ``secure`` raises
-    ``ValueError``. The response becomes ``Cache-Control: private, no-store``.
+    ``ValueError``, so do a ``max_age`` beyond browsers' 400 days (or not a
+    finite number) and what the ``__Secure-``/``__Host-`` name prefixes forbid
+    (browsers drop such cookies silently). The response becomes
+    ``Cache-Control: private, no-store``.
     """
     if not re.fullmatch(_COOKIE_NAME, name):
         raise ValueError(f"cookie name {name!r} is not an RFC 6265 token")
@@ -5238,9 +5279,16 @@ def set_cookie(
             f"cookie value {value!r} has characters a cookie cannot carry "
             "(space, comma, semicolon, quote, backslash, non-ASCII): encode it first"
         )
+    if domain is not None and (len(domain) > 253 or not re.fullmatch(_COOKIE_DOMAIN, domain)):
+        raise ValueError(f"cookie domain {domain!r} is not a host name (e.g. example.com)")
+    if path is not None and len(path) > 1024:
+        raise ValueError("cookie path is over 1024 bytes: browsers ignore it")
+    refusal = _cookie_prefix_refusal(name, secure=secure, path=path, domain=domain)
+    if refusal is not None:
+        raise ValueError(refusal)
     parts = [f"{name}={value}"]
     if max_age is not None:
-        max_age = int(max_age)
+        max_age = _checked_max_age(max_age, "max_age")
         parts.append(f"Expires={http_date(_now() + max(max_age, 0))}")
         parts.append(f"Max-Age={max_age}")
     for attribute, text in (("Domain", domain), ("Path", path)):
@@ -5269,6 +5317,35 @@ def set_cookie(
     return response
 
 
+def _cookie_prefix_refusal(
+    name: str, *, secure: bool, path: str | None, domain: str | None
+) -> str | None:
+    """Why browsers would drop a cookie of this name and attributes, or ``None``.
+
+    RFC 6265bis §4.1.3 (matched in any case, as browsers do): a ``__Secure-``
+    cookie must be ``Secure``; a ``__Host-`` cookie too, with ``Path=/`` and no
+    ``Domain``.
+    """
+    lowered = name.lower()
+    if lowered.startswith(("__secure-", "__host-")) and not secure:
+        return f"cookie {name!r}: its name prefix needs secure=True (browsers drop it otherwise)"
+    if lowered.startswith("__host-") and (domain is not None or path != "/"):
+        return f"cookie {name!r}: a __Host- cookie needs path='/' and no domain"
+    return None
+
+
+def _checked_max_age(max_age: Any, what: str) -> int:
+    """``max_age`` in whole seconds; not a finite number, or over 400 days: ``ValueError``."""
+    if isinstance(max_age, bool) or not isinstance(max_age, (int, float)):
+        raise ValueError(f"{what} must be a number of seconds, not {type(max_age).__name__}")
+    if not -_COOKIE_MAX_AGE_LIMIT <= max_age <= _COOKIE_MAX_AGE_LIMIT:  # nan fails both
+        raise ValueError(
+            f"{what}={max_age!r}: browsers keep a cookie at most 400 days "
+            f"({_COOKIE_MAX_AGE_LIMIT} s)"
+        )
+    return int(max_age)
+
+
 def delete_cookie(
     response: Response, name: str, *, path: str = "/", domain: str | None = None
 ) -> Response:
@@ -5286,8 +5363,9 @@ def _now() -> float:
 # Sessions and flash: a signed, timestamped cookie (HMAC-SHA256)
 # ---------------------------------------------------------------------------
 
-#: Browsers keep at most 4096 bytes of a cookie's name and value (RFC 6265 §6.1).
-SESSION_COOKIE_LIMIT = 4093
+#: Browsers keep a cookie whose name and value together are at most 4096 bytes (RFC 6265bis
+#: §5.7; Chromium drops a larger one silently): the session cookie is counted that way.
+SESSION_COOKIE_LIMIT = 4096
 _SESSION_SALT = b"chalice-http-toolkit session v1"
 _FLASHES_KEY = "_flashes"
 _CSRF_KEY = "_csrf"
@@ -5304,7 +5382,9 @@ class _SessionSigner:
     from each secret; the newest secret signs, every one verifies (rotation).
     """
 
-    def __init__(self, secret_keys: list[bytes], max_age: int) -> None:
+    def __init__(
+        self, secret_keys: list[bytes], max_age: int, cookie_name: str = "session"
+    ) -> None:
         import hashlib
         import hmac
 
@@ -5312,6 +5392,7 @@ class _SessionSigner:
         self._sha256 = hashlib.sha256
         self.keys = [hmac.new(key, _SESSION_SALT, hashlib.sha256).digest() for key in secret_keys]
         self.max_age = max_age
+        self.cookie_name = cookie_name
 
     def _signature(self, key: bytes, message: bytes) -> bytes:
         return self._hmac.new(key, message, self._sha256).digest()
@@ -5327,7 +5408,9 @@ class _SessionSigner:
         return (message + b"." + signature).decode("ascii")
 
     def size(self, payload: bytes) -> int:
-        return len(payload) + 1 + 10 + 1 + 43  # a 10-digit timestamp, 32 bytes of base64url
+        """The bytes browsers count for the cookie: its name and its value (RFC 6265bis §5.7)."""
+        # The value: payload, a 10-digit timestamp, 32 bytes of signature in base64url.
+        return len(self.cookie_name) + len(payload) + 1 + 10 + 1 + 43
 
     def verify(self, cookie: str, now: float) -> dict[str, Any] | None:
         """The session a cookie carries; ``None`` (and a log line) when it is not one of ours."""
@@ -5369,8 +5452,9 @@ class Session(collections.abc.MutableMapping):
 
     Changes are saved when the response leaves (``Set-Cookie``); a value that
     is not JSON raises ``TypeError``, a session that would not fit in a cookie
-    :class:`SessionTooLargeError`. Mutating a nested value in place is not
-    seen: set ``session.modified = True`` then.
+    :class:`SessionTooLargeError` (flashed messages aside: one that does not fit
+    is dropped when the session is saved, with an error in the log). Mutating a
+    nested value in place is not seen: set ``session.modified = True`` then.
     """
 
     def __init__(self, data: dict[str, Any], signer: _SessionSigner, new: bool) -> None:
@@ -5396,7 +5480,7 @@ class Session(collections.abc.MutableMapping):
         previous = self._data.get(key, _MISSING)
         self._data[key] = value
         try:
-            self._check()
+            self._check(flashes=False)
         except (TypeError, ValueError):
             if previous is _MISSING:
                 del self._data[key]
@@ -5409,16 +5493,33 @@ class Session(collections.abc.MutableMapping):
         del self._data[key]
         self.modified = True
 
-    def _check(self) -> bytes:
+    def regenerate(self) -> None:
+        """Start afresh for a login: every value goes, and a new CSRF token comes.
+
+        Call it before storing who logged in: nothing planted before the login
+        (a session cookie set by someone else in this browser, its CSRF token)
+        survives it. It cannot revoke copies of older cookies (see docs/security.md).
+        """
+        import secrets
+
+        self._data.clear()
+        self._data[_CSRF_KEY] = secrets.token_urlsafe(32)
+        self.modified = True
+
+    def _check(self, flashes: bool = True) -> bytes:
+        """The payload to sign; ``flashes=False`` leaves flashed messages out of the size check."""
         try:
             payload = self._signer.payload(self._data)
         except (TypeError, ValueError) as error:
             raise TypeError(f"session values must be JSON: {error}") from None
-        size = self._signer.size(payload)
+        data = self._data
+        if not flashes and _FLASHES_KEY in data:
+            data = {key: value for key, value in data.items() if key != _FLASHES_KEY}
+        size = self._signer.size(payload if data is self._data else self._signer.payload(data))
         if size > SESSION_COOKIE_LIMIT:
             raise SessionTooLargeError(
-                f"the session is {size} bytes as a cookie; browsers keep at most "
-                f"{SESSION_COOKIE_LIMIT}: keep less in it (an id, not the data)"
+                f"the session cookie would be {size} bytes (name and value); browsers keep at "
+                f"most {SESSION_COOKIE_LIMIT}: keep less in it (an id, not the data)"
             )
         return payload
 
@@ -5426,18 +5527,93 @@ class Session(collections.abc.MutableMapping):
         return f"Session({self._data!r})"
 
 
+def _fitted_session_payload(session: Session) -> bytes:
+    """The payload to sign, without the flashed messages that would not fit (each logged).
+
+    A flash is often built from what a visitor typed: the largest goes first, so
+    the visitor gets the page without it rather than a 500.
+    """
+    while True:
+        try:
+            return session._check()
+        except SessionTooLargeError as error:
+            flashes = session._data.get(_FLASHES_KEY)
+            if not isinstance(flashes, list) or not flashes:
+                raise
+            largest = max(range(len(flashes)), key=lambda index: len(json.dumps(flashes[index])))
+            dropped = flashes.pop(largest)
+            if not flashes:
+                del session._data[_FLASHES_KEY]
+            logger.error(
+                "flash message dropped (%d characters): %s; flash short messages, never "
+                "unbounded input",
+                len(json.dumps(dropped)),
+                error,
+            )
+
+
+#: How to make a secret key, in every error about one.
+_MAKE_A_KEY = (
+    'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))" '
+    "and read it from an environment variable, never from the source"
+)
+# Words of the placeholders that tutorials and templates ship (compared without punctuation).
+_PLACEHOLDER_KEY_WORDS = (
+    "changeme",
+    "changethis",
+    "replaceme",
+    "yoursecret",
+    "secretkeyhere",
+    "placeholder",
+    "example",
+    "insecure",
+    "notsecret",
+)
+
+
 def _secret_keys(secret_key: str | bytes | Iterable[str | bytes] | None) -> list[bytes]:
+    """The signing keys as bytes, newest first; a guessable one raises ``ValueError``.
+
+    A key shorter than 32 characters, or with a placeholder's words
+    (``changeme``, ``your-secret-key-here``…), can be found offline from one
+    cookie; every key of a rotation list is checked.
+    """
     if secret_key is None:
         return []
     keys = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
     out = []
-    for key in keys:
+    for number, key in enumerate(keys, 1):
         if not isinstance(key, (str, bytes)) or not key:
             raise ValueError("secret_key must be a non-empty string or a list of them")
-        out.append(key.encode("utf-8") if isinstance(key, str) else key)
+        raw = key.encode("utf-8") if isinstance(key, str) else key
+        what = "secret_key" if len(keys) == 1 else f"secret_key #{number}"
+        words = re.sub(r"[^a-z0-9]", "", raw.decode("latin-1").lower())
+        if len(key) < 32:
+            raise ValueError(
+                f"{what} is {len(key)} characters; it needs at least 32: {_MAKE_A_KEY}"
+            )
+        if any(word in words for word in _PLACEHOLDER_KEY_WORDS):
+            raise ValueError(f"{what} looks like a placeholder, not a secret: {_MAKE_A_KEY}")
+        out.append(raw)
     if not out:
         raise ValueError("secret_key must be a non-empty string or a list of them")
     return out
+
+
+def _check_session_settings(cookie_name: str, max_age: Any, secure: bool) -> None:
+    """Refuse session cookie settings browsers would not keep (``ContentManager`` calls it)."""
+    if not isinstance(cookie_name, str) or not re.fullmatch(_COOKIE_NAME, cookie_name):
+        raise ValueError(f"session_cookie {cookie_name!r} is not a cookie name")
+    if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age <= 0:
+        raise ValueError("session_max_age must be a positive number of seconds")
+    if max_age > _COOKIE_MAX_AGE_LIMIT:
+        raise ValueError(
+            f"session_max_age={max_age}: browsers keep a cookie at most 400 days "
+            f"({_COOKIE_MAX_AGE_LIMIT} s)"
+        )
+    refusal = _cookie_prefix_refusal(cookie_name, secure=secure, path="/", domain=None)
+    if refusal is not None:
+        raise ValueError(f"session_cookie: {refusal} (session_cookie_secure=False)")
 
 
 # ---------------------------------------------------------------------------
@@ -5528,7 +5704,8 @@ def _csrf_refusal(cm: _Visitors, exchange: Exchange) -> str | None:
 def _constant_time_equal(a: str, b: str) -> bool:
     import hmac
 
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+    # Tokens are ASCII: anything else (a lone surrogate from a JSON escape) never matches.
+    return a.isascii() and b.isascii() and hmac.compare_digest(a, b)
 
 
 # ---------------------------------------------------------------------------
@@ -5978,7 +6155,7 @@ def _save_session(cm: _Visitors, session: Session, exchange: Exchange, response:
     if not session.modified:
         return
     if session:
-        value = cm._session_signer.sign(session._check(), _now())
+        value = cm._session_signer.sign(_fitted_session_payload(session), _now())
         set_cookie(
             response,
             cm.session_cookie,
@@ -6629,36 +6806,63 @@ def _in_format(kind: str, event: Mapping[str, Any], result: Mapping[str, Any]) -
 
 
 def _origin_secrets(origin_secret: str | Iterable[str] | None) -> tuple[bytes, ...]:
+    """The origin secrets as bytes; a blank, short or non-text one raises ``ValueError``.
+
+    ``None`` reads :data:`ORIGIN_SECRET_ENV` (comma-separated; unset means no
+    protection). A secret that is given but blank (``""``, ``"  "``, ``[]``, an
+    empty variable) would let every request in silently, so it is refused.
+    """
+    where = "origin_secret"
     if origin_secret is None:
-        origin_secret = os.environ.get(ORIGIN_SECRET_ENV, "").split(",")
+        if ORIGIN_SECRET_ENV not in os.environ:
+            return ()
+        where = f"${ORIGIN_SECRET_ENV}"
+        origin_secret = os.environ[ORIGIN_SECRET_ENV].split(",")
     elif isinstance(origin_secret, str):
         origin_secret = [origin_secret]
-    secrets = tuple(secret.strip().encode() for secret in origin_secret if secret.strip())
-    for secret in secrets:
-        if len(secret) < 16:
-            raise ValueError("an origin secret must be at least 16 characters long")
-    return secrets
+    candidates = list(origin_secret)
+    how = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    if not candidates:
+        raise ValueError(f"{where} is empty: it would let every request in; {how}")
+    secrets = []
+    for secret in candidates:
+        if not isinstance(secret, str) or not secret.strip():
+            raise ValueError(
+                f"{where} holds a blank or non-text secret ({secret!r}): it would protect "
+                f"nothing; {how}"
+            )
+        secret = secret.strip()
+        if len(secret) < 16 or not secret.isascii() or not secret.isprintable():
+            raise ValueError(
+                f"an origin secret must be at least 16 characters long, printable ASCII; {how}"
+            )
+        secrets.append(secret.encode("ascii"))
+    return tuple(secrets)
 
 
 def _origin_secret_matches(event: Mapping[str, Any], secrets: tuple[bytes, ...]) -> bool:
-    """Whether the event carries one of ``secrets`` in :data:`ORIGIN_SECRET_HEADER`."""
+    """Whether the event carries one of ``secrets`` in :data:`ORIGIN_SECRET_HEADER`.
+
+    A value that is not ASCII (a lone surrogate from a JSON escape included)
+    never matches and never raises.
+    """
     import hmac
 
     wanted = ORIGIN_SECRET_HEADER.lower()
     sent = [
-        value
+        value.encode("ascii")
         for field in ("headers", "multiValueHeaders")
         if isinstance(event.get(field), Mapping)
         for name, values in event[field].items()
         if isinstance(name, str) and name.lower() == wanted
         for value in (values if isinstance(values, list) else [values])
-        if isinstance(value, str)
+        if isinstance(value, str) and value.isascii()
     ]
     # Every candidate is compared, so the time taken does not tell which one matched.
     matched = False
     for value in sent:
         for secret in secrets:
-            matched |= hmac.compare_digest(value.encode(), secret)
+            matched |= hmac.compare_digest(value, secret)
     return matched
 
 
@@ -6998,11 +7202,28 @@ def _sqs_attribute(queue_name: str, name: Any, value: Any) -> dict[str, Any]:
     if not isinstance(text, str) or not text:
         raise TypeError(f"{where}: a {data_type} attribute needs a non-empty str StringValue")
     if data_type.startswith("Number"):
-        try:
-            float(text)
-        except ValueError:
-            raise ValueError(f"{where}: {text!r} is not a Number") from None
+        _sqs_number(where, text)
     return {"DataType": data_type, "StringValue": _sqs_text(queue_name, where, text)}
+
+
+def _sqs_number(where: str, text: str) -> None:
+    """Refuse what SQS refuses as a Number: up to 38 significant digits, 10^-128 to 10^+126.
+
+    (The SQS Developer Guide, "Message attribute data types"; leading and
+    trailing zeros do not count. ``nan`` and ``inf`` are not numbers there.)
+    """
+    import decimal
+
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
+        raise ValueError(f"{where}: {text!r} is not a Number (digits, a point, an exponent)")
+    number = decimal.Decimal(text)
+    if number.is_zero():
+        return
+    digits = len(number.normalize(decimal.Context(prec=len(text))).as_tuple().digits)
+    if digits > 38:
+        raise ValueError(f"{where}: {text!r} has {digits} significant digits; SQS keeps 38")
+    if not -128 <= number.adjusted() < 126:
+        raise ValueError(f"{where}: {text!r} is outside SQS's range, 10^-128 to 10^+126")
 
 
 def _sqs_message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:

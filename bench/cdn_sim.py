@@ -202,7 +202,11 @@ def build_ours(*args: Any, fresh: int = 0) -> Callable[[Path, Path, bytes], Any]
         module = bench.load_ours()
         app = Chalice(app_name="ours")
         cm = module.ContentManager(
-            str(templates), str(static), app, auto_reload=False, secret_key="bench-secret"
+            str(templates),
+            str(static),
+            app,
+            auto_reload=False,
+            secret_key="bench-secret-0123456789abcdefghijklm",
         )
         cm.set_static_handler_prefix("/static")
         cf = module.CloudFront(cm, app, *args)

@@ -257,7 +257,11 @@ def build_ours(templates: Path, static: Path, asset: bytes) -> Any:
 
     module = load_ours()
     app = Chalice(app_name="ours")
-    options = {"secret_key": "bench-secret"} if hasattr(module, "parse_form") else {}
+    options = (
+        {"secret_key": "bench-secret-0123456789abcdefghijklm"}
+        if hasattr(module, "parse_form")
+        else {}
+    )
     cm = module.ContentManager(str(templates), str(static), app, auto_reload=False, **options)
     cm.set_static_handler_prefix("/static")
     cf = module.CloudFront(cm, app)

@@ -72,9 +72,10 @@ def contact_post():
     received = ""
     if attachment is not None and attachment.filename:
         digest = hashlib.sha256(attachment.data).hexdigest()[:16]
-        received = f" We received {attachment.filename} ({attachment.size} bytes, {digest})."
+        received = f" We received {attachment.filename[:60]} ({attachment.size} bytes, {digest})."
     app.log.info("message from %s (%d characters)", values["email"], len(values["message"]))
-    cm.flash(f"Thank you, {values['name']}: your message is on its way.{received}", "success")
+    # A flash lives in the session cookie (4 KB): echo bounded text only, never the input itself.
+    cm.flash(f"Thank you, {values['name'][:60]}: your message is on its way.{received}", "success")
     return cm.redirect(cm.url_for("contact"), 303)  # POST, redirect, GET: no resubmission
 
 

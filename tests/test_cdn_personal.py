@@ -25,7 +25,9 @@ NAMES = ["alice", "bob", "carol"]
 def make_app(root):
     def build():
         app = Chalice(app_name="personal")
-        cm = ContentManager(str(root), str(root), app, secret_key="cdn-test-key")
+        cm = ContentManager(
+            str(root), str(root), app, secret_key="cdn-test-key-0123456789abcdefghijk"
+        )
         cf = CloudFront(cm, app)
 
         @app.route("/hello")
@@ -133,7 +135,9 @@ def make_edge_app(root):
 
     def build():
         app = Chalice(app_name="edge")
-        cm = ContentManager(str(root), str(root), app, secret_key="cdn-test-key")
+        cm = ContentManager(
+            str(root), str(root), app, secret_key="cdn-test-key-0123456789abcdefghijk"
+        )
         cf = CloudFront(cm, app)  # the edge defaults: stale-while-revalidate
 
         @app.route("/home")

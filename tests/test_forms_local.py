@@ -20,7 +20,7 @@ from chalice import Chalice
 from chalicelib.chalice_http_toolkit import ContentManager, set_cookie
 
 app = Chalice(app_name="formsite")
-cm = ContentManager("chalicelib", "chalicelib", app, secret_key="local-test-key")
+cm = ContentManager("chalicelib", "chalicelib", app, secret_key="local-test-key-0123456789abcdefg")
 
 
 @app.route("/plain")

@@ -25,7 +25,7 @@ def section_blocks() -> dict[str, list[str]]:
     return blocks
 
 
-@pytest.mark.parametrize("secret_key", ["readme-example-key", None])
+@pytest.mark.parametrize("secret_key", ["readme-key-0123456789abcdefghijklmnop", None])
 def test_the_readme_example_runs(tmp_path, monkeypatch, secret_key):
     """Regression (None): without SECRET_KEY the example stopped with a KeyError at import."""
     blocks = section_blocks()

@@ -113,7 +113,7 @@ def build(tmp_path, **options):
     for name, text in PAGES.items():
         (templates / name).write_text(text)
     app = Chalice(app_name="sessions")
-    options.setdefault("secret_key", "s3cret-for-tests")
+    options.setdefault("secret_key", "s3cret-for-tests-0123456789abcdefgh")
     cm = ContentManager(str(templates), str(static), app, **options)
     cf = CloudFront(cm, app)
 
@@ -235,7 +235,7 @@ def test_flash_after_a_303_with_csrf(tmp_path):
 def test_session_round_trip_expiry_rotation_and_clear(tmp_path, monkeypatch):
     import chalice_http_toolkit as toolkit
 
-    app, _ = build(tmp_path, secret_key="old-key", session_max_age=60)
+    app, _ = build(tmp_path, secret_key="old-key-0123456789abcdefghijklmnopq", session_max_age=60)
     with Client(app) as client:
         first = client.http.get("/counter")
         cookie = cookie_of(first.headers)
@@ -244,7 +244,11 @@ def test_session_round_trip_expiry_rotation_and_clear(tmp_path, monkeypatch):
         assert "Max-Age=60" in second.headers["Set-Cookie"][0]
         cookie = cookie_of(second.headers)
     # Rotation: a new key signs, the old one still verifies.
-    rotated, _ = build(tmp_path, secret_key=["new-key", "old-key"], session_max_age=60)
+    rotated, _ = build(
+        tmp_path,
+        secret_key=["new-key-0123456789abcdefghijklmnopq", "old-key-0123456789abcdefghijklmnopq"],
+        session_max_age=60,
+    )
     with Client(rotated) as client:
         third = client.http.get("/counter", headers={"Cookie": f"session={cookie}"})
         assert json.loads(third.body) == {"n": 3}
@@ -257,7 +261,7 @@ def test_session_round_trip_expiry_rotation_and_clear(tmp_path, monkeypatch):
         gone = client.http.get("/logout", headers={"Cookie": f"session={new_cookie}"})
         assert cookie_of(gone.headers) == "" and "Max-Age=0" in gone.headers["Set-Cookie"][0]
     # A key that is no longer listed: the cookie is foreign.
-    app2, _ = build(tmp_path, secret_key="new-key-only")
+    app2, _ = build(tmp_path, secret_key="new-key-only-0123456789abcdefghijkl")
     with Client(app2) as client:
         assert json.loads(
             client.http.get("/counter", headers={"Cookie": f"session={cookie}"}).body
@@ -303,7 +307,7 @@ def test_session_values_are_json_and_fit_in_a_cookie(tmp_path):
     app, _ = build(tmp_path)
     with Client(app) as client:
         big = json.loads(client.http.get("/big").body)
-        assert "4093" in big["error"]
+        assert "4096" in big["error"]
         reply = client.http.get("/not-json")
         assert "JSON" in json.loads(reply.body)["error"] and json.loads(reply.body)["keys"] == []
 
