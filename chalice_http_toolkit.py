@@ -34,6 +34,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Union
+from urllib.parse import parse_qsl, unquote, unquote_plus  # loaded by chalice already
 
 from chalice.app import CaseInsensitiveMapping, ChaliceUnhandledError, Response
 
@@ -1190,6 +1191,10 @@ class StaticIndex:
         )
 
 
+#: On the view of a route of :meth:`ContentManager.register_static_routes`: (manager, its
+#: parameter names, Cache-Control), so :func:`lambda_handler` can answer without Chalice.
+_STATIC_VIEW_ATTRIBUTE = "_chalice_http_toolkit_static_view"
+
 # What image and response code read a file through (``Union``: Python 3.9 has no ``|`` here).
 _StaticLike = Union[StaticFile, _StaticSnapshot]
 
@@ -1204,8 +1209,6 @@ def _fingerprinted(relpath: str, fingerprint: str) -> str:
 
 def _clean_segments(segments: Iterable[str]) -> str | None:
     """Join URL path segments into an index key, or ``None`` for anything suspicious."""
-    from urllib.parse import unquote
-
     parts = []
     for segment in segments:
         if "%" in segment:
@@ -3656,6 +3659,7 @@ class ContentManager:
                 "/".join(params[name] for name in names), cache_control=cache_control
             )
 
+        setattr(view, _STATIC_VIEW_ATTRIBUTE, (self, tuple(names), cache_control))  # front doors
         return view
 
     def register_not_found_routes(
@@ -4809,6 +4813,20 @@ def is_keep_warm_event(event: Any) -> bool:
     return isinstance(context, Mapping) and context.get("resourcePath") == _KEEP_WARM_RESOURCE_PATH
 
 
+# On an app with the keep-warm schedule: its manager, so lambda_handler answers the payload.
+_KEEP_WARM_ATTRIBUTE = "_chalice_http_toolkit_keep_warm"
+
+
+def _keep_warm_response(content_manager: ContentManager) -> Response:
+    """Prime the container; the answer to a keep-warm payload (milliseconds per step)."""
+    timings = content_manager.prime()
+    return Response(
+        body=json.dumps({"warm": True, "prime_ms": timings}),
+        headers={"Content-Type": "application/json"},
+        status_code=200,
+    )
+
+
 def _keep_warm_middleware(content_manager: ContentManager) -> Callable[..., Any]:
     def keep_warm_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
         # ``request`` is None for events that are not HTTP: Chalice answers those itself.
@@ -4818,12 +4836,7 @@ def _keep_warm_middleware(content_manager: ContentManager) -> Callable[..., Any]
             or not is_keep_warm_event(request.to_original_event())
         ):
             return get_response(request)
-        timings = content_manager.prime()
-        return Response(
-            body=json.dumps({"warm": True, "prime_ms": timings}),
-            headers={"Content-Type": "application/json"},
-            status_code=200,
-        )
+        return _keep_warm_response(content_manager)
 
     return keep_warm_middleware
 
@@ -4974,6 +4987,7 @@ def register_keep_warm(
     from chalice import Rate
 
     app.register_middleware(_keep_warm_middleware(content_manager), "http")
+    setattr(app, _KEEP_WARM_ATTRIBUTE, content_manager)
 
     def keep_warm(event: Any) -> dict[str, Any]:
         target = _api_function_name(name, function_name, os.environ)
@@ -5154,23 +5168,24 @@ def _rest_event(
     ``encoded``: the path is still percent-encoded (Function URLs, ALB); path
     parameters reach the view decoded, as REST APIs hand them.
     """
-    from urllib.parse import unquote
-
     segments = _path_segments(path)
-    if encoded:
+    if encoded and "%" in path:
         segments = [unquote(segment) if "%" in segment else segment for segment in segments]
     found = table.match(segments)
     if found is None:
         return None
     route, captured = found
-    context.update(resourcePath=route, httpMethod=method)
+    context["resourcePath"] = route
+    context["httpMethod"] = method
     return {
         "resource": route,
         "path": path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": multi_headers,
-        "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
+        "queryStringParameters": {name: values[-1] for name, values in query.items()}
+        if query
+        else None,
         "multiValueQueryStringParameters": query or None,
         "pathParameters": captured or None,
         "stageVariables": stage_variables or None,
@@ -5180,15 +5195,30 @@ def _rest_event(
     }
 
 
-def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, Any] | None:
-    """A REST event from payload format 2.0 (HTTP API, Function URL); ``None``: no route."""
-    from urllib.parse import parse_qsl
+class _V2Request(
+    collections.namedtuple("_V2Request", "method raw_path path encoded headers context http")
+):
+    """What a payload format 2.0 event asks for, read once for the static door and Chalice."""
 
-    context = event.get("requestContext")
-    http = context.get("http") if isinstance(context, Mapping) else None
-    if not isinstance(http, Mapping) or not isinstance(http.get("method"), str):
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
+
+    method: str
+    raw_path: str
+    path: str  # without an HTTP API's named stage
+    encoded: bool  # the path is still percent-encoded (Function URLs)
+    headers: dict[str, str]  # lower-case names, the cookies array joined in
+    context: Mapping[str, Any]
+    http: Mapping[str, Any]
+
+
+def _read_v2(event: Mapping[str, Any]) -> _V2Request:
+    """The request of a payload format 2.0 event (HTTP API, Function URL); malformed: raises."""
+    context = event.get("requestContext")  # a Mapping: _event_kind checked it
+    http = context.get("http")
+    if (type(http) is not dict and not isinstance(http, Mapping)) or type(
+        http.get("method")
+    ) is not str:
         raise _BadEvent("requestContext.http.method is missing")
-    method = http["method"].upper()
     raw_path = event.get("rawPath", http.get("path"))
     if not isinstance(raw_path, str) or not raw_path.startswith("/"):
         raise _BadEvent("rawPath must be a path")
@@ -5198,12 +5228,41 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
     if stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
         path = path[len(stage) + 1 :] or "/"
     # Repeated headers arrive joined with commas already.
-    headers = _string_map(event.get("headers"), "headers", lower=True)
+    headers = _lower_string_map(event.get("headers"), "headers")
     cookies = event.get("cookies")
     if cookies:
         if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
             raise _BadEvent("cookies must be a list of strings")
         headers["cookie"] = "; ".join(cookies)
+    # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
+    encoded = ".lambda-url." in (context.get("domainName") or "")
+    return _V2Request(http["method"].upper(), raw_path, path, encoded, headers, context, http)
+
+
+def _lower_string_map(value: Any, field: str) -> dict[str, str]:
+    """``_string_map(value, field, lower=True)``, quicker for the lower-case names 2.0 sends.
+
+    One ``join`` checks that every name and value is a string (a ``TypeError`` otherwise)
+    and, when the names are lower case already, a copy replaces the per-header loop.
+    """
+    if type(value) is dict:
+        try:
+            names = "\n".join(value)
+            "".join(value.values())
+        except TypeError:
+            raise _BadEvent(f"{field} must be an object of strings") from None
+        if names.lower() == names:  # (an ASCII lower() is far quicker than islower())
+            return dict(value)
+    return _string_map(value, field, lower=True)
+
+
+def _event_from_v2(
+    event: Mapping[str, Any], table: _RouteTable, request: _V2Request | None = None
+) -> dict[str, Any] | None:
+    """A REST event from payload format 2.0 (HTTP API, Function URL); ``None``: no route."""
+    if request is None:
+        request = _read_v2(event)
+    context, http, headers = request.context, request.http, request.headers
     raw_query = event.get("rawQueryString")
     query: dict[str, list[str]] = {}
     if isinstance(raw_query, str):
@@ -5212,14 +5271,11 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
     else:
         for name, value in _string_map(event.get("queryStringParameters"), "query").items():
             query[name] = [value]
-    domain = context.get("domainName") or ""
-    # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
-    function_url = ".lambda-url." in domain
     rest_context = {
-        "path": raw_path,
-        "stage": stage,
+        "path": request.raw_path,
+        "stage": context.get("stage") or "$default",
         "requestId": context.get("requestId"),
-        "domainName": domain,
+        "domainName": context.get("domainName") or "",
         "apiId": context.get("apiId"),
         "accountId": context.get("accountId"),
         "protocol": http.get("protocol"),
@@ -5229,9 +5285,9 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
     }
     return _rest_event(
         table,
-        method,
-        path,
-        function_url,
+        request.method,
+        request.path,
+        request.encoded,
         headers,
         {name: [value] for name, value in headers.items()},
         query,
@@ -5241,13 +5297,122 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
     )
 
 
+_STATIC_DOOR_ATTRIBUTE = "_chalice_http_toolkit_static_door"
+
+
+def _static_prefixes(app: Any) -> tuple[str, ...]:
+    """URL prefixes (``/static/``) of the toolkit's static routes that may skip Chalice.
+
+    Empty when the app has an HTTP middleware of its own: it must see every request.
+    Recomputed when routes or middleware were added since.
+    """
+    routes = app.routes
+    middleware = getattr(app, "middleware_handlers", ())
+    key = (len(routes), len(middleware))
+    cached = getattr(app, _STATIC_DOOR_ATTRIBUTE, None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    prefixes: set[str] = set()
+    ours = all(
+        getattr(func, "__module__", None) == __name__
+        for func, event_type in middleware
+        if event_type in ("http", "all")
+    )
+    for route, methods in list(routes.items()) if ours else ():
+        entry = methods.get("GET")
+        if entry is not None and hasattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE):
+            prefixes.add(route[: route.index("/{") + 1])
+    found = tuple(sorted(prefixes))
+    setattr(app, _STATIC_DOOR_ATTRIBUTE, (key, found))
+    return found
+
+
+def _static_answer(
+    app: Any, table: _RouteTable, request: _V2Request, prefixes: tuple[str, ...]
+) -> Answer | None:
+    """What the toolkit's static route would answer, without Chalice; ``None``: ask Chalice.
+
+    Only a GET/HEAD without a body type for a route of ``register_static_routes`` whose
+    file is in the index and is not a negotiated image; everything else (404s, image
+    variants, CORS set on the route, an app whose binary types are not ``*/*``) goes
+    through Chalice, which gives the same answer the long way.
+    """
+    if (
+        request.method not in ("GET", "HEAD")
+        or not request.path.startswith(prefixes)
+        or "content-type" in request.headers  # Chalice checks it against the route
+        or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
+    ):
+        return None
+    segments = _path_segments(request.path)
+    if request.encoded and "%" in request.path:
+        segments = [unquote(segment) if "%" in segment else segment for segment in segments]
+    found = table.match(segments)
+    if found is None:
+        return None
+    route, captured = found
+    entry = app.routes[route].get(request.method)
+    served = getattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE, None) if entry else None
+    if served is None or entry.cors is not None:
+        return None
+    cm, names, cache_control = served
+    filename = "/".join(captured[name] for name in names)
+    # As ContentManager.static() finds the file (images are negotiated there).
+    index = cm.static_files
+    static_file = None
+    if not index.auto_reload and "%" not in filename and "\\" not in filename:
+        static_file = index.files.get(filename)
+    immutable = False
+    if static_file is None:
+        relpath = _clean_segments(filename.split("/"))
+        static_file, immutable = index.resolve(relpath) if relpath else (None, False)
+        if static_file is None:
+            return None
+    try:
+        snapshot = static_file.snapshot()
+        if snapshot.content_type in IMAGE_FORMATS:
+            return None
+        return _answer(
+            request.method,
+            request.headers,
+            _static_offer(snapshot, snapshot.content_type),
+            200,
+            None,
+            IMMUTABLE_CACHE_CONTROL if immutable else cache_control,
+            (),
+            cm.compress,
+            False,
+            cm._fixed_headers,
+            bool(getattr(cm.app, "debug", False)),
+        )
+    except OSError:  # gone meanwhile: Chalice's route gives its answer
+        return None
+
+
+def _v2_response(answer: Answer) -> dict[str, Any]:
+    """An answer as the payload format 2.0 response ``_to_v2`` makes of Chalice's."""
+    body = answer.body
+    if isinstance(body, (bytes, bytearray)):
+        return {
+            "statusCode": answer.status,
+            "headers": answer.headers,
+            "body": base64.b64encode(body).decode("ascii"),
+            "isBase64Encoded": True,
+        }
+    return {
+        "statusCode": answer.status,
+        "headers": answer.headers,
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
 def _event_from_alb(event: Mapping[str, Any], table: _RouteTable) -> dict[str, Any] | None:
     """A REST event from an ALB target-group event; ``None``: no route.
 
     The load balancer passes the path and the query string as the client sent them,
     percent-encoded; with multi-value headers enabled only the ``multiValue*`` fields.
     """
-    from urllib.parse import unquote_plus
 
     method = event.get("httpMethod")
     path = event.get("path")
@@ -5296,10 +5461,11 @@ def _event_from_alb(event: Mapping[str, Any], table: _RouteTable) -> dict[str, A
 
 def _event_kind(event: Any) -> str | None:
     """``"rest"``, ``"v2"``, ``"alb"`` or ``None`` for an event no front door sends."""
-    if not isinstance(event, Mapping):
+    # ``type(...) is dict`` first: the runtime hands dicts, and an ABC check costs more.
+    if type(event) is not dict and not isinstance(event, Mapping):
         return None
     context = event.get("requestContext")
-    if not isinstance(context, Mapping):
+    if type(context) is not dict and not isinstance(context, Mapping):
         return None
     if event.get("version") == "2.0" or "http" in context:
         return "v2"
@@ -5474,7 +5640,11 @@ def lambda_handler(
                 else type(event).__name__,
             )
             return _plain_response(500, "Internal Server Error: unknown event shape")
-        if secrets and not is_keep_warm_event(event):
+        if kind == "rest" and is_keep_warm_event(event):
+            warming = getattr(app, _KEEP_WARM_ATTRIBUTE, None)  # register_keep_warm's manager
+            if warming is not None:
+                return _keep_warm_response(warming).to_dict()
+        elif secrets:
             if not _origin_secret_matches(event, secrets):
                 logger.warning(
                     "lambda_handler: refused a request without the origin secret header %s",
@@ -5486,7 +5656,15 @@ def lambda_handler(
             return app(event, context)
         try:
             table = _route_table(app)
-            rest = _event_from_v2(event, table) if kind == "v2" else _event_from_alb(event, table)
+            if kind == "v2":
+                request = _read_v2(event)
+                prefixes = _static_prefixes(app)
+                answered = _static_answer(app, table, request, prefixes) if prefixes else None
+                if answered is not None:
+                    return _v2_response(answered)
+                rest = _event_from_v2(event, table, request)
+            else:
+                rest = _event_from_alb(event, table)
         except _BadEvent as error:
             logger.error("lambda_handler: malformed %s event: %s", kind, error)
             return _in_format(kind, event, _plain_response(400, f"Bad Request: {error}"))
