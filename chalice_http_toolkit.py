@@ -59,6 +59,7 @@ __all__ = [
     "LAMBDA_RESPONSE_LIMIT",
     "ORIGIN_SECRET_ENV",
     "ORIGIN_SECRET_HEADER",
+    "PREPARED_FILE",
     "PRIVATE_CACHE_CONTROL",
     "SESSION_COOKIE_LIMIT",
     "SQS_MESSAGE_LIMIT",
@@ -113,6 +114,7 @@ __all__ = [
     "parse_form",
     "parse_http_date",
     "parse_range",
+    "prepare_deployment",
     "quote_etag",
     "register_keep_warm",
     "set_cookie",
@@ -1513,8 +1515,14 @@ def _names_used(tree: Any) -> set[str]:
     return names
 
 
-def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateDeps:
-    """Parse ``filename`` and everything it extends, includes and imports (not rendering)."""
+def _analyse_template(
+    env: Any, filename: str, templates_dir: str, record: dict[str, Any] | None = None
+) -> _TemplateDeps:
+    """Parse ``filename`` and everything it extends, includes and imports (not rendering).
+
+    ``record`` (for :func:`prepare_deployment`) receives each source's digest by name
+    and the names referenced but missing.
+    """
     import jinja2
     from jinja2 import meta
 
@@ -1538,7 +1546,11 @@ def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateD
                     f"template {name!r} not found in {templates_dir}"
                 ) from None
             dynamic = True  # e.g. ``{% include 'x' ignore missing %}``: let rendering decide
+            if record is not None:
+                record.setdefault("missing", []).append(name)
             continue
+        if record is not None:
+            record.setdefault("closure", {})[name] = _digest(source.encode("utf-8"))
         files.append((path, _stat_key(path)))
         sources.append(f"{name}\0{len(source)}\0".encode() + source.encode("utf-8"))
         tree = env.parse(source, name, path)
@@ -1559,6 +1571,241 @@ def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateD
         None if static_refs is None else frozenset(static_refs),
         tuple(files),
         frozenset(names),
+    )
+
+
+#: The file beside the module where :func:`prepare_deployment` keeps what a build computed
+#: (and, with the suffix ``.bytecode``, the templates it compiled).
+PREPARED_FILE = "chalice_http_toolkit.prepared.json"
+# Bump when what the analysis finds changes: an older file is then ignored.
+_PREPARED_FORMAT = 1
+
+
+def _prepared_path() -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), PREPARED_FILE)
+
+
+def prepare_deployment(
+    templates_dir: str, *, path: str | None = None, environment: Any = None
+) -> str:
+    """Parse and compile every template now, at build time, so a cold start does not.
+
+    Writes each template's closure (with a digest of every source in it), the names
+    it uses and its constant ``static()`` paths to :data:`PREPARED_FILE` beside this
+    module (or ``path``), and its compiled code to the same name plus ``.bytecode``,
+    under ``templates_dir`` relative to that file. ``environment``: the site's
+    ``cm.env`` when it registers filters or extensions (else a default one). A
+    container uses an entry only when every source still has its digest and its
+    environment parses and compiles alike; anything else is parsed as before. Run it
+    after editing templates, before ``chalice deploy``. Returns the JSON file's path.
+    """
+    import jinja2
+
+    path = path or _prepared_path()
+    env = environment or jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir), autoescape=_template_autoescape
+    )
+    entries: dict[str, Any] = {}
+    compiled: dict[str, tuple[str, bytes]] = {}
+    for name in env.list_templates():
+        if any(part.startswith(".") for part in name.split("/")):
+            continue
+        record: dict[str, Any] = {}
+        try:
+            deps = _analyse_template(env, name, templates_dir, record)
+            source, filename, _ = env.loader.get_source(env, name)
+            bucket = jinja2.bccache.Bucket(env, name, _jinja_checksum(source))
+            bucket.code = env.compile(source, name, filename)
+        except (jinja2.TemplateError, UnicodeDecodeError) as error:
+            logger.warning("prepare: template %s does not compile: %s", name, error)
+            continue
+        entries[name] = {
+            "closure": record.get("closure", {}),
+            "missing": record.get("missing", []),
+            "dynamic": deps.digest is None,
+            "static_refs": None if deps.static_refs is None else sorted(deps.static_refs),
+            "names": sorted(deps.names),
+        }
+        settings = _compile_settings(env, name, deps.names)
+        compiled[name] = (settings, bucket.bytecode_to_string())
+    key = _prepared_key(templates_dir, path)
+    prepared = _read_prepared(path, json.load, "r")
+    prepared["templates"][key] = {"parser": _parser_settings(env), "entries": entries}
+    with open(path, "w") as handle:
+        json.dump(prepared, handle, indent=1, sort_keys=True)
+    code = _read_prepared(path + ".bytecode", marshal.load, "rb")
+    code["templates"][key] = compiled
+    with open(path + ".bytecode", "wb") as handle:
+        marshal.dump(code, handle)
+    _prepared_entries.cache_clear()
+    logger.info("prepare: %d templates of %s in %s", len(entries), templates_dir, path)
+    return path
+
+
+def _read_prepared(path: str, load: Callable[[Any], Any], mode: str) -> dict[str, Any]:
+    """A prepared file's content to add to, or an empty one of this format."""
+    try:
+        with open(path, mode) as handle:
+            prepared = load(handle)
+    except (OSError, ValueError, EOFError, TypeError):
+        prepared = None
+    if not isinstance(prepared, dict) or prepared.get("format") != _PREPARED_FORMAT:
+        prepared = {"format": _PREPARED_FORMAT, "templates": {}}
+    return prepared
+
+
+def _jinja_checksum(source: str) -> str:
+    """Jinja2's checksum of a source (``BytecodeCache.get_source_checksum``)."""
+    import hashlib
+
+    return hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def _compile_settings(env: Any, name: str, names: Iterable[str]) -> str:
+    """What, besides its source, Jinja2 bakes into a template's code when compiling it.
+
+    Autoescaping, ``finalize``, async and optimisation, the extensions, and how each
+    filter and test the template uses takes its arguments (``pass_context`` and kin).
+    """
+    autoescape = env.autoescape(name) if callable(env.autoescape) else env.autoescape
+    passes = [
+        (kind, used, repr(getattr(table[used], "jinja_pass_arg", None)))
+        for kind, table in (("filter", env.filters), ("test", env.tests))
+        for used in sorted(names)
+        if used in table
+    ]
+    finalize = env.finalize
+    return repr(
+        (
+            bool(autoescape),
+            None if finalize is None else repr(getattr(finalize, "jinja_pass_arg", None)),
+            env.is_async,
+            env.optimized,
+            sorted(env.extensions),
+            passes,
+        )
+    )
+
+
+def _prepared_bytecode(templates_dir: str) -> Any:
+    """A read-only ``jinja2.BytecodeCache`` of the code :func:`prepare_deployment` compiled.
+
+    ``None`` without a file for ``templates_dir``. Jinja2 checks each source's checksum
+    (and the Python version) itself; a template whose environment compiles otherwise
+    (another autoescape, a filter taking its context now) is compiled as usual.
+    """
+    import jinja2
+
+    path = _prepared_path() + ".bytecode"
+    try:
+        with open(path, "rb") as handle:
+            prepared = marshal.load(handle)
+        compiled = prepared["templates"][_prepared_key(templates_dir, path)]
+    except (OSError, ValueError, EOFError, TypeError, KeyError):
+        return None
+    if prepared.get("format") != _PREPARED_FORMAT or not isinstance(compiled, dict):
+        return None
+    entries = _prepared_entries(templates_dir, _prepared_path())[1]
+
+    class PreparedBytecode(jinja2.BytecodeCache):
+        """Compiled at build time; never written (Lambda's task directory is read-only)."""
+
+        def get_cache_key(self, name: str, filename: str | None = None) -> str:
+            return name  # the build's paths are not the container's
+
+        def load_bytecode(self, bucket: Any) -> None:
+            stored = compiled.get(bucket.key)
+            entry = entries.get(bucket.key)
+            if stored is None or entry is None:
+                return
+            env = bucket.environment
+            if stored[0] == _compile_settings(env, bucket.key, entry["names"]):
+                bucket.bytecode_from_string(stored[1])
+
+        def dump_bytecode(self, bucket: Any) -> None:
+            return None
+
+    return PreparedBytecode()
+
+
+def _prepared_key(templates_dir: str, prepared_file: str) -> str:
+    """``templates_dir`` relative to the prepared file: the same on the build and on Lambda."""
+    base = os.path.dirname(os.path.realpath(prepared_file))
+    return os.path.relpath(os.path.realpath(templates_dir), base).replace(os.sep, "/")
+
+
+def _parser_settings(env: Any) -> str:
+    """What decides how an environment parses a source (delimiters, whitespace, extensions)."""
+    return repr(
+        (
+            env.block_start_string,
+            env.block_end_string,
+            env.variable_start_string,
+            env.variable_end_string,
+            env.comment_start_string,
+            env.comment_end_string,
+            env.line_statement_prefix,
+            env.line_comment_prefix,
+            env.trim_blocks,
+            env.lstrip_blocks,
+            env.newline_sequence,
+            env.keep_trailing_newline,
+            sorted(env.extensions),
+        )
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _prepared_entries(templates_dir: str, prepared_file: str) -> tuple[str, dict[str, Any]]:
+    """(parser settings, entries) that :func:`prepare_deployment` wrote for ``templates_dir``."""
+    try:
+        with open(prepared_file) as handle:
+            prepared = json.load(handle)
+        if prepared.get("format") != _PREPARED_FORMAT:
+            return "", {}
+        section = prepared["templates"][_prepared_key(templates_dir, prepared_file)]
+        return section["parser"], section["entries"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "", {}
+
+
+def _prepared_template(env: Any, filename: str, templates_dir: str) -> _TemplateDeps | None:
+    """The build's analysis of ``filename`` when every source is unchanged; else ``None``.
+
+    Reads the closure's sources (not parsing them): a digest that differs, a template
+    gone or come back, or another parser setting, and the template is analysed anew.
+    """
+    import jinja2
+
+    parser, entries = _prepared_entries(templates_dir, _prepared_path())
+    entry = entries.get(filename)
+    if entry is None or parser != _parser_settings(env):
+        return None
+    sources: list[bytes] = []
+    files: list[tuple[str, tuple[int, int] | None]] = []
+    try:
+        for name, digest in entry["closure"].items():
+            source, path, _ = env.loader.get_source(env, name)
+            data = source.encode("utf-8")
+            if _digest(data) != digest:
+                return None
+            files.append((path, _stat_key(path)))
+            sources.append(f"{name}\0{len(source)}\0".encode() + data)
+    except jinja2.TemplateNotFound:
+        return None
+    for name in entry["missing"]:
+        try:
+            env.loader.get_source(env, name)
+        except jinja2.TemplateNotFound:
+            continue
+        return None  # there now: its names were never seen
+    sources.sort()
+    refs = entry["static_refs"]
+    return _TemplateDeps(
+        None if entry["dynamic"] else _digest(*sources),
+        None if refs is None else frozenset(refs),
+        tuple(files),
+        frozenset(entry["names"]),
     )
 
 
@@ -3045,6 +3292,7 @@ class ContentManager:
                 # A plain dict instead of a locked LRU: a site's templates are few,
                 # and every include looks its template up in this cache.
                 cache_size=-1,
+                bytecode_cache=_prepared_bytecode(self.templates_dir),  # a build's work
             )
             self._env.globals["static"] = self.static_url
             self._env.globals["srcset"] = self.srcset
@@ -3142,7 +3390,9 @@ class ContentManager:
             not self.auto_reload or all(_stat_key(path) == key for path, key in cached.files)
         ):
             return cached
-        deps = _analyse_template(self.env, filename, self.templates_dir)
+        deps = _prepared_template(self.env, filename, self.templates_dir)  # a build's work
+        if deps is None:
+            deps = _analyse_template(self.env, filename, self.templates_dir)
         self._template_deps.put(filename, deps)
         return deps
 

@@ -1,7 +1,7 @@
 """Benchmark: this toolkit beside what a user would pick instead, on the same site.
 
 ``make bench`` runs this in ``.venv-bench`` after ``bench/run.py``. The peers are
-Flask + WhiteNoise behind apig-wsgi and Starlette behind Mangum (DESIGN §5); with
+Flask + WhiteNoise behind apig-wsgi and Starlette behind Mangum; with
 them, our module (loaded by path as ``cht_new``), chalice-http-toolkit 0.6.2 (REST
 only: it has no other front door) and a bare Chalice app, the baseline. Every
 variant serves the same templates and static files (``bench/run.py``'s site plus
@@ -469,7 +469,7 @@ def task_root(kind: str, site: Path, root: Path) -> Path:
         )
         prepare = getattr(base.load_ours(), "prepare_deployment", None)
         if prepare is not None:  # what packaging computes ahead of the cold start
-            prepare(str(task / "templates"), str(task / "static"))
+            prepare(str(task / "templates"), path=str(task / "chalice_http_toolkit.prepared.json"))
     (task / "handler.py").write_text(CATALOG_ARGS_SOURCE + _HANDLERS[kind])
     return task
 
