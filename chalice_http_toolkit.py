@@ -5548,13 +5548,18 @@ def _event_from_v2(
 
 
 _STATIC_DOOR_ATTRIBUTE = "_chalice_http_toolkit_static_door"
+# Paths the static door remembers the route of; more are routed on every request.
+_STATIC_DOOR_PATHS = 4096
+
+# (URL prefixes of the toolkit's static routes, {(path, encoded): (manager, file, Cache-Control)})
+_StaticDoor = tuple[tuple[str, ...], dict[tuple[str, bool], tuple[Any, str, Any]]]
 
 
-def _static_prefixes(app: Any) -> tuple[str, ...]:
-    """URL prefixes (``/static/``) of the toolkit's static routes that may skip Chalice.
+def _static_door(app: Any) -> _StaticDoor:
+    """The prefixes (``/static/``) of the toolkit's static routes that may skip Chalice.
 
-    Empty when the app has an HTTP middleware of its own: it must see every request.
-    Recomputed when routes or middleware were added since.
+    No prefix when the app has an HTTP middleware of its own: it must see every request.
+    Made again, with an empty memo of routed paths, when routes or middleware were added.
     """
     routes = app.routes
     middleware = getattr(app, "middleware_handlers", ())
@@ -5572,28 +5577,13 @@ def _static_prefixes(app: Any) -> tuple[str, ...]:
         entry = methods.get("GET")
         if entry is not None and hasattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE):
             prefixes.add(route[: route.index("/{") + 1])
-    found = tuple(sorted(prefixes))
-    setattr(app, _STATIC_DOOR_ATTRIBUTE, (key, found))
-    return found
+    door: _StaticDoor = (tuple(sorted(prefixes)), {})
+    setattr(app, _STATIC_DOOR_ATTRIBUTE, (key, door))
+    return door
 
 
-def _static_answer(
-    app: Any, table: _RouteTable, request: _V2Request, prefixes: tuple[str, ...]
-) -> Answer | None:
-    """What the toolkit's static route would answer, without Chalice; ``None``: ask Chalice.
-
-    Only a GET/HEAD without a body type for a route of ``register_static_routes`` whose
-    file is in the index and is not a negotiated image; everything else (404s, image
-    variants, CORS set on the route, an app whose binary types are not ``*/*``) goes
-    through Chalice, which gives the same answer the long way.
-    """
-    if (
-        request.method not in ("GET", "HEAD")
-        or not request.path.startswith(prefixes)
-        or "content-type" in request.headers  # Chalice checks it against the route
-        or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
-    ):
-        return None
+def _static_route(app: Any, table: _RouteTable, request: _V2Request) -> tuple[Any, str, Any] | None:
+    """(manager, file name, Cache-Control) when a static route of the toolkit gets the path."""
     segments = _path_segments(request.path)
     if request.encoded and "%" in request.path:
         segments = [unquote(segment) if "%" in segment else segment for segment in segments]
@@ -5606,7 +5596,36 @@ def _static_answer(
     if served is None or entry.cors is not None:
         return None
     cm, names, cache_control = served
-    filename = "/".join(captured[name] for name in names)
+    return cm, "/".join(captured[name] for name in names), cache_control
+
+
+def _static_answer(
+    app: Any, table: _RouteTable, request: _V2Request, door: _StaticDoor
+) -> Answer | None:
+    """What the toolkit's static route would answer, without Chalice; ``None``: ask Chalice.
+
+    Only a GET/HEAD without a body type for a route of ``register_static_routes`` whose
+    file is in the index and is not a negotiated image; everything else (404s, image
+    variants, CORS set on the route, an app whose binary types are not ``*/*``) goes
+    through Chalice, which gives the same answer the long way.
+    """
+    prefixes, routed = door
+    if (
+        request.method not in ("GET", "HEAD")
+        or not request.path.startswith(prefixes)
+        or "content-type" in request.headers  # Chalice checks it against the route
+        or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
+    ):
+        return None
+    key = (request.path, request.encoded)  # GET and HEAD share the view
+    served = routed.get(key)
+    if served is None:
+        served = _static_route(app, table, request)
+        if served is None:
+            return None
+        if len(routed) < _STATIC_DOOR_PATHS:
+            routed[key] = served
+    cm, filename, cache_control = served
     # As ContentManager.static() finds the file (images are negotiated there).
     index = cm.static_files
     static_file = None
@@ -5908,8 +5927,8 @@ def lambda_handler(
             table = _route_table(app)
             if kind == "v2":
                 request = _read_v2(event)
-                prefixes = _static_prefixes(app)
-                answered = _static_answer(app, table, request, prefixes) if prefixes else None
+                door = _static_door(app)
+                answered = _static_answer(app, table, request, door) if door[0] else None
                 if answered is not None:
                     return _v2_response(answered)
                 rest = _event_from_v2(event, table, request)
