@@ -210,3 +210,28 @@ def test_without_a_keep_warm_schedule_the_payload_still_goes_to_chalice(tmp_path
     app.current_request = NOT_CHALICE
     toolkit.lambda_handler(app)(toolkit.keep_warm_event(), lambda_context())
     assert app.current_request is not NOT_CHALICE
+
+
+def test_a_route_or_middleware_added_after_the_first_request_is_honoured(tmp_path):
+    templates, static = write_site(tmp_path / "site")
+    app, _cm, _cf = build_app(templates, static)
+    event = v2_event("GET", "/static/robots.txt", {})
+    assert door_answer(app, event)[1] is False  # answered by the door, path remembered
+
+    @app.route("/static/robots.txt")
+    def robots():
+        return {"mine": True}
+
+    answer, chalice_ran = door_answer(app, event)
+    assert chalice_ran
+    assert json.loads(answer["body"]) == {"mine": True}
+
+    seen = []
+
+    @app.middleware("http")
+    def count(event, get_response):
+        seen.append(event.path)
+        return get_response(event)
+
+    assert door_answer(app, v2_event("GET", "/static/css/site.css", {}))[1] is True
+    assert seen == ["/static/{p0}/{p1}"]
