@@ -235,3 +235,15 @@ def test_a_route_or_middleware_added_after_the_first_request_is_honoured(tmp_pat
 
     assert door_answer(app, v2_event("GET", "/static/css/site.css", {}))[1] is True
     assert seen == ["/static/{p0}/{p1}"]
+
+
+def test_chalice_cors_on_the_static_routes_goes_through_chalice(tmp_path):
+    templates, static = write_site(tmp_path / "site")
+    app = Chalice(app_name="cors")
+    app.api.cors = True  # Chalice's own CORS, set before the routes: Chalice adds its headers
+    cm = toolkit.ContentManager(str(templates), str(static), app)
+    cm.register_static_routes()
+    event = v2_event("GET", "/static/css/site.css", {})
+    answer, chalice_ran = door_answer(app, event)
+    assert chalice_ran
+    assert answer["headers"]["Access-Control-Allow-Origin"] == "*"
