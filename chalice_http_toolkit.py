@@ -5286,13 +5286,14 @@ class _RouteTable:
     A trailing slash is ignored, as API Gateway does.
     """
 
-    __slots__ = ("greedy", "literal", "params", "route")
+    __slots__ = ("greedy", "literal", "params", "paths", "route")
 
     def __init__(self) -> None:
         self.literal: dict[str, _RouteTable] = {}
         self.params: list[tuple[str, _RouteTable]] = []
         self.greedy: tuple[str, str] | None = None
         self.route: str | None = None
+        self.paths: dict[tuple[str, bool], Any] = {}  # the root's memo of match_path()
 
     @classmethod
     def build(cls, routes: Iterable[str]) -> _RouteTable:
@@ -5315,6 +5316,23 @@ class _RouteTable:
             else:
                 node.route = route
         return root
+
+    def match_path(self, path: str, encoded: bool) -> tuple[str, dict[str, str]] | None:
+        """:meth:`match` for a request path (``encoded``: still percent-encoded), remembered.
+
+        A table lives as long as the app's routes are unchanged (:func:`_route_table`), so
+        a path's route does too; up to ``_ROUTED_PATHS`` short paths are kept.
+        """
+        key = (path, encoded)
+        found = self.paths.get(key, _MISSING)
+        if found is _MISSING:
+            segments = _path_segments(path)
+            if encoded and "%" in path:
+                segments = [unquote(part) if "%" in part else part for part in segments]
+            found = self.match(segments)
+            if len(self.paths) < _ROUTED_PATHS and len(path) <= _ROUTED_PATH_LENGTH:
+                self.paths[key] = found
+        return None if found is None else (found[0], dict(found[1]))
 
     def match(self, segments: list[str]) -> tuple[str, dict[str, str]] | None:
         """The route for a request path's (decoded) segments and its parameters, or ``None``."""
@@ -5344,6 +5362,12 @@ class _RouteTable:
             captured[name] = "/".join(segments[index:])
             return route
         return None
+
+
+# Request paths (of at most so many characters) a route table remembers the route of;
+# others are matched on every request.
+_ROUTED_PATHS = 4096
+_ROUTED_PATH_LENGTH = 256
 
 
 def _path_segments(path: str) -> list[str]:
@@ -5418,10 +5442,7 @@ def _rest_event(
     ``encoded``: the path is still percent-encoded (Function URLs, ALB); path
     parameters reach the view decoded, as REST APIs hand them.
     """
-    segments = _path_segments(path)
-    if encoded and "%" in path:
-        segments = [unquote(segment) if "%" in segment else segment for segment in segments]
-    found = table.match(segments)
+    found = table.match_path(path, encoded)
     if found is None:
         return None
     route, captured = found
@@ -5548,8 +5569,6 @@ def _event_from_v2(
 
 
 _STATIC_DOOR_ATTRIBUTE = "_chalice_http_toolkit_static_door"
-# Paths the static door remembers the route of; more are routed on every request.
-_STATIC_DOOR_PATHS = 4096
 
 # (URL prefixes of the toolkit's static routes, {(path, encoded): (manager, file, Cache-Control)})
 _StaticDoor = tuple[tuple[str, ...], dict[tuple[str, bool], tuple[Any, str, Any]]]
@@ -5584,10 +5603,7 @@ def _static_door(app: Any) -> _StaticDoor:
 
 def _static_route(app: Any, table: _RouteTable, request: _V2Request) -> tuple[Any, str, Any] | None:
     """(manager, file name, Cache-Control) when a static route of the toolkit gets the path."""
-    segments = _path_segments(request.path)
-    if request.encoded and "%" in request.path:
-        segments = [unquote(segment) if "%" in segment else segment for segment in segments]
-    found = table.match(segments)
+    found = table.match_path(request.path, request.encoded)
     if found is None:
         return None
     route, captured = found
@@ -5623,7 +5639,7 @@ def _static_answer(
         served = _static_route(app, table, request)
         if served is None:
             return None
-        if len(routed) < _STATIC_DOOR_PATHS:
+        if len(routed) < _ROUTED_PATHS and len(request.path) <= _ROUTED_PATH_LENGTH:
             routed[key] = served
     cm, filename, cache_control = served
     # As ContentManager.static() finds the file (images are negotiated there).

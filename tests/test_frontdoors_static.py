@@ -247,3 +247,19 @@ def test_chalice_cors_on_the_static_routes_goes_through_chalice(tmp_path):
     answer, chalice_ran = door_answer(app, event)
     assert chalice_ran
     assert answer["headers"]["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_remembered_route_hands_every_request_its_own_path_parameters(tmp_path):
+    app = Chalice(app_name="params")
+
+    @app.route("/items/{item}")
+    def item(item):
+        app.current_request.uri_params["item"] += "!"  # a view that writes to them
+        return {"item": app.current_request.uri_params["item"]}
+
+    handler = toolkit.lambda_handler(app)
+    answers = [
+        json.loads(handler(v2_event("GET", "/items/a%20b"), lambda_context())["body"])
+        for _ in range(3)
+    ]
+    assert answers == [{"item": "a b!"}] * 3
