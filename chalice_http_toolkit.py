@@ -5772,7 +5772,11 @@ def _to_v2(result: Mapping[str, Any]) -> dict[str, Any]:
     """A REST proxy result as payload format 2.0: one ``cookies`` entry per Set-Cookie."""
     headers: dict[str, str] = {}
     cookies = []
-    for name, value in _result_header_pairs(result):
+    multi = result.get("multiValueHeaders")
+    pairs = _result_header_pairs(result) if multi else (result.get("headers") or {}).items()
+    for name, value in pairs:
+        if type(value) is not str:
+            value = str(value)
         if name.lower() == "set-cookie":
             cookies.append(value)
         elif name in headers:
