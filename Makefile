@@ -27,14 +27,16 @@ system-deps:
 
 # Tools: tox, and the Lambda Runtime Interface Emulator from the aws-sam-cli wheel (its
 # files only, no dependencies), which tests/test_lambda_runtime.py finds in $(TOOLS_VENV).
+# A clean venv, aws-sam-cli last: pip checks dependencies only of what it installs, so no
+# "dependency resolver" ERROR about the dependencies left out on purpose.
 TOOLS_VENV ?= .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell cat requirements-tools.txt requirements-rie.txt | sha256sum | cut -c1-12)
 
 $(TOOLS_STAMP): requirements-tools.txt requirements-rie.txt
-	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(PYTHON) -m venv --clear $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-rie.txt
 	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-rie.txt
 	touch $@
 
 tools: $(TOOLS_STAMP)
@@ -85,10 +87,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The demo site in build/demo under `chalice local`, until Ctrl-C: on port 8000, or a free
+# one when 8000 is taken (PORT=8080 asks for one). Once you edit build/demo it is kept as it
+# is (the command says so); FRESH=1 starts it over from the scaffold.
 demo: $(STAMP)
-	$(PY) cli.py setup -n demo -p build/demo --force
-	@echo "Serving the demo site on http://127.0.0.1:8000/"
-	cd build/demo && ../../$(VENV)/bin/chalice local --host 127.0.0.1 --port 8000
+	@$(PY) cli.py demo -p build/demo $(if $(PORT),--port $(PORT)) $(if $(FRESH),--fresh)
 
 # A benchmark, not a test: our module against chalice-http-toolkit 0.6.2 (PyPI), whose
 # package name clashes with our module, so it lives in its own venv. Writes bench/results.json.

@@ -48,6 +48,8 @@ __all__ = [
     "DEFAULT_IMAGE_WIDTHS",
     "DEFAULT_SECURITY_HEADERS",
     "DEFAULT_STATIC_CACHE_BYTES",
+    "EDGE_STALE_IF_ERROR",
+    "EDGE_STALE_WHILE_REVALIDATE",
     "FORM_CONTENT_TYPES",
     "IMAGE_ACCEPT_ANY",
     "IMAGE_ACCEPT_AVIF",
@@ -69,6 +71,7 @@ __all__ = [
     "BoundedCache",
     "CloudFront",
     "ContentManager",
+    "Exchange",
     "FormData",
     "FormError",
     "FormLimits",
@@ -96,11 +99,13 @@ __all__ = [
     "cross_origin_refusal",
     "csrf_exempt",
     "delete_cookie",
+    "edge_cache_control",
     "etag_matches",
     "evaluate_preconditions",
     "ex_multipart",
     "http_date",
     "if_range_matches",
+    "image_format_preferences",
     "install_gateway_support",
     "is_keep_warm_event",
     "keep_warm_event",
@@ -115,6 +120,7 @@ __all__ = [
     "parse_http_date",
     "parse_range",
     "prepare_deployment",
+    "pure",
     "quote_etag",
     "register_keep_warm",
     "set_cookie",
@@ -149,6 +155,11 @@ class _LazyPattern:
         for method in ("search", "match", "fullmatch", "finditer"):
             setattr(self, method, getattr(compiled, method))
         return getattr(compiled, name)
+
+
+def _on_lambda() -> bool:
+    """Whether this process runs on AWS Lambda (its runtime sets the function's name)."""
+    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
 
 
 def _digest(*parts: bytes) -> str:
@@ -944,12 +955,59 @@ class _StaticSnapshot:
         return self._body if self._body is not None else self.path
 
     def gzip_body(self) -> bytes | None:
-        """The gzip form of this version, made once; ``None`` when it would not be smaller."""
+        """The gzip form of this version, made once; ``None`` when it would not be smaller.
+
+        A body not held in memory is compressed from the file a chunk at a time
+        (:func:`_gzip_file`): the response already holds it, so it is never read
+        into memory a second time, and a gzip form too large for a Lambda
+        response is given up as soon as it gets there.
+        """
         if self._gzip_body is _MISSING:
-            body = self.body
-            compressed = _gzip(body)
-            self._gzip_body = compressed if len(compressed) < len(body) else None
+            if self._body is None:
+                self._gzip_body = _gzip_file(self.path, self.digest, self.size)
+            else:
+                body = self._body
+                compressed = _gzip(body)
+                self._gzip_body = compressed if len(compressed) < len(body) else None
         return self._gzip_body
+
+
+#: The largest body a Lambda response carries once base64 has added its third.
+_LARGEST_LAMBDA_BODY = LAMBDA_RESPONSE_LIMIT * 3 // 4
+
+
+def _gzip_file(path: str, digest: str, size: int) -> bytes | None:
+    """A file's gzip form, compressed as it is read; ``None`` unless worth sending.
+
+    ``None`` when the output reaches the file's ``size`` (not smaller) or
+    :data:`_LARGEST_LAMBDA_BODY` (no Lambda response could carry it: the
+    identity body gets the clear "too large" answer), or when the bytes read
+    no longer hash to ``digest`` (the file changed since its ETag was taken).
+    Memory: one chunk and the output so far, never the whole file.
+    """
+    import hashlib
+    import zlib
+
+    limit = min(size, _LARGEST_LAMBDA_BODY)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 15)  # a gzip wrapper
+    hasher = hashlib.blake2b(digest_size=16)
+    pieces: list[bytes] = []
+    produced = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            hasher.update(chunk)
+            piece = compressor.compress(chunk)
+            produced += len(piece)
+            if produced >= limit:
+                logger.info("static: %s: gzip form not smaller, or too large to send", path)
+                return None
+            pieces.append(piece)
+    pieces.append(compressor.flush())
+    if hasher.hexdigest() != digest:
+        logger.warning("static: %s changed while being compressed; sent as it is", path)
+        return None
+    compressed = b"".join(pieces)
+    return compressed if len(compressed) < limit else None
 
 
 class StaticFile:
@@ -1193,8 +1251,8 @@ class StaticIndex:
         )
 
 
-#: On the view of a route of :meth:`ContentManager.register_static_routes`: (manager, its
-#: parameter names, Cache-Control), so :func:`lambda_handler` can answer without Chalice.
+#: On the view of a route of :meth:`ContentManager.register_static_routes`: (the manager's
+#: responder, the parameter names, Cache-Control), so :func:`lambda_handler` answers alone.
 _STATIC_VIEW_ATTRIBUTE = "_chalice_http_toolkit_static_view"
 
 # What image and response code read a file through (``Union``: Python 3.9 has no ``|`` here).
@@ -1362,16 +1420,6 @@ class _Tokens(list):
     has_bytes = False
 
 
-def _encoded_text(value: Any, depth: int) -> str:
-    out = _Tokens()
-    _encode(value, out, depth)
-    return "".join(out)
-
-
-def _encoded(value: Any, depth: int) -> bytes:
-    return _encoded_text(value, depth).encode("utf-8", "surrogatepass")
-
-
 def stable_digest(value: Any) -> str | None:
     """A digest of ``value`` identical in every process, or ``None`` if it has no canonical form.
 
@@ -1430,7 +1478,9 @@ def _canonical_digest(value: Any) -> tuple[str | None, bool]:
 
 class _TemplateDeps(
     collections.namedtuple(
-        "_TemplateDeps", "digest static_refs files names", defaults=(frozenset(),)
+        "_TemplateDeps",
+        "digest static_refs files names filters tests",
+        defaults=(frozenset(), frozenset(), frozenset()),
     )
 ):
     """What a template's output depends on, found by parsing (not rendering)."""
@@ -1440,27 +1490,187 @@ class _TemplateDeps(
     digest: str | None  # hash of the sources of the whole closure; None when dynamic
     static_refs: frozenset[str] | None  # constant static() paths; None when any is dynamic
     files: tuple[tuple[str, tuple[int, int] | None], ...]  # for reload checks
-    names: frozenset[str]  # filters, tests and names the closure uses
+    names: frozenset[str]  # variable names the closure uses (globals among them)
+    filters: frozenset[str]  # filters the closure applies
+    tests: frozenset[str]  # tests the closure applies
 
 
-class _PagePlan(collections.namedtuple("_PagePlan", "base content_type personal")):
+class _PagePlan(collections.namedtuple("_PagePlan", "base content_type values")):
     """How a template is served, known before its arguments are."""
 
     __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
     base: Any  # blake2b state over all the ETag depends on but the arguments; None: render
     content_type: str
-    personal: bool  # rendered for one visitor: private, no validator
+    values: tuple[str, ...]  # the site's value globals it reads: digested with the arguments
 
+
+#: Argument digests of a template computed before deciding whether they pay off (spare a
+#: render: a page cache hit, a remembered ETag, a 304); below one in eight, pages of that
+#: template are rendered and hashed, and the digest is tried again every so often.
+_DIGEST_TRIALS = 32
+_DIGEST_RETRY_EVERY = 64
+_DIGEST_PAYOFF_ENTRIES = 1024
 
 #: Filters, tests and globals whose output is not a function of a template's sources and
 #: arguments (Jinja2's ``random`` filter and ``lipsum``): a template whose closure names
 #: one is rendered on every request, with no pre-render ETag and no page cache.
 _VOLATILE_TEMPLATE_NAMES: set[str] = {"random", "lipsum"}
 
-#: Names whose output belongs to one visitor (a session's CSRF token, flashed messages):
-#: rendered on every request and answered ``Cache-Control: private, no-store``.
-_PERSONAL_TEMPLATE_NAMES: set[str] = set()
+#: The toolkit's own template globals whose output is not a function of a template's
+#: sources and arguments (the request's ``g``, a session's CSRF token, flashed messages):
+#: rendered on every request; what they read decides whether the answer is personal.
+_REQUEST_TEMPLATE_NAMES = frozenset(("g", "csrf_token", "get_flashed_messages"))
+
+_PURE_ATTRIBUTE = "_chalice_http_toolkit_pure"
+
+
+def pure(helper: Callable[..., Any]) -> Callable[..., Any]:
+    """Declare a template global, filter or test pure: its result depends on its arguments alone.
+
+    A template whose closure uses a helper the site registered itself gets its
+    ETag from its rendered output (the helper may read the session, a cookie, the
+    clock); one declared ``pure`` keeps the ETag computed without rendering and
+    the page cache. Returns ``helper`` (or a marked wrapper of a builtin).
+
+    >>> shout = pure(lambda text: text.upper() + "!")  # then cm.env.filters["shout"] = shout
+    >>> shout("hi")
+    'HI!'
+    """
+    if not callable(helper):
+        raise TypeError(f"pure() marks a callable, not {type(helper).__name__}")
+    try:
+        setattr(helper, _PURE_ATTRIBUTE, True)
+    except (AttributeError, TypeError):  # a builtin takes no attributes: mark a wrapper
+        original = helper
+
+        @functools.wraps(original)
+        def helper(*args: Any, **kwargs: Any) -> Any:
+            return original(*args, **kwargs)
+
+        setattr(helper, _PURE_ATTRIBUTE, True)
+    return helper
+
+
+class _Registry(dict):
+    """``env.globals``, ``filters`` and ``tests``: a dict that reports every change.
+
+    A page plan says which helpers a template uses and whether they are pure:
+    a helper added, replaced or removed after start-up makes the plans stale.
+    ``wrap`` (filters, tests) is applied to every helper the site adds.
+    """
+
+    __slots__ = ("on_change", "wrap")
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        on_change: Callable[[], None],
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> None:
+        super().__init__(data)
+        self.on_change = on_change
+        self.wrap = wrap
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value if self.wrap is None else self.wrap(value))
+        self.on_change()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.on_change()
+
+    def __ior__(self, other: Any) -> _Registry:
+        self.update(other)
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            super().__setitem__(key, value if self.wrap is None else self.wrap(value))
+        self.on_change()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def pop(self, *args: Any) -> Any:
+        self.on_change()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Any]:
+        self.on_change()
+        return super().popitem()
+
+    def clear(self) -> None:
+        super().clear()
+        self.on_change()
+
+
+def _at_render_time(helper: Any) -> Any:
+    """A site's filter or test as Jinja calls it when rendering, never folded when compiling.
+
+    Jinja evaluates a filter or test on constant arguments (``{{ 'Hi' | greet }}``)
+    once, when it compiles the template, unless it takes the context: a helper
+    that reads the session would bake the first visitor into the template. One
+    declared :func:`pure` is left as it is.
+    """
+    if not callable(helper) or getattr(helper, _PURE_ATTRIBUTE, False):
+        return helper
+    import jinja2
+
+    passes = getattr(getattr(helper, "jinja_pass_arg", None), "name", None)
+    if passes == "context":
+        return helper  # Jinja never folds these
+
+    def at_render_time(context: Any, *args: Any, **kwargs: Any) -> Any:
+        if passes == "environment":
+            return helper(context.environment, *args, **kwargs)
+        if passes == "eval_context":
+            return helper(context.eval_ctx, *args, **kwargs)
+        return helper(*args, **kwargs)
+
+    at_render_time.__name__ = getattr(helper, "__name__", "helper")
+    at_render_time.__wrapped__ = helper  # type: ignore[attr-defined]
+    return jinja2.pass_context(at_render_time)
+
+
+def _template_helpers(env: Any, deps: _TemplateDeps, own: Mapping[str, Any]) -> tuple[bool, tuple]:
+    """Whether a closure's output may not follow from its arguments, and the value globals it reads.
+
+    Pure: Jinja's own helpers (but ``random`` and ``lipsum``), the toolkit's
+    ``static``/``srcset``/``url_for``, and helpers the site declared :func:`pure`.
+    A value global (not callable) is pure too: its value is digested with the
+    arguments on every request, so a changed or mutated value gives a new ETag.
+    """
+    from jinja2 import defaults
+
+    impure = False
+    values = []
+    for name in sorted(deps.names):
+        value = env.globals.get(name, _MISSING)
+        if value is _MISSING:
+            continue  # an argument, a variable of the template, or undefined
+        if value is own.get(name, _MISSING):
+            impure = impure or name in _REQUEST_TEMPLATE_NAMES
+        elif value is defaults.DEFAULT_NAMESPACE.get(name, _MISSING):
+            impure = impure or name in _VOLATILE_TEMPLATE_NAMES
+        elif not callable(value):
+            values.append(name)
+        elif not getattr(value, _PURE_ATTRIBUTE, False):
+            impure = True
+    for used, registry, jinjas in (
+        (deps.filters, env.filters, defaults.DEFAULT_FILTERS),
+        (deps.tests, env.tests, defaults.DEFAULT_TESTS),
+    ):
+        for name in used:
+            value = registry.get(name)
+            if value is jinjas.get(name):
+                impure = impure or name in _VOLATILE_TEMPLATE_NAMES
+            elif not getattr(value, _PURE_ATTRIBUTE, False):
+                impure = True
+    return impure, tuple(values)
+
 
 # A template engine's suffixes, looked through to the type the output has.
 _TEMPLATE_SUFFIXES = (".jinja2", ".jinja", ".j2", ".tmpl")
@@ -1506,13 +1716,15 @@ def _template_content_type(name: str) -> str:
     return _with_charset(media_type)
 
 
-def _names_used(tree: Any) -> set[str]:
-    """Every filter, test and variable name a parsed template uses."""
+def _names_used(tree: Any) -> tuple[set[str], set[str], set[str]]:
+    """The variable names, filters and tests a parsed template uses."""
     from jinja2 import nodes
 
-    names = {node.name for node in tree.find_all((nodes.Filter, nodes.Test))}
-    names.update(node.name for node in tree.find_all(nodes.Name))
-    return names
+    return (
+        {node.name for node in tree.find_all(nodes.Name)},
+        {node.name for node in tree.find_all(nodes.Filter)},
+        {node.name for node in tree.find_all(nodes.Test)},
+    )
 
 
 def _analyse_template(
@@ -1532,6 +1744,8 @@ def _analyse_template(
     files: list[tuple[str, tuple[int, int] | None]] = []
     static_refs: set[str] | None = set()
     names: set[str] = set()
+    filters: set[str] = set()
+    tests: set[str] = set()
     dynamic = False
     while pending:
         name = pending.pop()
@@ -1564,13 +1778,18 @@ def _analyse_template(
             static_refs = None
         else:
             static_refs.update(calls)
-        names |= _names_used(tree)
+        used = _names_used(tree)
+        names |= used[0]
+        filters |= used[1]
+        tests |= used[2]
     sources.sort()
     return _TemplateDeps(
         None if dynamic else _digest(*sources),
         None if static_refs is None else frozenset(static_refs),
         tuple(files),
         frozenset(names),
+        frozenset(filters),
+        frozenset(tests),
     )
 
 
@@ -1578,7 +1797,9 @@ def _analyse_template(
 #: (and, with the suffix ``.bytecode``, the templates it compiled).
 PREPARED_FILE = "chalice_http_toolkit.prepared.json"
 # Bump when what the analysis finds changes: an older file is then ignored.
-_PREPARED_FORMAT = 1
+_PREPARED_FORMAT = 2
+# The fields of _TemplateDeps a prepared file keeps as sorted lists (or null).
+_PREPARED_FIELDS = tuple(f for f in _TemplateDeps._fields if f not in ("digest", "files"))
 
 
 def _prepared_path() -> str:
@@ -1623,10 +1844,12 @@ def prepare_deployment(
             "closure": record.get("closure", {}),
             "missing": record.get("missing", []),
             "dynamic": deps.digest is None,
-            "static_refs": None if deps.static_refs is None else sorted(deps.static_refs),
-            "names": sorted(deps.names),
+            "fields": {
+                field: None if getattr(deps, field) is None else sorted(getattr(deps, field))
+                for field in _PREPARED_FIELDS
+            },
         }
-        settings = _compile_settings(env, name, deps.names)
+        settings = _compile_settings(env, name, deps.filters, deps.tests)
         compiled[name] = (settings, bucket.bytecode_to_string())
     key = _prepared_key(templates_dir, path)
     prepared = _read_prepared(path, json.load, "r")
@@ -1661,18 +1884,18 @@ def _jinja_checksum(source: str) -> str:
     return hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
-def _compile_settings(env: Any, name: str, names: Iterable[str]) -> str:
+def _compile_settings(env: Any, name: str, filters: Iterable[str], tests: Iterable[str]) -> str:
     """What, besides its source, Jinja2 bakes into a template's code when compiling it.
 
     Autoescaping, ``finalize``, async and optimisation, the extensions, and how each
-    filter and test the template uses takes its arguments (``pass_context`` and kin).
+    filter and test of its closure takes its arguments (``pass_context`` and kin; a
+    missing one is a compile error).
     """
     autoescape = env.autoescape(name) if callable(env.autoescape) else env.autoescape
     passes = [
-        (kind, used, repr(getattr(table[used], "jinja_pass_arg", None)))
-        for kind, table in (("filter", env.filters), ("test", env.tests))
+        (kind, used, repr(getattr(table.get(used), "jinja_pass_arg", used in table)))
+        for kind, table, names in (("filter", env.filters, filters), ("test", env.tests, tests))
         for used in sorted(names)
-        if used in table
     ]
     finalize = env.finalize
     return repr(
@@ -1716,10 +1939,13 @@ def _prepared_bytecode(templates_dir: str) -> Any:
         def load_bytecode(self, bucket: Any) -> None:
             stored = compiled.get(bucket.key)
             entry = entries.get(bucket.key)
-            if stored is None or entry is None:
+            if stored is None or entry is None or not _has_fields(entry):
                 return
-            env = bucket.environment
-            if stored[0] == _compile_settings(env, bucket.key, entry["names"]):
+            fields = entry["fields"]
+            settings = _compile_settings(
+                bucket.environment, bucket.key, fields["filters"], fields["tests"]
+            )
+            if stored[0] == settings:
                 bucket.bytecode_from_string(stored[1])
 
         def dump_bytecode(self, bucket: Any) -> None:
@@ -1769,6 +1995,12 @@ def _prepared_entries(templates_dir: str, prepared_file: str) -> tuple[str, dict
         return "", {}
 
 
+def _has_fields(entry: Mapping[str, Any]) -> bool:
+    """Whether a prepared entry has every field this module's analysis gives."""
+    fields = entry.get("fields")
+    return isinstance(fields, dict) and fields.keys() == set(_PREPARED_FIELDS)
+
+
 def _prepared_template(env: Any, filename: str, templates_dir: str) -> _TemplateDeps | None:
     """The build's analysis of ``filename`` when every source is unchanged; else ``None``.
 
@@ -1779,7 +2011,7 @@ def _prepared_template(env: Any, filename: str, templates_dir: str) -> _Template
 
     parser, entries = _prepared_entries(templates_dir, _prepared_path())
     entry = entries.get(filename)
-    if entry is None or parser != _parser_settings(env):
+    if entry is None or parser != _parser_settings(env) or not _has_fields(entry):
         return None
     sources: list[bytes] = []
     files: list[tuple[str, tuple[int, int] | None]] = []
@@ -1800,12 +2032,11 @@ def _prepared_template(env: Any, filename: str, templates_dir: str) -> _Template
             continue
         return None  # there now: its names were never seen
     sources.sort()
-    refs = entry["static_refs"]
+    fields = entry["fields"]
     return _TemplateDeps(
-        None if entry["dynamic"] else _digest(*sources),
-        None if refs is None else frozenset(refs),
-        tuple(files),
-        frozenset(entry["names"]),
+        digest=None if entry["dynamic"] else _digest(*sources),
+        files=tuple(files),
+        **{field: None if fields[field] is None else frozenset(fields[field]) for field in fields},
     )
 
 
@@ -1881,7 +2112,7 @@ DEFAULT_IMAGE_QUALITY: Mapping[str, int] = {"AVIF": 60, "WEBP": 80, "JPEG": 82}
 DEFAULT_IMAGE_MAX_PIXELS = 36_000_000
 
 # Chosen for memory and time on a 256 MB Lambda (one vCPU share): one encoder
-# thread for AVIF (about 24 bytes a pixel at speed 8), WebP method 2 (about 4 bytes a
+# thread for AVIF (about 22 bytes a pixel at speed 8), WebP method 2 (about 5 bytes a
 # pixel; method 3 and up take 12); measured by bench/images_memory.py.
 _ENCODER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "AVIF": {"speed": 8, "max_threads": 1},
@@ -1890,18 +2121,20 @@ _ENCODER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "PNG": {"compress_level": 6},
 }
 
-#: Most pixels an encoder is given: a larger image (or width variant) is scaled down to
-#: this many first, aspect ratio kept. AVIF's encoder needs the most memory per pixel.
+#: Most pixels each encoder may be given, so that one conversion (decoded pixels and
+#: encoder together) stays within about 120 MB: AVIF needs about 26 bytes a pixel in
+#: all, WebP 9, JPEG 7, PNG 5. A picture (or width variant) with more pixels is never
+#: shrunk to fit: that format is skipped, and the next one the client accepts is tried.
 IMAGE_ENCODE_MAX_PIXELS: Mapping[str, int] = {
-    "AVIF": 2_500_000,
-    "WEBP": 4_000_000,
-    "JPEG": 12_000_000,
-    "PNG": 4_000_000,
+    "AVIF": 4_000_000,
+    "WEBP": 12_600_000,  # a 12 MP phone photo (4032 x 3024), not a 16 MP one
+    "JPEG": 16_000_000,
+    "PNG": 12_600_000,
 }
 
 #: Bytes of decoded pixels one conversion may hold (Pillow keeps RGB as 4 bytes a
-#: pixel): 64 MiB is 16 MP. A JPEG decodes at 1/2, 1/4 or 1/8 size when the output
-#: is that much smaller or the budget demands it; another image over it is served as it is.
+#: pixel): 64 MiB is 16 MP. A JPEG decodes at 1/2, 1/4 or 1/8 size when a width
+#: variant is that much smaller; an image whose decode is over it is served as it is.
 IMAGE_DECODE_MAX_BYTES = 64 * 1024 * 1024
 _FEATURE_FOR_FORMAT = (("AVIF", "avif"), ("WEBP", "webp"), ("JPEG", "jpg"), ("PNG", "zlib"))
 _writable_formats: tuple[str, ...] | None = None
@@ -1942,14 +2175,25 @@ def _image_weights(accept: str | None) -> dict[str, float]:
     return weights
 
 
+def _named_formats(weights: Mapping[str, float], formats: tuple[str, ...]) -> list[str]:
+    """Those of ``formats`` (best first) named explicitly with q > 0 and writable, by q.
+
+    A higher q comes first; a tie keeps the order of ``formats`` (AVIF before WebP,
+    JPEG before PNG).
+    """
+    writable = _writable_image_formats()
+    named = [
+        (-weights.get(_FORMAT_MEDIA_TYPES[name], 0.0), index, name)
+        for index, name in enumerate(formats)
+        if name in writable and weights.get(_FORMAT_MEDIA_TYPES[name], 0.0) > 0.0
+    ]
+    return [name for _, _, name in sorted(named)]
+
+
 def _modern_image_format(weights: Mapping[str, float]) -> str | None:
     """AVIF or WebP when named explicitly with q > 0: the higher q wins, a tie goes to AVIF."""
-    writable = _writable_image_formats()
-    avif = weights.get("image/avif", 0.0) if "AVIF" in writable else 0.0
-    webp = weights.get("image/webp", 0.0) if "WEBP" in writable else 0.0
-    if avif <= 0.0 and webp <= 0.0:
-        return None
-    return "AVIF" if avif >= webp else "WEBP"
+    named = _named_formats(weights, ("AVIF", "WEBP"))
+    return named[0] if named else None
 
 
 def _media_type_acceptable(weights: Mapping[str, float], media_type: str) -> bool:
@@ -1986,20 +2230,39 @@ def negotiate_image_format(accept: str | None, source_format: str) -> str | None
     >>> negotiate_image_format('image/*', 'JPEG') is None
     True
     """
+    preferences = image_format_preferences(accept, source_format)
+    if not preferences or preferences[0] == source_format:
+        return None
+    return preferences[0]
+
+
+def image_format_preferences(accept: str | None, source_format: str) -> tuple[str, ...]:
+    """The Pillow formats to try for ``accept``, best first; the original comes after them.
+
+    AVIF and WebP named explicitly with q > 0 (by q, a tie to AVIF), then the
+    source's own format when ``accept`` allows it (or says nothing), else JPEG
+    and PNG named explicitly with q > 0 (by q, a tie to JPEG). The list stops
+    at the source's format: at full size that is the original itself. A server
+    tries each in turn, skipping one that fails, is over the memory budget or is
+    not smaller than the original: negotiation changes the format, never the picture.
+
+    >>> image_format_preferences('image/webp;q=0.9, image/avif;q=0.8, */*', 'PNG')
+    ('WEBP', 'AVIF', 'PNG')
+    >>> image_format_preferences('image/avif,image/webp,*/*', 'WEBP')
+    ('AVIF', 'WEBP')
+    >>> image_format_preferences('image/png', 'JPEG')
+    ('PNG',)
+    """
     weights = _image_weights(accept)
-    modern = _modern_image_format(weights)
-    if modern is not None:
-        return None if modern == source_format else modern
+    preferences = _named_formats(weights, ("AVIF", "WEBP"))
     source_type = _FORMAT_MEDIA_TYPES.get(source_format, f"image/{source_format.lower()}")
     if not weights or _media_type_acceptable(weights, source_type):
-        return None
-    writable = _writable_image_formats()
-    jpeg = weights.get("image/jpeg", 0.0) if "JPEG" in writable else 0.0
-    png = weights.get("image/png", 0.0) if "PNG" in writable else 0.0
-    if jpeg <= 0.0 and png <= 0.0:
-        return None
-    fallback = "JPEG" if jpeg >= png else "PNG"
-    return None if fallback == source_format else fallback
+        preferences.append(source_format)
+    else:
+        preferences += _named_formats(weights, ("JPEG", "PNG"))
+    if source_format in preferences:
+        del preferences[preferences.index(source_format) + 1 :]
+    return tuple(preferences)
 
 
 def normalise_image_accept(accept: str | None) -> str:
@@ -2021,7 +2284,17 @@ def normalise_image_accept(accept: str | None) -> str:
     return IMAGE_ACCEPT_ANY
 
 
-_negotiate_cached = functools.lru_cache(maxsize=256)(negotiate_image_format)
+def _format_candidates(
+    accept: str | None, source_format: str, width: int | None
+) -> tuple[str, ...]:
+    """See :meth:`StaticImages.candidates`."""
+    preferences = image_format_preferences(accept, source_format)
+    if width is None:
+        return preferences[:-1] if source_format in preferences else preferences
+    return preferences if source_format in preferences else (*preferences, source_format)
+
+
+_candidates_cached = functools.lru_cache(maxsize=512)(_format_candidates)
 _MEMO_ACCEPT_MAX = 512  # longer Accept values are negotiated without the memo
 
 
@@ -2031,6 +2304,13 @@ class _ImageError(Exception):
 
 class _ImageLeftAlone(_ImageError):
     """An image is deliberately not converted (animated): serve the original."""
+
+
+class _FormatRefused(_ImageError):
+    """This format cannot take the picture (over its encoder's budget, an encoder error).
+
+    Another format may: unlike other :class:`_ImageError`, this says nothing of the source.
+    """
 
 
 def _open_image(
@@ -2070,7 +2350,7 @@ def _open_image(
             image.close()
             raise _ImageLeftAlone(f"animated {image.format} ({image.n_frames} frames)")
         if draft_size is not None and image.format in ("JPEG", "MPO"):
-            scale = _jpeg_scale(image.size, draft_size, 1 if image.mode == "L" else 4)
+            scale = _jpeg_scale(image.size, draft_size)
             if scale > 1:  # libjpeg scales by 1/2, 1/4 or 1/8 while decoding
                 image.draft(None, (width // scale, height // scale))
         width, height = image.size
@@ -2088,13 +2368,11 @@ def _open_image(
     return image
 
 
-def _jpeg_scale(size: tuple[int, int], wanted: tuple[int, int], pixel_bytes: int) -> int:
-    """1, 2, 4 or 8: the largest JPEG decode scale still at least ``wanted``, within budget."""
+def _jpeg_scale(size: tuple[int, int], wanted: tuple[int, int]) -> int:
+    """1, 2, 4 or 8: the largest JPEG decode scale that still gives at least ``wanted``."""
     width, height = size
     scale = 1
     while scale < 8 and width // (scale * 2) >= wanted[0] and height // (scale * 2) >= wanted[1]:
-        scale *= 2
-    while scale < 8 and (width // scale) * (height // scale) * pixel_bytes > IMAGE_DECODE_MAX_BYTES:
         scale *= 2
     return scale
 
@@ -2238,27 +2516,29 @@ def _orientation(image: Any) -> int:
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
 
 
-def _ceil_div(numerator: int, denominator: int) -> int:
-    return -(-numerator // denominator)
-
-
 _TRANSPOSE_FOR_ORIENTATION = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # EXIF → Image.Transpose
 
 
-def _output_size(
-    size: tuple[int, int], rotated: bool, width: int | None, max_pixels: int
-) -> tuple[int, int]:
-    """The size to encode (stored orientation): ``width`` wide as shown, ``max_pixels`` at most."""
+def _output_size(size: tuple[int, int], rotated: bool, width: int | None) -> tuple[int, int]:
+    """The size to encode (stored orientation): the picture's own, or ``width`` wide as shown.
+
+    Never larger than the picture; without ``width`` exactly the picture's size.
+    """
     shown_width, shown_height = (size[1], size[0]) if rotated else size
     out_width = shown_width if width is None else min(width, shown_width)
     out_height = max(1, round(shown_height * out_width / shown_width))
-    if out_width * out_height > max_pixels:
-        scale = (max_pixels / (out_width * out_height)) ** 0.5
-        out_width = max(1, int(out_width * scale))
-        out_height = max(
-            1, min(int(out_height * scale), round(shown_height * out_width / shown_width))
-        )
     return (out_height, out_width) if rotated else (out_width, out_height)
+
+
+def _over_encode_budget(size: tuple[int, int], target: str) -> str | None:
+    """Why ``target`` cannot encode ``size`` pixels within budget, or ``None`` when it can."""
+    limit = IMAGE_ENCODE_MAX_PIXELS.get(target)
+    if limit is None or size[0] * size[1] <= limit:
+        return None
+    return f"{size[0]}x{size[1]} pixels as {target} are over its memory budget of {limit} pixels"
+
+
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
 def _encode_image(
@@ -2268,16 +2548,19 @@ def _encode_image(
     quality: Mapping[str, int],
     max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
 ) -> bytes | None:
-    """Re-encode an image (bytes or a path) as ``target``, at most ``width`` pixels wide.
+    """Re-encode an image (bytes or a path) as ``target``: the same picture, or ``width`` wide.
 
-    EXIF orientation is applied and metadata dropped; alpha is kept, or flattened
-    onto white for JPEG; an ICC profile is kept when the colour model stays,
-    else converted to sRGB. Memory is bounded: the encoder sees at most
-    :data:`IMAGE_ENCODE_MAX_PIXELS` pixels, a JPEG decodes at a reduced scale
-    when the output is smaller, and the image is shrunk before any copy is
-    made. Returns ``None`` when the result would be the source itself (same
-    format, ``width`` not smaller: never upscale). Raises :class:`_ImageError`
-    for input Pillow cannot or should not decode, or that is over budget.
+    Without ``width`` the output has the picture's own pixel dimensions (as shown:
+    EXIF orientation applied), never fewer. EXIF and XMP are dropped; alpha is
+    kept, or flattened onto white for JPEG; 16-bit samples become 8-bit; an ICC
+    profile is kept when the colour model stays, else converted to sRGB.
+    Memory is bounded: a picture over :data:`IMAGE_ENCODE_MAX_PIXELS` for
+    ``target`` raises :class:`_FormatRefused` (another format may do, as for an
+    encoder error); one whose decode is over :data:`IMAGE_DECODE_MAX_BYTES`
+    raises :class:`_ImageError`, as does input Pillow cannot or should not
+    decode. A JPEG decodes at a reduced scale for a smaller ``width``, a PNG in
+    strips. Returns ``None`` when the result would be the source itself (same
+    format, ``width`` not smaller: never upscale).
     """
     import io
     import struct
@@ -2290,9 +2573,7 @@ def _encode_image(
         source_format = "JPEG" if header.format == "MPO" else header.format
         orientation = _orientation(header)
         rotated = orientation in (5, 6, 7, 8)
-        size = _output_size(
-            header.size, rotated, width, IMAGE_ENCODE_MAX_PIXELS.get(target, max_pixels)
-        )
+        size = _output_size(header.size, rotated, width)
         if (
             size == header.size
             and width is not None
@@ -2300,14 +2581,10 @@ def _encode_image(
             and orientation == 1
         ):
             return None
+        over = _over_encode_budget(size, target)
+        if over is not None:
+            raise _FormatRefused(over)
         factor = min(header.width // size[0], header.height // size[1])
-        if source_format == "PNG":  # shrink it further if a whole decode is over budget
-            while (
-                factor < 8
-                and _ceil_div(header.width, factor) * _ceil_div(header.height, factor) * 4
-                > IMAGE_DECODE_MAX_BYTES
-            ):
-                factor += 1
         icc = header.info.get("icc_profile")
     finally:
         header.close()
@@ -2321,10 +2598,9 @@ def _encode_image(
         image = _open_image(data, max_pixels, draft_size=size)
     elif icc:
         image.info["icc_profile"] = icc
-    if image.width < size[0] or image.height < size[1]:  # decoded smaller to fit the budget
-        ratio = min(image.width / size[0], image.height / size[1])
-        size = (max(1, int(size[0] * ratio)), max(1, int(size[1] * ratio)))
     icc = image.info.get("icc_profile")
+    if image.mode in _SIXTEEN_BIT_MODES:  # 0..65535 grey: as 8 bits, not clipped to white
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     # Reduce and resize work on these modes; CMYK keeps its own until its profile applies.
     if has_alpha and image.mode not in ("RGBA", "LA"):
@@ -2358,7 +2634,7 @@ def _encode_image(
     try:
         image.save(output, target, **options)
     except (OSError, ValueError) as error:
-        raise _ImageError(f"cannot encode as {target} ({error})") from error
+        raise _FormatRefused(f"cannot encode as {target} ({error})") from error
     return output.getvalue()
 
 
@@ -2407,12 +2683,18 @@ def _with_width(relpath: str, width: int) -> str:
     return f"{stem}.w{width}.{extension}"
 
 
+#: Bytes of remembered refusals (variant keys whose conversion is not served).
+_REFUSALS_BYTES = 1024 * 1024
+
+
 class StaticImages:
     """Negotiated and resized variants of the raster images in a :class:`StaticIndex`.
 
     Decisions that depend only on a file's content (its real type, its size)
     are made once per content digest; encoded bodies live in an
     :class:`ImageCache`, so a repeat request is a few dictionary lookups.
+    Variants that are not served (failed, over budget, not smaller) are
+    remembered in ``refused``, apart from the bodies, so no body evicts them.
     """
 
     def __init__(
@@ -2427,12 +2709,17 @@ class StaticImages:
         self.quality = _check_quality(quality)
         self.max_pixels = max_pixels
         self.cache = ImageCache(cache_bytes)
+        self.refused = BoundedCache(_REFUSALS_BYTES)
         self.encodes = 0
-        # Mixed into variant ETags: other settings or encoders give other bytes.
-        settings = json.dumps([__version__, sorted(self.quality.items()), _ENCODER_OPTIONS])
+        # Mixed into variant ETags: other settings or encoders give other bytes. "full
+        # size": a variant without a width is the whole picture (it once was shrunk to fit).
+        settings = json.dumps(
+            [__version__, sorted(self.quality.items()), _ENCODER_OPTIONS, "full size"]
+        )
         self._settings_tag = _digest(settings.encode())[:8]
         self._media_types: dict[str, str] = {}
-        self._dimensions: dict[str, tuple[int, int] | None] = {}
+        # Content digest -> (stored size, EXIF-rotated), or None when unreadable.
+        self._headers: dict[str, tuple[tuple[int, int], bool] | None] = {}
 
     def media_type(self, static_file: _StaticLike) -> str:
         """The file's real type by its leading bytes; a lying extension is logged once."""
@@ -2453,6 +2740,44 @@ class StaticImages:
             self._media_types[static_file.digest] = media_type
         return media_type
 
+    def candidates(
+        self, accept: str | None, source_format: str, width: int | None
+    ) -> tuple[str, ...]:
+        """The formats to try for a request, best first; after them comes the original.
+
+        :func:`image_format_preferences`, without the source's own format at full
+        size (that is the original) and ending with it for a width (a resize).
+        """
+        if accept is None or len(accept) <= _MEMO_ACCEPT_MAX:  # the memo holds short values
+            return _candidates_cached(accept, source_format, width)
+        return _format_candidates(accept, source_format, width)
+
+    def known(self, variant: ImageVariant) -> Any:
+        """The body of a served variant, ``None`` when it is not served, else ``_MISSING``."""
+        body = self.cache.get(variant.key)
+        if body is _MISSING:
+            digest, _, width = variant.key
+            if variant.key in self.refused or (digest, width) in self.refused:
+                return None
+        return body
+
+    def over_budget(self, static_file: _StaticLike, variant: ImageVariant) -> bool:
+        """Whether ``variant`` is too many pixels for its encoder (from the header; remembered).
+
+        Decided without decoding, so a request never waits on a conversion that
+        the budget refuses, and a 304 is never answered for such a variant.
+        """
+        header = self._header(static_file)
+        if header is None:
+            return False  # unreadable: the conversion fails, says why, and is remembered
+        _, target, width = variant.key
+        over = _over_encode_budget(_output_size(*header, width), target)
+        if over is None:
+            return False
+        logger.info("images: %s: %s; trying the next format", static_file.relpath, over)
+        self.refused.put(variant.key, True)
+        return True
+
     def variant(self, static_file: _StaticLike, target: str, width: int | None) -> ImageVariant:
         """Key, ETag and type of ``static_file`` as ``target`` (a Pillow format) at ``width``."""
         token = target.lower() if width is None else f"w{width}-{target.lower()}"
@@ -2463,36 +2788,43 @@ class StaticImages:
         )
 
     def render(self, static_file: _StaticLike, variant: ImageVariant) -> bytes | None:
-        """Encode ``variant`` and cache it; ``None`` (logged) means serve the original.
+        """Encode ``variant`` and remember the outcome; ``None`` (logged): not served.
 
-        The outcome is cached either way, so a refused or failed conversion is
-        not retried on the next request: the cache is the negative cache too.
-        A variant that is not smaller than the original, or too large for a
-        Lambda response, is not served (the original is).
+        A body goes to ``cache``, a refusal to ``refused``, so a failed conversion
+        is not retried on the next request. A variant that is not smaller than
+        the original, or too large for a Lambda response, is not served either:
+        the caller tries the next format the client accepts, then the original.
+        A refusal that is about the source (corrupt, a bomb, animated, over the
+        decode budget) is remembered for every format at that width.
         """
-        _, target, width = variant.key
+        digest, target, width = variant.key
         self.encodes += 1
+        refused: tuple[Any, ...] = variant.key
         try:
             body = _encode_image(
                 static_file.image_source(), target, width, self.quality, self.max_pixels
             )
-        except _ImageLeftAlone as reason:
-            logger.info("images: %s left as it is: %s", static_file.relpath, reason)
-            body = None
-        except _ImageError as error:
-            logger.warning("images: %s: %s; serving the original", static_file.relpath, error)
+        except _FormatRefused as reason:
+            logger.info("images: %s: %s; trying the next format", static_file.relpath, reason)
             body = None
         except MemoryError:
-            logger.error(
-                "images: %s as %s: out of memory; serving the original", static_file.relpath, target
-            )
+            logger.error("images: %s as %s: out of memory", static_file.relpath, target)
             body = None
+        except _ImageLeftAlone as reason:
+            logger.info("images: %s left as it is: %s", static_file.relpath, reason)
+            body, refused = None, (digest, width)
+        except _ImageError as error:
+            logger.warning("images: %s: %s; serving the original", static_file.relpath, error)
+            body, refused = None, (digest, width)
         except ImportError:
             logger.warning("images: Pillow is not installed; serving %s", static_file.relpath)
-            body = None
+            body, refused = None, (digest, width)
         if body is not None:
             body = self._worth_serving(static_file, variant, body)
-        self.cache.put(variant.key, body)
+        if body is None:
+            self.refused.put(refused, True)
+        else:
+            self.cache.put(variant.key, body)
         return body
 
     def _worth_serving(
@@ -2506,8 +2838,7 @@ class StaticImages:
         optional = target in ("AVIF", "WEBP") or target == source_format or width is not None
         if optional and len(body) >= original_size:
             logger.info(
-                "images: %s as %s%s is %d bytes, not smaller than the original's %d; "
-                "serving the original",
+                "images: %s as %s%s is %d bytes, not smaller than the original's %d",
                 static_file.relpath,
                 target,
                 f" at width {width}" if width else "",
@@ -2517,8 +2848,7 @@ class StaticImages:
             return None
         if (len(body) + 2) // 3 * 4 > LAMBDA_RESPONSE_LIMIT - 64 * 1024:
             logger.warning(
-                "images: %s as %s is %d bytes, too large for a Lambda response; "
-                "serving the original",
+                "images: %s as %s is %d bytes, too large for a Lambda response",
                 static_file.relpath,
                 target,
                 len(body),
@@ -2528,9 +2858,17 @@ class StaticImages:
 
     def dimensions(self, static_file: _StaticLike) -> tuple[int, int] | None:
         """Displayed width and height (EXIF orientation applied); ``None`` if unreadable."""
+        header = self._header(static_file)
+        if header is None:
+            return None
+        (width, height), rotated = header
+        return (height, width) if rotated else (width, height)
+
+    def _header(self, static_file: _StaticLike) -> tuple[tuple[int, int], bool] | None:
+        """Stored size and whether EXIF turns it a quarter, read once per content digest."""
         key = static_file.digest
-        if key not in self._dimensions:
-            size = None
+        if key not in self._headers:
+            header = None
             try:
                 image = _open_image(static_file.image_source(), self.max_pixels, decode=False)
             except _ImageError as error:
@@ -2539,11 +2877,9 @@ class StaticImages:
                 logger.warning("images: Pillow is not installed; no srcset widths")
             else:
                 with image:
-                    size = image.size
-                    if _orientation(image) in (5, 6, 7, 8):
-                        size = (size[1], size[0])
-            self._dimensions[key] = size
-        return self._dimensions[key]
+                    header = image.size, _orientation(image) in (5, 6, 7, 8)
+            self._headers[key] = header
+        return self._headers[key]
 
     def resolve_width(
         self, index: StaticIndex, relpath: str
@@ -2572,22 +2908,22 @@ class ResponseTooLargeError(ValueError):
     """A response would exceed Lambda's 6 MB synchronous payload limit."""
 
 
-def _gzip(data: bytes) -> bytes:
+def _gzip(data: bytes, level: int = 6) -> bytes:
     import zlib
 
     # A window no larger than the body (and a hash table to match) finds the same
     # matches as the default 32 KB window but is several times cheaper to set up.
     window = min(15, max(10, (len(data) - 1).bit_length()))
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + window, min(8, window - 6))  # gzip
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + window, min(8, window - 6))  # gzip
     return compressor.compress(data) + compressor.flush()
 
 
-def _gzip_if_smaller(body: str | bytes) -> bytes | None:
+def _gzip_if_smaller(body: str | bytes, level: int = 6) -> bytes | None:
     """The gzip form of a body of at least :data:`COMPRESS_MIN_SIZE` bytes, if it is smaller."""
     data = body.encode("utf-8") if isinstance(body, str) else body
     if len(data) < COMPRESS_MIN_SIZE:
         return None
-    compressed = _gzip(data)
+    compressed = _gzip(data, level)
     return compressed if len(compressed) < len(data) else None
 
 
@@ -2648,14 +2984,18 @@ class _GatewayResponse(Response):
         return response
 
 
-def _too_large_answer(size: int, debug: bool) -> Answer:
+def _too_large_answer(
+    size: int, debug: bool, fixed_headers: Mapping[str, str] | None = None
+) -> Answer:
     message = (
         f"Response of about {size} bytes exceeds AWS Lambda's {LAMBDA_RESPONSE_LIMIT}-byte "
         "response payload limit; serve large files from S3 (behind CloudFront) instead."
     )
     logger.error(message)
     body = message if debug else "Response too large for AWS Lambda; see the function's log."
-    headers = {"Content-Type": "text/plain; charset=utf-8", _NOSNIFF[0]: _NOSNIFF[1]}
+    headers = _response_headers(
+        "text/plain; charset=utf-8", _PRIVATE_CACHE_CONTROL, (), False, None, fixed_headers, None
+    )
     return Answer(500, headers, body, True)
 
 
@@ -2697,10 +3037,19 @@ def _install_gateway(app: Any, middleware: Callable[[Any, Callable[[Any], Any]],
 
 def _gateway_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
     if request is not None and request.headers.get("accept") is None:
-        headers = dict(request.headers.items())
-        headers["accept"] = "*/*"
-        request.headers = CaseInsensitiveMapping(headers)
-    response = get_response(request)
+        _accept_anything(request)
+    return _gateway_marshalled(get_response(request))
+
+
+def _accept_anything(request: Any) -> None:
+    """Give a request without ``Accept`` the ``*/*`` that RFC 9110 §12.5.1 says it means."""
+    headers = dict(request.headers.items())
+    headers["accept"] = "*/*"
+    request.headers = CaseInsensitiveMapping(headers)
+
+
+def _gateway_marshalled(response: Any) -> Any:
+    """``response`` as a :class:`_GatewayResponse`, or a 500 when over Lambda's payload limit."""
     if type(response) is _GatewayResponse:
         return response
     body = response.body
@@ -2852,7 +3201,7 @@ def _answer(
     """:func:`answer_request` with positional arguments (the toolkit's own calls)."""
     content_type = offer.content_type
     may_gzip = compress and (content_type is None or _is_compressible(content_type))
-    private = private or offer.private
+    private = private or offer.private or (bool(headers) and _sets_cookie(headers))
     etag = None if private else offer.etag
     last_modified = offer.last_modified
     if last_modified is None and headers:
@@ -2905,6 +3254,7 @@ def _answer(
                     Answer(206, out, data[byte_range.first : byte_range.last + 1], True),
                     method,
                     debug,
+                    fixed_headers,
                 )
 
     if (
@@ -2919,7 +3269,7 @@ def _answer(
             if etag is not None:
                 out["ETag"] = _gzip_etag(etag)
             body = compressed
-    return _sized(Answer(status, out, body, True), method, debug)
+    return _sized(Answer(status, out, body, True), method, debug, fixed_headers)
 
 
 def answer_preconditions(
@@ -2946,6 +3296,7 @@ def answer_preconditions(
     if (
         private
         or offer.private
+        or (headers and _sets_cookie(headers))
         or not 200 <= status < 300
         or (offer.etag is None and last_modified is None)
     ):
@@ -3052,10 +3403,6 @@ def _merged_vary(existing: str | None, field: str) -> str:
     return f"{existing}, {field}"
 
 
-def _merge_vary(headers: dict[str, str], field: str) -> None:
-    headers["Vary"] = _merged_vary(headers.get("Vary"), field)
-
-
 def _at_least(body: str | bytes, size: int) -> bool:
     """Whether ``body`` (text as UTF-8) is at least ``size`` bytes long."""
     if len(body) >= size:
@@ -3063,13 +3410,15 @@ def _at_least(body: str | bytes, size: int) -> bool:
     return isinstance(body, str) and not body.isascii() and len(body.encode("utf-8")) >= size
 
 
-def _sized(answer: Answer, method: str, debug: bool) -> Answer:
+def _sized(
+    answer: Answer, method: str, debug: bool, fixed_headers: Mapping[str, str] | None
+) -> Answer:
     """``answer``, with no body for HEAD, or a 500 when the body is over Lambda's limit."""
     if method == "HEAD":
         return answer._replace(body="")
     size = _payload_size(answer.body, answer.headers)
     if size > LAMBDA_RESPONSE_LIMIT:
-        return _too_large_answer(size, debug)
+        return _too_large_answer(size, debug, fixed_headers)
     return answer
 
 
@@ -3159,150 +3508,31 @@ def _sniffed_type(body: bytes) -> tuple[str, Mapping[str, str] | None]:
 
 
 # ---------------------------------------------------------------------------
-# ContentManager
+# The parts of a ContentManager: static URLs, pages, answers and visitors
 # ---------------------------------------------------------------------------
 
 _AppLike = Any  # chalice.Chalice or chalice.Blueprint
 
 
-class ContentManager:
-    """Templates, static files, assets and response helpers for one Chalice app.
-
-    ``app`` may be a ``Chalice`` app or a ``Blueprint``; responses consult its
-    ``current_request`` for conditional requests, ranges and compression.
-    Options are keyword-only: ``cors`` (``True`` for ``*`` or an origin; off by
-    default), ``compress`` (gzip text bodies), ``auto_reload`` (re-read
-    changed templates and static files; defaults to on everywhere except on
-    AWS Lambda), ``security_headers`` (``True`` for
-    :data:`DEFAULT_SECURITY_HEADERS`, or a mapping of headers; none by
-    default; ``X-Content-Type-Options: nosniff`` is always sent). Images:
-    ``image_widths`` (the only widths ``static(…, width=)`` serves),
-    ``image_quality`` (format → encoder quality), ``image_cache_bytes``
-    (bound of the per-container cache of converted images) and
-    ``image_max_pixels`` (larger images are served untouched); ``static_cache_bytes``
-    bounds the static file bodies kept in memory. Pages:
-    ``page_cache_bytes`` bounds the per-container cache of pages rendered by
-    :meth:`CloudFront.template` under their ETag (0 turns it off);
-    ``memo_cache_bytes`` bounds the memos (template ETags, ``static()`` URLs,
-    sniffed types). Every bound is the memory Python holds (:class:`BoundedCache`).
-    Forms, sessions and CSRF: ``secret_key`` (a string, or a list newest first),
-    ``session_cookie``, ``session_max_age``, ``session_cookie_secure``, ``csrf``,
-    ``trusted_origins`` and ``form_limits`` (see :meth:`form`, :attr:`session`).
-    """
+class _StaticSite:
+    """Static files by URL: the index, image variants and content-hashed URLs (``static()``)."""
 
     def __init__(
         self,
-        templates_dir: str,
         static_dir: str,
-        app: _AppLike | None = None,
+        images: StaticImages,
         *,
-        cors: bool | str | None = None,
-        compress: bool = True,
-        auto_reload: bool | None = None,
-        image_widths: Iterable[int] = DEFAULT_IMAGE_WIDTHS,
-        image_quality: Mapping[str, int] | None = None,
-        image_cache_bytes: int = 32 * 1024 * 1024,
-        static_cache_bytes: int = DEFAULT_STATIC_CACHE_BYTES,
-        image_max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
-        page_cache_bytes: int = 16 * 1024 * 1024,
-        memo_cache_bytes: int = 4 * 1024 * 1024,
-        security_headers: bool | Mapping[str, str] | None = None,
-        secret_key: str | bytes | Iterable[str | bytes] | None = None,
-        session_cookie: str = "session",
-        session_max_age: int = 31 * 24 * 3600,
-        session_cookie_secure: bool = True,
-        csrf: bool = True,
-        trusted_origins: Iterable[str] = (),
-        form_limits: FormLimits | None = None,
+        auto_reload: bool,
+        static_cache_bytes: int,
+        memo_bytes: int,
     ) -> None:
-        self.templates_dir = templates_dir
         self.static_dir = static_dir
-        self.app = app
         self.static_prefix = "/static"
-        self.cors_origin = "*" if cors is True else (cors or None)
-        self.compress = compress
-        if auto_reload is None:
-            auto_reload = "AWS_LAMBDA_FUNCTION_NAME" not in os.environ
-        #: Whether files may change under a running container (the one place that knows).
-        self.auto_reload = auto_reload
         self.static_files = StaticIndex(
             static_dir, auto_reload=auto_reload, cache_bytes=static_cache_bytes
         )
-        self.images = StaticImages(
-            widths=image_widths,
-            quality=image_quality,
-            cache_bytes=image_cache_bytes,
-            max_pixels=image_max_pixels,
-        )
-        self._fixed_headers = _fixed_headers(self.cors_origin, security_headers)
-        self._env: Any = None
-        #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
-        self.pages = BoundedCache(page_cache_bytes)
-        self._template_deps = BoundedCache(memo_cache_bytes)  # filename -> _TemplateDeps
-        # Memos of what files determine hold nothing while files may change.
-        memo_bytes = 0 if auto_reload else memo_cache_bytes
-        self._page_plans = BoundedCache(memo_bytes)  # (filename, salt) -> _PagePlan
-        self._template_etags = BoundedCache(memo_bytes)  # (filename, salt, memo key) -> ETag
+        self.images = images
         self._static_urls = BoundedCache(memo_bytes)  # (filename, width) -> URL
-        self._asset_types = BoundedCache(memo_cache_bytes)  # (resource, ETag) -> type, headers
-        # Forms, sessions, CSRF (sections after CloudFront).
-        keys = _secret_keys(secret_key)
-        if not re.fullmatch(_COOKIE_NAME, session_cookie):
-            raise ValueError(f"session_cookie {session_cookie!r} is not a cookie name")
-        if not isinstance(session_max_age, int) or session_max_age <= 0:
-            raise ValueError("session_max_age must be a positive number of seconds")
-        self._session_signer = _SessionSigner(keys, session_max_age) if keys else None
-        self.session_cookie = session_cookie
-        self.session_max_age = session_max_age
-        self.session_cookie_secure = session_cookie_secure
-        self.csrf = csrf
-        self.trusted_origins = tuple(trusted_origins)
-        self.form_limits = form_limits or FormLimits()
-        if app is not None:
-            _install_interactive(self)  # with the gateway's middleware when the app has none
-
-    def clear_caches(self) -> None:
-        """Forget every memo and page (not the static index): what ``static()`` gives may change."""
-        for cache in (
-            self._template_deps,
-            self._page_plans,
-            self._template_etags,
-            self._static_urls,
-            self.pages,
-        ):
-            cache.clear()
-
-    # -- Jinja2 -------------------------------------------------------------
-
-    @property
-    def env(self) -> Any:
-        """The ``jinja2.Environment`` (created on first use).
-
-        Autoescape is on for every template except those whose extension names a
-        non-markup text type (.txt, .json, .js, .css, .md); ``.j2``/``.jinja``/
-        ``.tmpl`` suffixes are looked through, an extensionless name is HTML.
-        """
-        if self._env is None:
-            import jinja2
-
-            self._env = jinja2.Environment(
-                loader=jinja2.FileSystemLoader(self.templates_dir),
-                autoescape=_template_autoescape,
-                auto_reload=self.auto_reload,
-                # A plain dict instead of a locked LRU: a site's templates are few,
-                # and every include looks its template up in this cache.
-                cache_size=-1,
-                bytecode_cache=_prepared_bytecode(self.templates_dir),  # a build's work
-            )
-            self._env.globals["static"] = self.static_url
-            self._env.globals["srcset"] = self.srcset
-            self._env.globals.update(_template_globals(self))
-        return self._env
-
-    def set_static_handler_prefix(self, path: str) -> None:
-        """Set the static route's URL prefix; ``static()`` in templates builds URLs under it."""
-        self.static_prefix = "/" + path.strip("/") if path.strip("/") else ""
-        self.clear_caches()
 
     def static_url(self, filename: str, width: int | None = None) -> str:
         """Cache-busting URL for a static file: ``/static/css/site.<hash>.css``.
@@ -3351,6 +3581,77 @@ class ContentManager:
         ]
         candidates.append(f"{self.static_url(filename)} {size[0]}w")
         return ", ".join(candidates)
+
+
+class _Pages:
+    """Templates rendered, and their ETags known without rendering (the page cache)."""
+
+    def __init__(
+        self,
+        templates_dir: str,
+        statics: _StaticSite,
+        own_globals: Callable[[], dict[str, Any]],
+        *,
+        auto_reload: bool,
+        page_cache_bytes: int,
+        memo_cache_bytes: int,
+    ) -> None:
+        self.templates_dir = templates_dir
+        self.statics = statics
+        self.auto_reload = auto_reload
+        self._make_own_globals = own_globals
+        self._env: Any = None
+        self._own_globals: dict[str, Any] = {}  # the toolkit's helpers in templates
+        #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
+        self.pages = BoundedCache(page_cache_bytes)
+        self._template_deps = BoundedCache(memo_cache_bytes)  # filename -> _TemplateDeps
+        # Memos of what files determine hold nothing while files may change.
+        memo_bytes = 0 if auto_reload else memo_cache_bytes
+        self._page_plans = BoundedCache(memo_bytes)  # (filename, salt) -> _PagePlan
+        self._template_etags = BoundedCache(memo_bytes)  # (filename, salt, memo key) -> ETag
+        # (filename, salt) -> [digests computed, digests that paid off, renders since]:
+        # whether hashing a template's arguments ever spares a render (see page_offer).
+        self._digest_payoff: dict[tuple[str, str], list[int]] = {}
+
+    def clear(self) -> None:
+        """Forget every memo and page."""
+        for cache in (self._template_deps, self._page_plans, self._template_etags, self.pages):
+            cache.clear()
+
+    @property
+    def env(self) -> Any:
+        """The ``jinja2.Environment`` (created on first use).
+
+        Autoescape is on for every template except those whose extension names a
+        non-markup text type (.txt, .json, .js, .css, .md); ``.j2``/``.jinja``/
+        ``.tmpl`` suffixes are looked through, an extensionless name is HTML.
+        """
+        if self._env is None:
+            import jinja2
+
+            self._env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(self.templates_dir),
+                autoescape=_template_autoescape,
+                auto_reload=self.auto_reload,
+                # A plain dict instead of a locked LRU: a site's templates are few,
+                # and every include looks its template up in this cache.
+                cache_size=-1,
+                bytecode_cache=_prepared_bytecode(self.templates_dir),  # a build's work
+            )
+            env = self._env
+            own = self._own_globals
+            own.update(self._make_own_globals())
+            # A helper the site adds or replaces later makes the page plans stale.
+            env.globals = _Registry({**env.globals, **own}, self._forget_plans)
+            env.filters = _Registry(env.filters, self._forget_plans, _at_render_time)
+            env.tests = _Registry(env.tests, self._forget_plans, _at_render_time)
+        return self._env
+
+    def _forget_plans(self) -> None:
+        """Forget what was learnt of templates' helpers (the site changed one)."""
+        self._page_plans.clear()
+        self._template_etags.clear()
+        self.pages.clear()
 
     def load_template(self, filename: str) -> Any:
         """The compiled ``jinja2.Template``; a missing one raises :class:`TemplateNotFoundError`."""
@@ -3413,25 +3714,39 @@ class ContentManager:
     ) -> tuple[str | None, _PagePlan]:
         """:meth:`template_etag` and the template's :class:`_PagePlan`, memoised together."""
         key = _memo_key(kwargs)
-        if key is not None:
-            found = self._template_etags.get((filename, salt, key))
+        memo: tuple[Any, ...] | None = None if key is None else (filename, salt, key)
+        if memo is not None:
+            found = self._template_etags.get(memo)
             if found is not _MISSING:
+                self._digest_paid(filename, salt, True)
                 return found
         plan = self._page_plan(filename, salt)
+        values: list[tuple[str, Any]] = []
+        if plan.values:  # the site's value globals: read now, they may have changed
+            site_globals = self.env.globals
+            values = [(name, site_globals.get(name)) for name in plan.values if name not in kwargs]
+            values_key = _memo_key(values)
+            memo = None if memo is None or values_key is None else (*memo, values_key)
+            if memo is not None:
+                found = self._template_etags.get(memo)
+                if found is not _MISSING:
+                    return found
         etag = None
         has_bytes = False
         if plan.base is not None:
             arguments, has_bytes = _canonical_digest(
                 [(name, kwargs[name]) for name in sorted(kwargs)]
+                + [("\0" + name, value) for name, value in values]
             )
             if arguments is not None:
                 hasher = plan.base.copy()
                 hasher.update(arguments.encode())
                 etag = quote_etag(hasher.hexdigest())
+                self._digest_paid(filename, salt, False)
         found = (etag, plan)
-        if key is not None and etag is not None and not has_bytes:
+        if memo is not None and etag is not None and not has_bytes:
             # the plan is shared by every entry of the template: count its reference only
-            self._template_etags.put((filename, salt, key), found, cost=_held_size(etag) + 64)
+            self._template_etags.put(memo, found, cost=_held_size(etag) + 64)
         return found
 
     def _page_plan(self, filename: str, salt: str) -> _PagePlan:
@@ -3446,28 +3761,28 @@ class ContentManager:
         import hashlib
 
         deps = self.template_dependencies(filename)
-        personal = not deps.names.isdisjoint(_PERSONAL_TEMPLATE_NAMES)
-        volatile = personal or not deps.names.isdisjoint(_VOLATILE_TEMPLATE_NAMES)
+        impure, values = _template_helpers(self.env, deps, self._own_globals)
         content_type = _template_content_type(filename)
-        if deps.digest is None or volatile:
-            return _PagePlan(None, content_type, personal)
+        if deps.digest is None or impure:
+            return _PagePlan(None, content_type, ())
+        static_files = self.statics.static_files
         if deps.static_refs is None:
-            statics = self.static_files.digest()
+            statics = static_files.digest()
         else:
             parts = []
             for relpath in sorted(deps.static_refs):
-                static_file = self.static_files.get(relpath.lstrip("/"))
+                static_file = static_files.get(relpath.lstrip("/"))
                 parts.append(f"{relpath}={static_file.digest if static_file else '-'}")
             statics = "\0".join(parts)
         hasher = hashlib.blake2b(digest_size=16)
         for part in (
-            f"t2\0{__version__}\0{len(filename)}:{filename}\0{salt}\0{self.static_prefix}\0"
-            f"{self.images.widths}\0",
+            f"t2\0{__version__}\0{len(filename)}:{filename}\0{salt}\0{self.statics.static_prefix}\0"
+            f"{self.statics.images.widths}\0",
             deps.digest,
             statics,
         ):
             hasher.update(part.encode("utf-8", "surrogatepass"))
-        return _PagePlan(hasher, content_type, personal)
+        return _PagePlan(hasher, content_type, values)
 
     def page_offer(
         self, filename: str, kwargs: Mapping[str, Any], salt: str = "", *, private: bool = False
@@ -3477,21 +3792,22 @@ class ContentManager:
         When the ETag is known without rendering, the body is the page kept under
         it (rendered once per container, ``page_cache_bytes``). Otherwise (dynamic
         includes, volatile names, arguments with no canonical form) the page is
-        rendered now and its bytes hashed, and it is never cached. A personal
-        template (one that names ``_PERSONAL_TEMPLATE_NAMES``), or any page when
-        ``private`` (the request read the session), is a ``private`` offer with no
-        ETag at all, rendered for this request and kept nowhere.
+        rendered now and its bytes hashed, and it is never cached. When ``private``
+        (the request read who is asking) it is a ``private`` offer with no ETag at
+        all, rendered for this request and kept nowhere; when rendering read who is
+        asking (a helper of the site's), the answer is private (:meth:`answer`).
         """
+        payoff = self._digest_payoff.get((filename, salt))
+        if payoff is not None and payoff[0] >= _DIGEST_TRIALS and payoff[1] * 8 < payoff[0]:
+            # Hashing this template's arguments has not spared a render in the last
+            # trials (new arguments every request): render and hash the output, and
+            # try the arguments' digest again now and then.
+            payoff[2] += 1
+            if payoff[2] % _DIGEST_RETRY_EVERY:
+                return self._rendered_offer(filename, kwargs, private, fast_gzip=True)
         etag, plan = self._page_etag(filename, kwargs, salt)
         if etag is None or private:
-            body = self.render_template(filename, **kwargs)
-            if plan.personal or private:
-                return Offer(plan.content_type, lambda: body, private=True)
-            return Offer(
-                plan.content_type,
-                lambda: body,
-                etag=quote_etag(_digest(body.encode("utf-8", "surrogatepass"))),
-            )
+            return self._rendered_offer(filename, kwargs, private)
         pages = self.pages
         held: list[_Page] = []
 
@@ -3500,6 +3816,8 @@ class ContentManager:
             if found is _MISSING:
                 found = _Page(self.render_template(filename, **kwargs))
                 pages.put(etag, found, cost=found.cost())
+            else:
+                self._digest_paid(filename, salt, True)
             held.append(found)
             return found.body
 
@@ -3508,16 +3826,53 @@ class ContentManager:
 
         return Offer(plan.content_type, page, etag, None, gzip_body)
 
-    def prime(self) -> dict[str, float]:
-        """Do this container's start-up work now; milliseconds per step (also logged).
+    def _rendered_offer(
+        self, filename: str, kwargs: Mapping[str, Any], private: bool, fast_gzip: bool = False
+    ) -> Offer:
+        """``filename`` rendered now: ETag from the output, or a private offer.
 
-        Loads libmagic, imports Pillow, compiles every template and computes its
-        dependency hash, reads and hashes every static file: what the first requests
-        after a cold start would otherwise pay for. The keep-warm payload calls it.
+        ``fast_gzip``: a body made for one request is compressed at zlib's fastest level
+        (a gzip form that is cached is worth the default level's smaller output).
         """
-        return _prime(self)
+        body = self.render_template(filename, **kwargs)
+        content_type = _template_content_type(filename)
+        if private:
+            return Offer(content_type, lambda: body, private=True)
+        etag = quote_etag(_digest(body.encode("utf-8", "surrogatepass")))
+        if not fast_gzip:
+            return Offer(content_type, lambda: body, etag=etag)
+        return Offer(content_type, lambda: body, etag, None, lambda: _gzip_if_smaller(body, 1))
 
-    # -- responses ----------------------------------------------------------
+    def _digest_paid(self, filename: str, salt: str, paid: bool) -> None:
+        """Count an argument digest of ``filename``: computed, or sparing a render (``paid``)."""
+        payoff = self._digest_payoff.get((filename, salt))
+        if payoff is None:
+            if len(self._digest_payoff) >= _DIGEST_PAYOFF_ENTRIES:
+                self._digest_payoff.clear()
+            payoff = self._digest_payoff[(filename, salt)] = [0, 0, 0]
+        payoff[0] += 1
+        if paid:
+            payoff[1] += 1
+
+
+class _Responder:
+    """Answers the current exchange: offers, text, redirects, static files and assets."""
+
+    def __init__(
+        self,
+        app: _AppLike | None,
+        statics: _StaticSite,
+        *,
+        compress: bool,
+        fixed_headers: dict[str, str],
+        memo_cache_bytes: int,
+    ) -> None:
+        self.app = app
+        self.compress = compress
+        self._fixed_headers = fixed_headers
+        self.static_files = statics.static_files
+        self.images = statics.images
+        self._asset_types = BoundedCache(memo_cache_bytes)  # (resource, ETag) -> type, headers
 
     def answer(
         self,
@@ -3531,39 +3886,72 @@ class ContentManager:
     ) -> Response:
         """Answer the current request with ``offer`` (see :func:`answer_request`).
 
-        A request that read or wrote the session or cookies is answered ``private``.
+        A request that read or wrote who is asking is answered ``private``; one
+        that turns personal after this answer was made is answered again, privately,
+        when it leaves (:meth:`Exchange.finish`).
         """
-        request = getattr(self.app, "current_request", None) if self.app is not None else None
-        if request is None:
+        exchange = _current_exchange(self.app)
+        if exchange is not None and not private:
+            private = exchange.is_personal()
+        return self._respond(exchange, offer, status_code, headers, cache_control, vary, private)
+
+    def _respond(
+        self,
+        exchange: Exchange | None,
+        offer: Offer,
+        status_code: int,
+        headers: Mapping[str, str] | None,
+        cache_control: str | None,
+        vary: tuple[str, ...],
+        private: bool,
+    ) -> Response:
+        """:meth:`answer` in ``exchange``, whose privacy the caller decided (``private``)."""
+        if exchange is None:
             method, request_headers = "GET", {}
         else:
-            method, request_headers = request.method, _lower_case_headers(request.headers)
-            private = private or _request_is_personal(request)
-        return _gateway_response(
-            _answer(
-                method,
-                request_headers,
-                offer,
-                status_code,
-                headers,
-                cache_control,
-                vary,
-                self.compress,
-                private,
-                self._fixed_headers,
-                bool(getattr(self.app, "debug", False)),
-            )
+            method, request_headers = exchange.method, exchange.headers
+        debug = bool(getattr(self.app, "debug", False))
+        answer = _answer(
+            method,
+            request_headers,
+            offer,
+            status_code,
+            headers,
+            cache_control,
+            vary,
+            self.compress,
+            private,
+            self._fixed_headers,
+            debug,
         )
+        response = _gateway_response(answer)
+        if exchange is not None and not answer.built and not private:  # a 304/412
 
-    @property
-    def _request(self) -> Any:
-        return getattr(self.app, "current_request", None) if self.app is not None else None
+            def personal() -> Response:
+                return _gateway_response(
+                    _answer(
+                        method,
+                        request_headers,
+                        offer,
+                        status_code,
+                        headers,
+                        cache_control,
+                        vary,
+                        self.compress,
+                        True,
+                        self._fixed_headers,
+                        debug,
+                    )
+                )
+
+            exchange.remember(response, personal)
+        return response
 
     def _request_parts(self) -> tuple[str, Mapping[str, str]]:
-        request = self._request
-        if request is None:
+        exchange = _current_exchange(self.app)
+        if exchange is None:
             return "GET", {}
-        return request.method, _lower_case_headers(request.headers)
+        return exchange.method, exchange.headers
 
     def _text(
         self, body: str, content_type: str, status_code: int, headers: Mapping[str, str] | None
@@ -3590,8 +3978,13 @@ class ContentManager:
             )
         if any(ch in url for ch in "\r\n\0"):
             raise ValueError(f"redirect URL contains control characters: {url!r}")
-        headers = {_NOSNIFF[0]: _NOSNIFF[1], **self._fixed_headers, "Location": url}
+        headers = _response_headers(None, None, (), False, None, self._fixed_headers, None)
+        headers["Location"] = url
         return _gateway_response(Answer(status_code, headers, "", True))
+
+    def _refusal(self, status_code: int, message: str) -> Response:
+        """The toolkit's own error page (a CSRF 403, a form's 400/413): HTML, never stored."""
+        return _gateway_response(_error_answer(status_code, message, self._fixed_headers))
 
     def not_found(self, message: str = "Not Found") -> Response:
         """A plain-text 404."""
@@ -3698,9 +4091,12 @@ class ContentManager:
     ) -> Response:
         """A raster image as the request's ``Accept`` prefers, resized to ``width`` if given.
 
-        Every representation has its own ETag and all carry ``Vary: Accept``;
-        a cached conversion is served like a static file, a new one is
-        encoded only after If-None-Match had its chance to answer 304.
+        The formats the client accepts are tried best first; one known not to be
+        served (failed, over budget, not smaller) is skipped, and the original
+        comes last. Every representation has its own ETag and all carry
+        ``Vary: Accept``; a cached conversion is served like a static file, a new
+        one is encoded only after If-None-Match had its chance to answer 304
+        (against the first format not known to fail: the one that would be served).
         """
         images = self.images
         media_type = images.media_type(static_file)
@@ -3715,16 +4111,13 @@ class ContentManager:
                 cache_control=cache_control,
             )
         method, request_headers = self._request_parts()
-        accept = request_headers.get("accept")
-        if accept is None or len(accept) <= _MEMO_ACCEPT_MAX:  # the memo holds short values
-            target = _negotiate_cached(accept, source_format)
-        else:
-            target = negotiate_image_format(accept, source_format)
-        body = None
-        if target is not None or width is not None:
-            variant = images.variant(static_file, target or source_format, width)
-            body = images.cache.get(variant.key)
+        chosen = None
+        for target in images.candidates(request_headers.get("accept"), source_format, width):
+            variant = images.variant(static_file, target, width)
+            body = images.known(variant)
             if body is _MISSING:
+                if images.over_budget(static_file, variant):
+                    continue
                 answered = answer_preconditions(
                     method,
                     request_headers,
@@ -3739,10 +4132,13 @@ class ContentManager:
                 if answered is not None:
                     return _gateway_response(answered)
                 body = images.render(static_file, variant)
-        if body is None:  # the original: nothing to convert, or conversion refused (logged)
+            if body is not None:
+                chosen = variant, body
+                break
+        if chosen is None:  # the original: nothing to convert, or every conversion refused
             offer = _static_offer(static_file, media_type)
         else:
-            converted = body
+            variant, converted = chosen
             offer = Offer(
                 variant.content_type, lambda: converted, etag=variant.etag, allow_ranges=True
             )
@@ -3779,15 +4175,46 @@ class ContentManager:
             return img
         return img if body is None else body
 
-    # -- routes -------------------------------------------------------------
 
-    # -- forms, cookies, sessions, url_for (sections after CloudFront) -------
+class _Visitors:
+    """Who is asking, for one manager's settings: form, cookies, session, flash, CSRF, ``g``."""
 
-    def _current_request(self, what: str) -> Any:
-        request = self._request
-        if request is None:
+    def __init__(
+        self,
+        app: _AppLike | None,
+        *,
+        secret_key: str | bytes | Iterable[str | bytes] | None,
+        session_cookie: str,
+        session_max_age: int,
+        session_cookie_secure: bool,
+        csrf: bool,
+        trusted_origins: Iterable[str],
+        form_limits: FormLimits | None,
+    ) -> None:
+        keys = _secret_keys(secret_key)
+        if not re.fullmatch(_COOKIE_NAME, session_cookie):
+            raise ValueError(f"session_cookie {session_cookie!r} is not a cookie name")
+        if not isinstance(session_max_age, int) or session_max_age <= 0:
+            raise ValueError("session_max_age must be a positive number of seconds")
+        self.app = app
+        self._session_signer = _SessionSigner(keys, session_max_age) if keys else None
+        self.session_cookie = session_cookie
+        self.session_max_age = session_max_age
+        self.session_cookie_secure = session_cookie_secure
+        self.csrf = csrf
+        self.trusted_origins = tuple(trusted_origins)
+        self.form_limits = form_limits or FormLimits()
+
+    def _exchange(self, what: str) -> Exchange:
+        exchange = _current_exchange(self.app)
+        if exchange is None:
             raise RuntimeError(f"{what} needs a request: call it inside a view")
-        return request
+        return exchange
+
+    @property
+    def g(self) -> Any:
+        """The current request's namespace (Flask's ``g``): empty at the start of every request."""
+        return self._exchange("g").g
 
     def form(self) -> FormData:
         """The current request's form: urlencoded or multipart fields, and ``.files``.
@@ -3795,33 +4222,35 @@ class ContentManager:
         Parsed once per request within ``form_limits``; a malformed body is
         answered 400, an oversized one 413 (an HTML page), never a 500.
         """
-        return _request_form(self._current_request("form()"), self.form_limits)
+        return _exchange_form(self._exchange("form()"), self.form_limits)
 
     def cookies(self) -> dict[str, str]:
         """The current request's cookies (RFC 6265); reading them makes the response private."""
-        request = self._current_request("cookies()")
-        _mark_personal(request)
-        return dict(_request_cookies(request))
+        return dict(self._exchange("cookies()").cookies())
 
     @property
     def session(self) -> Session:
         """The current request's session (a signed cookie; needs ``secret_key``)."""
-        return self._load_session(self._current_request("session"))
+        return self._session_of(self._exchange("session"))
 
-    def _load_session(self, request: Any) -> Session:
-        state = _request_state(request)
-        state.personal = True
-        if state.session is None:
-            if self._session_signer is None:
-                raise RuntimeError(
-                    "sessions, flash and CSRF tokens need ContentManager(..., secret_key=...): "
-                    "read it from an environment variable, never from the source"
-                )
-            cookie = _request_cookies(request).get(self.session_cookie)
-            data = self._session_signer.verify(cookie, _now()) if cookie else None
-            state.session = Session(data or {}, self._session_signer, new=data is None)
-            state.session.modified = bool(cookie) and data is None  # drop a bad cookie
-        return state.session
+    def _session_of(self, exchange: Exchange) -> Session:
+        """This manager's session in ``exchange``, loaded from its cookie on first use."""
+        found = exchange.sessions.get(self)
+        if found is not None:
+            return found[0]
+        if self._session_signer is None:
+            raise RuntimeError(
+                "sessions, flash and CSRF tokens need ContentManager(..., secret_key=...): "
+                "read it from an environment variable, never from the source"
+            )
+        cookie = exchange.cookies(read=False).get(self.session_cookie)
+        data = self._session_signer.verify(cookie, _now()) if cookie else None
+        session = Session(data or {}, self._session_signer, new=data is None)
+        session.modified = bool(cookie) and data is None  # drop a bad cookie
+        if not exchange.sessions:
+            exchange.sessions = {}  # (not the shared empty default)
+        exchange.sessions[self] = (session, cookie is not None)
+        return session
 
     def flash(self, message: str, category: str = "message") -> None:
         """Keep ``message`` in the session for the next page's ``get_flashed_messages()``."""
@@ -3835,18 +4264,20 @@ class ContentManager:
 
         ``with_categories=True`` gives ``(category, message)`` pairs.
         """
-        request = self._current_request("get_flashed_messages()")
-        session = self._load_session(request)
-        state = _request_state(request)
-        if state.flashes is None:
+        exchange = self._exchange("get_flashed_messages()")
+        session = self._session_of(exchange)
+        if exchange.flashes is None:
+            exchange.flashes = {}
+        flashes = exchange.flashes.get(self)
+        if flashes is None:
             stored = session.pop(_FLASHES_KEY, None) if _FLASHES_KEY in session else None
-            state.flashes = [
+            flashes = exchange.flashes[self] = [
                 (str(item[0]), str(item[1]))
                 for item in (stored if isinstance(stored, list) else ())
                 if isinstance(item, list) and len(item) == 2
             ]
         wanted = set(category_filter)
-        flashes = [item for item in state.flashes if not wanted or item[0] in wanted]
+        flashes = [item for item in flashes if not wanted or item[0] in wanted]
         return flashes if with_categories else [message for _, message in flashes]
 
     def csrf_token(self) -> str:
@@ -3860,6 +4291,210 @@ class ContentManager:
             session[_CSRF_KEY] = token
         return token
 
+
+#: Which attribute of a ContentManager holds each part (see :class:`_Delegate`).
+_PART_ATTRIBUTES: Mapping[type, str] = {
+    _StaticSite: "_statics",
+    _Pages: "_pages",
+    _Responder: "_responder",
+    _Visitors: "_visitors",
+}
+
+
+class _Delegate:
+    """A facade attribute that one of its parts serves: ``html = _Delegate(_Responder)``.
+
+    Read on the class it is the part's own (its signature and docstring, for help()).
+    """
+
+    def __init__(self, part: type) -> None:
+        self.part = part
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, manager: Any, owner: type | None = None) -> Any:
+        if manager is None:
+            return getattr(self.part, self.name)
+        return getattr(getattr(manager, _PART_ATTRIBUTES[self.part]), self.name)
+
+
+class ContentManager:
+    """Templates, static files, assets and response helpers for one Chalice app.
+
+    ``app`` may be a ``Chalice`` app or a ``Blueprint``; responses consult its
+    ``current_request`` for conditional requests, ranges and compression.
+    Options are keyword-only: ``cors`` (``True`` for ``*`` or an origin; off by
+    default), ``compress`` (gzip text bodies), ``auto_reload`` (re-read
+    changed templates and static files; defaults to on everywhere except on
+    AWS Lambda), ``security_headers`` (``True`` for
+    :data:`DEFAULT_SECURITY_HEADERS`, or a mapping of headers; none by
+    default; ``X-Content-Type-Options: nosniff`` is always sent). Images:
+    ``image_widths`` (the only widths ``static(…, width=)`` serves),
+    ``image_quality`` (format → encoder quality), ``image_cache_bytes``
+    (bound of the per-container cache of converted images) and
+    ``image_max_pixels`` (larger images are served untouched); ``static_cache_bytes``
+    bounds the static file bodies kept in memory. Pages:
+    ``page_cache_bytes`` bounds the per-container cache of pages rendered by
+    :meth:`CloudFront.template` under their ETag (0 turns it off);
+    ``memo_cache_bytes`` bounds the memos (template ETags, ``static()`` URLs,
+    sniffed types). Every bound is the memory Python holds (:class:`BoundedCache`).
+    Forms, sessions and CSRF: ``secret_key`` (a string, or a list newest first),
+    ``session_cookie``, ``session_max_age``, ``session_cookie_secure``, ``csrf``,
+    ``trusted_origins`` and ``form_limits`` (see :meth:`form`, :attr:`session`).
+
+    The work is done by its parts, one job each: ``_StaticSite`` (static URLs),
+    ``_Pages`` (templates and page ETags), ``_Responder`` (answers) and
+    ``_Visitors`` (who is asking); this class holds them and registers the routes.
+    """
+
+    def __init__(
+        self,
+        templates_dir: str,
+        static_dir: str,
+        app: _AppLike | None = None,
+        *,
+        cors: bool | str | None = None,
+        compress: bool = True,
+        auto_reload: bool | None = None,
+        image_widths: Iterable[int] = DEFAULT_IMAGE_WIDTHS,
+        image_quality: Mapping[str, int] | None = None,
+        image_cache_bytes: int = 32 * 1024 * 1024,
+        static_cache_bytes: int = DEFAULT_STATIC_CACHE_BYTES,
+        image_max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
+        page_cache_bytes: int = 16 * 1024 * 1024,
+        memo_cache_bytes: int = 4 * 1024 * 1024,
+        security_headers: bool | Mapping[str, str] | None = None,
+        secret_key: str | bytes | Iterable[str | bytes] | None = None,
+        session_cookie: str = "session",
+        session_max_age: int = 31 * 24 * 3600,
+        session_cookie_secure: bool = True,
+        csrf: bool = True,
+        trusted_origins: Iterable[str] = (),
+        form_limits: FormLimits | None = None,
+    ) -> None:
+        self.templates_dir = templates_dir
+        self.static_dir = static_dir
+        self.app = app
+        self.cors_origin = "*" if cors is True else (cors or None)
+        if auto_reload is None:
+            auto_reload = not _on_lambda()
+        #: Whether files may change under a running container (the one place that knows).
+        self.auto_reload = auto_reload
+        images = StaticImages(
+            widths=image_widths,
+            quality=image_quality,
+            cache_bytes=image_cache_bytes,
+            max_pixels=image_max_pixels,
+        )
+        self._statics = _StaticSite(
+            static_dir,
+            images,
+            auto_reload=auto_reload,
+            static_cache_bytes=static_cache_bytes,
+            memo_bytes=0 if auto_reload else memo_cache_bytes,
+        )
+        self._pages = _Pages(
+            templates_dir,
+            self._statics,
+            self._template_globals,
+            auto_reload=auto_reload,
+            page_cache_bytes=page_cache_bytes,
+            memo_cache_bytes=memo_cache_bytes,
+        )
+        self._responder = _Responder(
+            app,
+            self._statics,
+            compress=compress,
+            fixed_headers=_fixed_headers(self.cors_origin, security_headers),
+            memo_cache_bytes=memo_cache_bytes,
+        )
+        self._visitors = _Visitors(
+            app,
+            secret_key=secret_key,
+            session_cookie=session_cookie,
+            session_max_age=session_max_age,
+            session_cookie_secure=session_cookie_secure,
+            csrf=csrf,
+            trusted_origins=trusted_origins,
+            form_limits=form_limits,
+        )
+        if app is not None:
+            _join_site(self)  # the app's middleware: the exchange, CSRF, sessions, privacy
+
+    # Static URLs
+    static_files = _Delegate(_StaticSite)
+    images = _Delegate(_StaticSite)
+    static_prefix = _Delegate(_StaticSite)
+    static_url = _Delegate(_StaticSite)
+    srcset = _Delegate(_StaticSite)
+    # Templates and pages
+    env = _Delegate(_Pages)
+    pages = _Delegate(_Pages)
+    load_template = _Delegate(_Pages)
+    render_template = _Delegate(_Pages)
+    template_dependencies = _Delegate(_Pages)
+    template_etag = _Delegate(_Pages)
+    page_offer = _Delegate(_Pages)
+    # Answers
+    compress = _Delegate(_Responder)
+    answer = _Delegate(_Responder)
+    html = _Delegate(_Responder)
+    xml = _Delegate(_Responder)
+    json = _Delegate(_Responder)
+    redirect = _Delegate(_Responder)
+    not_found = _Delegate(_Responder)
+    static = _Delegate(_Responder)
+    asset = _Delegate(_Responder)
+    asset_offer = _Delegate(_Responder)
+    convert_by_accepts = _Delegate(_Responder)
+    _refusal = _Delegate(_Responder)
+    # Who is asking
+    g = _Delegate(_Visitors)
+    form = _Delegate(_Visitors)
+    cookies = _Delegate(_Visitors)
+    session = _Delegate(_Visitors)
+    flash = _Delegate(_Visitors)
+    get_flashed_messages = _Delegate(_Visitors)
+    csrf_token = _Delegate(_Visitors)
+    csrf = _Delegate(_Visitors)
+    session_cookie = _Delegate(_Visitors)
+    session_max_age = _Delegate(_Visitors)
+    session_cookie_secure = _Delegate(_Visitors)
+    trusted_origins = _Delegate(_Visitors)
+    form_limits = _Delegate(_Visitors)
+
+    def _template_globals(self) -> dict[str, Any]:
+        """The toolkit's helpers in templates (made when the environment is)."""
+        visitors = self._visitors
+        return {
+            "static": self._statics.static_url,
+            "srcset": self._statics.srcset,
+            "url_for": self.url_for,
+            "csrf_token": visitors.csrf_token,
+            "get_flashed_messages": visitors.get_flashed_messages,
+            "g": _RequestGlobals(visitors),
+        }
+
+    def set_static_handler_prefix(self, path: str) -> None:
+        """Set the static route's URL prefix; ``static()`` in templates builds URLs under it."""
+        self._statics.static_prefix = "/" + path.strip("/") if path.strip("/") else ""
+        self.clear_caches()
+
+    def clear_caches(self) -> None:
+        """Forget every memo and page (not the static index): what ``static()`` gives may change."""
+        self._statics._static_urls.clear()
+        self._pages.clear()
+
+    def prime(self) -> dict[str, float]:
+        """Do this container's start-up work now; milliseconds per step (also logged).
+
+        Loads libmagic, imports Pillow, compiles every template and computes its
+        dependency hash, reads and hashes every static file: what the first requests
+        after a cold start would otherwise pay for. The keep-warm payload calls it.
+        """
+        return _prime(self)
+
     def url_for(self, view_name: str, **params: Any) -> str:
         """The URL of the route whose view is ``view_name``; unused ``params`` form the query.
 
@@ -3870,7 +4505,7 @@ class ContentManager:
         if self.app is None:
             raise ValueError("url_for needs the ContentManager's app")
         url = _build_url(_route_path(self.app, view_name), dict(params))
-        return _script_root(self._request) + url
+        return _script_root(_current_exchange(self.app)) + url
 
     def register_static_routes(
         self,
@@ -3905,11 +4540,14 @@ class ContentManager:
 
     def _static_view(self, names: list[str], cache_control: str | None) -> Callable[..., Response]:
         def view(**params: str) -> Response:
+            exchange = _current_exchange(self.app)
+            if exchange is not None:  # a file's answer: whatever a middleware read is not in it
+                exchange.resource = True
             return self.static(
                 "/".join(params[name] for name in names), cache_control=cache_control
             )
 
-        setattr(view, _STATIC_VIEW_ATTRIBUTE, (self, tuple(names), cache_control))  # front doors
+        setattr(view, _STATIC_VIEW_ATTRIBUTE, (self._responder, tuple(names), cache_control))
         return view
 
     def register_not_found_routes(
@@ -3936,7 +4574,7 @@ class ContentManager:
         self.app.route(tail, methods=["GET", "HEAD"], name="chalice_http_toolkit_not_found_tail")(
             view
         )
-        if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
+        if not _on_lambda():
             _match_greedy_routes_locally()
 
 
@@ -4020,13 +4658,49 @@ def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]]
 # ---------------------------------------------------------------------------
 
 
+#: ``stale-while-revalidate`` of :class:`CloudFront`'s pages: an hour (RFC 5861 §3).
+EDGE_STALE_WHILE_REVALIDATE = 3600
+#: ``stale-if-error`` of :class:`CloudFront`'s pages: a day (RFC 5861 §4).
+EDGE_STALE_IF_ERROR = 86400
+
+
+def edge_cache_control(
+    fresh: int = 0,
+    stale_while_revalidate: int = EDGE_STALE_WHILE_REVALIDATE,
+    stale_if_error: int = EDGE_STALE_IF_ERROR,
+) -> str:
+    """``Cache-Control`` of a public page that the edge answers without waiting for the origin.
+
+    Browsers revalidate with the edge every time (``max-age=0``); the edge holds the
+    page ``fresh`` seconds (``s-maxage``, RFC 9111 §5.2.2.10), then answers with it
+    while it revalidates in the background, and with the last good copy when the
+    origin fails (RFC 5861). A negative or non-integer number raises ``ValueError``.
+
+    >>> edge_cache_control(60)
+    'public, max-age=0, s-maxage=60, stale-while-revalidate=3600, stale-if-error=86400'
+    """
+    for name, value in (
+        ("fresh", fresh),
+        ("stale_while_revalidate", stale_while_revalidate),
+        ("stale_if_error", stale_if_error),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a whole number of seconds >= 0, not {value!r}")
+    return (
+        f"public, max-age=0, s-maxage={fresh}, stale-while-revalidate={stale_while_revalidate}, "
+        f"stale-if-error={stale_if_error}"
+    )
+
+
 class CloudFront:
     """Conditional responses for pages, static files and assets behind CloudFront.
 
-    Every response carries a content-based ETag and ``Cache-Control``
-    (``default_cache_control`` unless overridden), and a matching
-    ``If-None-Match`` is answered with 304 without rendering or reading the
-    body. ``etag_salt`` (keyword-only) is mixed into template ETags: change it
+    Every response carries a content-based ETag and ``Cache-Control``, and a
+    matching ``If-None-Match`` is answered with 304 without rendering or reading
+    the body. Pages are answered at the edge by default (:attr:`page_cache_control`,
+    :func:`edge_cache_control`'s defaults); ``default_cache_control`` (0.6.2's
+    positional argument, e.g. ``"no-cache"``) replaces that default for every
+    response. ``etag_salt`` (keyword-only) is mixed into template ETags: change it
     when something outside the template and its arguments changes the output.
     """
 
@@ -4034,7 +4708,7 @@ class CloudFront:
         self,
         content_manager: ContentManager,
         app: _AppLike | None = None,
-        default_cache_control: str = "no-cache",
+        default_cache_control: str | None = None,
         *,
         etag_salt: str = "",
     ) -> None:
@@ -4042,10 +4716,26 @@ class CloudFront:
         self.app = app if app is not None else content_manager.app
         self.default_cache_control = default_cache_control
         self.etag_salt = etag_salt
+        #: The pages' default: ``edge_cache_control(fresh, ...)`` to keep them longer.
+        self.page_cache_control = edge_cache_control()
 
-    def _cache_control(self, cache_control: str | None) -> str:
-        """The one place the ``Cache-Control`` default is resolved."""
-        return self.default_cache_control if cache_control is None else cache_control
+    def _cache_control(self, cache_control: str | None, status_code: int | None = None) -> str:
+        """The one place the ``Cache-Control`` default is resolved.
+
+        A route's ``cache_control`` wins, then ``default_cache_control`` (0.6.2's
+        argument: ``"no-cache"`` still means revalidate every time, for everything).
+        Without either, a page (``status_code`` given) is answered at the edge
+        (:attr:`page_cache_control`) when it is a success, and an error page is
+        ``no-store``; static files and assets are ``no-cache``. Personal answers
+        become ``private, no-store`` whatever this says.
+        """
+        if cache_control is not None:
+            return cache_control
+        if self.default_cache_control is not None:
+            return self.default_cache_control
+        if status_code is None:
+            return "no-cache"
+        return self.page_cache_control if 200 <= status_code < 300 else "no-store"
 
     def template(
         self,
@@ -4066,16 +4756,24 @@ class CloudFront:
         template's extension (HTML when it names none).
         """
         cm = self.content_manager
-        request = getattr(cm.app, "current_request", None) if cm.app is not None else None
-        offer = cm.page_offer(
-            filename,
-            kwargs,
-            self.etag_salt + _script_root(request),  # url_for() differs by host and stage
-            private=_request_is_personal(request),
+        exchange = _current_exchange(cm.app)
+        private = exchange is not None and exchange.is_personal()
+        salt = self.etag_salt + _script_root(exchange)  # url_for() differs by host and stage
+        offer = cm._pages.page_offer(filename, kwargs, salt, private=private)
+        if not private and exchange is not None:  # rendering may have read who is asking
+            private = exchange.is_personal()
+        response = cm._responder._respond(
+            exchange,
+            offer,
+            status_code,
+            headers,
+            self._cache_control(cache_control, status_code),
+            (),
+            private,
         )
-        return cm.answer(
-            offer, status_code, headers, cache_control=self._cache_control(cache_control)
-        )
+        if response.status_code == 304:
+            cm._pages._digest_paid(filename, salt, True)
+        return response
 
     def static(
         self,
@@ -4118,11 +4816,12 @@ class CloudFront:
 
 def _resource(app: Any, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
     """What names the resource being served: the route, its parameters, the producing code."""
-    request = getattr(app, "current_request", None) if app is not None else None
+    exchange = _current_exchange(app)
     code = getattr(get_asset, "__code__", None)
     producer = (code.co_filename, code.co_firstlineno) if code else repr(get_asset)
-    if request is None:
+    if exchange is None:
         return (producer,)
+    request = exchange.request
     uri_params = request.uri_params
     query_params = request.query_params
     return (
@@ -4134,49 +4833,166 @@ def _resource(app: Any, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
 
 
 # ---------------------------------------------------------------------------
-# Request state: what one request read or wrote, and whether it is personal
+# The exchange: one object per request, the only one that knows who is asking
 # ---------------------------------------------------------------------------
 
 #: ``Cache-Control`` of a response that read or wrote the session or set a cookie.
 PRIVATE_CACHE_CONTROL = "private, no-store"
 
-_STATE_ATTRIBUTE = "_chalice_http_toolkit_state"
 _UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 
-class _RequestState:
-    """Per-request memo kept on Chalice's ``Request`` object (one per request and thread)."""
-
-    __slots__ = ("cookies", "flashes", "form", "personal", "session")
-
-    def __init__(self) -> None:
-        self.personal = False
-        self.form: FormData | None = None
-        self.cookies: dict[str, str] | None = None
-        self.session: Session | None = None
-        self.flashes: list[tuple[str, str]] | None = None
+class _Local(threading.local):
+    exchange: Exchange | None = None
 
 
-def _request_state(request: Any) -> _RequestState:
-    state = request.__dict__.get(_STATE_ATTRIBUTE)
-    if state is None:
-        state = _RequestState()
-        setattr(request, _STATE_ATTRIBUTE, state)
-    return state
+_local = _Local()
 
 
-def _mark_personal(request: Any) -> None:
-    """Mark ``request``'s response as personal: never stored by a shared cache."""
-    if request is not None:
-        _request_state(request).personal = True
+class Exchange:
+    """One request and what answering it has learnt: every helper reads this, and only this.
 
+    Built once per request by the toolkit's middleware (or on first use when a
+    middleware of the site's own runs before it). It holds the request, its
+    lower-case headers, the parsed cookies and form, each manager's session,
+    ``g`` (a namespace for what a ``before_request``-style middleware finds),
+    and whether anything read or wrote who is asking. :meth:`finish` decides,
+    once, after the route and any rendering ran, whether the response is
+    personal (see :meth:`is_personal`).
+    """
 
-def _request_is_personal(request: Any) -> bool:
-    """Whether the request read or wrote the session or cookies (its answer is private)."""
-    if request is None:
+    # Class-level defaults: a request that reads nothing pays for three attributes.
+    #: True while a middleware of the toolkit holds this exchange (it will finish it).
+    active = False
+    cookies_read = False
+    #: Set by a view whose answer depends on a file alone (the static routes).
+    resource = False
+    form: FormData | None = None
+    form_limits: FormLimits | None = None
+    _g: Any = None
+    _cookies: dict[str, str] | None = None
+    _answers: dict[int, tuple[Any, Callable[[], Any]]] | None = None
+    _no_sessions: dict[Any, tuple[Session, bool]] = {}  # never written: see ``sessions``
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.method: str = request.method
+        self.headers: Mapping[str, str] = _lower_case_headers(request.headers)
+        #: Each manager's session, with whether the request carried its cookie.
+        self.sessions: dict[Any, tuple[Session, bool]] = self._no_sessions
+        self.flashes: dict[Any, list[tuple[str, str]]] | None = None
+
+    @property
+    def g(self) -> Any:
+        """A namespace for what the request's code finds (Flask's ``g``), empty at first."""
+        if self._g is None:
+            import types
+
+            self._g = types.SimpleNamespace()
+        return self._g
+
+    def cookies(self, *, read: bool = True) -> dict[str, str]:
+        """The request's cookies (RFC 6265); ``read`` marks the answer personal."""
+        if read:
+            self.cookies_read = True
+        if self._cookies is None:
+            # API Gateway keeps only the last of repeated headers in ``headers``.
+            event = self.request.to_original_event() or {}
+            multi = event.get("multiValueHeaders") or {}
+            values = next((v for k, v in multi.items() if k.lower() == "cookie"), None)
+            header = "; ".join(values) if values else self.headers.get("cookie")
+            self._cookies = parse_cookie_header(header)
+        return self._cookies
+
+    def is_personal(self) -> bool:
+        """Whether the answer so far depends on who is asking.
+
+        It does when the cookies were read, or a session was read from a cookie
+        the request carried, or a session was written. A request that carried no
+        session cookie and found its session empty is anybody's: the edge keys
+        pages on the session cookie, so its answer may be shared.
+        A view that serves a file (the static routes) depends on the file alone,
+        whatever a middleware read before it.
+        """
+        if self.resource:
+            return False
+        if self.cookies_read:
+            return True
+        for session, sent in self.sessions.values():  # noqa: SIM110 (no generator per request)
+            if sent or session.modified:
+                return True
         return False
-    state = request.__dict__.get(_STATE_ATTRIBUTE)
-    return state is not None and state.personal
+
+    def remember(self, response: Any, rebuild: Callable[[], Any]) -> None:
+        """Keep how to answer privately: a 304/412 made before the request turned personal."""
+        if self._answers is None:
+            self._answers = {}
+        self._answers[id(response)] = (response, rebuild)
+
+    def finish(self, response: Any, save_sessions: Callable[[Exchange, Any], None]) -> Any:
+        """The response as it leaves: sessions saved, privacy decided once, from the inputs.
+
+        Personal (see :meth:`is_personal`), or setting a cookie under any spelling
+        of the header: ``private, no-store``, no validator, never a 304.
+        """
+        if self.sessions:
+            save_sessions(self, response)
+        if not (self.is_personal() or _sets_cookie(response.headers)):
+            return response
+        kept = self._answers.get(id(response)) if self._answers else None
+        if kept is not None and kept[0] is response and response.status_code in (304, 412):
+            private = kept[1]()  # the full answer: nobody else's copy to validate against
+            for name, value in response.headers.items():  # headers the view added since
+                if _header_key(private.headers, name) is None:
+                    private.headers[name] = value
+            response = private
+        _make_private(response.headers)
+        return response
+
+
+def _current_exchange(app: Any) -> Exchange | None:
+    """The exchange of the request ``app`` is answering, or ``None`` outside a request."""
+    exchange = _local.exchange
+    if exchange is not None and exchange.active:
+        return exchange
+    if app is None:
+        return None
+    try:
+        request = getattr(app, "current_request", None)  # a Chalice app before its first request
+    except RuntimeError:  # a Blueprint not registered with an app
+        return None
+    if request is None:
+        return None
+    if exchange is None or exchange.request is not request:
+        exchange = _local.exchange = Exchange(request)
+    return exchange
+
+
+def _sets_cookie(headers: Mapping[str, Any]) -> bool:
+    """Whether response ``headers`` set a cookie, whatever the header name's case."""
+    if _PLAIN_HEADER_NAMES.issuperset(headers):  # the toolkit's own answers, at C speed
+        return False
+    return "set-cookie" in map(str.lower, headers)
+
+
+#: Header names that set no cookie, as the toolkit spells them.
+_PLAIN_HEADER_NAMES = frozenset(
+    (
+        "Content-Type",
+        "Cache-Control",
+        "ETag",
+        "Vary",
+        "X-Content-Type-Options",
+        "Last-Modified",
+        "Content-Encoding",
+        "Accept-Ranges",
+        "Content-Range",
+        "Content-Disposition",
+        "Location",
+        "Access-Control-Allow-Origin",
+        *DEFAULT_SECURITY_HEADERS,
+    )
+)
 
 
 def _header_key(headers: Mapping[str, Any], name: str) -> str | None:
@@ -4194,10 +5010,6 @@ def _make_private(headers: dict[str, Any]) -> None:
         if key is not None:
             del headers[key]
     headers["Cache-Control"] = PRIVATE_CACHE_CONTROL
-
-
-def _request_headers(request: Any) -> Mapping[str, str]:
-    return _lower_case_headers(request.headers)
 
 
 # ---------------------------------------------------------------------------
@@ -4446,7 +5258,7 @@ def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> l
 
 def _request_body(request: Any, limits: FormLimits) -> bytes:
     """The request body as bytes, base64-decoded when API Gateway encoded it."""
-    raw = request.__dict__.get("_body")
+    raw = (request.to_original_event() or {}).get("body")
     if isinstance(raw, (str, bytes)) and len(raw) > limits.max_bytes * 4 // 3 + 4:
         raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
     try:
@@ -4456,12 +5268,13 @@ def _request_body(request: Any, limits: FormLimits) -> bytes:
     return body.encode("utf-8") if isinstance(body, str) else body
 
 
-def _request_form(request: Any, limits: FormLimits) -> FormData:
-    state = _request_state(request)
-    if state.form is None:
-        content_type = _request_headers(request).get("content-type")
-        state.form = parse_form(_request_body(request, limits), content_type, limits)
-    return state.form
+def _exchange_form(exchange: Exchange, limits: FormLimits) -> FormData:
+    """The exchange's form, parsed once per request (within the first caller's ``limits``)."""
+    if exchange.form is None:
+        exchange.form_limits = limits
+        body = _request_body(exchange.request, limits)
+        exchange.form = parse_form(body, exchange.headers.get("content-type"), limits)
+    return exchange.form
 
 
 def ex_multipart(app: _AppLike) -> dict[str, dict[str, Any]]:
@@ -4473,7 +5286,7 @@ def ex_multipart(app: _AppLike) -> dict[str, dict[str, Any]]:
     """
     request = app.current_request
     limits = FormLimits()
-    media_type, options = _media_type_and_options(_request_headers(request).get("content-type"))
+    media_type, options = _media_type_and_options(request.headers.get("content-type"))
     if media_type != "multipart/form-data":
         raise FormError(400, "The request is not multipart/form-data.")
     parts = _multipart_parts(_request_body(request, limits), options.get("boundary"), limits)
@@ -4524,18 +5337,6 @@ def parse_cookie_header(value: str | None) -> dict[str, str]:
             cookie_value = cookie_value[1:-1]
         cookies[name] = cookie_value
     return cookies
-
-
-def _request_cookies(request: Any) -> dict[str, str]:
-    state = _request_state(request)
-    if state.cookies is None:
-        # API Gateway keeps only the last of repeated headers in ``headers``.
-        event = request.__dict__.get("_event_dict") or {}
-        multi = event.get("multiValueHeaders") or {}
-        values = next((v for k, v in multi.items() if k.lower() == "cookie"), None)
-        header = "; ".join(values) if values else _request_headers(request).get("cookie")
-        state.cookies = parse_cookie_header(header)
-    return state.cookies
 
 
 def set_cookie(
@@ -4832,9 +5633,10 @@ def _default_port(host: str, origin: str) -> str:
     return host if ":" in host.rsplit("]", 1)[-1] else f"{host}:{port}"
 
 
-def _csrf_refusal(cm: ContentManager, request: Any) -> str | None:
-    headers = _request_headers(request)
-    refusal = cross_origin_refusal(request.method, headers, cm.trusted_origins)
+def _csrf_refusal(cm: _Visitors, exchange: Exchange) -> str | None:
+    """Why ``cm`` refuses the exchange's unsafe request as a forgery, or ``None``."""
+    headers = exchange.headers
+    refusal = cross_origin_refusal(exchange.method, headers, cm.trusted_origins)
     if refusal is not None or not cm._session_signer:
         return refusal
     submitted = headers.get(CSRF_HEADER)
@@ -4842,8 +5644,8 @@ def _csrf_refusal(cm: ContentManager, request: Any) -> str | None:
     if submitted is None:
         if media_type not in _FORM_TYPES:
             return None  # not something a cross-site form can send (JSON needs CORS)
-        submitted = _request_form(request, cm.form_limits).get(CSRF_FIELD)
-    expected = cm._load_session(request).get(_CSRF_KEY)
+        submitted = _exchange_form(exchange, cm.form_limits).get(CSRF_FIELD)
+    expected = cm._session_of(exchange).get(_CSRF_KEY)
     if not submitted:
         return "the form has no CSRF token: reload the page and send it again"
     if not isinstance(expected, str) or not _constant_time_equal(submitted, expected):
@@ -4865,19 +5667,19 @@ _EXECUTE_API_HOST = r"[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?(
 _ROUTE_PARAMETER = r"\{([^}+]+)(\+?)\}"
 
 
-def _script_root(request: Any) -> str:
+def _script_root(exchange: Exchange | None) -> str:
     """``/{stage}`` on the execute-api URL, else ``""`` (CloudFront, custom domain, local).
 
     API Gateway serves the stage under its own path on the execute-api host;
     behind CloudFront (the origin path holds the stage; its function sets
     ``X-Forwarded-Host``) or a custom domain mapped at its root there is none.
     """
-    if request is None:
+    if exchange is None:
         return ""
-    headers = _request_headers(request)
+    headers = exchange.headers
     if "x-forwarded-host" in headers:
         return ""
-    stage = (getattr(request, "context", None) or {}).get("stage")
+    stage = (exchange.request.context or {}).get("stage")
     # "$default" (HTTP API, Function URL, ALB through lambda_handler) is not in the path.
     if stage and stage != "$default" and _is_execute_api_host(headers.get("host", "")):
         return "/" + stage
@@ -4892,8 +5694,11 @@ def _is_execute_api_host(host: str) -> bool:
 def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
     """Chalice's route table: path → method → RouteEntry (a Blueprint's app's, once registered)."""
     routes = getattr(app, "routes", None)
-    if routes is None:
-        routes = getattr(getattr(app, "_current_app", None), "routes", None)
+    if routes is None:  # a Blueprint: its app's, once registered
+        try:
+            routes = app.current_app.routes
+        except (AttributeError, RuntimeError):
+            routes = None
     return routes or {}
 
 
@@ -4923,13 +5728,11 @@ def _build_url(path: str, params: dict[str, Any]) -> str:
 # The middleware: CSRF before the view, session cookie and privacy after it
 # ---------------------------------------------------------------------------
 
-_INTERACTIVE_INSTALLED = "_chalice_http_toolkit_interactive"
-#: Names in templates whose output is personal: a template using one is never shared.
-_SESSION_TEMPLATE_NAMES = frozenset(("csrf_token", "get_flashed_messages", "session"))
-_PERSONAL_TEMPLATE_NAMES.update(_SESSION_TEMPLATE_NAMES)
+_SITE_ATTRIBUTE = "_chalice_http_toolkit_site"
 
 
-def _error_page(status_code: int, message: str) -> _GatewayResponse:
+def _error_answer(status_code: int, message: str, fixed_headers: Mapping[str, str]) -> Answer:
+    """The toolkit's own HTML error page, with the manager's fixed headers; never stored."""
     import html
 
     titles = {400: "Bad Request", 403: "Forbidden", 413: "Content Too Large"}
@@ -4938,56 +5741,94 @@ def _error_page(status_code: int, message: str) -> _GatewayResponse:
         f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
         f"<body><h1>{title}</h1><p>{html.escape(message)}</p></body></html>"
     )
-    headers = {
-        "Content-Type": "text/html; charset=utf-8",
-        "Cache-Control": PRIVATE_CACHE_CONTROL,
-        _NOSNIFF[0]: _NOSNIFF[1],
-    }
-    return _GatewayResponse(body=body, headers=headers, status_code=status_code)
+    headers = _response_headers(
+        "text/html; charset=utf-8", PRIVATE_CACHE_CONTROL, (), False, None, fixed_headers, None
+    )
+    return Answer(status_code, headers, body, True)
 
 
-def _install_interactive(cm: ContentManager) -> None:
-    """Register the middleware of forms, sessions and CSRF on ``cm.app`` (once per app)."""
-    app = cm.app
-    if app is None or getattr(app, _INTERACTIVE_INSTALLED, False):
-        return
+class _RequestGlobals:
+    """``g`` in templates: the current request's namespace (:attr:`ContentManager.g`)."""
 
-    def interactive_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
-        if request is None:
-            return get_response(request)
+    __slots__ = ("_cm",)
+
+    def __init__(self, cm: _Visitors) -> None:
+        self._cm = cm
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cm.g, name)
+
+
+class _Site:
+    """The managers of one app (each with its own settings) and the app's one middleware."""
+
+    __slots__ = ("app", "gateway", "managers")
+
+    def __init__(self, app: _AppLike, gateway: bool) -> None:
+        self.app = app
+        #: Whether this middleware also does :func:`install_gateway_support`'s (one layer less).
+        self.gateway = gateway
+        self.managers: list[ContentManager] = []
+
+    def middleware(self, request: Any, get_response: Callable[[Any], Any]) -> Any:
+        """Build the exchange, refuse forgeries, run the view, and finish the exchange."""
+        if request is None:  # not an HTTP request Chalice routes: it answers itself
+            return (
+                _gateway_marshalled(get_response(request))
+                if self.gateway
+                else get_response(request)
+            )
+        exchange = _local.exchange
+        if exchange is None or exchange.request is not request:
+            exchange = Exchange(request)
+        elif exchange.active:  # a Blueprint's site inside its app's: its managers' checks only
+            return self._checked(exchange, get_response)
+        if self.gateway and "accept" not in exchange.headers:
+            _accept_anything(request)
+            exchange.headers = _lower_case_headers(request.headers)
+        exchange.active = True
+        _local.exchange = exchange
         try:
-            if cm.csrf and request.method in _UNSAFE_METHODS and not _is_exempt(app, request):
-                refusal = _csrf_refusal(cm, request)
-                if refusal is not None:
-                    logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
-                    return _error_page(403, refusal)
-            response = get_response(request)
+            if exchange.method in _UNSAFE_METHODS:
+                response = self._checked(exchange, get_response)
+            else:
+                response = get_response(request)
         except FormError as error:
             logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
-            return _error_page(error.status_code, error.message)
-        state = request.__dict__.get(_STATE_ATTRIBUTE)
-        if state is not None:
-            _save_session(cm, state.session, request, response)
-        headers = response.headers
-        if (
-            (state is not None and state.personal)
-            or "Set-Cookie" in headers
-            or "set-cookie" in headers
-        ):
-            _make_private(headers)  # (set_cookie() did already; a hand-made header too)
-        return response
+            response = self.managers[0]._refusal(error.status_code, error.message)
+        try:
+            response = exchange.finish(response, _save_sessions)
+        finally:
+            exchange.active = False
+            _local.exchange = None
+        return _gateway_marshalled(response) if self.gateway else response
 
-    if getattr(app, _CHALICE_INSTALLED, False):
-        app.register_middleware(interactive_middleware, "http")
-    else:  # one middleware for both: each layer of Chalice's chain costs every request
+    def _checked(self, exchange: Exchange, get_response: Callable[[Any], Any]) -> Any:
+        """The view's response, unless one of the managers refuses a forgery (CSRF)."""
+        request = exchange.request
+        if exchange.method in _UNSAFE_METHODS and not _is_exempt(self.app, request):
+            for cm in self.managers:
+                refusal = _csrf_refusal(cm._visitors, exchange) if cm.csrf else None
+                if refusal is not None:
+                    logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
+                    return cm._refusal(403, refusal)
+        return get_response(request)
 
-        def gateway_and_interactive(request: Any, get_response: Callable[[Any], Any]) -> Any:
-            return _gateway_middleware(
-                request, lambda inner: interactive_middleware(inner, get_response)
-            )
 
-        _install_gateway(app, gateway_and_interactive)
-    setattr(app, _INTERACTIVE_INSTALLED, True)
+def _join_site(cm: ContentManager) -> None:
+    """Add ``cm`` to its app's site, registering the site's middleware on first use."""
+    app = cm.app
+    site = getattr(app, _SITE_ATTRIBUTE, None)
+    if site is None:
+        # One middleware for both when the gateway's is not there yet: each layer of
+        # Chalice's chain costs every request.
+        site = _Site(app, gateway=not getattr(app, _CHALICE_INSTALLED, False))
+        setattr(app, _SITE_ATTRIBUTE, site)
+        if site.gateway:
+            _install_gateway(app, site.middleware)
+        else:
+            app.register_middleware(site.middleware, "http")
+    site.managers.append(cm)
 
 
 def _is_exempt(app: _AppLike, request: Any) -> bool:
@@ -4995,8 +5836,14 @@ def _is_exempt(app: _AppLike, request: Any) -> bool:
     return entry is not None and getattr(entry.view_function, _CSRF_EXEMPT, False)
 
 
-def _save_session(cm: ContentManager, session: Session | None, request: Any, response: Any) -> None:
-    if session is None or not session.modified:
+def _save_sessions(exchange: Exchange, response: Any) -> None:
+    """Save every manager's session the request changed, each with its manager's settings."""
+    for cm, (session, _) in exchange.sessions.items():
+        _save_session(cm, session, exchange, response)
+
+
+def _save_session(cm: _Visitors, session: Session, exchange: Exchange, response: Any) -> None:
+    if not session.modified:
         return
     if session:
         value = cm._session_signer.sign(session._check(), _now())
@@ -5007,16 +5854,8 @@ def _save_session(cm: ContentManager, session: Session | None, request: Any, res
             max_age=cm.session_max_age,
             secure=cm.session_cookie_secure,
         )
-    elif cm.session_cookie in _request_cookies(request):
+    elif cm.session_cookie in exchange.cookies(read=False):
         delete_cookie(response, cm.session_cookie)
-
-
-def _template_globals(cm: ContentManager) -> dict[str, Callable[..., Any]]:
-    return {
-        "csrf_token": cm.csrf_token,
-        "get_flashed_messages": cm.get_flashed_messages,
-        "url_for": cm.url_for,
-    }
 
 
 # ---------------------------------------------------------------------------
@@ -5602,7 +6441,7 @@ def _static_door(app: Any) -> _StaticDoor:
 
 
 def _static_route(app: Any, table: _RouteTable, request: _V2Request) -> tuple[Any, str, Any] | None:
-    """(manager, file name, Cache-Control) when a static route of the toolkit gets the path."""
+    """(responder, file name, Cache-Control) when a static route of the toolkit gets the path."""
     found = table.match_path(request.path, request.encoded)
     if found is None:
         return None
@@ -5611,8 +6450,8 @@ def _static_route(app: Any, table: _RouteTable, request: _V2Request) -> tuple[An
     served = getattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE, None) if entry else None
     if served is None or entry.cors is not None:
         return None
-    cm, names, cache_control = served
-    return cm, "/".join(captured[name] for name in names), cache_control
+    responder, names, cache_control = served
+    return responder, "/".join(captured[name] for name in names), cache_control
 
 
 def _static_answer(
@@ -5641,9 +6480,10 @@ def _static_answer(
             return None
         if len(routed) < _ROUTED_PATHS and len(request.path) <= _ROUTED_PATH_LENGTH:
             routed[key] = served
-    cm, filename, cache_control = served
-    # As ContentManager.static() finds the file (images are negotiated there).
-    index = cm.static_files
+    responder, filename, cache_control = served
+    # As ContentManager.static() finds the file (images are negotiated there); its answer
+    # depends on the file alone (the static view marks its exchange a resource).
+    index = responder.static_files
     static_file = None
     if not index.auto_reload and "%" not in filename and "\\" not in filename:
         static_file = index.files.get(filename)
@@ -5665,10 +6505,10 @@ def _static_answer(
             None,
             IMMUTABLE_CACHE_CONTROL if immutable else cache_control,
             (),
-            cm.compress,
+            responder.compress,
             False,
-            cm._fixed_headers,
-            bool(getattr(cm.app, "debug", False)),
+            responder._fixed_headers,
+            bool(getattr(responder.app, "debug", False)),
         )
     except OSError:  # gone meanwhile: Chalice's route gives its answer
         return None

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Scaffold a chalice-http-toolkit project and look up its Lambda layers.
 
-Installed by pip as the ``chalice-http-toolkit`` command (the same program):
+Installed by pip as the ``chalice-http-toolkit`` command (the same program, installed as
+``chalice_http_toolkit_cli/cli.py``, so that no module called ``cli`` lands in
+site-packages):
 
-    python cli.py layers -r us-east-1 [--python 3.12] [--arch x86_64|arm64] [-j]
+    python cli.py layers -r us-east-1 [--python 3.13] [--arch x86_64|arm64] [-j]
     python cli.py setup -n mysite -p mysite [-e magic] [-e tasks] [-r us-east-1] [--force]
     python cli.py cloudfront [-o cloudfront.json] [--stage api] [--static-prefix /static]
+    python cli.py demo [-p build/demo] [--port 8000] [--fresh]      # `make demo`
+    python cli.py --version
 
 Standard library only, so it runs before anything is installed. Layer ARNs come
 from the Klayers API (``KLAYERS_API_URL`` overrides its base URL and
@@ -18,14 +22,19 @@ prints only ARNs (or JSON) on stdout, ``setup`` its progress and next steps,
 from __future__ import annotations
 
 import argparse
+import datetime
+import hashlib
 import http.client
 import json
 import os
 import py_compile
 import re
 import shutil
+import socket
 import string
+import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -46,6 +55,8 @@ EXIT_MISSING_LAYER = 3
 EXIT_EXISTS = 4
 #: ``setup``/``cloudfront``: a source file is missing or a file could not be written.
 EXIT_SETUP_FAILED = 5
+#: ``demo``: the port asked for is taken, or ``chalice`` is not installed.
+EXIT_DEMO_FAILED = 6
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -55,6 +66,7 @@ exit codes:
   3  layers: a package has no layer for that Python version and architecture
   4  setup, cloudfront: files already exist (use --force); nothing was written
   5  setup, cloudfront: a source file is missing or a file could not be written
+  6  demo: the port asked for is in use, or chalice is not installed
 """
 
 #: Default base URL of the Klayers API (environment variable ``KLAYERS_API_URL``).
@@ -103,21 +115,25 @@ REQUIREMENTS = {
 }
 
 HERE = Path(__file__).resolve().parent
-#: Installed by pip, ``scaffold/`` and ``bin_magic/`` sit in this folder beside cli.py
-#: (``tool.setuptools`` in pyproject.toml); in a checkout, at the top level beside it.
-_INSTALLED_DATA = HERE / "chalice_http_toolkit_data"
-DATA = _INSTALLED_DATA if _INSTALLED_DATA.is_dir() else HERE
-MODULE_SOURCE = HERE / "chalice_http_toolkit.py"
-MAGIC_SOURCE = DATA / "bin_magic"
+#: The package pip installs this file into, as ``chalice_http_toolkit_cli/cli.py`` (so
+#: nothing called ``cli`` lands in site-packages); ``scaffold/`` and ``bin_magic/`` sit
+#: beside it there, as they do beside cli.py in a checkout (pyproject.toml).
+INSTALLED_PACKAGE = "chalice_http_toolkit_cli"
+INSTALLED = __package__ == INSTALLED_PACKAGE
+#: The module ``setup`` copies: beside cli.py in a checkout, in site-packages when installed.
+MODULE_SOURCE = (HERE.parent if INSTALLED else HERE) / "chalice_http_toolkit.py"
+MAGIC_SOURCE = HERE / "bin_magic"
 #: The files of a new project (``SCAFFOLD_FILES`` says where each goes).
-SCAFFOLD_SOURCE = DATA / "scaffold"
+SCAFFOLD_SOURCE = HERE / "scaffold"
 #: The program's name in messages: the console script's when installed.
-PROG = "chalice-http-toolkit" if DATA is _INSTALLED_DATA else "cli.py"
+PROG = "chalice-http-toolkit" if INSTALLED else "cli.py"
 #: Files ``setup -e magic`` needs from ``bin_magic/``.
 MAGIC_REQUIRED = ("x86_64/libmagic.so.1", "aarch64/libmagic.so.1", "magic.mgc")
 #: ``bin_magic/`` files that describe or rebuild the binaries rather than ship them.
 MAGIC_SKIPPED = ("README.md", "SHA256SUMS")
 MAGIC_SKIPPED_SUFFIXES = (".py", ".sh", ".pyc")
+#: Where the reference documentation lives (the next steps point into it).
+DOCS = "chalice-http-toolkit's docs"
 #: The API Gateway stage of new projects (``api_gateway_stage``), the template's origin path.
 STAGE = "api"
 
@@ -130,6 +146,15 @@ STAGE = "api"
 _APP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 MAX_APP_NAME_LENGTH = 32
 _PYTHON_VERSION = re.compile(r"3\.(0|[1-9][0-9]?)")
+#: The Lambda Python runtimes ``--python`` accepts (python3.14: on Lambda since 2025-11).
+LAMBDA_PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
+#: The Pythons the test suite runs under here (``make matrix``); the newest is the default.
+#: 3.14 is accepted but untested: these machines have no 3.14 interpreter.
+TESTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+#: Lambda runtimes with their deprecation date: functions keep running, but AWS then
+#: blocks creating and later updating them.
+DEPRECATED_PYTHONS = {"3.10": datetime.date(2026, 10, 31)}
+_VERSION_LINE = re.compile(r'^__version__ = "([^"]+)"$', re.MULTILINE)
 _LAYER_ARN = re.compile(
     r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_.-]+:(?P<number>[0-9]+)"
 )
@@ -477,6 +502,113 @@ def _write(target: Path, content: Content) -> None:
         target.write_text(content, encoding="utf-8")
 
 
+class SetupWriteError(Exception):
+    """``setup`` could not write the project; nothing of it was left behind."""
+
+
+def path_conflicts(project: Path, relpaths: list[str]) -> list[str]:
+    """What stands where ``setup`` must write: a file where it needs a folder, a folder
+    where it writes a file. One line each; empty when every path can be written."""
+    problems: dict[str, str] = {}
+    for relpath in relpaths:
+        parts = Path(relpath).parts
+        for depth in range(1, len(parts) + 1):
+            here = project.joinpath(*parts[:depth])
+            name = Path(*parts[:depth]).as_posix()
+            is_folder = depth < len(parts)
+            if is_folder and os.path.lexists(here) and not here.is_dir():
+                problems[name] = f"{here} is a file, where the project needs the folder {name}/"
+                break
+            if not is_folder and here.is_dir():
+                problems[name] = f"{here} is a folder, where the project needs the file {name}"
+    return list(problems.values())
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.is_dir():
+        path = path.parent
+    return path
+
+
+def write_project(project: Path, contents: dict[str, Content]) -> None:
+    """Write ``contents`` into ``project`` all at once, or not at all.
+
+    Every file is written first into a staging folder on the same file system (inside an
+    existing project, else in the nearest folder that exists), then moved into place: a
+    new project by one rename, files of an existing one (``--force``) one ``os.replace``
+    each, with the files they replace kept until the end so that a failure puts them
+    back. Raises ``SetupWriteError`` naming the path and the system's reason; the staging
+    folder never survives.
+    """
+    near = project if project.is_dir() else _existing_ancestor(project.parent)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".chalice-http-toolkit-setup-", dir=near))
+    except OSError as error:
+        raise SetupWriteError(_os_reason(near, error)) from None
+    try:
+        tree, saved = staging / "tree", staging / "saved"
+        for relpath, content in contents.items():
+            try:
+                _write(tree / relpath, content)
+            except OSError as error:
+                raise SetupWriteError(_os_reason(project / relpath, error)) from None
+        if not os.path.lexists(project):
+            _move_new_project(tree, project)
+        else:
+            _move_into_project(tree, saved, project, list(contents))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _os_reason(path: Path, error: OSError) -> str:
+    return f"cannot write {path}: {error.strerror or error}"
+
+
+def _move_new_project(tree: Path, project: Path) -> None:
+    made = []
+    for folder in reversed(project.absolute().parents):
+        if not folder.exists():
+            made.append(folder)
+    try:
+        for folder in made:
+            folder.mkdir()
+        os.rename(tree, project)
+    except OSError as error:
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise SetupWriteError(_os_reason(project, error)) from None
+
+
+def _move_into_project(tree: Path, saved: Path, project: Path, relpaths: list[str]) -> None:
+    made: list[Path] = []  # folders created, in order
+    moved: list[str] = []  # files whose old version (if any) is in ``saved``
+    target = project
+    try:
+        for relpath in relpaths:
+            target = project / relpath
+            for folder in reversed(target.parents):
+                if not folder.exists():
+                    folder.mkdir()
+                    made.append(folder)
+            if os.path.lexists(target):
+                (saved / relpath).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(target, saved / relpath)
+            moved.append(relpath)
+            os.replace(tree / relpath, target)
+    except OSError as error:
+        for relpath in reversed(moved):  # undo: the new file out, the old one back
+            if not os.path.lexists(tree / relpath):
+                os.unlink(project / relpath)
+            if os.path.lexists(saved / relpath):
+                os.replace(saved / relpath, project / relpath)
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise SetupWriteError(_os_reason(target, error)) from None
+
+
 # ---------------------------------------------------------------------------
 # `setup`
 # ---------------------------------------------------------------------------
@@ -485,8 +617,9 @@ def _write(target: Path, content: Content) -> None:
 def _setup_layers(args: argparse.Namespace) -> tuple[list[Layer], str]:
     """The layers prod gets and a note for requirements.txt; failures are reported, not fatal."""
     if args.region is None:
-        _say("setup: no region (-r) given, so no Lambda layers: jinja2 and Pillow go in")
-        _say(f"       requirements.txt. Run `{PROG} layers -r REGION` later to find them.")
+        if not getattr(args, "demo", False):  # the demo is never deployed
+            _say("setup: no region (-r) given, so no Lambda layers: jinja2 and Pillow go in")
+            _say(f"       requirements.txt. Run `{PROG} layers -r REGION` later to find them.")
         return [], "No layers were looked up (no region given)."
     try:
         found = lookup_layers(args)
@@ -526,6 +659,11 @@ def command_setup(args: argparse.Namespace) -> int:
         return EXIT_SETUP_FAILED
     paths = list(project_files(args, magic, [], ""))  # the same paths whatever the layers
     existing = [relpath for relpath in paths if os.path.lexists(project / relpath)]
+    conflicts = path_conflicts(project, paths)
+    if conflicts:
+        for problem in conflicts:
+            _say(f"setup: {problem}; nothing was written")
+        return EXIT_SETUP_FAILED
     if existing and not args.force:
         _say(f"setup: {len(existing)} file(s) already exist in {project}, nothing was written:")
         for relpath in existing:
@@ -535,17 +673,16 @@ def command_setup(args: argparse.Namespace) -> int:
 
     layers, layers_note = _setup_layers(args)
     contents = project_files(args, magic, layers, layers_note)
+    try:
+        write_project(project, {relpath: contents[relpath] for relpath in paths})
+    except SetupWriteError as error:
+        _say(f"setup: {error}; nothing was written")
+        return EXIT_SETUP_FAILED
     print(f"Creating {args.name} in {project}")
     for relpath in paths:
-        target = project / relpath
         verb = "overwrite" if relpath in existing else "create"
-        try:
-            _write(target, contents[relpath])
-        except OSError as error:
-            _say(f"setup: cannot write {target}: {error.strerror or error}")
-            return EXIT_SETUP_FAILED
         print(f"  {verb:9} {relpath}")
-    compiled = args.python == "{}.{}".format(*sys.version_info[:2])  # a .pyc is per version
+    compiled = args.python == running_python()  # a .pyc is per version
     if compiled:
         module = project / "chalicelib" / "chalice_http_toolkit.py"
         try:
@@ -557,7 +694,8 @@ def command_setup(args: argparse.Namespace) -> int:
             print(f"  compile   {cfile.relative_to(project).as_posix()}")
     for layer in layers:
         print(f"  layer     {layer.package} {layer.version}: {layer.arn}")
-    _print_next_steps(args, project, magic=bool(magic), layers=layers, compiled=compiled)
+    if not getattr(args, "demo", False):  # `demo` serves the project at once
+        _print_next_steps(args, project, magic=bool(magic), layers=layers, compiled=compiled)
     return EXIT_OK
 
 
@@ -565,7 +703,7 @@ def _print_next_steps(
     args: argparse.Namespace, project: Path, *, magic: bool, layers: list[Layer], compiled: bool
 ) -> None:
     local = ["chalice", "jinja2", "Pillow", "multipart"] + (["python-magic"] if magic else [])
-    deploy = "chalice deploy --stage prod"
+    region = args.region or "eu-west-1"
     print()
     print("Next steps:")
     print(f"  cd {project}")
@@ -574,22 +712,151 @@ def _print_next_steps(
     if not compiled:
         print(f"  python{args.python} -m compileall -q --invalidation-mode checked-hash chalicelib")
         print("  (before deploying: spares Lambda compiling the module on every cold start)")
-    if layers:
-        print(f"  AWS_DEFAULT_REGION={args.region} {deploy}")
+    print(f"  export AWS_DEFAULT_REGION={region}" + ("" if args.region else "   # your region"))
+    print("  (chalice package and deploy need a region: this variable, or region in")
+    print("   ~/.aws/config; .chalice/config.json has no setting for it)")
+    print("  chalice deploy --stage prod")
+    if args.python != running_python() or layers:
+        match = " and must match the layers)" if layers else ")"
         print(f"  (run chalice with Python {args.python}: Lambda's runtime follows the")
-        print("   interpreter that runs chalice and must match the layers)")
-    else:
-        print(f"  {deploy}")
+        print(f"   interpreter that runs chalice{match}")
     if "tasks" in (args.extra or []):
         queue, dead = task_queue_names(args.name)
         print(f"  (-e tasks: first create the queues {queue} and {dead}:")
-        print("   README.md, section Background tasks; chalice package declares them)")
-    print(f"  CloudFront in front: {_TEMPLATE_FILENAME} (README.md, section CloudFront)")
+        print(f"   {DOCS}/tasks.md; chalice package declares them)")
+    print(f"  CloudFront in front: {_TEMPLATE_FILENAME} ({DOCS}/cloudfront.md)")
     print(f"  (CloudFormation instead: chalice package --merge-template {PACKAGE_MERGE_FILENAME})")
     print(
         "  No API Gateway charge: chalice package --merge-template "
-        f"{FUNCTION_URL_MERGE_FILENAME} (README.md, section Front doors)"
+        f"{FUNCTION_URL_MERGE_FILENAME} ({DOCS}/front-doors.md)"
     )
+
+
+# ---------------------------------------------------------------------------
+# `demo`: a scaffolded site under `chalice local` (`make demo`)
+# ---------------------------------------------------------------------------
+
+#: The port ``chalice local`` uses by default; the demo takes another when it is in use.
+DEMO_PORT = 8000
+#: What the demo wrote (path -> SHA-256), kept in the project: what differs is an edit.
+DEMO_RECORD = ".demo-files.json"
+#: Written by ``chalice local`` and Python, never by the user.
+_DEMO_IGNORED = ("__pycache__", ".chalice/deployments", ".chalice/venv", DEMO_RECORD)
+
+
+def demo_files(project: Path) -> dict[str, str]:
+    """Every file of ``project`` that the user may have edited, with its SHA-256."""
+    files = {}
+    for path in sorted(project.rglob("*")):
+        relpath = path.relative_to(project).as_posix()
+        ignored = "__pycache__" in path.parts or relpath.startswith(_DEMO_IGNORED)
+        if path.is_file() and not ignored:
+            files[relpath] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+def demo_edits(project: Path) -> list[str] | None:
+    """The files changed, added or removed since the demo wrote ``project``; ``None`` when
+    there is no record of what it wrote (a project made by hand or by an older ``make demo``).
+    """
+    try:
+        recorded = json.loads((project / DEMO_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    current = demo_files(project)
+    return sorted(
+        name for name in recorded.keys() | current.keys() if recorded.get(name) != current.get(name)
+    )
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``chalice local`` could listen on ``host:port`` now (it reuses addresses too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    """A port the system has no use for at the moment."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _demo_project(args: argparse.Namespace) -> int:
+    """Write the demo site unless the user has edited it; say which it is."""
+    project = Path(args.path)
+    edits = demo_edits(project) if project.is_dir() else []
+    if args.fresh and project.is_dir():
+        if edits is None and not (project / ".chalice" / "config.json").is_file():
+            _say(f"demo: {project} is not a demo project; not deleting it (choose another -p)")
+            return EXIT_SETUP_FAILED
+        shutil.rmtree(project)
+        edits = []
+    if edits is None or edits:
+        why = (
+            "it was not written by this command"
+            if edits is None
+            else "you edited " + ", ".join(edits[:5])
+        )
+        more = f" and {len(edits) - 5} more" if edits and len(edits) > 5 else ""
+        _say(f"demo: keeping {project} as it is: {why}{more}.")
+        _say("demo: `make demo FRESH=1` (or `demo --fresh`) starts it over from the scaffold.")
+        return EXIT_OK
+    python = running_python() if running_python() in LAMBDA_PYTHONS else default_python()
+    setup = build_parser().parse_args(
+        ["setup", "-n", args.name, "-p", str(project), "--force", "--python", python]
+    )
+    _check_arguments(setup.command_parser, setup)
+    setup.demo = True
+    code = command_setup(setup)
+    if code == EXIT_OK:
+        record = json.dumps(demo_files(project), indent=2, sort_keys=True) + "\n"
+        (project / DEMO_RECORD).write_text(record, encoding="utf-8")
+    return code
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    """Scaffold the demo site (keeping the user's edits) and serve it with ``chalice local``
+    until Ctrl-C, on ``--port`` or 8000, or a free port when 8000 is taken."""
+    chalice = shutil.which("chalice", path=str(Path(sys.executable).parent)) or shutil.which(
+        "chalice"
+    )
+    if chalice is None:
+        _say(
+            "demo: chalice is not installed: python -m pip install chalice jinja2 Pillow multipart"
+        )
+        return EXIT_DEMO_FAILED
+    port = args.port if args.port is not None else DEMO_PORT
+    if not port_is_free(args.host, port):
+        if args.port is not None:
+            _say(f"demo: port {port} on {args.host} is in use; choose another (make demo PORT=...)")
+            return EXIT_DEMO_FAILED
+        port = free_port(args.host)
+        _say(f"demo: port {DEMO_PORT} is in use, so the demo takes port {port}")
+    code = _demo_project(args)
+    if code != EXIT_OK:
+        return code
+    _say(f"demo: serving {args.path} on http://{args.host}:{port}/ (Ctrl-C stops it)")
+    server = subprocess.Popen(
+        [chalice, "local", "--host", args.host, "--port", str(port)], cwd=args.path
+    )
+    try:
+        return server.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached chalice too: it stops on its own
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.terminate()
+            server.wait()
+        _say("demo: stopped")
+        return EXIT_OK
 
 
 # ---------------------------------------------------------------------------
@@ -725,9 +992,59 @@ _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 #: API Gateway stage names: letters, digits, '-' and '_', at most 128 characters.
 _STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TEMPLATE_FILENAME = "cloudfront.json"
+#: A cookie name (an RFC 6265 token).
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
 
 #: What the distribution's origin is: the Chalice REST API, or the API handler's Function URL.
 ORIGINS = ("rest-api", "function-url")
+
+#: Origin time-outs of the pages' origin. CloudFront's Developer Guide ("Origin settings"):
+#: the response (read) timeout is how long CloudFront waits for a response, or for the next
+#: packet of one, before it drops the connection; for GET and HEAD it then tries again, up to
+#: the connection attempts, so a hanging origin holds a viewer attempts x read timeout (default
+#: 3 x 30 s). The connection timeout bounds each attempt to connect; the keep-alive timeout is
+#: how long CloudFront keeps an idle connection to the origin open for the next request. Pages
+#: render in milliseconds, so 10 s and one attempt: an expired page that stale-if-error covers
+#: is answered after at most 10 s (5 s when the origin cannot be reached at all).
+PAGE_ORIGIN_TIMEOUTS = {
+    "OriginReadTimeout": 10,
+    "OriginKeepaliveTimeout": 60,
+    "ConnectionAttempts": 1,
+    "ConnectionTimeout": 5,
+}
+#: Static files keep CloudFront's default read timeout and attempts: converting a large
+#: image on a cold 256 MB container may take seconds, and content-hashed URLs are fetched
+#: once per version; only the keep-alive is longer.
+STATIC_ORIGIN_TIMEOUTS = {
+    "OriginReadTimeout": 30,
+    "OriginKeepaliveTimeout": 60,
+    "ConnectionAttempts": 3,
+    "ConnectionTimeout": 10,
+}
+#: The 4xx and 5xx codes CloudFront caches (its Developer Guide, "HTTP 4xx and 5xx status
+#: codes that CloudFront caches") that a distribution may configure: the template caches none
+#: of them (ErrorCachingMinTTL 0). 410, 412 and 415 cannot be configured: CloudFront honours
+#: ``no-store`` on a 410, and caches 412 and 415 only when they carry max-age or s-maxage.
+CACHED_ERROR_CODES = (400, 403, 404, 405, 414, 500, 501, 502, 503, 504)
+
+
+def _origin(origin_id: str, domain: Any, timeouts: dict[str, int]) -> dict:
+    """A custom origin (HTTPS only) with its time-outs (see :data:`PAGE_ORIGIN_TIMEOUTS`)."""
+    return {
+        "Id": origin_id,
+        "DomainName": domain,
+        "OriginPath": {"Fn::Sub": "/${Stage}"},
+        "ConnectionAttempts": timeouts["ConnectionAttempts"],
+        "ConnectionTimeout": timeouts["ConnectionTimeout"],
+        "CustomOriginConfig": {
+            "OriginProtocolPolicy": "https-only",
+            "HTTPSPort": 443,
+            "OriginSSLProtocols": ["TLSv1.2"],
+            "OriginReadTimeout": timeouts["OriginReadTimeout"],
+            "OriginKeepaliveTimeout": timeouts["OriginKeepaliveTimeout"],
+        },
+    }
+
 
 #: The origin custom header CloudFront adds and the module's ``lambda_handler`` checks
 #: (its ``ORIGIN_SECRET_HEADER``); the value is the stack parameter ``OriginSecret``.
@@ -741,8 +1058,16 @@ def cloudfront_function_code(avif: bool = True) -> str:
     )
 
 
-def _cache_policy(name: str, comment: str, default_ttl: int, query_strings: str) -> dict:
-    """TTLs from the origin's Cache-Control (MinTTL 0); Accept and gzip/brotli in the key."""
+def _cache_policy(
+    name: str, comment: str, default_ttl: int, query_strings: str, cookies: tuple[str, ...] = ()
+) -> dict:
+    """TTLs from the origin's Cache-Control (MinTTL 0); Accept, gzip/brotli and ``cookies`` in
+    the key (a request that carries one of them gets its own entry)."""
+    cookie_config = (
+        {"CookieBehavior": "whitelist", "Cookies": list(cookies)}
+        if cookies
+        else {"CookieBehavior": "none"}
+    )
     return {
         "Type": "AWS::CloudFront::CachePolicy",
         "Properties": {
@@ -756,7 +1081,7 @@ def _cache_policy(name: str, comment: str, default_ttl: int, query_strings: str)
                     "EnableAcceptEncodingGzip": True,
                     "EnableAcceptEncodingBrotli": True,
                     "HeadersConfig": {"HeaderBehavior": "whitelist", "Headers": ["Accept"]},
-                    "CookiesConfig": {"CookieBehavior": "none"},
+                    "CookiesConfig": cookie_config,
                     "QueryStringsConfig": {"QueryStringBehavior": query_strings},
                 },
             }
@@ -821,19 +1146,21 @@ def cloudfront_template(
     CloudFront adds the header :data:`ORIGIN_SECRET_HEADER` (the parameter
     ``OriginSecret``) so that ``lambda_handler`` refuses requests that bypass it.
     Pages (default behaviour) are cached by the origin's Cache-Control (the toolkit's
-    ``no-cache``: stored and revalidated with the ETag on every request); the static
+    ``stale-while-revalidate``/``stale-if-error`` pages, answered at the edge; or
+    ``no-cache``: stored and revalidated with the ETag on every request) and keyed on
+    ``session_cookie`` (the toolkit's session), so a request that carries it never gets
+    the shared copy; their origin gives up after :data:`PAGE_ORIGIN_TIMEOUTS`. The static
     prefix gets a behaviour whose key ignores query strings and whose TTL follows the
     year-long ``immutable`` Cache-Control of content-hashed URLs. Both run the Accept
     function on viewer requests and add the security headers of
     :func:`security_headers_policy`; Host is never forwarded (API Gateway rejects it), the
-    function passes it as ``X-Forwarded-Host``. Pages forward ``session_cookie`` (the
-    toolkit's session) to the origin without keying on it.
+    function passes it as ``X-Forwarded-Host``. No error response is cached.
     """
     function = {"FunctionARN": {"Fn::GetAtt": ["AcceptFunction", "FunctionARN"]}}
     association = {"FunctionAssociations": [{"EventType": "viewer-request", **function}]}
     static_behaviour = {
         "PathPattern": static_prefix.strip("/") + "/*",
-        "TargetOriginId": "chalice-api",
+        "TargetOriginId": "chalice-api-static",
         "ViewerProtocolPolicy": "redirect-to-https",
         "AllowedMethods": ["GET", "HEAD"],
         "CachedMethods": ["GET", "HEAD"],
@@ -862,16 +1189,10 @@ def cloudfront_template(
     }
     if origin not in ORIGINS:
         raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
-    origin_config = {
-        "Id": "chalice-api",
-        "DomainName": api_domain,
-        "OriginPath": {"Fn::Sub": "/${Stage}"},
-        "CustomOriginConfig": {
-            "OriginProtocolPolicy": "https-only",
-            "HTTPSPort": 443,
-            "OriginSSLProtocols": ["TLSv1.2"],
-        },
-    }
+    origins = [
+        _origin("chalice-api", api_domain, PAGE_ORIGIN_TIMEOUTS),
+        _origin("chalice-api-static", api_domain, STATIC_ORIGIN_TIMEOUTS),
+    ]
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
@@ -923,9 +1244,11 @@ def cloudfront_template(
             },
             "PageCachePolicy": _cache_policy(
                 "pages",
-                "Pages: TTL from the origin's Cache-Control (no-cache: revalidate each time)",
+                "Pages: TTL and stale-while-revalidate/-if-error from the origin's "
+                "Cache-Control; the session cookie in the key",
                 0,
                 "all",
+                (session_cookie,),
             ),
             "StaticCachePolicy": _cache_policy(
                 "static",
@@ -940,8 +1263,8 @@ def cloudfront_template(
                     "OriginRequestPolicyConfig": {
                         "Name": {"Fn::Sub": "${AWS::StackName}-pages"},
                         "Comment": (
-                            "Bodies, CORS preflights, CSRF checks and the session cookie of the "
-                            "app's own routes; no Host"
+                            "Bodies, CORS preflights and CSRF checks of the app's own routes; "
+                            "no Host"
                         ),
                         "HeadersConfig": {
                             "HeaderBehavior": "whitelist",
@@ -955,11 +1278,8 @@ def cloudfront_template(
                                 "X-Forwarded-Host",
                             ],
                         },
-                        # Forwarded, never in the cache key: personal answers are no-store.
-                        "CookiesConfig": {
-                            "CookieBehavior": "whitelist",
-                            "Cookies": [session_cookie],
-                        },
+                        # The session cookie is in the cache key, and so forwarded already.
+                        "CookiesConfig": {"CookieBehavior": "none"},
                         "QueryStringsConfig": {"QueryStringBehavior": "all"},
                     }
                 },
@@ -973,13 +1293,14 @@ def cloudfront_template(
                         "HttpVersion": "http2and3",
                         "IPV6Enabled": True,
                         "PriceClass": {"Ref": "PriceClass"},
-                        "Origins": [origin_config],
+                        "Origins": origins,
                         "DefaultCacheBehavior": default_behaviour,
                         "CacheBehaviors": [static_behaviour],
-                        # A failing Lambda must not be cached for CloudFront's default 10 s.
+                        # No error is cached for CloudFront's default 10 s: a failing Lambda
+                        # is asked again (an expired page it held is served meanwhile).
                         "CustomErrorResponses": [
                             {"ErrorCode": code, "ErrorCachingMinTTL": 0}
-                            for code in (500, 502, 503, 504)
+                            for code in CACHED_ERROR_CODES
                         ],
                     }
                 },
@@ -1001,11 +1322,11 @@ def cloudfront_template(
         },
     }
     if origin == "function-url":
-        _function_url_origin(template, origin_config)
+        _function_url_origin(template, origins)
     return template
 
 
-def _function_url_origin(template: dict, origin_config: dict) -> None:
+def _function_url_origin(template: dict, origins: list[dict]) -> None:
     """Point ``template``'s origin at a Function URL that checks the origin secret header."""
     parameters = template["Parameters"]
     for name in ("RestApiId", "ApiRegion", "Stage"):
@@ -1034,11 +1355,12 @@ def _function_url_origin(template: dict, origin_config: dict) -> None:
             "function's CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET (the OriginSecret of its stack)"
         ),
     }
-    origin_config["DomainName"] = {"Ref": "FunctionUrlDomain"}
-    del origin_config["OriginPath"]
-    origin_config["OriginCustomHeaders"] = [
-        {"HeaderName": ORIGIN_SECRET_HEADER, "HeaderValue": {"Ref": "OriginSecret"}}
-    ]
+    for origin_config in origins:
+        origin_config["DomainName"] = {"Ref": "FunctionUrlDomain"}
+        del origin_config["OriginPath"]
+        origin_config["OriginCustomHeaders"] = [
+            {"HeaderName": ORIGIN_SECRET_HEADER, "HeaderValue": {"Ref": "OriginSecret"}}
+        ]
 
 
 def cloudfront_json(**options: Any) -> str:
@@ -1054,6 +1376,7 @@ def command_cloudfront(args: argparse.Namespace) -> int:
         price_class=args.price_class,
         avif=args.avif,
         origin=args.origin,
+        session_cookie=args.session_cookie,
     )
     if args.output == "-":
         sys.stdout.write(text)
@@ -1087,9 +1410,37 @@ def command_cloudfront(args: argparse.Namespace) -> int:
 
 
 def default_python() -> str:
-    """The Lambda runtime Chalice picks: the running interpreter's X.Y, at least 3.10."""
-    major, minor = max(sys.version_info[:2], (3, 10))
-    return f"{major}.{minor}"
+    """The newest Python the test suite runs under (``TESTED_PYTHONS``)."""
+    return TESTED_PYTHONS[-1]
+
+
+def running_python() -> str:
+    """This interpreter's X.Y: the Lambda runtime ``chalice deploy`` picks when run by it."""
+    return "{}.{}".format(*sys.version_info[:2])
+
+
+def toolkit_version() -> str:
+    """The ``__version__`` of the module ``setup`` copies, read from its source (no import:
+    the module needs Chalice, this program only the standard library)."""
+    try:
+        source = MODULE_SOURCE.read_text(encoding="utf-8")
+    except OSError:
+        return "unknown (chalice_http_toolkit.py is missing)"
+    found = _VERSION_LINE.search(source)
+    return found[1] if found else "unknown"
+
+
+def deprecation_warning(python: str, today: datetime.date | None = None) -> str | None:
+    """A one-line warning when Lambda has deprecated (or will deprecate) ``python``."""
+    deprecated = DEPRECATED_PYTHONS.get(python)
+    if deprecated is None:
+        return None
+    newest = default_python()
+    when = "deprecated" if (today or datetime.date.today()) >= deprecated else "deprecates"
+    return (
+        f"warning: Lambda {when} python{python} on {deprecated.isoformat()}: functions keep "
+        f"running, but AWS then blocks creating and updating them; prefer --python {newest}"
+    )
 
 
 def _add_lookup_options(parser: argparse.ArgumentParser, region_required: bool) -> None:
@@ -1103,7 +1454,10 @@ def _add_lookup_options(parser: argparse.ArgumentParser, region_required: bool) 
         "--python",
         default=default_python(),
         metavar="X.Y",
-        help="Lambda Python version (default: %(default)s, this interpreter's)",
+        help=(
+            f"Lambda Python runtime, {LAMBDA_PYTHONS[0]} to {LAMBDA_PYTHONS[-1]} "
+            "(default: %(default)s, the newest this toolkit is tested under)"
+        ),
     )
     parser.add_argument(
         "--arch", choices=ARCHITECTURES, default="x86_64", help="Lambda architecture"
@@ -1117,6 +1471,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {toolkit_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     layers = commands.add_parser(
@@ -1153,6 +1508,33 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--force", action="store_true", help="overwrite existing files")
     setup.set_defaults(handler=command_setup, command_parser=setup)
 
+    demo = commands.add_parser(
+        "demo",
+        help="scaffold a demo site and serve it with chalice local",
+        description=(
+            "Write a demo site with setup (kept as it is once you have edited it) and serve it "
+            "with `chalice local` until Ctrl-C."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "-p", "--path", default="build/demo", help="demo folder (default: %(default)s)"
+    )
+    demo.add_argument("-n", "--name", default="demo", help=argparse.SUPPRESS)
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        help=f"port to listen on (default: {DEMO_PORT}, or a free one when it is taken)",
+    )
+    demo.add_argument(
+        "--fresh", action="store_true", help="start the demo folder over, even if you edited it"
+    )
+    demo.set_defaults(handler=command_demo, command_parser=demo)
+
     cloudfront = commands.add_parser(
         "cloudfront",
         help="write the CloudFront distribution template (CloudFormation JSON)",
@@ -1160,7 +1542,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Write a CloudFormation template for a CloudFront distribution in front of the "
             "Chalice REST API: an Accept-normalising CloudFront Function, cache and origin "
             "request policies, a long-cache behaviour for the static prefix. Deploy it with "
-            "`aws cloudformation deploy` (see README.md, section CloudFront)."
+            f"`aws cloudformation deploy` (see {DOCS}/cloudfront.md)."
         ),
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -1199,6 +1581,14 @@ def build_parser() -> argparse.ArgumentParser:
             f"CloudFront sends the secret header {ORIGIN_SECRET_HEADER}) (default: %(default)s)"
         ),
     )
+    cloudfront.add_argument(
+        "--session-cookie",
+        default="session",
+        help=(
+            "the session cookie's name (ContentManager's session_cookie): in the pages' cache "
+            "key, so a visitor who carries it never gets the shared copy (default: %(default)s)"
+        ),
+    )
     cloudfront.add_argument("--force", action="store_true", help="overwrite an existing file")
     cloudfront.set_defaults(handler=command_cloudfront, command_parser=cloudfront)
     return parser
@@ -1209,10 +1599,19 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.command == "cloudfront":
         _check_cloudfront_arguments(parser, args)
         return
+    if args.command == "demo":
+        if args.port is not None and not 0 < args.port < 65536:
+            parser.error(f"--port must be 1 to 65535, not {args.port}")
+        return
     if args.region is not None and args.region not in REGIONS:
         parser.error(f"unknown region {args.region!r}; Klayers regions: {', '.join(REGIONS)}")
     if not _PYTHON_VERSION.fullmatch(args.python):
         parser.error(f"--python must look like 3.12, not {args.python!r}")
+    if args.python not in LAMBDA_PYTHONS:
+        parser.error(
+            f"--python {args.python} is not a Lambda Python runtime this toolkit accepts: "
+            f"{', '.join(LAMBDA_PYTHONS)}"
+        )
     name = getattr(args, "name", None)
     if name is not None and not (_APP_NAME.fullmatch(name) and len(name) <= MAX_APP_NAME_LENGTH):
         parser.error(
@@ -1247,12 +1646,17 @@ def _check_cloudfront_arguments(parser: argparse.ArgumentParser, args: argparse.
         )
     if args.output == "":
         parser.error("-o/--output must be a file name, or - for standard output")
+    if not _COOKIE_NAME.fullmatch(args.session_cookie):
+        parser.error(f"--session-cookie must be a cookie name, not {args.session_cookie!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_arguments(args.command_parser, args)
+    warning = deprecation_warning(args.python) if hasattr(args, "python") else None
+    if warning:
+        _say(f"{args.command}: {warning}")
     return args.handler(args)
 
 

@@ -10,7 +10,10 @@ Lambda Function URL. A report, not a test.
 Assumptions (also in README.md, section "Front doors"):
 - One page view is what the simulation's browsers fetch for the page (HTML, CSS, JS,
   images) with their own caches; CloudFront answers what it can, the rest is an
-  origin call (mostly a 304 revalidation of the page).
+  origin call (mostly a 304 revalidation of the page, in the background when pages are
+  answered at the edge). The simulation injects origin faults: a call that fails before
+  the function runs (the Lambda down, throttled) is billed by the front door, not by
+  Lambda.
 - Lambda duration: each measured invocation scaled from this machine's full core to
   the scaffold's 256 MB function (Lambda allocates CPU in proportion to memory, one
   vCPU at 1,769 MB), rounded up to whole milliseconds as Lambda bills it. The INIT
@@ -69,7 +72,7 @@ FRONT_DOORS = {
     "HTTP API": HTTP_API_PER_MILLION,
     "Function URL": FUNCTION_URL_PER_MILLION,
 }
-TOOLKITS = ("ours", "0.6.2")
+TOOLKITS = ("ours, no-cache", "ours", "ours, fresh 60 s", "0.6.2")
 VIEWS = 1_000_000
 
 
@@ -94,6 +97,7 @@ def costs(figures: dict[str, Any]) -> dict[str, Any]:
         raise KeyError("origin_duration_histogram_us")
     scale = VIEWS / 1000
     origin_calls = figures["origin_invocations_per_1000_views"] * scale
+    front_door_calls = figures.get("origin_requests_per_1000_views", 0) * scale or origin_calls
     viewer_requests = figures["viewer_requests_to_cloudfront"] / figures["page_views"] * VIEWS
     histogram = figures["origin_duration_histogram_us"]
     measured_calls = sum(histogram.values())
@@ -112,7 +116,7 @@ def costs(figures: dict[str, Any]) -> dict[str, Any]:
     )
     doors = {}
     for door, price in FRONT_DOORS.items():
-        front_door = origin_calls * price / 1e6
+        front_door = front_door_calls * price / 1e6
         doors[door] = {
             "front_door": round(front_door, 4),
             "lambda": round(lambda_requests + lambda_duration, 4),

@@ -28,7 +28,7 @@ cm = ContentManager(
     os.path.join(HERE, "chalicelib", "static"),
     app,
     secret_key=SECRET_KEY,
-    security_headers=True,  # HSTS, Referrer-Policy, frame-ancestors (README: ContentManager)
+    security_headers=True,  # HSTS, Referrer-Policy, frame-ancestors (toolkit: docs/api.md)
 )
 cm.set_static_handler_prefix("/static")  # static() in templates: content-hashed URLs
 cf = CloudFront(cm, app)  # ETags, 304 Not Modified and Cache-Control

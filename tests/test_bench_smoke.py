@@ -61,7 +61,7 @@ def test_every_row_request_is_answered_as_the_row_says(bench, tmp_path: Path) ->
 
 
 def test_images_memory_bench_runs_on_small_images(tmp_path: Path, monkeypatch) -> None:
-    """bench/images_memory.py: one fresh process per conversion, a row per image and target."""
+    """bench/images_memory.py: a fresh process per conversion and per browser request."""
     spec = importlib.util.spec_from_file_location(
         "bench_images_memory", BENCH.parent / "images_memory.py"
     )
@@ -71,8 +71,13 @@ def test_images_memory_bench_runs_on_small_images(tmp_path: Path, monkeypatch) -
     output = tmp_path / "rows.json"
     assert module.main(["--images", str(tmp_path / "images"), "--json", str(output)]) == 0
     rows = json.loads(output.read_text())
-    assert [row["target"] for row in rows] == list(module.TARGETS)
+    conversions = [row for row in rows if row["table"] == "conversions"]
+    browsers = [row for row in rows if row["table"] == "browsers"]
+    assert [row["target"] for row in conversions] == list(module.TARGETS)
+    assert [row["browser"] for row in browsers] == list(module.BROWSERS)
     assert all(row["peak_mb"] >= row["baseline_mb"] > 0 for row in rows), rows
+    # A camera photo at full size: every browser gets its 320x240 pixels, in some format.
+    assert all(row["status"] == 200 and row["size"] == [320, 240] for row in browsers), browsers
 
 
 @pytest.fixture(scope="module")

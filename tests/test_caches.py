@@ -44,7 +44,7 @@ def test_memoised_etag_equals_a_fresh_containers(deployed):
     first, fresh = etag_pair(cm, kwargs)
     assert first == fresh and first is not None
     assert cm.template_etag("index.html", kwargs) == first  # a memo hit
-    assert len(cm._template_etags) == 1
+    assert len(cm._pages._template_etags) == 1
 
 
 @pytest.mark.parametrize(
@@ -89,18 +89,18 @@ def test_arguments_the_memo_cannot_key_still_get_a_canonical_etag(deployed):
     kwargs = {"title": "t", "items": [decimal.Decimal("1.10")]}
     first, fresh = etag_pair(cm, kwargs)
     assert first == fresh is not None
-    assert len(cm._template_etags) == 0  # nothing memoised: the memo key refuses Decimal
+    assert len(cm._pages._template_etags) == 0  # nothing memoised: the memo key refuses Decimal
 
 
 def test_memo_is_bounded_by_bytes(site):
     _, cm, _ = build_app(*site, auto_reload=False, memo_cache_bytes=20_000)
     for index in range(200):
         cm.template_etag("index.html", {"title": str(index), "items": []})
-    assert 0 < len(cm._template_etags) < 200
-    assert cm._template_etags.size <= 20_000
+    assert 0 < len(cm._pages._template_etags) < 200
+    assert cm._pages._template_etags.size <= 20_000
     big = {"title": "t", "items": ["x" * (toolkit._MEMO_MAX_KEY + 1)]}
     assert cm.template_etag("index.html", big) == etag_pair(cm, big)[1]
-    assert all(len(key[2]) <= toolkit._MEMO_MAX_KEY for key in cm._template_etags)
+    assert all(len(key[2]) <= toolkit._MEMO_MAX_KEY for key in cm._pages._template_etags)
 
 
 def test_no_memo_while_auto_reloading(site):
@@ -109,7 +109,7 @@ def test_no_memo_while_auto_reloading(site):
     before = cm.template_etag("index.html", {"title": "t", "items": []})
     (templates / "index.html").write_text((templates / "index.html").read_text() + "<!-- -->")
     assert cm.template_etag("index.html", {"title": "t", "items": []}) != before
-    assert len(cm._template_etags) == 0
+    assert len(cm._pages._template_etags) == 0
 
 
 # -- the page cache --------------------------------------------------------------
@@ -177,10 +177,10 @@ def test_pages_with_no_predictable_etag_are_not_cached(deployed):
 def test_static_urls_are_memoised_when_deployed_and_bounded(site):
     _, cm, _ = build_app(*site, auto_reload=False, memo_cache_bytes=5_000)
     url = cm.static_url("css/site.css")
-    assert cm._static_urls[("css/site.css", None)] == url
+    assert cm._statics._static_urls[("css/site.css", None)] == url
     for index in range(100):
         assert cm.static_url(f"missing-{index}.css") == f"/static/missing-{index}.css"
-    assert 0 < len(cm._static_urls) < 100 and cm._static_urls.size <= 5_000
+    assert 0 < len(cm._statics._static_urls) < 100 and cm._statics._static_urls.size <= 5_000
     cm.set_static_handler_prefix("/assets")
     assert cm.static_url("css/site.css") == url.replace("/static/", "/assets/", 1)
 
@@ -287,3 +287,36 @@ def test_image_cache_is_consistent_under_threads():
 def test_cache_sizes_are_checked(site, option, value):
     with pytest.raises(ValueError, match="cache size"):
         build_app(*site, **{option: value})
+
+
+def test_a_template_whose_arguments_never_repeat_stops_paying_for_their_digest(deployed):
+    """New arguments every request: after the trials, render-and-hash (no digest, no cache)."""
+    app, cm, cf = deployed
+
+    @app.route("/fresh/{n}", methods=["GET"])
+    def fresh(n):
+        return cf.template("index.html", title=n, items=[f"{n}-{i}" for i in range(5)])
+
+    with Client(app) as client:
+        answers = [client.http.get(f"/fresh/{n}") for n in range(300)]
+        last = answers[-1]
+        again = client.http.get("/fresh/299", headers={"If-None-Match": last.headers["ETag"]})
+    assert again.status_code == 304  # the output's ETag still validates
+    # Only the trials (32) and the occasional retry (one in 64) went into the page cache.
+    assert len(cm.pages) <= 32 + 300 // 64 + 1
+    assert all(answer.status_code == 200 and "ETag" in answer.headers for answer in answers)
+    assert all(f"<h1>{n}</h1>".encode() in answers[n].body for n in (0, 150, 299))
+
+
+def test_a_template_whose_arguments_repeat_keeps_its_page_cache(deployed):
+    app, cm, cf = deployed
+
+    @app.route("/few/{n}", methods=["GET"])
+    def few(n):
+        return cf.template("index.html", title=str(int(n) % 3), items=[])
+
+    renders = counting(cm)
+    with Client(app) as client:
+        for n in range(200):
+            client.http.get(f"/few/{n}")
+    assert len(renders) == 3  # one render per distinct page, ever

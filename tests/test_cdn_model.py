@@ -9,7 +9,14 @@ import pytest
 
 import cli
 
-from cdn_model import CloudFrontModel, Delivered, SimClock, behaviours_from_template
+from cdn_model import (
+    CloudFrontModel,
+    Delivered,
+    OriginTimeoutError,
+    SimClock,
+    behaviours_from_template,
+    error_ttl,
+)
 
 HTML = "text/html; charset=utf-8"
 BIG = b"<p>" + b"x" * 2000 + b"</p>"
@@ -220,3 +227,231 @@ def test_the_viewer_function_rewrites_the_request_before_the_key():
     cdn.request("/?a=2", {"Accept": "text/html"})  # pages: the query string is in the key
     assert calls == ["/", "/", "/"]
     assert origin.requests == [("/?a=1", {"accept": "*/*"}), ("/?a=2", {"accept": "*/*"})]
+
+
+# ---------------------------------------------------------------------------
+# Stale copies (RFC 5861), errors and time-outs as CloudFront handles them (issue 26)
+# ---------------------------------------------------------------------------
+
+
+class FailingOrigin(ScriptedOrigin):
+    """A scripted origin that answers ``failure`` (a status, or "timeout") while it is set."""
+
+    failure: int | str | None = None
+
+    def __call__(self, url, headers):
+        if self.failure == "timeout":
+            self.requests.append((url, headers))
+            raise OriginTimeoutError(url)
+        if self.failure is not None:
+            self.requests.append((url, headers))
+            return Delivered(self.failure, {"content-type": "text/html"}, b"failed", 0.05)
+        return super().__call__(url, headers)
+
+
+def page_origin(cache_control: str) -> FailingOrigin:
+    headers = {"Content-Type": HTML, "ETag": '"v1"', "Cache-Control": cache_control}
+    return FailingOrigin(200, headers, b"hi")
+
+
+def test_s_maxage_wins_over_max_age_at_the_edge():
+    """RFC 9111 §5.2.2.10: a shared cache ignores max-age when s-maxage is present."""
+    clock = SimClock()
+    cdn = model(page_origin("max-age=600, s-maxage=0"), clock)
+    sources = []
+    for _ in range(3):
+        clock.now += 1
+        sources.append(cdn.request("/", BROWSER).source)
+    assert sources == ["Miss", "RefreshHit", "RefreshHit"]
+
+
+def test_stale_while_revalidate_answers_at_once_and_revalidates_in_the_background():
+    """RFC 5861 §3's example: max-age=600, stale-while-revalidate=30."""
+    clock = SimClock()
+    origin = page_origin("max-age=600, stale-while-revalidate=30")
+    cdn = model(origin, clock)
+    assert cdn.request("/", BROWSER).source == "Miss"
+    clock.now += 601  # stale, within the 30 s: served now, revalidated behind the viewer
+    reply = cdn.request("/", BROWSER)
+    assert (reply.source, reply.status, reply.waited, reply.content) == ("StaleHit", 200, 0, b"hi")
+    assert origin.requests[-1][1]["if-none-match"] == '"v1"'
+    assert cdn.origin_log[-1].background and cdn.origin_log[-1].status == 304
+    clock.now += 1
+    assert cdn.request("/", BROWSER).source == "Hit"  # the 304 made it fresh again
+    clock.now += 600 + 31  # past the window: the viewer waits for the revalidation
+    assert cdn.request("/", BROWSER).source == "RefreshHit"
+    assert not cdn.origin_log[-1].background
+
+
+def test_one_background_revalidation_per_object_at_a_time():
+    """A revalidation that hangs holds no viewer, and no second one starts meanwhile."""
+    clock = SimClock()
+    origin = page_origin("max-age=0, s-maxage=0, stale-while-revalidate=3600")
+    cdn = model(origin, clock)
+    cdn.request("/", BROWSER)
+    origin.failure = "timeout"
+    timeout = cdn.behaviour_for("/").origin_timeout
+    assert timeout == 10  # the template's page origin: one attempt of 10 s
+    for _ in range(5):  # within the 10 s the first revalidation takes
+        clock.now += 1.5
+        reply = cdn.request("/", BROWSER)
+        assert (reply.source, reply.status, reply.waited) == ("StaleHit", 200, 0)
+    assert len(origin.requests) == 2  # the first fetch and one revalidation
+    clock.now += 5
+    cdn.request("/", BROWSER)
+    assert len(origin.requests) == 3  # the first revalidation gave up: another one
+    origin.failure = None
+    cdn.request("/", BROWSER)  # (still within its time-out)
+    clock.now += 10
+    assert cdn.request("/", BROWSER).source == "StaleHit"  # a 304 refreshed it (s-maxage 0)
+    assert cdn.origin_log[-1].status == 304
+
+
+def test_stale_if_error_serves_the_expired_copy_within_its_window():
+    """RFC 5861 §4's example: max-age=600, stale-if-error=1200."""
+    clock = SimClock()
+    origin = page_origin("max-age=600, stale-if-error=1200")
+    cdn = model(origin, clock)
+    cdn.request("/", BROWSER)
+    origin.failure = 500
+    clock.now += 900
+    reply = cdn.request("/", BROWSER)
+    assert (reply.source, reply.status, reply.content) == ("StaleIfError", 200, b"hi")
+    assert reply.waited == 0.05  # after the origin's answer
+    clock.now += 901  # 1,201 s after it became stale
+    reply = cdn.request("/", BROWSER)
+    assert (reply.source, reply.status) == ("Error", 500)
+
+
+@pytest.mark.parametrize("failure", [500, 502, 503, 504, "timeout"])
+def test_an_expired_object_is_served_when_the_origin_fails(failure):
+    """The Developer Guide: an expired object in the edge cache is served on a 5xx (and a
+    time-out counts as one), even without stale-if-error; the viewer waited for it."""
+    clock = SimClock()
+    origin = page_origin("no-cache")
+    cdn = model(origin, clock)
+    cdn.request("/", BROWSER)
+    origin.failure = failure
+    clock.now += 3600
+    reply = cdn.request("/", BROWSER)
+    assert (reply.source, reply.status, reply.content) == ("StaleIfError", 200, b"hi")
+    assert reply.waited == (10 if failure == "timeout" else 0.05)
+    # ErrorCachingMinTTL is 0 in the template: the next viewer asks the origin again.
+    cdn.request("/", BROWSER)
+    assert len(origin.requests) == 3
+
+
+def test_error_caching_min_ttl_serves_the_expired_object_without_asking():
+    template = cli.cloudfront_template()
+    config = template["Resources"]["Distribution"]["Properties"]["DistributionConfig"]
+    config["CustomErrorResponses"] = []  # CloudFront's default: 10 s
+    clock = SimClock()
+    origin = page_origin("no-cache")
+    cdn = CloudFrontModel(template, origin, clock)
+    cdn.request("/", BROWSER)
+    origin.failure = 503
+    clock.now += 60
+    assert cdn.request("/", BROWSER).source == "StaleIfError"
+    clock.now += 9
+    reply = cdn.request("/", BROWSER)
+    assert (reply.source, reply.waited) == ("StaleIfError", 0)
+    assert len(origin.requests) == 2
+    clock.now += 2
+    cdn.request("/", BROWSER)
+    assert len(origin.requests) == 3
+
+
+def test_a_4xx_goes_to_the_viewer_instead_of_the_expired_object():
+    clock = SimClock()
+    origin = page_origin("no-cache")
+    cdn = model(origin, clock)
+    cdn.request("/", BROWSER)
+    origin.failure = 429  # throttled: not a 5xx
+    clock.now += 1
+    assert cdn.request("/", BROWSER).status == 429
+    assert not cdn.cache  # the object is gone
+    origin.failure = None
+    assert cdn.request("/", BROWSER).source == "Miss"
+
+
+@pytest.mark.parametrize(
+    ("status", "cache_control", "min_ttls", "seconds"),
+    [
+        (404, None, {}, 10),  # always cached, for the default ErrorCachingMinTTL
+        (404, "no-store", {}, 0),  # honoured for 404, 410, 414 and 501
+        (410, "private", {}, 0),
+        (501, "no-cache", {}, 0),
+        (503, "no-store", {}, 10),  # ignored for every other code
+        (500, "private, no-store", {}, 10),
+        (403, None, {}, 0),  # cached only with max-age or s-maxage
+        (403, "private, no-store", {}, 0),  # (the toolkit's CSRF refusal)
+        (403, "max-age=60", {}, 60),
+        (400, "s-maxage=5", {}, 10),  # the greater of the two
+        (413, None, {}, 0),  # never cached (the toolkit's upload refusal)
+        (429, None, {}, 0),
+        (416, "max-age=60", {}, 0),
+        (502, "max-age=999999999", {}, 31536000),  # at most MaxTTL
+        (404, None, {404: 0}, 0),  # the template: ErrorCachingMinTTL 0
+        (503, "s-maxage=30", {503: 0}, 30),
+    ],
+)
+def test_which_errors_cloudfront_caches_and_how_long(status, cache_control, min_ttls, seconds):
+    """ "Control how long CloudFront caches errors" and "HTTP 4xx and 5xx status codes that
+    CloudFront caches", case by case."""
+    headers = {"cache-control": cache_control} if cache_control else {}
+    behaviour = behaviours_from_template(cli.cloudfront_template())[-1]
+    assert error_ttl(status, headers, behaviour, min_ttls) == seconds
+
+
+def test_a_cached_error_is_answered_without_the_origin():
+    template = cli.cloudfront_template()
+    config = template["Resources"]["Distribution"]["Properties"]["DistributionConfig"]
+    config["CustomErrorResponses"] = []
+    clock = SimClock()
+    origin = ScriptedOrigin(404, {"Content-Type": HTML}, b"no such page")
+    cdn = CloudFrontModel(template, origin, clock)
+    assert cdn.request("/gone", BROWSER).status == 404
+    clock.now += 9
+    reply = cdn.request("/gone", BROWSER)
+    assert (reply.status, reply.source, len(origin.requests)) == (404, "Error", 1)
+    clock.now += 2
+    cdn.request("/gone", BROWSER)
+    assert len(origin.requests) == 2
+    # The template caches no error at all.
+    cdn = model(origin, clock)
+    cdn.request("/gone", BROWSER)
+    cdn.request("/gone", BROWSER)
+    assert len(origin.requests) == 4
+
+
+def test_a_time_out_without_a_copy_is_a_504_after_the_origin_time_out():
+    origin = page_origin("no-cache")
+    origin.failure = "timeout"
+    for path, waited in (("/", 10), ("/static/a.css", 90)):  # pages; static: 3 x 30 s
+        reply = model(origin, SimClock()).request(path, BROWSER)
+        assert (reply.status, reply.waited) == (504, waited)
+
+
+def test_rarely_requested_objects_are_evicted():
+    clock = SimClock()
+    origin = page_origin("max-age=3600")
+    cdn = CloudFrontModel(cli.cloudfront_template(), origin, clock, evict_after=600)
+    cdn.request("/", BROWSER)
+    clock.now += 500
+    assert cdn.request("/", BROWSER).source == "Hit"
+    clock.now += 601
+    assert cdn.request("/", BROWSER).source == "Miss"
+    assert cdn.evictions == 1
+
+
+def test_a_revalidation_that_turns_personal_removes_the_shared_copy():
+    clock = SimClock()
+    origin = page_origin("max-age=0, stale-while-revalidate=60")
+    cdn = model(origin, clock)
+    cdn.request("/", BROWSER)
+    origin.answer = (200, {"Content-Type": HTML, "Cache-Control": "private, no-store"}, b"me")
+    clock.now += 1
+    assert cdn.request("/", BROWSER).source == "StaleHit"  # what it held, one last time
+    assert not cdn.cache
+    clock.now += 1
+    assert cdn.request("/", BROWSER).source == "Pass"

@@ -88,7 +88,11 @@ def test_no_personal_page_reaches_another_visitor(tmp_path, viewer_function):
         assert not any(name in body for name in others), (who, path, body)
         if path == "/hello":
             assert f"Hello {who or 'stranger'}" in body
-            assert reply.source == "Pass" and reply.headers["cache-control"] == "private, no-store"
+            if who is None:  # no session cookie, an empty session: anybody's page
+                assert "private" not in reply.headers["cache-control"]
+            else:
+                assert reply.source == "Pass"
+                assert reply.headers["cache-control"] == "private, no-store"
         if path == "/inbox" and who is not None and f"welcome {who}" in body:
             flashed[who] = True  # (the cookie is not updated: the flash shows each time)
     # Nothing personal was ever stored at the edge; the public page was.
@@ -96,8 +100,9 @@ def test_no_personal_page_reaches_another_visitor(tmp_path, viewer_function):
     assert stored and all(name.encode() not in body for body in stored for name in NAMES)
     assert any(key[0] == "/public" for key in cdn.cache)
     assert all(flashed.values())
-    # The origin saw only the toolkit's cookie, never the others.
-    assert cdn.behaviour_for("/hello").forwarded_cookies == ("session",)
+    # The origin saw only the toolkit's cookie, never the others; it is in the page key.
+    assert cdn.behaviour_for("/hello").key_cookies == ("session",)
+    assert cdn.behaviour_for("/hello").forwarded_cookies == ()
 
 
 def test_the_function_passes_the_viewer_host_and_drops_a_forged_one(viewer_function):
@@ -106,17 +111,72 @@ def test_the_function_passes_the_viewer_host_and_drops_a_forged_one(viewer_funct
     assert "x-forwarded-host" not in viewer_function("/", {"x-forwarded-host": "evil.test"})
 
 
-def test_pages_forward_what_csrf_needs_and_key_on_no_cookie():
+def test_pages_forward_what_csrf_needs_and_key_on_the_session_cookie():
     template = cli.cloudfront_template(session_cookie="sid")
     resources = template["Resources"]
     policy = resources["PageOriginRequestPolicy"]["Properties"]["OriginRequestPolicyConfig"]
     assert {"Origin", "Sec-Fetch-Site", "X-Forwarded-Host", "X-CSRF-Token"} <= set(
         policy["HeadersConfig"]["Headers"]
     )
-    assert policy["CookiesConfig"] == {"CookieBehavior": "whitelist", "Cookies": ["sid"]}
+    assert policy["CookiesConfig"] == {"CookieBehavior": "none"}  # the key forwards it
     key = resources["PageCachePolicy"]["Properties"]["CachePolicyConfig"]
     assert key["ParametersInCacheKeyAndForwardedToOrigin"]["CookiesConfig"] == {
-        "CookieBehavior": "none"
+        "CookieBehavior": "whitelist",
+        "Cookies": ["sid"],
     }
     default = resources["Distribution"]["Properties"]["DistributionConfig"]["DefaultCacheBehavior"]
     assert set(default["AllowedMethods"]) >= {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def make_edge_app(root):
+    """Logged-in visitors' pages read the session; anonymous visitors' pages do not."""
+
+    def build():
+        app = Chalice(app_name="edge")
+        cm = ContentManager(str(root), str(root), app, secret_key="cdn-test-key")
+        cf = CloudFront(cm, app)  # the edge defaults: stale-while-revalidate
+
+        @app.route("/home")
+        def home():
+            if "session=" in (app.current_request.headers.get("cookie") or ""):
+                return cf.template("hello.html", name=cm.session.get("name", "stranger"))
+            return cf.template("hello.html", name="stranger")
+
+        @app.route("/login/{name}")
+        def login(name):
+            cm.session["name"] = name
+            return cm.json({"ok": True})
+
+        return app
+
+    return build
+
+
+def test_a_logged_in_visitor_never_gets_the_shared_copy(tmp_path, viewer_function):
+    """Anonymous views fill the edge (answered stale, revalidated in the background);
+    logged-in views in between must reach the origin: the session cookie is in the key."""
+    (tmp_path / "hello.html").write_text(TEMPLATES["hello.html"])
+    rng = random.Random(26)
+    clock = SimClock()
+    build = make_edge_app(tmp_path)
+    origin = LambdaOrigin(build, containers=2, rng=rng, clock=clock)
+    cdn = CloudFrontModel(cli.cloudfront_template(), origin, clock, viewer_function)
+    cookies = {name: session_cookie(build(), name) for name in NAMES}
+    sources = []
+    for _ in range(200):
+        clock.now += rng.random() * 5
+        who = rng.choice([*NAMES, None, None, None])
+        headers = {"Accept": "text/html", "Accept-Encoding": "gzip", "Host": "www.example.com"}
+        if who is not None:
+            headers["Cookie"] = f"tracking=1; {cookies[who]}"
+        reply = cdn.request("/home", headers)
+        assert reply.status == 200
+        assert f"Hello {who or 'stranger'}" in reply.content.decode(), (who, reply.source)
+        if who is None:
+            sources.append(reply.source)
+        else:
+            assert reply.source == "Pass" and reply.headers["cache-control"] == "private, no-store"
+    # The anonymous page was answered at the edge, without waiting for the origin.
+    assert sources.count("StaleHit") > 0.8 * len(sources)
+    stored = [stored.body for stored in cdn.cache.values()]
+    assert stored and all(name.encode() not in body for body in stored for name in NAMES)

@@ -23,12 +23,23 @@ def test_cdn_sim_runs_and_writes_its_results(tmp_path, monkeypatch, capsys):
 
     results = json.loads(output.read_text())
     assert results["meta"]["page_views"] == 60
-    ours = results["toolkits"]["ours"]
-    assert ours["origin_invocations_per_1000_views"] > 0
-    assert ours["after_redeploy"]["page_views_seen"] > 0
-    assert ours["after_redeploy"]["stale_pages"] == ours["viewer_responses_5xx"] == 0
-    assert ours["broken_images"] == ours["unadvertised_image_formats"] == 0
+    assert [f["kind"] for f in results["meta"]["faults"]] == [
+        "down",
+        "throttle",
+        "bad-deploy",
+        "timeout",
+    ]
+    today, ours = results["toolkits"]["ours, no-cache"], results["toolkits"]["ours"]
+    for figures in (today, ours):
+        assert figures["origin_invocations_per_1000_views"] > 0
+        assert figures["after_redeploy"]["page_views_seen"] > 0
+        assert figures["broken_images"] == figures["unadvertised_image_formats"] == 0
+        assert set(figures["faults"]) == {f["name"] for f in results["meta"]["faults"]}
+    assert today["after_redeploy"]["stale_pages"] == 0  # no-cache: never behind
+    assert today["page_views_waited_for_origin"] == 1.0
     assert "ours, raw Accept" in results["toolkits"]
-    assert capsys.readouterr().out.startswith("| 60 page views | ours | ours, raw Accept |")
+    assert capsys.readouterr().out.startswith(
+        "| 60 page views | ours, no-cache | ours | ours, fresh 60 s | ours, raw Accept |"
+    )
     for name in ("bench_run", "toolkit_cli"):
         sys.modules.pop(name, None)

@@ -7,12 +7,22 @@ run ``python cli.py ...`` (``run_cli``), which is the same ``main``.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import datetime
+import errno
 import io
 import json
+import os
+import re
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +33,7 @@ import cli
 
 from conftest import ROOT, CliResult, run_cli
 from fake_klayers import CATALOGUE, REGIONS, FakeKlayers, layer_arn
-from localserver import LOOPBACK, run_python
+from localserver import LOOPBACK, free_port, run_python, wait_until_serving
 
 Result = CliResult
 Runner = Callable[..., Result]
@@ -108,7 +118,7 @@ def test_layers_per_python_version_and_architecture(
     )
     assert result.stdout == expected
     assert result.code == (cli.EXIT_MISSING_LAYER if missing else cli.EXIT_OK)
-    lines = result.stderr.splitlines()
+    lines = [line for line in result.stderr.splitlines() if "warning: " not in line]
     assert len(lines) == len(missing)
     for line, package in zip(lines, missing):
         assert f"no {package} layer for Python {python} ({arch}" in line
@@ -150,13 +160,52 @@ def test_layers_json_all_found(run, klayers):
     }
 
 
-def test_layers_default_python_is_the_runtime_chalice_picks(run, klayers):
+def test_default_python_is_the_newest_the_suite_runs_under(run, klayers):
+    """tox.ini's environments are the Pythons the suite runs under; the newest is the default."""
+    tox = (ROOT / "tox.ini").read_text()
+    tested = sorted(re.findall(r"py3(\d+)", tox.partition("env_list =")[2].splitlines()[0]))
+    assert tuple(f"3.{minor}" for minor in sorted(map(int, tested))) == cli.TESTED_PYTHONS
+    assert cli.default_python() == cli.TESTED_PYTHONS[-1] == "3.13"
     result = run("layers", "-r", "us-east-1")
-    major, minor = max(sys.version_info[:2], (3, 10))
-    expected = f"{major}.{minor}"
-    assert cli.default_python() == expected
-    assert klayers.paths == [f"/api/v2/p{expected}/layers/latest/us-east-1/json"]
-    assert result.code in (cli.EXIT_OK, cli.EXIT_MISSING_LAYER)
+    assert klayers.paths == ["/api/v2/p3.13/layers/latest/us-east-1/json"]
+    assert result.code == cli.EXIT_MISSING_LAYER  # Klayers has no p3.13 jinja2 or Pillow
+
+
+@pytest.mark.parametrize("python", ["3.10", "3.11", "3.12", "3.13", "3.14"])
+def test_every_lambda_python_is_accepted(run, klayers, python):
+    result = run("layers", "-r", "us-east-1", "--python", python)
+    assert result.code in (cli.EXIT_OK, cli.EXIT_MISSING_LAYER), result.stderr
+    assert klayers.paths == [f"/api/v2/p{python}/layers/latest/us-east-1/json"]
+
+
+def test_deprecated_runtime_is_accepted_with_a_warning(run, klayers, tmp_path):
+    """Regression: python3.10, deprecated by Lambda on 2026-10-31, was taken silently."""
+    result = run("setup", "-n", "site", "-p", str(tmp_path / "site"), "--python", "3.10")
+    assert result.code == cli.EXIT_OK
+    [warning] = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warning.startswith("setup: warning: Lambda deprecated python3.10 on 2026-10-31")
+    assert "prefer --python 3.13" in warning
+    layers = run("layers", "-r", "us-east-1", "--python", "3.10")
+    assert "layers: warning: Lambda deprecated python3.10" in layers.stderr
+    quiet = run("setup", "-n", "site", "-p", str(tmp_path / "other"), "--python", "3.12")
+    assert "warning" not in quiet.stderr
+
+
+def test_deprecation_warning_before_and_after_the_date():
+    before = cli.deprecation_warning("3.10", datetime.date(2026, 10, 30))
+    assert before.startswith("warning: Lambda deprecates python3.10 on 2026-10-31")
+    after = cli.deprecation_warning("3.10", datetime.date(2026, 10, 31))
+    assert after.startswith("warning: Lambda deprecated python3.10 on 2026-10-31")
+    assert cli.deprecation_warning("3.13") is None
+
+
+def test_version_prints_the_toolkit_version(run):
+    import chalice_http_toolkit
+
+    result = run("--version")
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout == f"cli.py {chalice_http_toolkit.__version__}\n"
+    assert run_cli("--version").stdout == result.stdout
 
 
 def test_layers_picks_the_highest_version_and_skips_unusable_entries(run, klayers):
@@ -211,8 +260,8 @@ def test_layers_bad_answers(run, klayers, status, body, message):
 
 
 def test_layers_unknown_build_is_http_404(run, klayers):
-    result = run("layers", "-r", "us-east-1", "--python", "3.9")
-    assert_failure(result, cli.EXIT_LOOKUP_FAILED, "HTTP 404", "/api/v2/p3.9/")
+    result = run("layers", "-r", "us-east-1", "--python", "3.11", "--arch", "arm64")
+    assert_failure(result, cli.EXIT_LOOKUP_FAILED, "HTTP 404", "/api/v2/p3.11-arm64/")
 
 
 def test_layers_timeout(run, klayers, monkeypatch):
@@ -239,6 +288,9 @@ USAGE_ERRORS = [
     ("python-name", ["layers", "-r", "us-east-1", "--python", "python3.12"], "--python"),
     ("python-patch", ["layers", "-r", "us-east-1", "--python", "3.12.1"], "--python"),
     ("python-2", ["layers", "-r", "us-east-1", "--python", "2.7"], "--python"),
+    ("python-3.9", ["layers", "-r", "us-east-1", "--python", "3.9"], "3.9 is not a Lambda Python"),
+    ("python-3.15", ["layers", "-r", "us-east-1", "--python", "3.15"], "3.10, 3.11, 3.12, 3.13"),
+    ("python-3.0", ["layers", "-r", "us-east-1", "--python", "3.0"], "runtime this toolkit"),
     ("arch", ["layers", "-r", "us-east-1", "--arch", "x86"], "invalid choice: 'x86'"),
     ("no-command", [], "required: COMMAND"),
     ("unknown-command", ["deploy"], "invalid choice: 'deploy'"),
@@ -431,7 +483,8 @@ def test_setup_writes_a_complete_project(run, klayers, tmp_path):
     assert f"  layer     jinja2 3.1.6: {jinja2_arn}\n" in out
     assert f"Next steps:\n  cd {project}\n" in out
     assert "  chalice local " in out
-    assert "AWS_DEFAULT_REGION=us-east-1 chalice deploy --stage prod" in out
+    assert "  export AWS_DEFAULT_REGION=us-east-1\n" in out
+    assert out.index("AWS_DEFAULT_REGION") < out.index("chalice deploy --stage prod")
     assert "CloudFront in front: cloudfront.json" in out
 
 
@@ -539,6 +592,16 @@ def test_setup_without_region_asks_nobody(run, klayers, tmp_path):
     assert "no region (-r) given" in result.stderr
     assert requirement_names(project) == ["jinja2", "Pillow", "multipart"]
     assert "  chalice deploy --stage prod\n" in result.stdout
+
+
+def test_setup_next_steps_say_to_set_a_region_before_deploying(run, klayers, tmp_path):
+    """Regression: `chalice package` built for a minute, then failed with "No region
+    configured": nothing said to set one."""
+    result = run("setup", "-n", "site", "-p", str(tmp_path / "site"))
+    steps = result.stdout.partition("Next steps:")[2]
+    assert "  export AWS_DEFAULT_REGION=eu-west-1   # your region\n" in steps
+    assert "chalice package and deploy need a region" in steps and "~/.aws/config" in steps
+    assert steps.index("AWS_DEFAULT_REGION") < steps.index("chalice deploy")
 
 
 def test_setup_refuses_to_overwrite(run, klayers, tmp_path):
@@ -674,14 +737,69 @@ def test_setup_from_a_copy_without_bin_magic_works_without_magic(klayers, tmp_pa
     assert sorted(tree(project)) == PROJECT_FILES
 
 
-def test_setup_cannot_write(run, klayers, tmp_path):
+def test_setup_cannot_write_names_the_file_in_the_way_and_writes_nothing(run, klayers, tmp_path):
+    """Regression: app.py was left behind and the message said "File exists"."""
     project = tmp_path / "site"
     project.mkdir()
     (project / "chalicelib").write_text("a file where a directory must go")
     result = run("setup", "-n", "site", "-p", str(project))
     assert result.code == cli.EXIT_SETUP_FAILED
-    assert f"cannot write {project / 'chalicelib' / '__init__.py'}" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert (
+        f"setup: {project / 'chalicelib'} is a file, where the project needs the folder "
+        "chalicelib/; nothing was written"
+    ) in result.stderr
+    assert "File exists" not in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no staging folder left
+    assert [p.name for p in project.iterdir()] == ["chalicelib"]
+
+
+def test_setup_force_over_a_folder_where_a_file_goes(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    (project / "app.py").mkdir(parents=True)
+    result = run("setup", "-n", "site", "-p", str(project), "--force")
+    assert result.code == cli.EXIT_SETUP_FAILED
+    assert f"{project / 'app.py'} is a folder, where the project needs the file app.py" in (
+        result.stderr
+    )
+    assert [p.name for p in project.iterdir()] == ["app.py"]
+    assert list((project / "app.py").iterdir()) == []
+
+
+def test_setup_that_fails_to_create_its_folder_leaves_nothing(run, klayers, tmp_path):
+    """The project's own name is longer than the file system allows: the last step fails."""
+    project = tmp_path / "parent" / ("x" * 300)
+    result = run("setup", "-n", "site", "-p", str(project))
+    assert result.code == cli.EXIT_SETUP_FAILED
+    assert f"setup: cannot write {project}: File name too long; nothing was written" in (
+        result.stderr
+    )
+    assert list(tmp_path.iterdir()) == []  # neither parent/ nor a staging folder
+
+
+def test_setup_force_puts_every_old_file_back_when_a_move_fails(run, klayers, tmp_path):
+    """Atomic --force: the 4th file cannot be moved into place (an injected rename failure,
+    as a full disk or a crash would give), so the three already moved are undone."""
+    project = tmp_path / "site"
+    assert run("setup", "-n", "old", "-p", str(project)).code == 0
+    (project / "app.py").write_text("# edited\n")
+    before = tree(project)
+    real_replace, calls = os.replace, []
+
+    def failing_replace(source, target):
+        calls.append(target)
+        if len([c for c in calls if Path(c).parent.name != "saved"]) == 4:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(source, target)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli.os, "replace", failing_replace)
+        result = run("setup", "-n", "new", "-p", str(project), "--force")
+    assert result.code == cli.EXIT_SETUP_FAILED
+    assert "cannot write" in result.stderr and "Input/output error" in result.stderr
+    assert tree(project) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+    assert not list(project.glob(".chalice-http-toolkit-setup-*"))  # staged inside, removed
 
 
 def test_every_scaffold_file_is_in_the_table():
@@ -757,3 +875,154 @@ def test_subprocess_cloudfront_prints_the_template():
     result = run_cli("cloudfront", "--stage", "my-stage")
     assert (result.code, result.stderr) == (0, "")
     assert result.stdout == cli.cloudfront_json(stage="my-stage")
+
+
+# ---------------------------------------------------------------------------
+# demo: `make demo`
+# ---------------------------------------------------------------------------
+
+
+def demo_args(path: Path, *, fresh: bool = False) -> argparse.Namespace:
+    return cli.build_parser().parse_args(["demo", "-p", str(path), *(["--fresh"] if fresh else [])])
+
+
+def test_demo_keeps_an_edited_site_and_says_so(klayers, tmp_path, capsys):
+    """Regression: `make demo` overwrote build/demo, losing the edits its page invites."""
+    project = tmp_path / "demo"
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    said = capsys.readouterr()
+    assert "Creating demo in" in said.out
+    assert "Next steps" not in said.out and said.err == ""  # nothing about deploying
+    index = project / "chalicelib" / "templates" / "index.html"
+    index.write_text(index.read_text() + "<p>mine</p>\n")
+    (project / "chalicelib" / "templates" / "about.html").write_text("<h1>About</h1>\n")
+    (project / "chalicelib" / "__pycache__" / "x.pyc").write_bytes(b"not an edit")
+
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert (
+        f"demo: keeping {project} as it is: you edited chalicelib/templates/about.html, "
+        "chalicelib/templates/index.html." in said.err
+    )
+    assert "`make demo FRESH=1`" in said.err
+    assert index.read_text().endswith("<p>mine</p>\n")
+
+    assert cli._demo_project(demo_args(project, fresh=True)) == cli.EXIT_OK
+    assert "<p>mine</p>" not in index.read_text()
+    assert not (project / "chalicelib" / "templates" / "about.html").exists()
+    assert cli.demo_edits(project) == []
+
+
+def test_demo_rewrites_an_unedited_site(klayers, tmp_path, capsys):
+    """Nothing edited: the demo is written again (a changed module or scaffold shows)."""
+    project = tmp_path / "demo"
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    (project / "chalicelib" / "chalice_http_toolkit.py").write_text("# old\n")
+    record = json.loads((project / cli.DEMO_RECORD).read_text())
+    record["chalicelib/chalice_http_toolkit.py"] = cli.demo_files(project)[
+        "chalicelib/chalice_http_toolkit.py"
+    ]
+    (project / cli.DEMO_RECORD).write_text(json.dumps(record))  # as an older demo wrote it
+    capsys.readouterr()
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    assert "  overwrite chalicelib/chalice_http_toolkit.py" in capsys.readouterr().out
+    module = (project / "chalicelib" / "chalice_http_toolkit.py").read_bytes()
+    assert module == (ROOT / "chalice_http_toolkit.py").read_bytes()
+
+
+def test_demo_without_a_record_is_kept(klayers, tmp_path, capsys):
+    project = tmp_path / "demo"
+    assert cli.main(["setup", "-n", "demo", "-p", str(project)]) == 0  # an older make demo
+    capsys.readouterr()
+    assert cli._demo_project(demo_args(project)) == cli.EXIT_OK
+    assert "it was not written by this command" in capsys.readouterr().err
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("keep")
+    assert cli._demo_project(demo_args(elsewhere, fresh=True)) == cli.EXIT_SETUP_FAILED
+    assert (elsewhere / "notes.txt").read_text() == "keep"
+
+
+def start_demo(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """``python cli.py demo`` in its own process group, Ctrl-C (SIGINT) not ignored."""
+    code = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"sys.argv = {[str(ROOT / 'cli.py'), 'demo', '-p', str(tmp_path / 'demo'), *args]!r}; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, **LOOPBACK},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def serving_port(process: subprocess.Popen, said: list[str]) -> int:
+    for line in process.stderr:
+        said.append(line)
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)/ \(Ctrl-C stops it\)", line)
+        if found:
+            return int(found[1])
+    raise AssertionError("".join(said))
+
+
+@contextlib.contextmanager
+def port_held(port: int) -> Iterator[bool]:
+    """Listen on ``port`` (if nobody else does already) while the block runs."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            pass  # taken by someone else: taken all the same
+        yield not cli.port_is_free("127.0.0.1", port)
+
+
+def test_demo_serves_on_a_free_port_when_8000_is_taken_and_stops_on_ctrl_c(tmp_path):
+    """Regression: `make demo` hard-coded port 8000: a traceback, then make hung."""
+    with port_held(cli.DEMO_PORT) as taken:
+        assert taken
+        process = start_demo(tmp_path)
+        said: list[str] = []
+        try:
+            port = serving_port(process, said)
+            assert port != cli.DEMO_PORT
+            assert f"demo: port 8000 is in use, so the demo takes port {port}\n" in said
+            url = f"http://127.0.0.1:{port}/"
+            wait_until_serving(url, process, tmp_path / "none.log")
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(url, timeout=10) as page:
+                assert page.status == 200
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+            out, err = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+    assert process.returncode == 0, "".join(said) + err
+    assert err.endswith("demo: stopped\n")
+    assert "Traceback" not in err + out
+    assert cli.port_is_free("127.0.0.1", port)
+
+
+def test_demo_port_asked_for_in_use_is_refused(tmp_path):
+    port = free_port()
+    with port_held(port):
+        result = run_cli("demo", "-p", str(tmp_path / "demo"), "--port", str(port))
+    assert result.code == cli.EXIT_DEMO_FAILED
+    assert f"demo: port {port} on 127.0.0.1 is in use; choose another (make demo PORT=...)" in (
+        result.stderr
+    )
+    assert not (tmp_path / "demo").exists()
+
+
+def test_make_demo_passes_port_and_fresh():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.partition("\ndemo: ")[2].split("\n\n")[0]
+    assert "cli.py demo -p build/demo $(if $(PORT),--port $(PORT)) $(if $(FRESH),--fresh)" in recipe

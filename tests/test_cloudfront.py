@@ -67,7 +67,9 @@ def test_template_shape():
 
     [distribution] = resources_of(template, "AWS::CloudFront::Distribution").values()
     config = distribution["DistributionConfig"]
-    [origin] = config["Origins"]
+    origin, static_origin = config["Origins"]
+    assert (origin["Id"], static_origin["Id"]) == ("chalice-api", "chalice-api-static")
+    assert static_origin["DomainName"] == origin["DomainName"]
     assert origin["OriginPath"] == {"Fn::Sub": "/${Stage}"}
     assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
     assert template["Parameters"]["Stage"]["Default"] == "api"
@@ -99,10 +101,16 @@ def test_template_shape():
         key = policy["ParametersInCacheKeyAndForwardedToOrigin"]
         assert key["HeadersConfig"] == {"HeaderBehavior": "whitelist", "Headers": ["Accept"]}
         assert key["EnableAcceptEncodingGzip"] is key["EnableAcceptEncodingBrotli"] is True
-        assert key["CookiesConfig"] == {"CookieBehavior": "none"}
         assert policy["MinTTL"] == 0
         assert policy["MaxTTL"] == 31536000  # the toolkit's immutable max-age
     assert pages["DefaultTTL"] == 0  # no Cache-Control from an app route: not reused
+    # A visitor who carries the session cookie has a key of their own.
+    assert pages["ParametersInCacheKeyAndForwardedToOrigin"]["CookiesConfig"] == {
+        "CookieBehavior": "whitelist",
+        "Cookies": ["session"],
+    }
+    cookies = statics["ParametersInCacheKeyAndForwardedToOrigin"]["CookiesConfig"]
+    assert cookies == {"CookieBehavior": "none"}
     key = "ParametersInCacheKeyAndForwardedToOrigin"
     assert pages[key]["QueryStringsConfig"] == {"QueryStringBehavior": "all"}
     assert statics[key]["QueryStringsConfig"] == {"QueryStringBehavior": "none"}
@@ -451,3 +459,45 @@ def test_module_and_function_agree_on_generated_headers(code, accepts):
 def test_node_is_there():
     """The function tests need node; `make system-deps` installs it where it is missing."""
     assert shutil.which("node") or shutil.which("nodejs")
+
+
+# ---------------------------------------------------------------------------
+# Pages answered at the edge (issue 26): origin time-outs, error caching, the key
+# ---------------------------------------------------------------------------
+
+
+def test_a_hanging_origin_holds_a_page_viewer_at_most_ten_seconds():
+    """GET/HEAD: CloudFront retries a read timeout up to the connection attempts."""
+    config = cli.cloudfront_template()["Resources"]["Distribution"]["Properties"]
+    origins = {o["Id"]: o for o in config["DistributionConfig"]["Origins"]}
+    pages, static = origins["chalice-api"], origins["chalice-api-static"]
+    page_wait = pages["ConnectionAttempts"] * pages["CustomOriginConfig"]["OriginReadTimeout"]
+    assert page_wait == 10
+    assert pages["ConnectionAttempts"] * pages["ConnectionTimeout"] <= 10
+    # Image conversions keep CloudFront's defaults (30 s, 3 attempts); keep-alive 60 s.
+    assert static["CustomOriginConfig"]["OriginReadTimeout"] == 30
+    assert static["ConnectionAttempts"] == 3
+    for origin in (pages, static):
+        assert origin["CustomOriginConfig"]["OriginKeepaliveTimeout"] == 60
+    behaviours = config["DistributionConfig"]
+    assert behaviours["DefaultCacheBehavior"]["TargetOriginId"] == "chalice-api"
+    assert behaviours["CacheBehaviors"][0]["TargetOriginId"] == "chalice-api-static"
+
+
+def test_no_error_code_that_cloudfront_caches_is_cached():
+    config = cli.cloudfront_template()["Resources"]["Distribution"]["Properties"]
+    errors = config["DistributionConfig"]["CustomErrorResponses"]
+    assert {e["ErrorCode"]: e["ErrorCachingMinTTL"] for e in errors} == dict.fromkeys(
+        (400, 403, 404, 405, 414, 500, 501, 502, 503, 504), 0
+    )
+
+
+def test_the_session_cookie_name_is_in_the_page_key(run):
+    done = run("cloudfront", "--session-cookie", "sid")
+    assert done.code == 0
+    resources = json.loads(done.stdout)["Resources"]
+    key = resources["PageCachePolicy"]["Properties"]["CachePolicyConfig"]
+    cookies = key["ParametersInCacheKeyAndForwardedToOrigin"]["CookiesConfig"]
+    assert cookies == {"CookieBehavior": "whitelist", "Cookies": ["sid"]}
+    bad = run("cloudfront", "--session-cookie", "a b")
+    assert bad.code == 2 and "--session-cookie must be a cookie name" in bad.stderr

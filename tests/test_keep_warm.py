@@ -66,8 +66,8 @@ def site(tmp_path) -> Site:
 
 def primed_state(cm: ContentManager) -> dict:
     return {
-        "compiled": sorted(key[1] for key in cm.env.cache) if cm._env else [],
-        "deps": sorted(cm._template_deps),
+        "compiled": sorted(key[1] for key in cm.env.cache) if cm._pages._env else [],
+        "deps": sorted(cm._pages._template_deps),
         "read": sorted(f.relpath for f in cm.static_files.files.values() if f._body is not None),
     }
 
@@ -89,7 +89,7 @@ def test_warm_up_event_primes_and_answers_before_routing(site):
     assert state["compiled"] == sorted(TEMPLATES)
     assert state["deps"] == sorted(TEMPLATES)
     assert state["read"] == sorted(site.cm.static_files.files)
-    assert all(deps.files for deps in site.cm._template_deps.values())
+    assert all(deps.files for deps in site.cm._pages._template_deps.values())
 
 
 def test_priming_logs_every_step_at_info(site, caplog):
@@ -204,7 +204,7 @@ def test_first_request_after_priming_compiles_nothing(tmp_path, auto_reload):
     env = site.cm.env
     compiled = count_compiles(env)
     templates_before = {key: env.cache[key] for key in env.cache}
-    deps_before = dict(site.cm._template_deps)
+    deps_before = dict(site.cm._pages._template_deps)
     bodies_before = {f.relpath: f._body for f in site.cm.static_files.files.values()}
 
     for path in ("/", "/static/css/site.css", "/nowhere"):
@@ -214,7 +214,7 @@ def test_first_request_after_priming_compiles_nothing(tmp_path, auto_reload):
 
     assert compiled == []
     assert {key: env.cache[key] for key in env.cache} == templates_before
-    assert all(site.cm._template_deps[name] is deps_before[name] for name in deps_before)
+    assert all(site.cm._pages._template_deps[name] is deps_before[name] for name in deps_before)
     assert {f.relpath: f._body for f in site.cm.static_files.files.values()} == bodies_before
 
 

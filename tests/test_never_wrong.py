@@ -410,7 +410,7 @@ def test_a_memoised_etag_never_answers_for_another_buffer_type(deployed, first):
         else:
             assert got is None  # no canonical form: rendered and hashed
     cm.template_etag("index.html", {"title": "t", "items": ["abc"]})
-    assert len(cm._template_etags) >= 1  # plain values are memoised
+    assert len(cm._pages._template_etags) >= 1  # plain values are memoised
 
 
 @pytest.mark.parametrize(
@@ -433,28 +433,34 @@ def test_memo_keys_refuse_what_runs_application_code():
 # -- the registries forms and others extend -------------------------------------
 
 
-def test_a_template_naming_a_personal_name_is_private_and_never_cached(site, monkeypatch):
+def test_a_helper_of_the_site_is_rendered_every_time_and_private_only_when_it_reads(site):
+    """Replaces the registry of personal names: what a helper reads decides, not its name."""
     templates, static = site
     (templates / "mine.html").write_text("{% include 'token.html' %}")
     (templates / "token.html").write_text("<input value='{{ csrf_token() }}'>")
-    monkeypatch.setattr(toolkit, "_PERSONAL_TEMPLATE_NAMES", {"csrf_token"})
-    app, cm, cf = build_app(templates, static, auto_reload=False)
+    app, cm, cf = build_app(templates, static, auto_reload=False, secret_key="k" * 32)
     tokens = iter(["a", "b"])
-    cm.env.globals["csrf_token"] = lambda: next(tokens)
+    cm.env.globals["csrf_token"] = lambda: next(tokens)  # the site's own: reads nobody
 
     @app.route("/mine", methods=["GET"])
     def mine():
         return cf.template("mine.html")
 
+    @app.route("/theirs", methods=["GET"])
+    def theirs():
+        cm.env.globals["csrf_token"] = cm.csrf_token  # the toolkit's: reads the session
+        return cf.template("mine.html")
+
     with Client(app) as client:
         first = client.http.get("/mine")
-        second = client.http.get("/mine", headers={"If-None-Match": '"anything"'})
+        second = client.http.get("/mine", headers={"If-None-Match": first.headers["ETag"]})
+        personal = client.http.get("/theirs", headers={"If-None-Match": first.headers["ETag"]})
     assert first.body == b"<input value='a'>" and second.body == b"<input value='b'>"
-    for response in (first, second):
-        assert response.status_code == 200
-        assert response.headers["Cache-Control"] == "private, no-store"
-        assert "ETag" not in response.headers
+    assert second.status_code == 200 and first.headers["ETag"] != second.headers["ETag"]
     assert len(cm.pages) == 0 and cm.template_etag("mine.html", {}) is None
+    assert personal.status_code == 200
+    assert personal.headers["Cache-Control"] == "private, no-store"
+    assert "ETag" not in personal.headers
 
 
 def test_a_template_naming_a_volatile_global_is_rendered_every_time(site, monkeypatch):

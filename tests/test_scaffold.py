@@ -603,3 +603,32 @@ def test_contact_form(project_app):
             fetch, cookie, "forged", {"name": "a", "email": "a@b", "message": "m"}
         )
         assert forged.status == 403
+
+
+def css_rules(css: str) -> dict[str, dict[str, str]]:
+    """``selector -> {property: value}`` of a plain stylesheet (no at-rules, no nesting)."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    rules: dict[str, dict[str, str]] = {}
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        declarations = dict(
+            (part.split(":", 1)[0].strip(), part.split(":", 1)[1].strip())
+            for part in body.split(";")
+            if ":" in part
+        )
+        for selector in selectors.split(","):
+            rules.setdefault(selector.strip(), {}).update(declarations)
+    return rules
+
+
+def test_contact_page_send_button_is_styled():
+    """Regression: the contact page's Send button was the browser's unstyled default."""
+    contact = (ROOT / "scaffold" / "chalicelib" / "templates" / "contact.html").read_text()
+    assert '<button type="submit">Send</button>' in contact
+    rules = css_rules(
+        (ROOT / "scaffold" / "chalicelib" / "static" / "css" / "site.css").read_text()
+    )
+    button = rules["button"]
+    assert {"background", "color", "padding", "border-radius", "font"} <= set(button)
+    assert button["font"] == "inherit"  # the page's font, not the browser's form font
+    assert rules["button:hover"]["background"] != button["background"]
+    assert "outline" in rules["button:focus-visible"]  # keyboard users see where they are

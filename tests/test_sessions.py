@@ -294,7 +294,7 @@ def test_forged_or_garbage_cookies_give_an_empty_session_and_a_log_line(tmp_path
 
 def test_a_signed_cookie_that_is_not_an_object_is_refused(tmp_path):
     _, cm = build(tmp_path)
-    signer = cm._session_signer
+    signer = cm._visitors._session_signer
     for payload in (b"WzFd", b"bnVsbA", b"_w"):  # [1], null, garbage base64
         assert signer.verify(signer.sign(payload, 1_800_000_000), 1_800_000_000) is None
 
@@ -521,15 +521,22 @@ def test_url_for_with_a_blueprint(tmp_path):
 def test_personal_pages_are_private_and_never_answered_304_from_the_page_cache(tmp_path):
     app, cm = build(tmp_path)
     with Client(app) as client:
-        first = client.http.get("/public")
+        cookie = {"Cookie": "session=" + cookie_of(client.http.get("/counter").headers)}
+        first = client.http.get("/public", headers=cookie)
         assert first.headers["Cache-Control"] == "private, no-store"
         assert "ETag" not in first.headers
         assert len(cm.pages) == 0
-        again = client.http.get("/public", headers={"If-None-Match": "*"})
+        again = client.http.get("/public", headers={**cookie, "If-None-Match": "*"})
         assert again.status_code == 200
-        # A page that touches nothing personal is still shared and revalidated.
-        links = client.http.get("/links")
-        assert links.headers["Cache-Control"] == "no-cache" and "ETag" in links.headers
+        # Without a session cookie the empty session is anybody's: shared, never page-cached.
+        anonymous = client.http.get("/public")
+        assert anonymous.headers["Cache-Control"].startswith("public, max-age=0, s-maxage=0,")
+        assert "ETag" in anonymous.headers
+        assert len(cm.pages) == 0
+        # A page that touches nothing personal is still shared (at the edge) and revalidated.
+        links = client.http.get("/links", headers=cookie)
+        assert links.headers["Cache-Control"].startswith("public, max-age=0, s-maxage=0,")
+        assert "ETag" in links.headers
 
 
 COOKIE_NAME = st.from_regex(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}", fullmatch=True)

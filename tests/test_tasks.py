@@ -787,9 +787,8 @@ def test_throttling_is_retried_then_a_clear_error(monkeypatch, caplog):
 
 
 def test_readme_example_runs(tmp_path, monkeypatch, caplog):
-    """The README's contact form, as written, posts a task that runs locally."""
-    readme = (Path(toolkit.__file__).parent / "README.md").read_text()
-    section = readme[readme.index("### Background tasks") :]
+    """The contact form of docs/tasks.md, as written, posts a task that runs locally."""
+    section = (Path(toolkit.__file__).parent / "docs" / "tasks.md").read_text()
     code = section[section.index("```python\n") + len("```python\n") :]
     code = code[: code.index("```")]
     (tmp_path / "chalicelib").mkdir()
@@ -823,9 +822,8 @@ def test_readme_example_runs(tmp_path, monkeypatch, caplog):
 
 
 def readme_project(root: Path) -> Path:
-    """A project whose app.py is the README's example, plus a route posting a broken task."""
-    readme = (Path(toolkit.__file__).parent / "README.md").read_text()
-    section = readme[readme.index("### Background tasks") :]
+    """A project whose app.py is docs/tasks.md's example, plus a route posting a broken task."""
+    section = (Path(toolkit.__file__).parent / "docs" / "tasks.md").read_text()
     code = section[section.index("```python\n") + len("```python\n") :]
     code = code[: code.index("```")]
     code += (

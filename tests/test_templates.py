@@ -17,13 +17,17 @@ from pathlib import Path
 import pytest
 from chalice.test import Client
 
-from chalice_http_toolkit import ContentManager, TemplateNotFoundError, stable_digest
+from chalice_http_toolkit import ContentManager, TemplateNotFoundError, pure, stable_digest
 
 from conftest import ROOT, build_app
 
 
 def counting(cm: ContentManager) -> list[str]:
-    """Count real renders: a global the index template's base calls on every render."""
+    """Count real renders: a global the index template's base calls on every render.
+
+    The counter is declared ``pure`` (its result follows from its argument): a helper
+    of the site's own that is not would make the toolkit render every time.
+    """
     renders: list[str] = []
     original = cm.env.globals["static"]
 
@@ -31,7 +35,7 @@ def counting(cm: ContentManager) -> list[str]:
         renders.append(name)
         return original(name)
 
-    cm.env.globals["static"] = static
+    cm.env.globals["static"] = pure(static)
     return renders
 
 
@@ -95,7 +99,7 @@ def test_template_304_without_rendering(site_app):
     for response in (again, weak, head):
         assert response.status_code == 304 and response.body == b""
         assert response.headers["ETag"] == etag
-        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["Cache-Control"].startswith("public, max-age=0, s-maxage=0,")
         assert "Accept-Encoding" in response.headers["Vary"]
 
 
