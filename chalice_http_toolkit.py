@@ -33,7 +33,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Union
+from typing import Any, NoReturn, Union
 from urllib.parse import parse_qsl, unquote, unquote_plus  # loaded by chalice already
 
 from chalice.app import CaseInsensitiveMapping, ChaliceUnhandledError, Response
@@ -51,6 +51,7 @@ __all__ = [
     "EDGE_STALE_IF_ERROR",
     "EDGE_STALE_WHILE_REVALIDATE",
     "FORM_CONTENT_TYPES",
+    "FORM_PAGE_CONTENT_TYPES",
     "IMAGE_ACCEPT_ANY",
     "IMAGE_ACCEPT_AVIF",
     "IMAGE_ACCEPT_WEBP",
@@ -75,10 +76,13 @@ __all__ = [
     "FormData",
     "FormError",
     "FormLimits",
+    "HTTPError",
     "ImageCache",
     "ImageVariant",
+    "MissingFieldError",
     "MultiValues",
     "Offer",
+    "RequestGlobals",
     "ResponseTooLargeError",
     "ResponseWithBinary",
     "Session",
@@ -92,6 +96,7 @@ __all__ = [
     "TaskingControllerFactory",
     "TemplateNotFoundError",
     "UploadedFile",
+    "abort",
     "accepts_encoding",
     "answer_preconditions",
     "answer_request",
@@ -1061,8 +1066,6 @@ class StaticFile:
                     hasher.update(chunk)
                     size += len(chunk)
                 body, digest = None, hasher.hexdigest()
-        if index is not None:
-            index.reads += 1
         content_type = self.content_type
         if content_type == "application/octet-stream":
             content_type = content_type_for(self.relpath, head)
@@ -1130,8 +1133,7 @@ class StaticIndex:
     dotfiles) simply is not found. Bodies are kept in ``bodies``, bounded by
     ``cache_bytes``. With ``auto_reload`` a requested file is stat-ed (never
     the tree: a walk happens at most once per ``rescan_interval`` seconds,
-    and only to compute :meth:`digest`); ``scans`` and ``reads`` count walks
-    and file reads.
+    and only to compute :meth:`digest`).
     """
 
     rescan_interval = 2.0
@@ -1147,17 +1149,14 @@ class StaticIndex:
 
         self.root = os.path.realpath(root)
         self.auto_reload = auto_reload
-        self.bodies = ImageCache(cache_bytes)
+        self.bodies = BoundedCache(cache_bytes)
         self.files: dict[str, StaticFile] = {}
-        self.scans = 0
-        self.reads = 0
         self._clock = time.monotonic
         self._scanned_at = 0.0
         self.scan()
 
     def scan(self) -> None:
         """(Re)build the index by walking the directory once (known files keep their state)."""
-        self.scans += 1
         self._scanned_at = self._clock()
         files: dict[str, StaticFile] = {}
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -3223,7 +3222,11 @@ def _answer(
         if answered is not None:
             return answered
 
-    body = offer.body()
+    # HEAD: no body is made when nothing in the headers depends on it (no gzip to decide).
+    head_only = method == "HEAD" and content_type is not None
+    if head_only and may_gzip and success:
+        head_only = not accepts_encoding(request_headers.get("accept-encoding"))
+    body = "" if head_only else offer.body()
     extra = offer.headers
     if content_type is None:
         content_type, extra = offer.describe(body)  # type: ignore[misc]
@@ -3269,7 +3272,7 @@ def _answer(
             if etag is not None:
                 out["ETag"] = _gzip_etag(etag)
             body = compressed
-    return _sized(Answer(status, out, body, True), method, debug, fixed_headers)
+    return _sized(Answer(status, out, body, not head_only), method, debug, fixed_headers)
 
 
 def answer_preconditions(
@@ -4556,26 +4559,73 @@ class ContentManager:
         """Register catch-all GET/HEAD routes that render ``template`` with status 404.
 
         API Gateway answers unknown paths with a JSON 403 of its own; these
-        routes (``/{p0}`` … ``max_depth`` segments, plus a greedy tail when
-        deployed) make the site's own 404 page show instead.
+        routes (``/{n0}`` … ``max_depth`` segments, plus a greedy tail) make the
+        site's own 404 page show instead. API Gateway refuses two variable path
+        parts with different names under one parent: where the app already has
+        one, these routes reuse its name (``/{id}/update`` gives ``/{id}``,
+        ``/{id}/{n1}``, …), and under the app's own greedy ``{name+}`` they add
+        nothing. Call it after the app's routes (blueprints included).
+        Unknown URLs through :func:`lambda_handler` need none of these routes.
         """
         if self.app is None:
             raise ValueError("register_not_found_routes needs the ContentManager's app")
 
-        def view(**params: str) -> Response:
-            return self.html(self.render_template(template, **template_kwargs), status_code=404)
+        # As an error page has them (``404.html`` serves abort(404) too), unless given.
+        kwargs = {"status_code": 404, "title": "404 Not Found", "description": None}
+        kwargs.update(template_kwargs)
 
-        for depth in range(1, max_depth + 1):
-            path = "".join(f"/{{n{index}}}" for index in range(depth))
+        def view(**params: str) -> Response:
+            return self.html(self.render_template(template, **kwargs), status_code=404)
+
+        for index, path in enumerate(_not_found_paths(list(_routes_of(self.app)), max_depth)):
             self.app.route(
-                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_not_found_{depth}"
+                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_not_found_{index + 1}"
             )(view)
-        tail = "".join(f"/{{n{index}}}" for index in range(max_depth)) + "/{proxy+}"
-        self.app.route(tail, methods=["GET", "HEAD"], name="chalice_http_toolkit_not_found_tail")(
-            view
-        )
         if not _on_lambda():
             _match_greedy_routes_locally()
+
+
+def _not_found_paths(routes: Iterable[str], max_depth: int) -> list[str]:
+    """The not-found routes for an app with ``routes``: one variable path part per level
+    down to ``max_depth``, then a greedy tail, never beside a variable part of another name.
+
+    At each level the app's own variable part is followed under its name; the app's
+    greedy part ends the walk (it takes every deeper path); a path the app has is not
+    added again.
+
+    >>> _not_found_paths(["/", "/{id}/update", "/post/{slug}", "/files/{path+}"], 2)
+    ['/{id}', '/{id}/{n1}', '/{id}/{n1}/{proxy+}']
+    >>> _not_found_paths(["/{proxy+}"], 4)
+    []
+    """
+    children: dict[str, list[str]] = {}
+    for route in routes:
+        parent = ""
+        for segment in route.strip("/").split("/") if route.strip("/") else ():
+            children.setdefault(parent, []).append(segment)
+            parent += "/" + segment
+    existing = set(routes)
+    paths, parent, names, depth = [], "", set(), 0
+    while True:
+        variables = [part for part in children.get(parent, ()) if part.startswith("{")]
+        if variables and variables[0].endswith("+}"):
+            return paths
+        if depth >= max_depth and not variables:
+            paths.append(parent + "/{" + _unused_name("proxy", names) + "+}")
+            return paths
+        segment = variables[0] if variables else "{" + _unused_name(f"n{depth}", names) + "}"
+        names.add(segment.strip("{}"))
+        parent += "/" + segment
+        if parent not in existing:
+            paths.append(parent)
+        depth += 1
+
+
+def _unused_name(name: str, used: set[str]) -> str:
+    """``name``, or ``name`` with underscores appended until no other part of the path has it."""
+    while name in used:
+        name += "_"
+    return name
 
 
 def _match_greedy_routes_locally() -> None:
@@ -4584,8 +4634,10 @@ def _match_greedy_routes_locally() -> None:
     ``chalice local`` and ``chalice.test.Client`` match a route only when it has as
     many segments as the path, so a path deeper than every route got the local
     gateway's 403 "Missing Authentication Token" where API Gateway runs the greedy
-    route. When no route matches, a route ending in ``{name+}`` whose other
-    segments match takes the rest of the path (see :func:`_greedy_match`).
+    route. A route ending in ``{name+}`` whose other segments match takes the rest
+    of the path (see :func:`_greedy_match`) when no route matches, or when it is more
+    specific than the route that does (``/files/{path+}`` beats the not-found routes'
+    ``/{n0}/{n1}/{n2}`` for ``/files/a/b``, as deployed).
     Once per process; never on Lambda, where API Gateway does the routing.
     """
     from chalice import local
@@ -4597,17 +4649,36 @@ def _match_greedy_routes_locally() -> None:
 
     def match_route(self: Any, url: str) -> Any:
         try:
-            return exact(self, url)
+            matched = exact(self, url)
         except ValueError:
-            found = _greedy_match(self.route_urls, url)
-            if found is None:
-                raise
-            route, captured = found
-            query = local.parse_qs(local.urlparse(url).query, keep_blank_values=True)
-            return local.MatchResult(route, captured, query)
+            matched = None
+        found = _greedy_match(self.route_urls, url)
+        # (Chalice's own matcher takes ``{name+}`` for a one-segment ``{name+}`` parameter.)
+        if found is None or (
+            matched is not None and _route_rank(matched.route) > _route_rank(found[0])
+        ):
+            if matched is None:
+                raise ValueError(f"No matching route found for: {url}")
+            return matched
+        route, captured = found
+        query = local.parse_qs(local.urlparse(url).query, keep_blank_values=True)
+        return local.MatchResult(route, captured, query)
 
     matcher.match_route = match_route
     matcher._chalice_http_toolkit_greedy = True
+
+
+def _route_rank(route: str) -> tuple[int, ...]:
+    """How specific ``route`` is, segment by segment, as API Gateway ranks resources:
+    a literal (2) beats a ``{param}`` (1), which beats a greedy ``{name+}`` (0).
+
+    >>> _route_rank("/files/{path+}") > _route_rank("/{n0}/{n1}/{n2}")
+    True
+    """
+    return tuple(
+        0 if part.endswith("+}") else 1 if part.startswith("{") else 2
+        for part in route.split("/")[1:]
+    )
 
 
 def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]] | None:
@@ -4842,6 +4913,35 @@ PRIVATE_CACHE_CONTROL = "private, no-store"
 _UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 
+class RequestGlobals:
+    """Flask's ``g``: what a request's middleware found for its view (``cm.g.user``).
+
+    One per request, empty at its start. Attributes, plus ``get``, ``pop``,
+    ``setdefault``, ``in`` and iteration over the names set, as in Flask.
+    """
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The attribute ``name``, or ``default`` when it is not set."""
+        return self.__dict__.get(name, default)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        """Remove and return the attribute ``name`` (``default``, else ``KeyError``, if unset)."""
+        return self.__dict__.pop(name, *default)
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        """The attribute ``name``, set to ``default`` first when it is not set."""
+        return self.__dict__.setdefault(name, default)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.__dict__
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.__dict__))
+
+    def __repr__(self) -> str:
+        return f"<g {self.__dict__!r}>"
+
+
 class _Local(threading.local):
     exchange: Exchange | None = None
 
@@ -4886,9 +4986,7 @@ class Exchange:
     def g(self) -> Any:
         """A namespace for what the request's code finds (Flask's ``g``), empty at first."""
         if self._g is None:
-            import types
-
-            self._g = types.SimpleNamespace()
+            self._g = RequestGlobals()
         return self._g
 
     def cookies(self, *, read: bool = True) -> dict[str, str]:
@@ -5116,8 +5214,27 @@ class MultiValues(Mapping):
         return f"{type(self).__name__}({[(k, v) for k, vs in self._lists.items() for v in vs]!r})"
 
 
+class MissingFieldError(FormError, KeyError):
+    """``form["name"]`` for a field the request did not send: the client's error, a 400 page.
+
+    Also a ``KeyError``, so ``form.get(name)``, ``name in form`` and code that
+    catches ``KeyError`` work as with a dict (Werkzeug's ``BadRequestKeyError``).
+    """
+
+    def __init__(self, name: str, what: str = "field") -> None:
+        super().__init__(400, f"The form has no {what} {name!r}.")
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class FormData(MultiValues):
-    """A request's form fields (``str`` values) and its uploaded files (``.files``)."""
+    """A request's form fields (``str`` values) and its uploaded files (``.files``).
+
+    ``form["name"]`` for a field that was not sent raises :class:`MissingFieldError`
+    (answered 400, as Flask does); ``form.get("name")`` gives ``None``.
+    """
 
     def __init__(
         self,
@@ -5126,7 +5243,23 @@ class FormData(MultiValues):
     ) -> None:
         super().__init__(fields)
         #: Uploaded files by field name: ``form.files.get("photo")`` is an :class:`UploadedFile`.
-        self.files = MultiValues(files)
+        self.files = _FormFiles(files)
+
+    def __getitem__(self, name: str) -> Any:
+        values = self._lists.get(name)
+        if not values:
+            raise MissingFieldError(name)
+        return values[0]
+
+
+class _FormFiles(MultiValues):
+    """A form's uploaded files: ``files["name"]`` for a file not sent is a 400 too."""
+
+    def __getitem__(self, name: str) -> Any:
+        values = self._lists.get(name)
+        if not values:
+            raise MissingFieldError(name, "file")
+        return values[0]
 
 
 # A multipart part: (name, filename, content_type, charset, data).
@@ -5135,6 +5268,11 @@ _Part = tuple[str, "str | None", "str | None", "str | None", bytes]
 
 #: The form content types, for a form route's ``content_types=`` (Chalice answers others 415).
 FORM_CONTENT_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data"]
+#: For a view that answers GET with a form and POST with its result, as in Flask:
+#: Chalice checks a route's ``content_types`` for every method and takes a request
+#: without a Content-Type (every GET) as JSON, so ``FORM_CONTENT_TYPES`` alone
+#: answers the GET 415. A JSON POST then reads an empty form (a missing field: 400).
+FORM_PAGE_CONTENT_TYPES = [*FORM_CONTENT_TYPES, "application/json"]
 # What a cross-site HTML form can send without a CORS preflight.
 _FORM_TYPES = frozenset((*FORM_CONTENT_TYPES, "text/plain"))
 
@@ -5703,25 +5841,277 @@ def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
 
 
 def _route_path(app: _AppLike, view_name: str) -> str:
+    """The path of the view named ``view_name`` (its first, when one view has several).
+
+    Two different view functions under one name (two blueprints registered without
+    a ``name_prefix``) raise ``ValueError`` naming the view and both paths: which
+    one a link meant cannot be guessed.
+    """
+    found: dict[Any, str] = {}  # view function -> its first path
     for path, methods in _routes_of(app).items():
         for entry in methods.values():
             if entry.view_name == view_name:
-                return path
-    raise ValueError(f"url_for: no route has the view name {view_name!r}")
+                found.setdefault(entry.view_function, path)
+    if not found:
+        raise ValueError(f"url_for: no route has the view name {view_name!r}")
+    if len(found) > 1:
+        raise ValueError(
+            f"url_for: {len(found)} views share the name {view_name!r} "
+            f"({', '.join(sorted(found.values()))}); register the blueprints with name_prefix="
+        )
+    return next(iter(found.values()))
 
 
 def _build_url(path: str, params: dict[str, Any]) -> str:
+    """``path`` with its ``{name}`` parts filled, percent-encoded; unused ``params`` form the query.
+
+    A value that would leave its place in the path is refused with ``ValueError``:
+    an empty one (``//`` would make a link to another host), ``.`` or ``..``
+    (which the browser resolves upwards), and for a greedy ``{name+}`` any such
+    segment. ``/`` is encoded except in a greedy part. ``None`` values are left out
+    of the query.
+    """
     from urllib.parse import quote, urlencode
 
     def fill(match: re.Match) -> str:
         name, greedy = match.group(1), match.group(2)
         if name not in params:
             raise ValueError(f"url_for: route {path} needs a value for {name!r}")
-        return quote(str(params.pop(name)), safe="/" if greedy else "")
+        value = str(params.pop(name))
+        segments = value.split("/") if greedy else [value]
+        if any(segment in ("", ".", "..") for segment in segments):
+            raise ValueError(
+                f"url_for: {value!r} for {name!r} in {path} would leave the path "
+                "(an empty part, '.' or '..')"
+            )
+        return quote(value, safe="/" if greedy else "")
 
     built = re.sub(_ROUTE_PARAMETER, fill, path)
     query = [(name, value) for name, value in params.items() if value is not None]
     return built + ("?" + urlencode(query, doseq=True) if query else "")
+
+
+# ---------------------------------------------------------------------------
+# Error pages: abort(), and the site's page for an error a browser asked for
+# ---------------------------------------------------------------------------
+
+#: Media types that name a page: a request whose ``Accept`` ranks one of them at least as
+#: high as JSON gets the site's error page; other requests keep Chalice's JSON errors.
+_PAGE_TYPES = ("text/html", "application/xhtml+xml")
+#: The body of Chalice's error responses (its own 404/405/415, a ``ChaliceViewError``,
+#: the 500 of an exception in a view): exactly these two keys.
+_CHALICE_ERROR_KEYS = frozenset(("Code", "Message"))
+# Chalice's exception name for a status, where it has one (``raise NotFoundError``).
+_CHALICE_ERROR_CODES = {
+    400: "BadRequestError",
+    401: "UnauthorizedError",
+    403: "ForbiddenError",
+    404: "NotFoundError",
+    405: "MethodNotAllowedError",
+    408: "RequestTimeoutError",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "TooManyRequestsError",
+    500: "InternalServerError",
+}
+
+
+class HTTPError(ChaliceUnhandledError):
+    """An HTTP error that ends a request with the site's error page: :func:`abort` raises it.
+
+    A ``ChaliceUnhandledError``, so Chalice lets it through to the toolkit's
+    middleware, which answers ``status_code`` with ``<status_code>.html`` (or a
+    plain page; Chalice's JSON error for a client that does not ask for HTML).
+    """
+
+    def __init__(self, status_code: int, description: str | None = None) -> None:
+        super().__init__(description or _status_phrase(status_code))
+        self.status_code = status_code
+        self.description = description
+
+
+def abort(status_code: int, description: str | None = None) -> NoReturn:
+    """End the current request with the site's error page of ``status_code`` (Flask's ``abort``).
+
+    ``status_code`` is a client or server error (400-599); anything else is a
+    developer's mistake and raises ``ValueError`` (a redirect is ``cm.redirect``).
+    ``description`` is shown on the page, HTML-escaped.
+
+    >>> abort(404, "No such post.")
+    Traceback (most recent call last):
+    ...
+    chalice_http_toolkit.HTTPError: No such post.
+    """
+    if type(status_code) is not int or not 400 <= status_code <= 599:
+        raise ValueError(f"abort() takes an error status (400-599), not {status_code!r}")
+    raise HTTPError(status_code, description)
+
+
+def _status_phrase(status: int) -> str:
+    """``404`` → ``"Not Found"``; ``"Error"`` for a status HTTP does not name."""
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _wants_page(accept: str | None) -> bool:
+    """Whether a request's ``Accept`` asks for an HTML page rather than JSON.
+
+    True when ``text/html`` (or XHTML) is named with a weight above zero that is
+    at least JSON's, as browsers do for a page; a missing field, ``*/*`` alone
+    (``fetch()``, curl, API clients) or JSON first is not a page.
+
+    >>> _wants_page("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+    True
+    >>> _wants_page("*/*"), _wants_page("application/json, text/html;q=0.5"), _wants_page(None)
+    (False, False, False)
+    """
+    page = json_weight = 0.0
+    for token, quality in parse_accept_header(accept):
+        if token in _PAGE_TYPES:
+            page = max(page, quality)
+        elif token == "application/json":
+            json_weight = max(json_weight, quality)
+    return page > 0.0 and page >= json_weight
+
+
+def _error_page_body(cm: ContentManager, status: int, description: str | None) -> str:
+    """The site's ``<status>.html`` rendered, or a plain page when there is none or it fails.
+
+    The template gets ``status_code``, ``title`` (``"404 Not Found"``) and
+    ``description``. A template that raises is logged with its traceback and the
+    plain page answers instead: an error page never raises, so it never loops.
+    """
+    import html
+
+    title = f"{status} {_status_phrase(status)}"
+    name = f"{status}.html"
+    try:
+        template = cm.load_template(name)
+        return template.render(status_code=status, title=title, description=description)
+    except TemplateNotFoundError:
+        pass  # the site has no page for this status
+    # The site already failed once; whatever its error template raises (a syntax error,
+    # a missing include, a global or filter that fails, an abort() in it), the plain
+    # page is the answer.
+    except Exception:
+        logger.exception("the error page %s failed to render; answering a plain page", name)
+    text = f"<p>{html.escape(description)}</p>" if description else ""
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+        f"<body><h1>{title}</h1>{text}</body></html>"
+    )
+
+
+def _error_response(
+    cm: ContentManager,
+    exchange: Exchange,
+    status: int,
+    description: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """``status`` answered the way the request asks: the site's page, or Chalice's JSON.
+
+    The page is never stored by a cache (``private, no-store``); HEAD gets its
+    headers only.
+    """
+    if not _wants_page(exchange.headers.get("accept")):
+        code = _CHALICE_ERROR_CODES.get(status, _status_phrase(status).replace(" ", ""))
+        message = description or _status_phrase(status)
+        return Response(
+            body={"Code": code, "Message": message}, status_code=status, headers=headers
+        )
+    body = _error_page_body(cm, status, description)
+    return cm.answer(Offer("text/html; charset=utf-8", lambda: body), status, headers, private=True)
+
+
+def _page_for_chalice_error(cm: ContentManager, exchange: Exchange, response: Any) -> Any:
+    """Chalice's JSON error (its 404/405/415, a ``ChaliceViewError``, the 500 of an exception
+    in a view, which Chalice has logged with its traceback) as the site's error page, when
+    the request asks for a page; any other response as it is.
+
+    With ``app.debug`` Chalice's 500 is the traceback as text, and stays so.
+    """
+    body = response.body
+    if (
+        response.status_code >= 400
+        and type(body) is dict
+        and body.keys() == _CHALICE_ERROR_KEYS
+        and _wants_page(exchange.headers.get("accept"))
+    ):
+        # A 5xx page never shows the message (a ChaliceViewError's may be an exception's text).
+        message = body["Message"]
+        description = message if isinstance(message, str) and response.status_code < 500 else None
+        allow = {"Allow": response.headers["Allow"]} if "Allow" in response.headers else None
+        return _error_response(cm, exchange, response.status_code, description, allow)
+    return response
+
+
+_HEAD_INSTALLED = "_chalice_http_toolkit_head"
+
+
+def _answer_head_for_get(app: _AppLike) -> None:
+    """Give every GET route of ``app`` a HEAD method (the GET's view), as Flask does.
+
+    RFC 9110 §9.3.2: HEAD is GET without the body; link checkers and uptime
+    monitors send it. The HEAD methods are routes (so API Gateway has them
+    deployed, and ``chalice local`` has them); routes registered later get one too,
+    and a route's own HEAD replaces the added one. The toolkit's middleware drops
+    the body. A ``Blueprint`` does it on the app it is registered with.
+    ``ContentManager(..., app)`` calls it.
+    """
+    if hasattr(app, "_deferred_registrations"):  # a Blueprint: its app is known later
+        app._deferred_registrations.append(lambda parent, _options: _answer_head_for_get(parent))
+        return
+    if getattr(app, _HEAD_INSTALLED, False):
+        return
+    register = app._register_route
+    added: set[str] = set()  # paths whose HEAD is the GET's, added here
+
+    def register_route(**kwargs: Any) -> None:
+        for path in added:  # a route registered with its own HEAD must not meet ours
+            app.routes[path].pop("HEAD", None)
+        added.clear()
+        try:
+            register(**kwargs)
+        finally:
+            _add_heads(app.routes, added)
+
+    app._register_route = register_route
+    _add_heads(app.routes, added)
+    setattr(app, _HEAD_INSTALLED, True)
+
+
+def _add_heads(routes: Mapping[str, dict[str, Any]], added: set[str]) -> None:
+    import copy
+
+    for path, methods in routes.items():
+        if "GET" in methods and "HEAD" not in methods:
+            entry = copy.copy(methods["GET"])
+            entry.method = "HEAD"
+            methods["HEAD"] = entry
+            added.add(path)
+
+
+def _has_error_pages(app: Any) -> bool:
+    """Whether ``app`` has the toolkit's middleware, which answers errors with the site's pages."""
+    return getattr(app, _SITE_ATTRIBUTE, None) is not None
+
+
+def _flask_response(cm: ContentManager, exchange: Exchange, response: Any) -> Any:
+    """``response`` as Flask would answer: Chalice's JSON errors as pages for a browser,
+    and no body for HEAD (the toolkit's middleware calls it after the view)."""
+    response = _page_for_chalice_error(cm, exchange, response)
+    return _without_body(response) if exchange.method == "HEAD" else response
+
+
+def _without_body(response: Any) -> Any:
+    """A HEAD request's answer: the GET's status and headers, no body (RFC 9110 §9.3.2)."""
+    response.body = ""
+    return response
 
 
 # ---------------------------------------------------------------------------
@@ -5789,13 +6179,20 @@ class _Site:
         exchange.active = True
         _local.exchange = exchange
         try:
-            if exchange.method in _UNSAFE_METHODS:
+            if request.context.get("resourcePath") == _UNROUTED_RESOURCE_PATH:  # lambda_handler
+                response = _error_response(self.managers[0], exchange, 404, None)
+            elif exchange.method in _UNSAFE_METHODS:
                 response = self._checked(exchange, get_response)
             else:
                 response = get_response(request)
         except FormError as error:
             logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
             response = self.managers[0]._refusal(error.status_code, error.message)
+        except HTTPError as error:  # abort()
+            response = _error_response(
+                self.managers[0], exchange, error.status_code, error.description
+            )
+        response = _flask_response(self.managers[0], exchange, response)  # error pages, HEAD
         try:
             response = exchange.finish(response, _save_sessions)
         finally:
@@ -5824,6 +6221,7 @@ def _join_site(cm: ContentManager) -> None:
         # Chalice's chain costs every request.
         site = _Site(app, gateway=not getattr(app, _CHALICE_INSTALLED, False))
         setattr(app, _SITE_ATTRIBUTE, site)
+        _answer_head_for_get(app)
         if site.gateway:
             _install_gateway(app, site.middleware)
         else:
@@ -6108,6 +6506,9 @@ ORIGIN_SECRET_HEADER = "X-Origin-Verify"
 ORIGIN_SECRET_ENV = "CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET"
 
 _NOT_FOUND_BODY = '{"message":"Not Found"}'
+# The resource path of a request no route matches (no route has it): lambda_handler hands
+# it to an app with the toolkit's middleware, which answers it with the site's 404 page.
+_UNROUTED_RESOURCE_PATH = "/_chalice_http_toolkit/not-found"
 
 # An ALB takes at most 1 MB of response JSON from a Lambda target (6 MB elsewhere).
 _ALB_RESPONSE_LIMIT = 1024 * 1024
@@ -6275,16 +6676,15 @@ def _rest_event(
     body: tuple[str | None, bool],
     context: dict[str, Any],
     stage_variables: Any = None,
-) -> dict[str, Any] | None:
-    """The API Gateway REST proxy event Chalice routes, or ``None`` when no route matches.
+) -> dict[str, Any]:
+    """The API Gateway REST proxy event Chalice routes; when no route matches, one for
+    :data:`_UNROUTED_RESOURCE_PATH`, which the toolkit's middleware answers with the 404 page.
 
     ``encoded``: the path is still percent-encoded (Function URLs, ALB); path
     parameters reach the view decoded, as REST APIs hand them.
     """
     found = table.match_path(path, encoded)
-    if found is None:
-        return None
-    route, captured = found
+    route, captured = found or (_UNROUTED_RESOURCE_PATH, {})
     context["resourcePath"] = route
     context["httpMethod"] = method
     return {
@@ -6368,8 +6768,8 @@ def _lower_string_map(value: Any, field: str) -> dict[str, str]:
 
 def _event_from_v2(
     event: Mapping[str, Any], table: _RouteTable, request: _V2Request | None = None
-) -> dict[str, Any] | None:
-    """A REST event from payload format 2.0 (HTTP API, Function URL); ``None``: no route."""
+) -> dict[str, Any]:
+    """A REST event from payload format 2.0 (HTTP API, Function URL)."""
     if request is None:
         request = _read_v2(event)
     context, http, headers = request.context, request.http, request.headers
@@ -6532,8 +6932,8 @@ def _v2_response(answer: Answer) -> dict[str, Any]:
     }
 
 
-def _event_from_alb(event: Mapping[str, Any], table: _RouteTable) -> dict[str, Any] | None:
-    """A REST event from an ALB target-group event; ``None``: no route.
+def _event_from_alb(event: Mapping[str, Any], table: _RouteTable) -> dict[str, Any]:
+    """A REST event from an ALB target-group event.
 
     The load balancer passes the path and the query string as the client sent them,
     percent-encoded; with multi-value headers enabled only the ``multiValue*`` fields.
@@ -6797,7 +7197,7 @@ def lambda_handler(
         except _BadEvent as error:
             logger.error("lambda_handler: malformed %s event: %s", kind, error)
             return _in_format(kind, event, _plain_response(400, f"Bad Request: {error}"))
-        if rest is None:
+        if rest["resource"] == _UNROUTED_RESOURCE_PATH and not _has_error_pages(app):
             return _in_format(
                 kind, event, _plain_response(404, _NOT_FOUND_BODY, "application/json")
             )

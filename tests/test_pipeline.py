@@ -80,7 +80,8 @@ ROWS = {
     "range If-Range stale": Row(
         "GET", "etag", {"range": "bytes=0-9", "if-range": OTHER}, 200, True, E
     ),
-    "range on HEAD": Row("HEAD", "etag", {"range": "bytes=0-9"}, 200, True, E),
+    # HEAD builds no body when no gzip is to be decided (issue 24): a large body is not made.
+    "range on HEAD": Row("HEAD", "etag", {"range": "bytes=0-9"}, 200, False, E),
     "range with INM": Row("GET", "etag", {"range": "bytes=0-9", "if-none-match": E}, 304, False, E),
     "404 ignores INM": Row(
         "GET", "etag", {"if-none-match": E}, 404, True, E, options={"status": 404}

@@ -1,0 +1,1 @@
+../../../../chalice_http_toolkit.py
