@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: test e2e lint format demo bench cdn-sim cost bin_magic system-deps browser-deps clean tools matrix
+.PHONY: test e2e lint format demo bench bench-venv cdn-sim cost bin_magic system-deps browser-deps clean tools matrix
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -104,8 +104,11 @@ $(BENCH_STAMP): requirements-dev.txt bench/requirements.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements-dev.txt -r bench/requirements.txt
 	touch $@
 
-bench: $(BENCH_STAMP) system-deps
+bench-venv: $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) $(TOOLS_STAMP) system-deps
 	$(BENCH_VENV)/bin/python bench/run.py
+	TOOLS_VENV=$(TOOLS_VENV) $(BENCH_VENV)/bin/python bench/peers.py
 	$(BENCH_VENV)/bin/python bench/cdn_sim.py
 	$(BENCH_VENV)/bin/python bench/images_memory.py
 

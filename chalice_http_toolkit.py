@@ -34,6 +34,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn, Union
+from urllib.parse import parse_qsl, unquote, unquote_plus  # loaded by chalice already
 
 from chalice.app import CaseInsensitiveMapping, ChaliceUnhandledError, Response
 
@@ -61,6 +62,7 @@ __all__ = [
     "LAMBDA_RESPONSE_LIMIT",
     "ORIGIN_SECRET_ENV",
     "ORIGIN_SECRET_HEADER",
+    "PREPARED_FILE",
     "PRIVATE_CACHE_CONTROL",
     "SESSION_COOKIE_LIMIT",
     "SQS_MESSAGE_LIMIT",
@@ -122,6 +124,7 @@ __all__ = [
     "parse_form",
     "parse_http_date",
     "parse_range",
+    "prepare_deployment",
     "pure",
     "quote_etag",
     "register_keep_warm",
@@ -1247,6 +1250,10 @@ class StaticIndex:
         )
 
 
+#: On the view of a route of :meth:`ContentManager.register_static_routes`: (the manager's
+#: responder, the parameter names, Cache-Control), so :func:`lambda_handler` answers alone.
+_STATIC_VIEW_ATTRIBUTE = "_chalice_http_toolkit_static_view"
+
 # What image and response code read a file through (``Union``: Python 3.9 has no ``|`` here).
 _StaticLike = Union[StaticFile, _StaticSnapshot]
 
@@ -1261,8 +1268,6 @@ def _fingerprinted(relpath: str, fingerprint: str) -> str:
 
 def _clean_segments(segments: Iterable[str]) -> str | None:
     """Join URL path segments into an index key, or ``None`` for anything suspicious."""
-    from urllib.parse import unquote
-
     parts = []
     for segment in segments:
         if "%" in segment:
@@ -1721,8 +1726,14 @@ def _names_used(tree: Any) -> tuple[set[str], set[str], set[str]]:
     )
 
 
-def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateDeps:
-    """Parse ``filename`` and everything it extends, includes and imports (not rendering)."""
+def _analyse_template(
+    env: Any, filename: str, templates_dir: str, record: dict[str, Any] | None = None
+) -> _TemplateDeps:
+    """Parse ``filename`` and everything it extends, includes and imports (not rendering).
+
+    ``record`` (for :func:`prepare_deployment`) receives each source's digest by name
+    and the names referenced but missing.
+    """
     import jinja2
     from jinja2 import meta
 
@@ -1748,7 +1759,11 @@ def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateD
                     f"template {name!r} not found in {templates_dir}"
                 ) from None
             dynamic = True  # e.g. ``{% include 'x' ignore missing %}``: let rendering decide
+            if record is not None:
+                record.setdefault("missing", []).append(name)
             continue
+        if record is not None:
+            record.setdefault("closure", {})[name] = _digest(source.encode("utf-8"))
         files.append((path, _stat_key(path)))
         sources.append(f"{name}\0{len(source)}\0".encode() + source.encode("utf-8"))
         tree = env.parse(source, name, path)
@@ -1774,6 +1789,253 @@ def _analyse_template(env: Any, filename: str, templates_dir: str) -> _TemplateD
         frozenset(names),
         frozenset(filters),
         frozenset(tests),
+    )
+
+
+#: The file beside the module where :func:`prepare_deployment` keeps what a build computed
+#: (and, with the suffix ``.bytecode``, the templates it compiled).
+PREPARED_FILE = "chalice_http_toolkit.prepared.json"
+# Bump when what the analysis finds changes: an older file is then ignored.
+_PREPARED_FORMAT = 2
+# The fields of _TemplateDeps a prepared file keeps as sorted lists (or null).
+_PREPARED_FIELDS = tuple(f for f in _TemplateDeps._fields if f not in ("digest", "files"))
+
+
+def _prepared_path() -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), PREPARED_FILE)
+
+
+def prepare_deployment(
+    templates_dir: str, *, path: str | None = None, environment: Any = None
+) -> str:
+    """Parse and compile every template now, at build time, so a cold start does not.
+
+    Writes each template's closure (with a digest of every source in it), the names
+    it uses and its constant ``static()`` paths to :data:`PREPARED_FILE` beside this
+    module (or ``path``), and its compiled code to the same name plus ``.bytecode``,
+    under ``templates_dir`` relative to that file. ``environment``: the site's
+    ``cm.env`` when it registers filters or extensions (else a default one). A
+    container uses an entry only when every source still has its digest and its
+    environment parses and compiles alike; anything else is parsed as before. Run it
+    after editing templates, before ``chalice deploy``. Returns the JSON file's path.
+    """
+    import jinja2
+
+    path = path or _prepared_path()
+    env = environment or jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir), autoescape=_template_autoescape
+    )
+    entries: dict[str, Any] = {}
+    compiled: dict[str, tuple[str, bytes]] = {}
+    for name in env.list_templates():
+        if any(part.startswith(".") for part in name.split("/")):
+            continue
+        record: dict[str, Any] = {}
+        try:
+            deps = _analyse_template(env, name, templates_dir, record)
+            source, filename, _ = env.loader.get_source(env, name)
+            bucket = jinja2.bccache.Bucket(env, name, _jinja_checksum(source))
+            bucket.code = env.compile(source, name, filename)
+        except (jinja2.TemplateError, UnicodeDecodeError) as error:
+            logger.warning("prepare: template %s does not compile: %s", name, error)
+            continue
+        entries[name] = {
+            "closure": record.get("closure", {}),
+            "missing": record.get("missing", []),
+            "dynamic": deps.digest is None,
+            "fields": {
+                field: None if getattr(deps, field) is None else sorted(getattr(deps, field))
+                for field in _PREPARED_FIELDS
+            },
+        }
+        settings = _compile_settings(env, name, deps.filters, deps.tests)
+        compiled[name] = (settings, bucket.bytecode_to_string())
+    key = _prepared_key(templates_dir, path)
+    prepared = _read_prepared(path, json.load, "r")
+    prepared["templates"][key] = {"parser": _parser_settings(env), "entries": entries}
+    with open(path, "w") as handle:
+        json.dump(prepared, handle, indent=1, sort_keys=True)
+    code = _read_prepared(path + ".bytecode", marshal.load, "rb")
+    code["templates"][key] = compiled
+    with open(path + ".bytecode", "wb") as handle:
+        marshal.dump(code, handle)
+    _prepared_entries.cache_clear()
+    logger.info("prepare: %d templates of %s in %s", len(entries), templates_dir, path)
+    return path
+
+
+def _read_prepared(path: str, load: Callable[[Any], Any], mode: str) -> dict[str, Any]:
+    """A prepared file's content to add to, or an empty one of this format."""
+    try:
+        with open(path, mode) as handle:
+            prepared = load(handle)
+    except (OSError, ValueError, EOFError, TypeError):
+        prepared = None
+    if not isinstance(prepared, dict) or prepared.get("format") != _PREPARED_FORMAT:
+        prepared = {"format": _PREPARED_FORMAT, "templates": {}}
+    return prepared
+
+
+def _jinja_checksum(source: str) -> str:
+    """Jinja2's checksum of a source (``BytecodeCache.get_source_checksum``)."""
+    import hashlib
+
+    return hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def _compile_settings(env: Any, name: str, filters: Iterable[str], tests: Iterable[str]) -> str:
+    """What, besides its source, Jinja2 bakes into a template's code when compiling it.
+
+    Autoescaping, ``finalize``, async and optimisation, the extensions, and how each
+    filter and test of its closure takes its arguments (``pass_context`` and kin; a
+    missing one is a compile error).
+    """
+    autoescape = env.autoescape(name) if callable(env.autoescape) else env.autoescape
+    passes = [
+        (kind, used, repr(getattr(table.get(used), "jinja_pass_arg", used in table)))
+        for kind, table, names in (("filter", env.filters, filters), ("test", env.tests, tests))
+        for used in sorted(names)
+    ]
+    finalize = env.finalize
+    return repr(
+        (
+            bool(autoescape),
+            None if finalize is None else repr(getattr(finalize, "jinja_pass_arg", None)),
+            env.is_async,
+            env.optimized,
+            sorted(env.extensions),
+            passes,
+        )
+    )
+
+
+def _prepared_bytecode(templates_dir: str) -> Any:
+    """A read-only ``jinja2.BytecodeCache`` of the code :func:`prepare_deployment` compiled.
+
+    ``None`` without a file for ``templates_dir``. Jinja2 checks each source's checksum
+    (and the Python version) itself; a template whose environment compiles otherwise
+    (another autoescape, a filter taking its context now) is compiled as usual.
+    """
+    import jinja2
+
+    path = _prepared_path() + ".bytecode"
+    try:
+        with open(path, "rb") as handle:
+            prepared = marshal.load(handle)
+        compiled = prepared["templates"][_prepared_key(templates_dir, path)]
+    except (OSError, ValueError, EOFError, TypeError, KeyError):
+        return None
+    if prepared.get("format") != _PREPARED_FORMAT or not isinstance(compiled, dict):
+        return None
+    entries = _prepared_entries(templates_dir, _prepared_path())[1]
+
+    class PreparedBytecode(jinja2.BytecodeCache):
+        """Compiled at build time; never written (Lambda's task directory is read-only)."""
+
+        def get_cache_key(self, name: str, filename: str | None = None) -> str:
+            return name  # the build's paths are not the container's
+
+        def load_bytecode(self, bucket: Any) -> None:
+            stored = compiled.get(bucket.key)
+            entry = entries.get(bucket.key)
+            if stored is None or entry is None or not _has_fields(entry):
+                return
+            fields = entry["fields"]
+            settings = _compile_settings(
+                bucket.environment, bucket.key, fields["filters"], fields["tests"]
+            )
+            if stored[0] == settings:
+                bucket.bytecode_from_string(stored[1])
+
+        def dump_bytecode(self, bucket: Any) -> None:
+            return None
+
+    return PreparedBytecode()
+
+
+def _prepared_key(templates_dir: str, prepared_file: str) -> str:
+    """``templates_dir`` relative to the prepared file: the same on the build and on Lambda."""
+    base = os.path.dirname(os.path.realpath(prepared_file))
+    return os.path.relpath(os.path.realpath(templates_dir), base).replace(os.sep, "/")
+
+
+def _parser_settings(env: Any) -> str:
+    """What decides how an environment parses a source (delimiters, whitespace, extensions)."""
+    return repr(
+        (
+            env.block_start_string,
+            env.block_end_string,
+            env.variable_start_string,
+            env.variable_end_string,
+            env.comment_start_string,
+            env.comment_end_string,
+            env.line_statement_prefix,
+            env.line_comment_prefix,
+            env.trim_blocks,
+            env.lstrip_blocks,
+            env.newline_sequence,
+            env.keep_trailing_newline,
+            sorted(env.extensions),
+        )
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _prepared_entries(templates_dir: str, prepared_file: str) -> tuple[str, dict[str, Any]]:
+    """(parser settings, entries) that :func:`prepare_deployment` wrote for ``templates_dir``."""
+    try:
+        with open(prepared_file) as handle:
+            prepared = json.load(handle)
+        if prepared.get("format") != _PREPARED_FORMAT:
+            return "", {}
+        section = prepared["templates"][_prepared_key(templates_dir, prepared_file)]
+        return section["parser"], section["entries"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "", {}
+
+
+def _has_fields(entry: Mapping[str, Any]) -> bool:
+    """Whether a prepared entry has every field this module's analysis gives."""
+    fields = entry.get("fields")
+    return isinstance(fields, dict) and fields.keys() == set(_PREPARED_FIELDS)
+
+
+def _prepared_template(env: Any, filename: str, templates_dir: str) -> _TemplateDeps | None:
+    """The build's analysis of ``filename`` when every source is unchanged; else ``None``.
+
+    Reads the closure's sources (not parsing them): a digest that differs, a template
+    gone or come back, or another parser setting, and the template is analysed anew.
+    """
+    import jinja2
+
+    parser, entries = _prepared_entries(templates_dir, _prepared_path())
+    entry = entries.get(filename)
+    if entry is None or parser != _parser_settings(env) or not _has_fields(entry):
+        return None
+    sources: list[bytes] = []
+    files: list[tuple[str, tuple[int, int] | None]] = []
+    try:
+        for name, digest in entry["closure"].items():
+            source, path, _ = env.loader.get_source(env, name)
+            data = source.encode("utf-8")
+            if _digest(data) != digest:
+                return None
+            files.append((path, _stat_key(path)))
+            sources.append(f"{name}\0{len(source)}\0".encode() + data)
+    except jinja2.TemplateNotFound:
+        return None
+    for name in entry["missing"]:
+        try:
+            env.loader.get_source(env, name)
+        except jinja2.TemplateNotFound:
+            continue
+        return None  # there now: its names were never seen
+    sources.sort()
+    fields = entry["fields"]
+    return _TemplateDeps(
+        digest=None if entry["dynamic"] else _digest(*sources),
+        files=tuple(files),
+        **{field: None if fields[field] is None else frozenset(fields[field]) for field in fields},
     )
 
 
@@ -3377,6 +3639,7 @@ class _Pages:
                 # A plain dict instead of a locked LRU: a site's templates are few,
                 # and every include looks its template up in this cache.
                 cache_size=-1,
+                bytecode_cache=_prepared_bytecode(self.templates_dir),  # a build's work
             )
             env = self._env
             own = self._own_globals
@@ -3431,7 +3694,9 @@ class _Pages:
             not self.auto_reload or all(_stat_key(path) == key for path, key in cached.files)
         ):
             return cached
-        deps = _analyse_template(self.env, filename, self.templates_dir)
+        deps = _prepared_template(self.env, filename, self.templates_dir)  # a build's work
+        if deps is None:
+            deps = _analyse_template(self.env, filename, self.templates_dir)
         self._template_deps.put(filename, deps)
         return deps
 
@@ -4283,6 +4548,7 @@ class ContentManager:
                 "/".join(params[name] for name in names), cache_control=cache_control
             )
 
+        setattr(view, _STATIC_VIEW_ATTRIBUTE, (self._responder, tuple(names), cache_control))
         return view
 
     def register_not_found_routes(
@@ -6211,6 +6477,20 @@ def is_keep_warm_event(event: Any) -> bool:
     return isinstance(context, Mapping) and context.get("resourcePath") == _KEEP_WARM_RESOURCE_PATH
 
 
+# On an app with the keep-warm schedule: its manager, so lambda_handler answers the payload.
+_KEEP_WARM_ATTRIBUTE = "_chalice_http_toolkit_keep_warm"
+
+
+def _keep_warm_response(content_manager: ContentManager) -> Response:
+    """Prime the container; the answer to a keep-warm payload (milliseconds per step)."""
+    timings = content_manager.prime()
+    return Response(
+        body=json.dumps({"warm": True, "prime_ms": timings}),
+        headers={"Content-Type": "application/json"},
+        status_code=200,
+    )
+
+
 def _keep_warm_middleware(content_manager: ContentManager) -> Callable[..., Any]:
     def keep_warm_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
         # ``request`` is None for events that are not HTTP: Chalice answers those itself.
@@ -6220,12 +6500,7 @@ def _keep_warm_middleware(content_manager: ContentManager) -> Callable[..., Any]
             or not is_keep_warm_event(request.to_original_event())
         ):
             return get_response(request)
-        timings = content_manager.prime()
-        return Response(
-            body=json.dumps({"warm": True, "prime_ms": timings}),
-            headers={"Content-Type": "application/json"},
-            status_code=200,
-        )
+        return _keep_warm_response(content_manager)
 
     return keep_warm_middleware
 
@@ -6376,6 +6651,7 @@ def register_keep_warm(
     from chalice import Rate
 
     app.register_middleware(_keep_warm_middleware(content_manager), "http")
+    setattr(app, _KEEP_WARM_ATTRIBUTE, content_manager)
 
     def keep_warm(event: Any) -> dict[str, Any]:
         target = _api_function_name(name, function_name, os.environ)
@@ -6427,13 +6703,14 @@ class _RouteTable:
     A trailing slash is ignored, as API Gateway does.
     """
 
-    __slots__ = ("greedy", "literal", "params", "route")
+    __slots__ = ("greedy", "literal", "params", "paths", "route")
 
     def __init__(self) -> None:
         self.literal: dict[str, _RouteTable] = {}
         self.params: list[tuple[str, _RouteTable]] = []
         self.greedy: tuple[str, str] | None = None
         self.route: str | None = None
+        self.paths: dict[tuple[str, bool], Any] = {}  # the root's memo of match_path()
 
     @classmethod
     def build(cls, routes: Iterable[str]) -> _RouteTable:
@@ -6456,6 +6733,23 @@ class _RouteTable:
             else:
                 node.route = route
         return root
+
+    def match_path(self, path: str, encoded: bool) -> tuple[str, dict[str, str]] | None:
+        """:meth:`match` for a request path (``encoded``: still percent-encoded), remembered.
+
+        A table lives as long as the app's routes are unchanged (:func:`_route_table`), so
+        a path's route does too; up to ``_ROUTED_PATHS`` short paths are kept.
+        """
+        key = (path, encoded)
+        found = self.paths.get(key, _MISSING)
+        if found is _MISSING:
+            segments = _path_segments(path)
+            if encoded and "%" in path:
+                segments = [unquote(part) if "%" in part else part for part in segments]
+            found = self.match(segments)
+            if len(self.paths) < _ROUTED_PATHS and len(path) <= _ROUTED_PATH_LENGTH:
+                self.paths[key] = found
+        return None if found is None else (found[0], dict(found[1]))
 
     def match(self, segments: list[str]) -> tuple[str, dict[str, str]] | None:
         """The route for a request path's (decoded) segments and its parameters, or ``None``."""
@@ -6485,6 +6779,12 @@ class _RouteTable:
             captured[name] = "/".join(segments[index:])
             return route
         return None
+
+
+# Request paths (of at most so many characters) a route table remembers the route of;
+# others are matched on every request.
+_ROUTED_PATHS = 4096
+_ROUTED_PATH_LENGTH = 256
 
 
 def _path_segments(path: str) -> list[str]:
@@ -6560,20 +6860,19 @@ def _rest_event(
     ``encoded``: the path is still percent-encoded (Function URLs, ALB); path
     parameters reach the view decoded, as REST APIs hand them.
     """
-    from urllib.parse import unquote
-
-    segments = _path_segments(path)
-    if encoded:
-        segments = [unquote(segment) if "%" in segment else segment for segment in segments]
-    route, captured = table.match(segments) or (_UNROUTED_RESOURCE_PATH, {})
-    context.update(resourcePath=route, httpMethod=method)
+    found = table.match_path(path, encoded)
+    route, captured = found or (_UNROUTED_RESOURCE_PATH, {})
+    context["resourcePath"] = route
+    context["httpMethod"] = method
     return {
         "resource": route,
         "path": path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": multi_headers,
-        "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
+        "queryStringParameters": {name: values[-1] for name, values in query.items()}
+        if query
+        else None,
         "multiValueQueryStringParameters": query or None,
         "pathParameters": captured or None,
         "stageVariables": stage_variables or None,
@@ -6583,15 +6882,30 @@ def _rest_event(
     }
 
 
-def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, Any]:
-    """A REST event from payload format 2.0 (HTTP API, Function URL)."""
-    from urllib.parse import parse_qsl
+class _V2Request(
+    collections.namedtuple("_V2Request", "method raw_path path encoded headers context http")
+):
+    """What a payload format 2.0 event asks for, read once for the static door and Chalice."""
 
-    context = event.get("requestContext")
-    http = context.get("http") if isinstance(context, Mapping) else None
-    if not isinstance(http, Mapping) or not isinstance(http.get("method"), str):
+    __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
+
+    method: str
+    raw_path: str
+    path: str  # without an HTTP API's named stage
+    encoded: bool  # the path is still percent-encoded (Function URLs)
+    headers: dict[str, str]  # lower-case names, the cookies array joined in
+    context: Mapping[str, Any]
+    http: Mapping[str, Any]
+
+
+def _read_v2(event: Mapping[str, Any]) -> _V2Request:
+    """The request of a payload format 2.0 event (HTTP API, Function URL); malformed: raises."""
+    context = event.get("requestContext")  # a Mapping: _event_kind checked it
+    http = context.get("http")
+    if (type(http) is not dict and not isinstance(http, Mapping)) or type(
+        http.get("method")
+    ) is not str:
         raise _BadEvent("requestContext.http.method is missing")
-    method = http["method"].upper()
     raw_path = event.get("rawPath", http.get("path"))
     if not isinstance(raw_path, str) or not raw_path.startswith("/"):
         raise _BadEvent("rawPath must be a path")
@@ -6601,12 +6915,41 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
     if stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
         path = path[len(stage) + 1 :] or "/"
     # Repeated headers arrive joined with commas already.
-    headers = _string_map(event.get("headers"), "headers", lower=True)
+    headers = _lower_string_map(event.get("headers"), "headers")
     cookies = event.get("cookies")
     if cookies:
         if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
             raise _BadEvent("cookies must be a list of strings")
         headers["cookie"] = "; ".join(cookies)
+    # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
+    encoded = ".lambda-url." in (context.get("domainName") or "")
+    return _V2Request(http["method"].upper(), raw_path, path, encoded, headers, context, http)
+
+
+def _lower_string_map(value: Any, field: str) -> dict[str, str]:
+    """``_string_map(value, field, lower=True)``, quicker for the lower-case names 2.0 sends.
+
+    One ``join`` checks that every name and value is a string (a ``TypeError`` otherwise)
+    and, when the names are lower case already, a copy replaces the per-header loop.
+    """
+    if type(value) is dict:
+        try:
+            names = "\n".join(value)
+            "".join(value.values())
+        except TypeError:
+            raise _BadEvent(f"{field} must be an object of strings") from None
+        if names.lower() == names:  # (an ASCII lower() is far quicker than islower())
+            return dict(value)
+    return _string_map(value, field, lower=True)
+
+
+def _event_from_v2(
+    event: Mapping[str, Any], table: _RouteTable, request: _V2Request | None = None
+) -> dict[str, Any]:
+    """A REST event from payload format 2.0 (HTTP API, Function URL)."""
+    if request is None:
+        request = _read_v2(event)
+    context, http, headers = request.context, request.http, request.headers
     raw_query = event.get("rawQueryString")
     query: dict[str, list[str]] = {}
     if isinstance(raw_query, str):
@@ -6615,14 +6958,11 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
     else:
         for name, value in _string_map(event.get("queryStringParameters"), "query").items():
             query[name] = [value]
-    domain = context.get("domainName") or ""
-    # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
-    function_url = ".lambda-url." in domain
     rest_context = {
-        "path": raw_path,
-        "stage": stage,
+        "path": request.raw_path,
+        "stage": context.get("stage") or "$default",
         "requestId": context.get("requestId"),
-        "domainName": domain,
+        "domainName": context.get("domainName") or "",
         "apiId": context.get("apiId"),
         "accountId": context.get("accountId"),
         "protocol": http.get("protocol"),
@@ -6632,9 +6972,9 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
     }
     return _rest_event(
         table,
-        method,
-        path,
-        function_url,
+        request.method,
+        request.path,
+        request.encoded,
         headers,
         {name: [value] for name, value in headers.items()},
         query,
@@ -6644,13 +6984,137 @@ def _event_from_v2(event: Mapping[str, Any], table: _RouteTable) -> dict[str, An
     )
 
 
+_STATIC_DOOR_ATTRIBUTE = "_chalice_http_toolkit_static_door"
+
+# (URL prefixes of the toolkit's static routes, {(path, encoded): (manager, file, Cache-Control)})
+_StaticDoor = tuple[tuple[str, ...], dict[tuple[str, bool], tuple[Any, str, Any]]]
+
+
+def _static_door(app: Any) -> _StaticDoor:
+    """The prefixes (``/static/``) of the toolkit's static routes that may skip Chalice.
+
+    No prefix when the app has an HTTP middleware of its own: it must see every request.
+    Made again, with an empty memo of routed paths, when routes or middleware were added.
+    """
+    routes = app.routes
+    middleware = getattr(app, "middleware_handlers", ())
+    key = (len(routes), len(middleware))
+    cached = getattr(app, _STATIC_DOOR_ATTRIBUTE, None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    prefixes: set[str] = set()
+    ours = all(
+        getattr(func, "__module__", None) == __name__
+        for func, event_type in middleware
+        if event_type in ("http", "all")
+    )
+    for route, methods in list(routes.items()) if ours else ():
+        entry = methods.get("GET")
+        if entry is not None and hasattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE):
+            prefixes.add(route[: route.index("/{") + 1])
+    door: _StaticDoor = (tuple(sorted(prefixes)), {})
+    setattr(app, _STATIC_DOOR_ATTRIBUTE, (key, door))
+    return door
+
+
+def _static_route(app: Any, table: _RouteTable, request: _V2Request) -> tuple[Any, str, Any] | None:
+    """(responder, file name, Cache-Control) when a static route of the toolkit gets the path."""
+    found = table.match_path(request.path, request.encoded)
+    if found is None:
+        return None
+    route, captured = found
+    entry = app.routes[route].get(request.method)
+    served = getattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE, None) if entry else None
+    if served is None or entry.cors is not None:
+        return None
+    responder, names, cache_control = served
+    return responder, "/".join(captured[name] for name in names), cache_control
+
+
+def _static_answer(
+    app: Any, table: _RouteTable, request: _V2Request, door: _StaticDoor
+) -> Answer | None:
+    """What the toolkit's static route would answer, without Chalice; ``None``: ask Chalice.
+
+    Only a GET/HEAD without a body type for a route of ``register_static_routes`` whose
+    file is in the index and is not a negotiated image; everything else (404s, image
+    variants, CORS set on the route, an app whose binary types are not ``*/*``) goes
+    through Chalice, which gives the same answer the long way.
+    """
+    prefixes, routed = door
+    if (
+        request.method not in ("GET", "HEAD")
+        or not request.path.startswith(prefixes)
+        or "content-type" in request.headers  # Chalice checks it against the route
+        or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
+    ):
+        return None
+    key = (request.path, request.encoded)  # GET and HEAD share the view
+    served = routed.get(key)
+    if served is None:
+        served = _static_route(app, table, request)
+        if served is None:
+            return None
+        if len(routed) < _ROUTED_PATHS and len(request.path) <= _ROUTED_PATH_LENGTH:
+            routed[key] = served
+    responder, filename, cache_control = served
+    # As ContentManager.static() finds the file (images are negotiated there); its answer
+    # depends on the file alone (the static view marks its exchange a resource).
+    index = responder.static_files
+    static_file = None
+    if not index.auto_reload and "%" not in filename and "\\" not in filename:
+        static_file = index.files.get(filename)
+    immutable = False
+    if static_file is None:
+        relpath = _clean_segments(filename.split("/"))
+        static_file, immutable = index.resolve(relpath) if relpath else (None, False)
+        if static_file is None:
+            return None
+    try:
+        snapshot = static_file.snapshot()
+        if snapshot.content_type in IMAGE_FORMATS:
+            return None
+        return _answer(
+            request.method,
+            request.headers,
+            _static_offer(snapshot, snapshot.content_type),
+            200,
+            None,
+            IMMUTABLE_CACHE_CONTROL if immutable else cache_control,
+            (),
+            responder.compress,
+            False,
+            responder._fixed_headers,
+            bool(getattr(responder.app, "debug", False)),
+        )
+    except OSError:  # gone meanwhile: Chalice's route gives its answer
+        return None
+
+
+def _v2_response(answer: Answer) -> dict[str, Any]:
+    """An answer as the payload format 2.0 response ``_to_v2`` makes of Chalice's."""
+    body = answer.body
+    if isinstance(body, (bytes, bytearray)):
+        return {
+            "statusCode": answer.status,
+            "headers": answer.headers,
+            "body": base64.b64encode(body).decode("ascii"),
+            "isBase64Encoded": True,
+        }
+    return {
+        "statusCode": answer.status,
+        "headers": answer.headers,
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
 def _event_from_alb(event: Mapping[str, Any], table: _RouteTable) -> dict[str, Any]:
     """A REST event from an ALB target-group event.
 
     The load balancer passes the path and the query string as the client sent them,
     percent-encoded; with multi-value headers enabled only the ``multiValue*`` fields.
     """
-    from urllib.parse import unquote_plus
 
     method = event.get("httpMethod")
     path = event.get("path")
@@ -6699,10 +7163,11 @@ def _event_from_alb(event: Mapping[str, Any], table: _RouteTable) -> dict[str, A
 
 def _event_kind(event: Any) -> str | None:
     """``"rest"``, ``"v2"``, ``"alb"`` or ``None`` for an event no front door sends."""
-    if not isinstance(event, Mapping):
+    # ``type(...) is dict`` first: the runtime hands dicts, and an ABC check costs more.
+    if type(event) is not dict and not isinstance(event, Mapping):
         return None
     context = event.get("requestContext")
-    if not isinstance(context, Mapping):
+    if type(context) is not dict and not isinstance(context, Mapping):
         return None
     if event.get("version") == "2.0" or "http" in context:
         return "v2"
@@ -6724,7 +7189,11 @@ def _to_v2(result: Mapping[str, Any]) -> dict[str, Any]:
     """A REST proxy result as payload format 2.0: one ``cookies`` entry per Set-Cookie."""
     headers: dict[str, str] = {}
     cookies = []
-    for name, value in _result_header_pairs(result):
+    multi = result.get("multiValueHeaders")
+    pairs = _result_header_pairs(result) if multi else (result.get("headers") or {}).items()
+    for name, value in pairs:
+        if type(value) is not str:
+            value = str(value)
         if name.lower() == "set-cookie":
             cookies.append(value)
         elif name in headers:
@@ -6904,7 +7373,11 @@ def lambda_handler(
                 else type(event).__name__,
             )
             return _plain_response(500, "Internal Server Error: unknown event shape")
-        if secrets and not is_keep_warm_event(event):
+        if kind == "rest" and is_keep_warm_event(event):
+            warming = getattr(app, _KEEP_WARM_ATTRIBUTE, None)  # register_keep_warm's manager
+            if warming is not None:
+                return _keep_warm_response(warming).to_dict()
+        elif secrets:
             if not _origin_secret_matches(event, secrets):
                 logger.warning(
                     "lambda_handler: refused a request without the origin secret header %s",
@@ -6916,7 +7389,15 @@ def lambda_handler(
             return app(event, context)
         try:
             table = _route_table(app)
-            rest = _event_from_v2(event, table) if kind == "v2" else _event_from_alb(event, table)
+            if kind == "v2":
+                request = _read_v2(event)
+                door = _static_door(app)
+                answered = _static_answer(app, table, request, door) if door[0] else None
+                if answered is not None:
+                    return _v2_response(answered)
+                rest = _event_from_v2(event, table, request)
+            else:
+                rest = _event_from_alb(event, table)
         except _BadEvent as error:
             logger.error("lambda_handler: malformed %s event: %s", kind, error)
             return _in_format(kind, event, _plain_response(400, f"Bad Request: {error}"))

@@ -78,3 +78,41 @@ def test_images_memory_bench_runs_on_small_images(tmp_path: Path, monkeypatch) -
     assert all(row["peak_mb"] >= row["baseline_mb"] > 0 for row in rows), rows
     # A camera photo at full size: every browser gets its 320x240 pixels, in some format.
     assert all(row["status"] == 200 and row["size"] == [320, 240] for row in browsers), browsers
+
+
+@pytest.fixture(scope="module")
+def peers():
+    spec = importlib.util.spec_from_file_location("bench_peers", BENCH.parent / "peers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_peers"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("bench_peers", None)
+
+
+def test_peers_bench_runs_where_the_peers_are_installed(peers, tmp_path: Path) -> None:
+    """bench/peers.py in .venv-bench (make bench): every row answered by every variant."""
+    for name in ("flask", "whitenoise", "apig_wsgi", "starlette", "mangum"):
+        pytest.importorskip(name)
+    output = tmp_path / "peers.json"
+    results = peers.run(iterations=3, budget=0.2, rie_runs=0, output=output)
+
+    assert json.loads(output.read_text())["rows"].keys() == set(peers.ROWS)
+    for name in peers.ROWS:
+        assert results["rows"][name]["ours"] > 0, name
+        assert results["rows"][name]["flask"] > 0, name
+        assert results["rows"][name]["starlette"] > 0, name
+    assert "| static 304 via Function URL |" in peers.markdown(results)
+
+
+def test_the_cold_start_task_of_ours_ships_the_prepared_templates(peers, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    peers.write_site(site)
+    task = peers.task_root("ours", site, tmp_path / "tasks")
+    unprepared = peers.task_root(peers.UNPREPARED, site, tmp_path / "tasks")
+
+    prepared = json.loads((task / "chalice_http_toolkit.prepared.json").read_text())
+    assert "catalog.html" in prepared["templates"]["templates"]["entries"]
+    assert (task / "chalice_http_toolkit.prepared.json.bytecode").is_file()
+    assert not (unprepared / "chalice_http_toolkit.prepared.json").exists()
+    assert "catalog_args(next(COUNT))" in (task / "handler.py").read_text()
