@@ -57,7 +57,7 @@ def make_site(tmp_path, templates=None, **options):
     for name, text in (templates or {}).items():
         (root / name).write_text(text)
     app = Chalice(app_name="flask-parity")
-    options.setdefault("secret_key", "a-test-secret")
+    options.setdefault("secret_key", "flask-parity-tests-secret-key-0123456789")
     options.setdefault("csrf", False)
     cm = ContentManager(str(root), str(tmp_path), app, **options)
     return app, cm
