@@ -4627,15 +4627,16 @@ def _unused_name(name: str, used: set[str]) -> str:
 
 
 def _match_greedy_routes_locally() -> None:
-    """Teach Chalice's local router greedy ``{name+}`` segments, as API Gateway has them.
+    """Route ``chalice local`` and ``chalice.test.Client`` as API Gateway does.
 
-    ``chalice local`` and ``chalice.test.Client`` match a route only when it has as
-    many segments as the path, so a path deeper than every route got the local
-    gateway's 403 "Missing Authentication Token" where API Gateway runs the greedy
-    route. A route ending in ``{name+}`` whose other segments match takes the rest
-    of the path (see :func:`_greedy_match`) when no route matches, or when it is more
-    specific than the route that does (``/files/{path+}`` beats the not-found routes'
-    ``/{n0}/{n1}/{n2}`` for ``/files/a/b``, as deployed).
+    Chalice's local router matches a route only when it has as many segments as the
+    path, takes the first such route in the app's order, and knows no greedy
+    ``{name+}`` (a path deeper than every route got the local gateway's 403 "Missing
+    Authentication Token"). The local router here is API Gateway's resource matching
+    (:class:`_RouteTable`, the one the front doors use): a literal segment beats a
+    ``{param}``, which beats a greedy tail; ``/files/{path+}`` beats the not-found
+    routes' ``/{n0}/{n1}/{n2}`` for ``/files/a/b``, as deployed. Values stay as the
+    path carries them, as Chalice's own router leaves them.
     Once per process; never on Lambda, where API Gateway does the routing.
     """
     from chalice import local
@@ -4643,83 +4644,21 @@ def _match_greedy_routes_locally() -> None:
     matcher = local.RouteMatcher
     if getattr(matcher, "_chalice_http_toolkit_greedy", False):
         return
-    exact = matcher.match_route
 
     def match_route(self: Any, url: str) -> Any:
-        try:
-            matched = exact(self, url)
-        except ValueError:
-            matched = None
-        found = _greedy_match(self.route_urls, url)
-        # (Chalice's own matcher takes ``{name+}`` for a one-segment ``{name+}`` parameter.)
-        if found is None or (
-            matched is not None and _route_rank(matched.route) > _route_rank(found[0])
-        ):
-            if matched is None:
-                raise ValueError(f"No matching route found for: {url}")
-            return matched
+        table = self.__dict__.get("_chalice_http_toolkit_table")
+        if table is None:
+            table = self._chalice_http_toolkit_table = _RouteTable.build(self.route_urls)
+        parsed = local.urlparse(url)
+        found = table.match(_path_segments(parsed.path))
+        if found is None:
+            raise ValueError(f"No matching route found for: {url}")
         route, captured = found
-        query = local.parse_qs(local.urlparse(url).query, keep_blank_values=True)
+        query = local.parse_qs(parsed.query, keep_blank_values=True)
         return local.MatchResult(route, captured, query)
 
     matcher.match_route = match_route
     matcher._chalice_http_toolkit_greedy = True
-
-
-def _route_rank(route: str) -> tuple[int, ...]:
-    """How specific ``route`` is, segment by segment, as API Gateway ranks resources:
-    a literal (2) beats a ``{param}`` (1), which beats a greedy ``{name+}`` (0).
-
-    >>> _route_rank("/files/{path+}") > _route_rank("/{n0}/{n1}/{n2}")
-    True
-    """
-    return tuple(
-        0 if part.endswith("+}") else 1 if part.startswith("{") else 2
-        for part in route.split("/")[1:]
-    )
-
-
-def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]] | None:
-    """The route ending in ``{name+}`` that API Gateway would pick for ``url``, and its
-    parameters; ``None`` when none matches.
-
-    Of several, the most specific wins as in API Gateway: at the first segment where
-    they differ, a literal beats a ``{param}``, which beats the greedy tail.
-
-    >>> _greedy_match(["/{a}/{rest+}", "/x"], "/one/two/three?q=1")
-    ('/{a}/{rest+}', {'a': 'one', 'rest': 'two/three'})
-    >>> _greedy_match(["/{a}/{b}/{rest+}", "/api/{rest+}"], "/api/v1/users")[0]
-    '/api/{rest+}'
-    >>> _greedy_match(["/static/{rest+}"], "/other/two") is None
-    True
-    """
-    path = url.split("?", 1)[0]
-    if path != "/" and path.endswith("/"):
-        path = path[:-1]
-    parts = path.split("/")
-    found = []
-    for route in routes:
-        pattern = route.split("/")
-        if not (pattern[-1].startswith("{") and pattern[-1].endswith("+}")):
-            continue
-        if len(parts) < len(pattern):
-            continue
-        captured, rank = {}, []
-        for part, expected in zip(parts, pattern[:-1]):
-            if expected.startswith("{") and expected.endswith("}"):
-                captured[expected[1:-1]] = part
-                rank.append(1)
-            elif part == expected:
-                rank.append(2)
-            else:
-                break
-        else:
-            captured[pattern[-1][1:-2]] = "/".join(parts[len(pattern) - 1 :])
-            found.append(((*rank, 0), route, captured))
-    if not found:
-        return None
-    _, route, captured = max(found, key=lambda candidate: candidate[0])
-    return route, captured
 
 
 # ---------------------------------------------------------------------------
