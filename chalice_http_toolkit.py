@@ -4293,12 +4293,117 @@ class _Visitors:
         return token
 
 
+class _Routes:
+    """The routes the toolkit registers on the app (static files, the not-found page), and URLs."""
+
+    def __init__(
+        self,
+        app: _AppLike | None,
+        statics: _StaticSite,
+        pages: _Pages,
+        responder: _Responder,
+        set_prefix: Callable[[str], None],
+    ) -> None:
+        self.app = app
+        self.statics = statics
+        self.pages = pages
+        self.responder = responder
+        self._set_prefix = set_prefix
+
+    def url_for(self, view_name: str, **params: Any) -> str:
+        """The URL of the route whose view is ``view_name``; unused ``params`` form the query.
+
+        Right on the execute-api URL (``/{stage}`` prefix), behind CloudFront, on
+        a custom domain and under ``chalice local``. An unknown view or a missing
+        path parameter raises ``ValueError``.
+        """
+        if self.app is None:
+            raise ValueError("url_for needs the ContentManager's app")
+        url = _build_url(_route_path(self.app, view_name), dict(params))
+        return _script_root(_current_exchange(self.app)) + url
+
+    def register_static_routes(
+        self,
+        prefix: str | None = None,
+        *,
+        max_depth: int | None = None,
+        cache_control: str | None = "no-cache",
+    ) -> None:
+        """Register GET/HEAD routes that serve ``static_dir`` under ``prefix``.
+
+        One route per directory depth (``/static/{p0}``, ``/static/{p0}/{p1}``,
+        …) rather than a greedy ``{proxy+}``: the local router of ``chalice
+        local`` and ``chalice.test.Client`` matches one segment per
+        parameter, so this works the same locally and deployed. ``max_depth``
+        defaults to the deepest file in the directory.
+        """
+        if self.app is None:
+            raise ValueError("register_static_routes needs the ContentManager's app")
+        if prefix is not None:
+            self._set_prefix(prefix)
+        base = self.statics.static_prefix
+        if max_depth is None:
+            max_depth = max(
+                (relpath.count("/") + 1 for relpath in self.statics.static_files.files), default=1
+            )
+        for depth in range(1, max_depth + 1):
+            names = [f"p{index}" for index in range(depth)]
+            path = base + "".join(f"/{{{name}}}" for name in names)
+            self.app.route(
+                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_static_{depth}"
+            )(self._static_view(names, cache_control))
+
+    def _static_view(self, names: list[str], cache_control: str | None) -> Callable[..., Response]:
+        def view(**params: str) -> Response:
+            exchange = _current_exchange(self.app)
+            if exchange is not None:  # a file's answer: whatever a middleware read is not in it
+                exchange.resource = True
+            return self.responder.static(
+                "/".join(params[name] for name in names), cache_control=cache_control
+            )
+
+        setattr(view, _STATIC_VIEW_ATTRIBUTE, (self.responder, tuple(names), cache_control))
+        return view
+
+    def register_not_found_routes(
+        self, template: str = "404.html", *, max_depth: int = 4, **template_kwargs: Any
+    ) -> None:
+        """Register catch-all GET/HEAD routes that render ``template`` with status 404.
+
+        API Gateway answers unknown paths with a JSON 403 of its own; these
+        routes (``/{n0}`` … ``max_depth`` segments, plus a greedy tail) make the
+        site's own 404 page show instead. API Gateway refuses two variable path
+        parts with different names under one parent: where the app already has
+        one, these routes reuse its name (``/{id}/update`` gives ``/{id}``,
+        ``/{id}/{n1}``, …), and under the app's own greedy ``{name+}`` they add
+        nothing. Call it after the app's routes (blueprints included).
+        Unknown URLs through :func:`lambda_handler` need none of these routes.
+        """
+        if self.app is None:
+            raise ValueError("register_not_found_routes needs the ContentManager's app")
+
+        # As an error page has them (``404.html`` serves abort(404) too), unless given.
+        kwargs = {"status_code": 404, "title": "404 Not Found", "description": None}
+        kwargs.update(template_kwargs)
+
+        def view(**params: str) -> Response:
+            return self.responder.html(self.pages.render_template(template, **kwargs), 404)
+
+        for index, path in enumerate(_not_found_paths(list(_routes_of(self.app)), max_depth)):
+            self.app.route(
+                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_not_found_{index + 1}"
+            )(view)
+        if not _on_lambda():
+            _match_greedy_routes_locally()
+
+
 #: Which attribute of a ContentManager holds each part (see :class:`_Delegate`).
 _PART_ATTRIBUTES: Mapping[type, str] = {
     _StaticSite: "_statics",
     _Pages: "_pages",
     _Responder: "_responder",
     _Visitors: "_visitors",
+    _Routes: "_routes",
 }
 
 
@@ -4420,6 +4525,9 @@ class ContentManager:
             trusted_origins=trusted_origins,
             form_limits=form_limits,
         )
+        self._routes = _Routes(
+            app, self._statics, self._pages, self._responder, self.set_static_handler_prefix
+        )
         if app is not None:
             _join_site(self)  # the app's middleware: the exchange, CSRF, sessions, privacy
 
@@ -4464,6 +4572,10 @@ class ContentManager:
     session_cookie_secure = _Delegate(_Visitors)
     trusted_origins = _Delegate(_Visitors)
     form_limits = _Delegate(_Visitors)
+    # Routes and URLs
+    url_for = _Delegate(_Routes)
+    register_static_routes = _Delegate(_Routes)
+    register_not_found_routes = _Delegate(_Routes)
 
     def _template_globals(self) -> dict[str, Any]:
         """The toolkit's helpers in templates (made when the environment is)."""
@@ -4471,7 +4583,7 @@ class ContentManager:
         return {
             "static": self._statics.static_url,
             "srcset": self._statics.srcset,
-            "url_for": self.url_for,
+            "url_for": self._routes.url_for,
             "csrf_token": visitors.csrf_token,
             "get_flashed_messages": visitors.get_flashed_messages,
             "g": _RequestGlobals(visitors),
@@ -4495,92 +4607,6 @@ class ContentManager:
         after a cold start would otherwise pay for. The keep-warm payload calls it.
         """
         return _prime(self)
-
-    def url_for(self, view_name: str, **params: Any) -> str:
-        """The URL of the route whose view is ``view_name``; unused ``params`` form the query.
-
-        Right on the execute-api URL (``/{stage}`` prefix), behind CloudFront, on
-        a custom domain and under ``chalice local``. An unknown view or a missing
-        path parameter raises ``ValueError``.
-        """
-        if self.app is None:
-            raise ValueError("url_for needs the ContentManager's app")
-        url = _build_url(_route_path(self.app, view_name), dict(params))
-        return _script_root(_current_exchange(self.app)) + url
-
-    def register_static_routes(
-        self,
-        prefix: str | None = None,
-        *,
-        max_depth: int | None = None,
-        cache_control: str | None = "no-cache",
-    ) -> None:
-        """Register GET/HEAD routes that serve ``static_dir`` under ``prefix``.
-
-        One route per directory depth (``/static/{p0}``, ``/static/{p0}/{p1}``,
-        …) rather than a greedy ``{proxy+}``: the local router of ``chalice
-        local`` and ``chalice.test.Client`` matches one segment per
-        parameter, so this works the same locally and deployed. ``max_depth``
-        defaults to the deepest file in the directory.
-        """
-        if self.app is None:
-            raise ValueError("register_static_routes needs the ContentManager's app")
-        if prefix is not None:
-            self.set_static_handler_prefix(prefix)
-        base = self.static_prefix
-        if max_depth is None:
-            max_depth = max(
-                (relpath.count("/") + 1 for relpath in self.static_files.files), default=1
-            )
-        for depth in range(1, max_depth + 1):
-            names = [f"p{index}" for index in range(depth)]
-            path = base + "".join(f"/{{{name}}}" for name in names)
-            self.app.route(
-                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_static_{depth}"
-            )(self._static_view(names, cache_control))
-
-    def _static_view(self, names: list[str], cache_control: str | None) -> Callable[..., Response]:
-        def view(**params: str) -> Response:
-            exchange = _current_exchange(self.app)
-            if exchange is not None:  # a file's answer: whatever a middleware read is not in it
-                exchange.resource = True
-            return self.static(
-                "/".join(params[name] for name in names), cache_control=cache_control
-            )
-
-        setattr(view, _STATIC_VIEW_ATTRIBUTE, (self._responder, tuple(names), cache_control))
-        return view
-
-    def register_not_found_routes(
-        self, template: str = "404.html", *, max_depth: int = 4, **template_kwargs: Any
-    ) -> None:
-        """Register catch-all GET/HEAD routes that render ``template`` with status 404.
-
-        API Gateway answers unknown paths with a JSON 403 of its own; these
-        routes (``/{n0}`` … ``max_depth`` segments, plus a greedy tail) make the
-        site's own 404 page show instead. API Gateway refuses two variable path
-        parts with different names under one parent: where the app already has
-        one, these routes reuse its name (``/{id}/update`` gives ``/{id}``,
-        ``/{id}/{n1}``, …), and under the app's own greedy ``{name+}`` they add
-        nothing. Call it after the app's routes (blueprints included).
-        Unknown URLs through :func:`lambda_handler` need none of these routes.
-        """
-        if self.app is None:
-            raise ValueError("register_not_found_routes needs the ContentManager's app")
-
-        # As an error page has them (``404.html`` serves abort(404) too), unless given.
-        kwargs = {"status_code": 404, "title": "404 Not Found", "description": None}
-        kwargs.update(template_kwargs)
-
-        def view(**params: str) -> Response:
-            return self.html(self.render_template(template, **kwargs), status_code=404)
-
-        for index, path in enumerate(_not_found_paths(list(_routes_of(self.app)), max_depth)):
-            self.app.route(
-                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_not_found_{index + 1}"
-            )(view)
-        if not _on_lambda():
-            _match_greedy_routes_locally()
 
 
 def _not_found_paths(routes: Iterable[str], max_depth: int) -> list[str]:
