@@ -3865,12 +3865,14 @@ class _Responder:
         self,
         app: _AppLike | None,
         statics: _StaticSite,
+        pages: _Pages,
         *,
         compress: bool,
         fixed_headers: dict[str, str],
         memo_cache_bytes: int,
     ) -> None:
         self.app = app
+        self.pages = pages  # the site's error pages (``404.html``) are templates
         self.compress = compress
         self._fixed_headers = fixed_headers
         self.static_files = statics.static_files
@@ -4511,6 +4513,7 @@ class ContentManager:
         self._responder = _Responder(
             app,
             self._statics,
+            self._pages,
             compress=compress,
             fixed_headers=_fixed_headers(self.cors_origin, security_headers),
             memo_cache_bytes=memo_cache_bytes,
@@ -4529,7 +4532,8 @@ class ContentManager:
             app, self._statics, self._pages, self._responder, self.set_static_handler_prefix
         )
         if app is not None:
-            _join_site(self)  # the app's middleware: the exchange, CSRF, sessions, privacy
+            # the app's middleware: the exchange, CSRF, sessions, privacy, error pages
+            _join_site(app, self._responder, self._visitors)
 
     # Static URLs
     static_files = _Delegate(_StaticSite)
@@ -6120,7 +6124,7 @@ def _wants_page(accept: str | None) -> bool:
     return page > 0.0 and page >= json_weight
 
 
-def _error_page_body(cm: ContentManager, status: int, description: str | None) -> str:
+def _error_page_body(pages: _Pages, status: int, description: str | None) -> str:
     """The site's ``<status>.html`` rendered, or a plain page when there is none or it fails.
 
     The template gets ``status_code``, ``title`` (``"404 Not Found"``) and
@@ -6132,7 +6136,7 @@ def _error_page_body(cm: ContentManager, status: int, description: str | None) -
     title = f"{status} {_status_phrase(status)}"
     name = f"{status}.html"
     try:
-        template = cm.load_template(name)
+        template = pages.load_template(name)
         return template.render(status_code=status, title=title, description=description)
     except TemplateNotFoundError:
         pass  # the site has no page for this status
@@ -6149,7 +6153,7 @@ def _error_page_body(cm: ContentManager, status: int, description: str | None) -
 
 
 def _error_response(
-    cm: ContentManager,
+    responder: _Responder,
     exchange: Exchange,
     status: int,
     description: str | None,
@@ -6166,11 +6170,12 @@ def _error_response(
         return Response(
             body={"Code": code, "Message": message}, status_code=status, headers=headers
         )
-    body = _error_page_body(cm, status, description)
-    return cm.answer(Offer("text/html; charset=utf-8", lambda: body), status, headers, private=True)
+    body = _error_page_body(responder.pages, status, description)
+    offer = Offer("text/html; charset=utf-8", lambda: body)
+    return responder.answer(offer, status, headers, private=True)
 
 
-def _page_for_chalice_error(cm: ContentManager, exchange: Exchange, response: Any) -> Any:
+def _page_for_chalice_error(responder: _Responder, exchange: Exchange, response: Any) -> Any:
     """Chalice's JSON error (its 404/405/415, a ``ChaliceViewError``, the 500 of an exception
     in a view, which Chalice has logged with its traceback) as the site's error page, when
     the request asks for a page; any other response as it is.
@@ -6188,7 +6193,7 @@ def _page_for_chalice_error(cm: ContentManager, exchange: Exchange, response: An
         message = body["Message"]
         description = message if isinstance(message, str) and response.status_code < 500 else None
         allow = {"Allow": response.headers["Allow"]} if "Allow" in response.headers else None
-        return _error_response(cm, exchange, response.status_code, description, allow)
+        return _error_response(responder, exchange, response.status_code, description, allow)
     return response
 
 
@@ -6243,10 +6248,10 @@ def _has_error_pages(app: Any) -> bool:
     return getattr(app, _SITE_ATTRIBUTE, None) is not None
 
 
-def _flask_response(cm: ContentManager, exchange: Exchange, response: Any) -> Any:
+def _flask_response(responder: _Responder, exchange: Exchange, response: Any) -> Any:
     """``response`` as Flask would answer: Chalice's JSON errors as pages for a browser,
     and no body for HEAD (the toolkit's middleware calls it after the view)."""
-    response = _page_for_chalice_error(cm, exchange, response)
+    response = _page_for_chalice_error(responder, exchange, response)
     return _without_body(response) if exchange.method == "HEAD" else response
 
 
@@ -6292,7 +6297,11 @@ class _RequestGlobals:
 
 
 class _Site:
-    """The managers of one app (each with its own settings) and the app's one middleware."""
+    """The managers of one app (each with its own settings) and the app's one middleware.
+
+    A manager is here as the parts the middleware uses: its responder (refusals, error
+    pages) and its visitors (CSRF, sessions).
+    """
 
     __slots__ = ("app", "gateway", "managers")
 
@@ -6300,7 +6309,7 @@ class _Site:
         self.app = app
         #: Whether this middleware also does :func:`install_gateway_support`'s (one layer less).
         self.gateway = gateway
-        self.managers: list[ContentManager] = []
+        self.managers: list[tuple[_Responder, _Visitors]] = []
 
     def middleware(self, request: Any, get_response: Callable[[Any], Any]) -> Any:
         """Build the exchange, refuse forgeries, run the view, and finish the exchange."""
@@ -6322,19 +6331,19 @@ class _Site:
         _local.exchange = exchange
         try:
             if request.context.get("resourcePath") == _UNROUTED_RESOURCE_PATH:  # lambda_handler
-                response = _error_response(self.managers[0], exchange, 404, None)
+                response = _error_response(self.managers[0][0], exchange, 404, None)
             elif exchange.method in _UNSAFE_METHODS:
                 response = self._checked(exchange, get_response)
             else:
                 response = get_response(request)
         except FormError as error:
             logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
-            response = self.managers[0]._refusal(error.status_code, error.message)
+            response = self.managers[0][0]._refusal(error.status_code, error.message)
         except HTTPError as error:  # abort()
             response = _error_response(
-                self.managers[0], exchange, error.status_code, error.description
+                self.managers[0][0], exchange, error.status_code, error.description
             )
-        response = _flask_response(self.managers[0], exchange, response)  # error pages, HEAD
+        response = _flask_response(self.managers[0][0], exchange, response)  # error pages, HEAD
         try:
             response = exchange.finish(response, _save_sessions)
         finally:
@@ -6346,17 +6355,16 @@ class _Site:
         """The view's response, unless one of the managers refuses a forgery (CSRF)."""
         request = exchange.request
         if exchange.method in _UNSAFE_METHODS and not _is_exempt(self.app, request):
-            for cm in self.managers:
-                refusal = _csrf_refusal(cm._visitors, exchange) if cm.csrf else None
+            for responder, visitors in self.managers:
+                refusal = _csrf_refusal(visitors, exchange) if visitors.csrf else None
                 if refusal is not None:
                     logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
-                    return cm._refusal(403, refusal)
+                    return responder._refusal(403, refusal)
         return get_response(request)
 
 
-def _join_site(cm: ContentManager) -> None:
-    """Add ``cm`` to its app's site, registering the site's middleware on first use."""
-    app = cm.app
+def _join_site(app: _AppLike, responder: _Responder, visitors: _Visitors) -> None:
+    """Add a manager (its parts) to ``app``'s site, registering the middleware on first use."""
     site = getattr(app, _SITE_ATTRIBUTE, None)
     if site is None:
         # One middleware for both when the gateway's is not there yet: each layer of
@@ -6368,7 +6376,7 @@ def _join_site(cm: ContentManager) -> None:
             _install_gateway(app, site.middleware)
         else:
             app.register_middleware(site.middleware, "http")
-    site.managers.append(cm)
+    site.managers.append((responder, visitors))
 
 
 def _is_exempt(app: _AppLike, request: Any) -> bool:
