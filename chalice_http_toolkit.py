@@ -76,7 +76,6 @@ __all__ = [
     "BoundedCache",
     "CloudFront",
     "ContentManager",
-    "Exchange",
     "FormData",
     "FormError",
     "FormLimits",

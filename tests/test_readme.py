@@ -403,3 +403,11 @@ def test_deploying_sets_a_region_before_chalice_package_or_deploy():
     region = steps.index("export AWS_DEFAULT_REGION=")
     assert region < steps.index("`chalice deploy --stage prod`")
     assert "`~/.aws/config`" in steps and "`.chalice/config.json` has no region setting" in steps
+
+
+def test_every_public_name_is_documented():
+    """DESIGN: every name of ``__all__`` is in the README or a docs/ page."""
+    import chalice_http_toolkit as toolkit
+
+    text = README + "".join(path.read_text() for path in sorted((ROOT / "docs").glob("*.md")))
+    assert [name for name in toolkit.__all__ if name not in text] == []
