@@ -6316,6 +6316,8 @@ class _Delegate:
     """A facade attribute that one of its parts serves: ``html = _Delegate(_Responder)``.
 
     Read on the class it is the part's own (its signature and docstring, for help()).
+    A method is bound once per manager (:func:`_bind_delegates`): calling
+    ``cm.html`` costs what calling the part's method does.
     """
 
     def __init__(self, part: type) -> None:
@@ -6328,6 +6330,21 @@ class _Delegate:
         if manager is None:
             return getattr(self.part, self.name)
         return getattr(getattr(manager, _PART_ATTRIBUTES[self.part]), self.name)
+
+
+def _bind_delegates(manager: Any) -> None:
+    """Put the parts' bound methods on ``manager`` itself (a non-data descriptor yields to them).
+
+    Only methods: a property (``session``) or a value (``static_prefix``) is read
+    from its part every time.
+    """
+    import inspect
+
+    for name, delegate in vars(type(manager)).items():
+        if isinstance(delegate, _Delegate) and inspect.isfunction(
+            inspect.getattr_static(delegate.part, name, None)
+        ):
+            manager.__dict__[name] = delegate.__get__(manager)
 
 
 class ContentManager:
@@ -6437,6 +6454,7 @@ class ContentManager:
         if app is not None:
             # the app's middleware: the exchange, CSRF, sessions, privacy, error pages
             _join_site(app, self._responder, self._visitors)
+        _bind_delegates(self)
 
     # Static URLs
     static_files = _Delegate(_StaticSite)
