@@ -391,7 +391,10 @@ def test_cli_doc_setup_transcript_is_what_setup_prints(tmp_path):
         server.stop()
     assert done.returncode == 0, done.stderr
     printed = iter(done.stdout.splitlines())
+    running = "{}.{}".format(*sys.version_info[:2])
     for line in shown:
+        if f"python{running} -m compileall" in line or "spares Lambda compiling" in line:
+            continue  # setup under the Python it writes for compiles the module itself
         if line.strip() != "...":
             assert line in printed, line  # in order: `in` consumes the iterator
 
