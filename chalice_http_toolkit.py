@@ -4015,7 +4015,6 @@ class Exchange:
     form_limits: FormLimits | None = None
     _g: Any = None
     _cookies: dict[str, str] | None = None
-    _answers: dict[int, tuple[Any, Callable[[], Any]]] | None = None
     _no_sessions: dict[Any, tuple[Session, bool]] = {}  # never written: see ``sessions``
 
     def __init__(self, request: Any) -> None:
@@ -4060,16 +4059,9 @@ class Exchange:
             return False
         if self.cookies_read:
             return True
-        for session, sent in self.sessions.values():  # noqa: SIM110 (no generator per request)
-            if sent or session.modified:
-                return True
-        return False
-
-    def remember(self, response: Any, rebuild: Callable[[], Any]) -> None:
-        """Keep how to answer privately: a 304/412 made before the request turned personal."""
-        if self._answers is None:
-            self._answers = {}
-        self._answers[id(response)] = (response, rebuild)
+        if not self.sessions:  # the common case, without a loop
+            return False
+        return any(sent or session.modified for session, sent in self.sessions.values())
 
     def finish(self, response: Any, save_sessions: Callable[[Exchange, Any], None]) -> Any:
         """The response as it leaves: sessions saved, privacy decided once, from the inputs.
@@ -4079,11 +4071,15 @@ class Exchange:
         """
         if self.sessions:
             save_sessions(self, response)
-        if not (self.is_personal() or _sets_cookie(response.headers)):
+        headers = response.headers
+        if not self.is_personal() and (
+            _PLAIN_HEADER_NAMES.issuperset(headers) or not _sets_cookie(headers)
+        ):
             return response
-        kept = self._answers.get(id(response)) if self._answers else None
-        if kept is not None and kept[0] is response and response.status_code in (304, 412):
-            private = kept[1]()  # the full answer: nobody else's copy to validate against
+        kept = getattr(response, "private_answer", None)  # a toolkit 304/412 (_Responder)
+        if kept is not None and response.status_code in (304, 412):
+            responder, offer, status, headers, cache_control, vary = kept
+            private = responder._respond(self, offer, status, headers, cache_control, vary, True)
             for name, value in response.headers.items():  # headers the view added since
                 if _header_key(private.headers, name) is None:
                     private.headers[name] = value
@@ -4645,6 +4641,10 @@ class _GatewayResponse(Response):
     (aws/chalice#1776).
     """
 
+    #: For a 304/412 of the toolkit: what answers the request in full, privately, should it
+    #: turn personal before it leaves (:meth:`Exchange.finish`).
+    private_answer: tuple[Any, ...] | None = None
+
     def to_dict(self, binary_types: list[str] | None = None) -> dict[str, Any]:
         response = super().to_dict(None)
         body = response["body"]
@@ -4696,11 +4696,15 @@ def _gateway_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any
     return _gateway_marshalled(get_response(request))
 
 
-def _accept_anything(request: Any) -> None:
-    """Give a request without ``Accept`` the ``*/*`` that RFC 9110 §12.5.1 says it means."""
-    headers = dict(request.headers.items())
+def _accept_anything(request: Any, headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Give a request without ``Accept`` the ``*/*`` that RFC 9110 §12.5.1 says it means.
+
+    ``headers``: the request's, lower-case, when the caller has them. Returns the new ones.
+    """
+    headers = dict(request.headers.items() if headers is None else headers)
     headers["accept"] = "*/*"
     request.headers = CaseInsensitiveMapping(headers)
+    return headers
 
 
 def _gateway_marshalled(response: Any) -> Any:
@@ -5243,8 +5247,7 @@ class _Pages:
         memo: tuple[Any, ...] | None = None if key is None else (filename, salt, key)
         if memo is not None:
             found = self._template_etags.get(memo)
-            if found is not _MISSING:
-                self._digest_paid(filename, salt, True)
+            if found is not _MISSING:  # (it pays when it spares a render: page(), a 304)
                 return found
         plan = self._page_plan(filename, salt)
         values: list[tuple[str, Any]] = []
@@ -5342,8 +5345,8 @@ class _Pages:
             if found is _MISSING:
                 found = _Page(self.render_template(filename, **kwargs))
                 pages.put(etag, found, cost=found.cost())
-            else:
-                self._digest_paid(filename, salt, True)
+            elif payoff is not None:  # the arguments' digest spared a render
+                payoff[1] += 1
             held.append(found)
             return found.body
 
@@ -5453,26 +5456,10 @@ class _Responder:
             debug,
         )
         response = _gateway_response(answer)
-        if exchange is not None and not answer.built and not private:  # a 304/412
-
-            def personal() -> Response:
-                return _gateway_response(
-                    _answer(
-                        method,
-                        request_headers,
-                        offer,
-                        status_code,
-                        headers,
-                        cache_control,
-                        vary,
-                        self.compress,
-                        True,
-                        self._fixed_headers,
-                        debug,
-                    )
-                )
-
-            exchange.remember(response, personal)
+        if answer.status in (304, 412) and not private:
+            # How to answer in full and privately, should the request turn personal
+            # after this (a view that reads the session after calling cf.template).
+            response.private_answer = (self, offer, status_code, headers, cache_control, vary)
         return response
 
     def _request_parts(self) -> tuple[str, Mapping[str, str]]:
@@ -6217,8 +6204,7 @@ class _Site:
         elif exchange.active:  # a Blueprint's site inside its app's: its managers' checks only
             return self._checked(exchange, get_response)
         if self.gateway and "accept" not in exchange.headers:
-            _accept_anything(request)
-            exchange.headers = _lower_case_headers(request.headers)
+            exchange.headers = _accept_anything(request, exchange.headers)
         exchange.active = True
         _local.exchange = exchange
         try:
@@ -6235,13 +6221,16 @@ class _Site:
             response = _error_response(
                 self.managers[0][0], exchange, error.status_code, error.description
             )
-        response = _flask_response(self.managers[0][0], exchange, response)  # error pages, HEAD
+        if response.status_code >= 400 or exchange.method == "HEAD":  # error pages, HEAD
+            response = _flask_response(self.managers[0][0], exchange, response)
         try:
             response = exchange.finish(response, _save_sessions)
         finally:
             exchange.active = False
             _local.exchange = None
-        return _gateway_marshalled(response) if self.gateway else response
+        if self.gateway and type(response) is not _GatewayResponse:
+            return _gateway_marshalled(response)
+        return response
 
     def _checked(self, exchange: Exchange, get_response: Callable[[Any], Any]) -> Any:
         """The view's response, unless one of the managers refuses a forgery (CSRF)."""
@@ -6717,8 +6706,10 @@ class CloudFront:
             (),
             private,
         )
-        if response.status_code == 304:
-            cm._pages._digest_paid(filename, salt, True)
+        if response.status_code == 304:  # the arguments' digest spared a render
+            payoff = cm._pages._digest_payoff.get((filename, salt))
+            if payoff is not None:
+                payoff[1] += 1
         return response
 
     def static(
