@@ -9,10 +9,8 @@ Gateway REST: the 2.0 ``cookies`` array becomes the request's Cookie header, eac
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from chalice import Chalice
 from frontdoor_events import (
     FUNCTION_URL_HOST,
     alb_event,
@@ -21,40 +19,17 @@ from frontdoor_events import (
     v2_event,
 )
 
-from chalice_http_toolkit import CloudFront, ContentManager, lambda_handler, set_cookie
+from chalice_http_toolkit import lambda_handler
 
-SECRET = "a test key that is long enough to sign sessions"
+from sites import SECRET_KEY, build_app
+
 ORIGIN = f"https://{FUNCTION_URL_HOST}"
 
 
 @pytest.fixture
-def handler(tmp_path: Path):
-    templates, static = tmp_path / "templates", tmp_path / "static"
-    templates.mkdir()
-    static.mkdir()
-    (templates / "form.html").write_text(
-        "{% for m in get_flashed_messages() %}<p>{{ m }}</p>{% endfor %}"
-        '<input name="csrf_token" value="{{ csrf_token() }}">'
-    )
-    app = Chalice(app_name="doors")
-    cm = ContentManager(str(templates), str(static), app, secret_key=SECRET)
-    cf = CloudFront(cm, app)
-
-    @app.route("/form", methods=["GET"])
-    def show():
-        return cf.template("form.html")
-
-    @app.route("/form", methods=["POST"], content_types=["application/x-www-form-urlencoded"])
-    def post():
-        cm.flash(f"hello {cm.form().get('name')}")
-        return cm.redirect("/form", 303)
-
-    @app.route("/two-cookies", methods=["GET"])
-    def two_cookies():
-        response = cm.html("<p>two</p>")
-        set_cookie(response, "a", "1")
-        return set_cookie(response, "b", "2", httponly=False)
-
+def handler(site):
+    """The site's app with its interactive half (tests/sites.py ``add_forms``)."""
+    app, _, _ = build_app(*site, secret_key=SECRET_KEY)
     return lambda_handler(app)
 
 
@@ -70,29 +45,29 @@ def test_a_form_post_with_its_session_through_a_function_url(handler):
     session = _session(page.set_cookies)
     token = re.search(rb'value="([^"]+)"', page.body)[1].decode()
 
-    body = form({"name": "Zo\u00eb", "csrf_token": token})
+    body = form({"message": "hello Zo\u00eb", "csrf_token": token})
     headers = {"content-type": "application/x-www-form-urlencoded", "origin": ORIGIN}
     posted = deliver_v2(
-        handler(v2_event("POST", "/form", headers, cookies=[session], body=body), None)
+        handler(v2_event("POST", "/flash", headers, cookies=[session], body=body), None)
     )
     assert (posted.status, posted.headers["location"]) == (303, "/form")
 
     shown = deliver_v2(
         handler(v2_event("GET", "/form", cookies=[_session(posted.set_cookies)]), None)
     )
-    assert "<p>hello Zoë</p>" in shown.body.decode()
+    assert "<p class=flash>hello Zoë</p>" in shown.body.decode()
 
 
 def test_a_cross_site_post_through_a_function_url_is_refused(handler):
     page = deliver_v2(handler(v2_event("GET", "/form"), None))
     token = re.search(rb'value="([^"]+)"', page.body)[1].decode()
-    body = form({"name": "x", "csrf_token": token})
+    body = form({"message": "x", "csrf_token": token})
     headers = {
         "content-type": "application/x-www-form-urlencoded",
         "origin": "https://attacker.example",
         "sec-fetch-site": "cross-site",
     }
-    event = v2_event("POST", "/form", headers, cookies=[_session(page.set_cookies)], body=body)
+    event = v2_event("POST", "/flash", headers, cookies=[_session(page.set_cookies)], body=body)
     assert deliver_v2(handler(event, None)).status == 403
 
 

@@ -11,99 +11,19 @@ import logging
 import re
 
 import pytest
-from chalice import Chalice
 from chalice.test import Client
 
-from chalice_http_toolkit import (
-    SESSION_COOKIE_LIMIT,
-    CloudFront,
-    ContentManager,
-    SessionTooLargeError,
-)
+from chalice_http_toolkit import SESSION_COOKIE_LIMIT
 
-KEY = "k7Qx2-Lm9vRt4YbN8cWz1Hs6JdPf3GaE0uKo5iXq"
-URLENCODED = "application/x-www-form-urlencoded"
+from sites import SECRET_KEY, URLENCODED, build_app, write_site
+
 SAME_ORIGIN = {"Host": "www.example.com", "Origin": "https://www.example.com"}
-TEMPLATES = {
-    "form.html": (
-        '<form method="post"><input name="csrf_token" value="{{ csrf_token() }}"></form>'
-        "{% for m in get_flashed_messages() %}<p class=flash>{{ m }}</p>{% endfor %}"
-    ),
-    "plain.html": "<h1>{{ title }}</h1>",
-}
-USERS = {"ada": {"generation": 0}}  # what an app keeps per user (a table, in real life)
 
 
 def build(tmp_path, **options):
-    for name, text in TEMPLATES.items():
-        (tmp_path / name).write_text(text)
-    app = Chalice(app_name="hostile-sessions")
-    options.setdefault("secret_key", KEY)
-    cm = ContentManager(str(tmp_path), str(tmp_path), app, **options)
-    cf = CloudFront(cm, app)
-
-    @app.route("/form")
-    def form_page():
-        return cf.template("form.html")
-
-    @app.route("/flash", methods=["POST"], content_types=[URLENCODED])
-    def flash():
-        for message in cm.form().getlist("message"):
-            cm.flash(message)
-        return cm.redirect("/form", 303)
-
-    @app.route("/fill/{size}")
-    def fill(size):
-        try:
-            cm.session["blob"] = "x" * int(size)
-        except SessionTooLargeError as error:
-            return cm.json({"error": str(error)})
-        return cm.json({"error": None})
-
-    @app.route("/login", methods=["POST"], content_types=[URLENCODED])
-    def login():
-        user = cm.form()["user"]
-        cm.session.regenerate()
-        cm.session["user"] = user
-        cm.session["generation"] = USERS[user]["generation"]
-        return cm.redirect("/form", 303)
-
-    @app.route("/logout", methods=["POST"], content_types=[URLENCODED])
-    def logout():
-        user = current_user()
-        if user is not None:
-            USERS[user]["generation"] += 1  # every cookie issued before is refused from now on
-        cm.session.clear()
-        return cm.redirect("/form", 303)
-
-    @app.route("/me")
-    def me():
-        return cm.json({"user": current_user()})
-
-    def current_user():
-        user = cm.session.get("user")
-        if user is None or cm.session.get("generation") != USERS[user]["generation"]:
-            return None
-        return user
-
-    @app.route("/public")
-    def public():
-        return cf.template("plain.html", title="Hello")
-
-    @app.route("/personal")
-    def personal():
-        cm.session.get("user")  # reads the session: the answer is this visitor's
-        return cf.template("plain.html", title="Hello")
-
-    @app.route("/asset")
-    def asset():
-        return cf.asset(lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 32, lambda: "v1")
-
-    @app.route("/personal-asset")
-    def personal_asset():
-        cm.cookies()
-        return cf.asset(lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 32, lambda: "v1")
-
+    """The site's app with its interactive half (tests/sites.py ``add_forms``)."""
+    options.setdefault("secret_key", SECRET_KEY)
+    app, cm, _ = build_app(*write_site(tmp_path / "site"), **options)
     return app, cm
 
 
@@ -170,7 +90,7 @@ def test_a_csrf_token_cut_short_or_changed_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("path", "public_path"), [("/personal", "/public"), ("/personal-asset", "/asset")]
+    ("path", "public_path"), [("/personal", "/"), ("/personal-asset", "/asset")]
 )
 def test_a_session_reading_request_is_never_answered_304(tmp_path, path, public_path):
     """Regression: a request that read the session, with a matching If-None-Match, got a 304."""
@@ -261,7 +181,6 @@ def test_login_regenerates_the_session_and_its_csrf_token(tmp_path):
 
 def test_a_per_user_generation_revokes_cookies_issued_before_a_logout(tmp_path):
     """The scheme docs/security.md describes: a copied cookie dies at the logout."""
-    USERS["ada"]["generation"] = 0
     app, _ = build(tmp_path)
     with Client(app) as client:
         page = client.http.get("/form")
