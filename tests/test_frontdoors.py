@@ -1,9 +1,11 @@
 """lambda_handler: HTTP APIs, Function URLs and ALBs in front of a Chalice app.
 
-Every front door gets the same requests through ``lambda_handler(app)``: a page, a 304,
-an image for Chrome's Accept, two cookies, a POSTed form, a 404, a binary round trip.
-The events and the delivery rules are in ``frontdoor_events.py`` (after AWS's
-documentation); REST goes through ``apigw.py``'s model of API Gateway.
+Sections: every front door gets the same requests (a page, a 304, an image for
+Chrome's Accept, two cookies, a POSTed form, a 404, a binary round trip); the site's
+forms and sessions through the doors; CloudFront in front of a Function URL; static
+files answered before Chalice runs. The events and the delivery rules are in
+``frontdoor_events.py`` (after AWS's documentation); REST goes through ``apigw.py``'s
+model of API Gateway.
 """
 
 from __future__ import annotations
@@ -14,16 +16,34 @@ import io
 import json
 import logging
 import os
+import re
+from email.utils import formatdate
 from urllib.parse import parse_qs
 
 import pytest
-from frontdoor_events import Delivered, alb_event, deliver_alb, deliver_v2, form, v2_event
+from chalice import Chalice
+from frontdoor_events import (
+    FUNCTION_URL_HOST,
+    Delivered,
+    alb_event,
+    deliver_alb,
+    deliver_v2,
+    form,
+    v2_event,
+)
+from test_cloudfront import cfn_lint
 
 import chalice_http_toolkit as toolkit
+import cli
+from chalice_http_toolkit import lambda_handler
 
+from apigw import Delivered as OriginReply
 from apigw import deliver as deliver_rest
 from apigw import lambda_context, make_event
-from conftest import build_app, write_site
+from cdn_model import CloudFrontModel, SimClock
+from sites import SECRET_KEY, build_app, write_site
+
+# == Every front door, the same requests ===================================================
 
 CHROME_IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 SECRET = "s3cr3t-origin-value-0123456789"
@@ -499,3 +519,442 @@ def test_a_function_url_request_cannot_pose_as_the_keep_warm(tmp_path, monkeypat
     admitted = v2_event("GET", path, {"x-origin-verify": SECRET})
     assert deliver_v2(handler(admitted, lambda_context())).status == 404
     assert primed == []
+
+
+# == Forms, cookies and sessions through the doors =========================================
+# Forms, cookies and sessions through every front door (lambda_handler).
+#
+# A site's interactive half must work behind a Function URL or an ALB as behind API
+# Gateway REST: the 2.0 ``cookies`` array becomes the request's Cookie header, each
+# ``set_cookie`` becomes its own entry of the response's ``cookies`` (ALB: its own
+# ``Set-Cookie`` value), and the CSRF check sees the viewer's host.
+
+ORIGIN = f"https://{FUNCTION_URL_HOST}"
+
+
+@pytest.fixture
+def handler(site):
+    """The site's app with its interactive half (tests/sites.py ``add_forms``)."""
+    app, _, _ = build_app(*site, secret_key=SECRET_KEY)
+    return lambda_handler(app)
+
+
+def _session(set_cookies: list[str]) -> str:
+    [session] = [c.split(";")[0] for c in set_cookies if c.startswith("session=")]
+    return session
+
+
+def test_a_form_post_with_its_session_through_a_function_url(handler):
+    page = deliver_v2(handler(v2_event("GET", "/form"), None))
+    assert page.status == 200 and page.headers["cache-control"] == "private, no-store"
+    assert "set-cookie" not in page.headers  # cookies travel in the 2.0 cookies array
+    session = _session(page.set_cookies)
+    token = re.search(rb'value="([^"]+)"', page.body)[1].decode()
+
+    body = form({"message": "hello Zo\u00eb", "csrf_token": token})
+    headers = {"content-type": "application/x-www-form-urlencoded", "origin": ORIGIN}
+    posted = deliver_v2(
+        handler(v2_event("POST", "/flash", headers, cookies=[session], body=body), None)
+    )
+    assert (posted.status, posted.headers["location"]) == (303, "/form")
+
+    shown = deliver_v2(
+        handler(v2_event("GET", "/form", cookies=[_session(posted.set_cookies)]), None)
+    )
+    assert "<p class=flash>hello Zoë</p>" in shown.body.decode()
+
+
+def test_a_cross_site_post_through_a_function_url_is_refused(handler):
+    page = deliver_v2(handler(v2_event("GET", "/form"), None))
+    token = re.search(rb'value="([^"]+)"', page.body)[1].decode()
+    body = form({"message": "x", "csrf_token": token})
+    headers = {
+        "content-type": "application/x-www-form-urlencoded",
+        "origin": "https://attacker.example",
+        "sec-fetch-site": "cross-site",
+    }
+    event = v2_event("POST", "/flash", headers, cookies=[_session(page.set_cookies)], body=body)
+    assert deliver_v2(handler(event, None)).status == 403
+
+
+def test_each_cookie_is_its_own_entry_through_a_function_url(handler):
+    delivered = deliver_v2(handler(v2_event("GET", "/two-cookies"), None))
+    assert [c.split(";")[0] for c in delivered.set_cookies] == ["a=1", "b=2"]
+    assert "HttpOnly" in delivered.set_cookies[0] and "HttpOnly" not in delivered.set_cookies[1]
+
+
+def test_each_cookie_is_its_own_set_cookie_through_an_alb(handler):
+    result = handler(alb_event("GET", "/two-cookies", multi_value=True), None)
+    headers = {name.lower(): values for name, values in result["multiValueHeaders"].items()}
+    assert [c.split(";")[0] for c in headers["set-cookie"]] == ["a=1", "b=2"]
+
+
+def test_an_alb_without_multi_value_headers_keeps_one_cookie_and_says_so(handler, caplog):
+    result = handler(alb_event("GET", "/two-cookies"), None)
+    assert [n for n in result["headers"] if n.lower() == "set-cookie"] == ["Set-Cookie"]
+    assert "multi_value_headers.enabled" in caplog.text
+
+
+# == CloudFront in front of a Function URL =================================================
+# `cli.py cloudfront --origin function-url`: CloudFront in front of a Function URL.
+#
+# The template lints clean, names the Function URL as a custom HTTPS origin and adds the
+# origin secret header that ``lambda_handler`` checks; through the CloudFront model,
+# pages are served and revalidated, while a request that bypasses CloudFront is a 403.
+
+
+def distribution(template: dict) -> dict:
+    return template["Resources"]["Distribution"]["Properties"]["DistributionConfig"]
+
+
+def test_function_url_origin_shape():
+    template = cli.cloudfront_template(origin="function-url")
+    origin, static_origin = distribution(template)["Origins"]  # pages, static files
+    assert static_origin["OriginCustomHeaders"] == origin["OriginCustomHeaders"]
+    assert static_origin["DomainName"] == origin["DomainName"]
+    assert origin["DomainName"] == {"Ref": "FunctionUrlDomain"}
+    assert "OriginPath" not in origin  # a Function URL has no stage in its path
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert origin["OriginCustomHeaders"] == [
+        {"HeaderName": "X-Origin-Verify", "HeaderValue": {"Ref": "OriginSecret"}}
+    ]
+    assert cli.ORIGIN_SECRET_HEADER == toolkit.ORIGIN_SECRET_HEADER
+    parameters = template["Parameters"]
+    assert parameters["OriginSecret"]["NoEcho"] is True
+    assert parameters["OriginSecret"]["MinLength"] == 16
+    assert not {"RestApiId", "ApiRegion", "Stage"} & set(parameters)
+    assert "Conditions" not in template
+    # Host is never forwarded: a Function URL answers only to its own host name.
+    policy = template["Resources"]["PageOriginRequestPolicy"]["Properties"]
+    assert "Host" not in policy["OriginRequestPolicyConfig"]["HeadersConfig"]["Headers"]
+
+
+def test_rest_api_origin_is_unchanged_by_default():
+    assert cli.cloudfront_template() == cli.cloudfront_template(origin="rest-api")
+    for origin in distribution(cli.cloudfront_template())["Origins"]:
+        assert "OriginCustomHeaders" not in origin
+
+
+def test_unknown_origin_is_a_value_error():
+    with pytest.raises(ValueError, match="function-url"):
+        cli.cloudfront_template(origin="s3")
+
+
+def test_function_url_template_passes_cfn_lint(tmp_path):
+    path = tmp_path / "function-url.json"
+    assert cli.main(["cloudfront", "--origin", "function-url", "-o", str(path)]) == 0
+    done = cfn_lint(path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_cloudfront_origin_option(run):
+    done = run("cloudfront", "--origin", "function-url")
+    assert done.code == 0
+    assert json.loads(done.stdout)["Parameters"]["FunctionUrlDomain"]
+    bad = run("cloudfront", "--origin", "s3")
+    assert bad.code == 2
+    assert "invalid choice" in bad.stderr
+
+
+class FunctionUrlOrigin:
+    """The origin as CloudFront reaches it: the template's custom headers, a 2.0 event."""
+
+    def __init__(self, app, template: dict, clock: SimClock) -> None:
+        self.handler = toolkit.lambda_handler(app, origin_secret=SECRET)
+        origin = distribution(template)["Origins"][0]
+        parameters = {"OriginSecret": SECRET}
+        self.custom = {
+            header["HeaderName"].lower(): parameters[header["HeaderValue"]["Ref"]]
+            for header in origin["OriginCustomHeaders"]
+        }
+        self.clock = clock
+        self.statuses: list[int] = []
+
+    def __call__(self, url: str, headers: dict[str, str]) -> OriginReply:
+        event = v2_event("GET", url, {**headers, **self.custom})
+        got = deliver_v2(self.handler(event, lambda_context()))
+        self.statuses.append(got.status)
+        out = dict(got.headers)
+        out["content-length"] = str(len(got.body))
+        out["date"] = formatdate(self.clock(), usegmt=True)
+        return OriginReply(got.status, out, got.body)
+
+
+def test_pages_through_cloudfront_to_a_function_url(site_app):
+    app, _cm, _cf = site_app
+    template = cli.cloudfront_template(origin="function-url")
+    clock = SimClock()
+    origin = FunctionUrlOrigin(app, template, clock)
+    cdn = CloudFrontModel(template, origin, clock)
+    viewer = {"accept": "text/html", "accept-encoding": "gzip, br"}
+    first = cdn.request("/", viewer)
+    clock.now += 60
+    again = cdn.request("/", viewer)
+    css = cdn.request("/static/css/site.css", {"accept": "text/css"})
+    assert (first.status, first.source) == (200, "Miss")
+    assert (again.status, again.source) == (200, "StaleHit")  # 304 in the background
+    assert b"Home" in again.content
+    assert css.status == 200
+    assert origin.statuses == [200, 304, 200]
+
+
+def test_a_request_that_bypasses_cloudfront_is_refused(site_app):
+    app, _cm, _cf = site_app
+    handler = toolkit.lambda_handler(app, origin_secret=SECRET)
+    got = deliver_v2(handler(v2_event("GET", "/", {"accept": "text/html"}), lambda_context()))
+    assert got.status == 403
+    assert b"Home" not in got.body
+
+
+# == Static files and the keep-warm before Chalice =========================================
+# lambda_handler answers static files and the keep-warm payload before Chalice runs.
+#
+# A Function URL (or HTTP API) request for a file of ``register_static_routes`` is answered
+# from the static index; every such answer must be the one Chalice's route gives for the
+# same event, header by header and byte by byte. Whether Chalice ran is seen on
+# ``app.current_request``, which Chalice sets for every request it handles.
+
+CSS_ACCEPT = "text/css,*/*;q=0.1"
+NOT_CHALICE = object()
+
+
+def chalice_answer(app, event):
+    """What the handler answers when Chalice routes the event (the long way)."""
+    rest = toolkit._event_from_v2(event, toolkit._route_table(app))
+    return toolkit._in_format("v2", event, app(rest, lambda_context()))
+
+
+def door_answer(app, event):
+    """What ``lambda_handler(app)`` answers, and whether Chalice ran for it."""
+    app.current_request = NOT_CHALICE
+    answer = toolkit.lambda_handler(app)(event, lambda_context())
+    return answer, app.current_request is not NOT_CHALICE
+
+
+@pytest.fixture(
+    params=[{}, {"security_headers": True, "cors": "https://shop.example"}, {"cors": True}],
+    ids=["plain", "security-and-named-origin", "cors-star"],
+)
+def static_app(tmp_path, request):
+    templates, static = write_site(tmp_path / "site")
+    (static / "img").mkdir()
+    (static / "img" / "pixel.png").write_bytes(
+        bytes.fromhex(
+            "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+            "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+        )
+    )
+    app, cm, _cf = build_app(templates, static, **request.param)
+    return app, cm
+
+
+def first_etag(app, path, headers=None):
+    answer, _ = door_answer(app, v2_event("GET", path, headers or {}))
+    return answer["headers"]["ETag"]
+
+
+def assert_same(app, event):
+    answer, chalice_ran = door_answer(app, event)
+    assert not chalice_ran, "the static door let Chalice answer"
+    expected = chalice_answer(app, event)
+    assert list(answer["headers"].items()) == list(expected["headers"].items())
+    assert answer == expected
+    json.dumps(answer)
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/static/css/site.css", {"accept": CSS_ACCEPT}),
+        ("/static/css/site.css", {"accept": CSS_ACCEPT, "accept-encoding": "gzip, br"}),
+        ("/static/js/vendor/lib.mjs", {"accept-encoding": "gzip"}),
+        ("/static/robots.txt", {}),
+        ("/static/data.bin", {"accept": "*/*"}),
+        ("/static/noext", {}),
+        ("/static/css/site.css", {"range": "bytes=0-9"}),
+        ("/static/css/site.css", {"range": "bytes=99999-"}),
+        ("/static/css/site.css", {"range": "bytes=0-9", "if-range": '"stale"'}),
+        ("/static/css/s%69te.css", {}),
+    ],
+    ids=[
+        "css",
+        "css-gzip",
+        "nested-gzip",
+        "text",
+        "binary",
+        "sniffed",
+        "range",
+        "range-416",
+        "if-range-stale",
+        "encoded-segment",
+    ],
+)
+def test_a_static_file_is_answered_as_the_chalice_route_answers(static_app, path, headers):
+    app, _cm = static_app
+    answer = assert_same(app, v2_event("GET", path, headers))
+    assert answer["statusCode"] in (200, 206, 416)
+
+
+@pytest.mark.parametrize("gzip", [False, True], ids=["identity", "gzip"])
+def test_a_static_304_is_answered_as_the_chalice_route_answers(static_app, gzip):
+    app, _cm = static_app
+    headers = {"accept-encoding": "gzip"} if gzip else {}
+    etag = first_etag(app, "/static/css/site.css", headers)
+    answer = assert_same(
+        app, v2_event("GET", "/static/css/site.css", {**headers, "if-none-match": etag})
+    )
+    assert answer["statusCode"] == 304
+    assert answer["body"] == ""
+
+
+def test_head_gets_the_headers_of_get_and_no_body(static_app):
+    app, _cm = static_app
+    answer = assert_same(app, v2_event("HEAD", "/static/css/site.css", {}))
+    assert answer["statusCode"] == 200
+    assert answer["body"] == ""
+    assert answer["headers"]["Content-Type"].startswith("text/css")
+
+
+def test_a_fingerprinted_url_is_immutable_through_the_door(static_app):
+    app, cm = static_app
+    url = cm.static_url("css/site.css")
+    answer = assert_same(app, v2_event("GET", url, {}))
+    assert answer["headers"]["Cache-Control"] == toolkit.IMMUTABLE_CACHE_CONTROL
+
+
+def test_an_http_api_stage_and_a_prefix_of_its_own(tmp_path):
+    templates, static = write_site(tmp_path / "site")
+    app = Chalice(app_name="assets")
+    cm = toolkit.ContentManager(str(templates), str(static), app, security_headers=True)
+    cm.register_static_routes("/assets", cache_control="public, max-age=60")
+    event = v2_event("GET", "/assets/css/site.css", {}, function_url=False, stage="prod")
+    answer = assert_same(app, event)
+    assert answer["headers"]["Cache-Control"] == "public, max-age=60"
+    assert "Strict-Transport-Security" in answer["headers"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/static/missing.css", {}),
+        ("GET", "/static/img/pixel.png", {"accept": "image/webp,*/*"}),
+        ("GET", "/static/css/site.css", {"content-type": "text/plain"}),
+        ("POST", "/static/css/site.css", {}),
+        ("GET", "/static/css/%2e%2e/robots.txt", {}),
+        ("GET", "/page/static", {}),
+    ],
+    ids=["not-in-index", "negotiated-image", "body-type", "post", "encoded-dots", "other-route"],
+)
+def test_what_the_index_cannot_answer_goes_through_chalice(static_app, method, path, headers):
+    app, _cm = static_app
+    event = v2_event(method, path, headers)
+    answer, chalice_ran = door_answer(app, event)
+    assert chalice_ran
+    assert answer == chalice_answer(app, event)
+
+
+def test_an_app_with_a_middleware_of_its_own_sees_static_requests(static_app):
+    app, _cm = static_app
+    seen = []
+
+    @app.middleware("http")
+    def count(event, get_response):
+        seen.append(event.path)
+        return get_response(event)
+
+    answer, chalice_ran = door_answer(app, v2_event("GET", "/static/css/site.css", {}))
+    assert chalice_ran
+    assert seen == ["/static/{p0}/{p1}"]
+    assert answer["statusCode"] == 200
+
+
+def test_a_route_of_the_app_under_the_prefix_wins_as_in_chalice(tmp_path):
+    templates, static = write_site(tmp_path / "site")
+    app, _cm, _cf = build_app(templates, static)
+
+    @app.route("/static/robots.txt")
+    def robots():
+        return {"mine": True}
+
+    answer, chalice_ran = door_answer(app, v2_event("GET", "/static/robots.txt", {}))
+    assert chalice_ran
+    assert json.loads(answer["body"]) == {"mine": True}
+
+
+def test_the_keep_warm_payload_is_answered_before_chalice(tmp_path):
+    templates, static = write_site(tmp_path / "site")
+    app, _cm, _cf = build_app(templates, static, keep_warm={})
+    handler = toolkit.lambda_handler(app)
+    long_way = app(toolkit.keep_warm_event(), lambda_context())
+
+    app.current_request = NOT_CHALICE
+    answer = handler(toolkit.keep_warm_event(), lambda_context())
+
+    assert app.current_request is NOT_CHALICE
+    assert answer["statusCode"] == long_way["statusCode"] == 200
+    assert answer["headers"] == long_way["headers"]
+    assert answer["multiValueHeaders"] == long_way["multiValueHeaders"]
+    assert json.loads(answer["body"]).keys() == json.loads(long_way["body"]).keys()
+    assert json.loads(answer["body"])["warm"] is True
+
+
+def test_without_a_keep_warm_schedule_the_payload_still_goes_to_chalice(tmp_path):
+    templates, static = write_site(tmp_path / "site")
+    app, _cm, _cf = build_app(templates, static)
+    app.current_request = NOT_CHALICE
+    toolkit.lambda_handler(app)(toolkit.keep_warm_event(), lambda_context())
+    assert app.current_request is not NOT_CHALICE
+
+
+def test_a_route_or_middleware_added_after_the_first_request_is_honoured(tmp_path):
+    templates, static = write_site(tmp_path / "site")
+    app, _cm, _cf = build_app(templates, static)
+    event = v2_event("GET", "/static/robots.txt", {})
+    assert door_answer(app, event)[1] is False  # answered by the door, path remembered
+
+    @app.route("/static/robots.txt")
+    def robots():
+        return {"mine": True}
+
+    answer, chalice_ran = door_answer(app, event)
+    assert chalice_ran
+    assert json.loads(answer["body"]) == {"mine": True}
+
+    seen = []
+
+    @app.middleware("http")
+    def count(event, get_response):
+        seen.append(event.path)
+        return get_response(event)
+
+    assert door_answer(app, v2_event("GET", "/static/css/site.css", {}))[1] is True
+    assert seen == ["/static/{p0}/{p1}"]
+
+
+def test_chalice_cors_on_the_static_routes_goes_through_chalice(tmp_path):
+    templates, static = write_site(tmp_path / "site")
+    app = Chalice(app_name="cors")
+    app.api.cors = True  # Chalice's own CORS, set before the routes: Chalice adds its headers
+    cm = toolkit.ContentManager(str(templates), str(static), app)
+    cm.register_static_routes()
+    event = v2_event("GET", "/static/css/site.css", {})
+    answer, chalice_ran = door_answer(app, event)
+    assert chalice_ran
+    assert answer["headers"]["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_remembered_route_hands_every_request_its_own_path_parameters(tmp_path):
+    app = Chalice(app_name="params")
+
+    @app.route("/items/{item}")
+    def item(item):
+        app.current_request.uri_params["item"] += "!"  # a view that writes to them
+        return {"item": app.current_request.uri_params["item"]}
+
+    handler = toolkit.lambda_handler(app)
+    answers = [
+        json.loads(handler(v2_event("GET", "/items/a%20b"), lambda_context())["body"])
+        for _ in range(3)
+    ]
+    assert answers == [{"item": "a b!"}] * 3
