@@ -2,10 +2,10 @@
 
 Sections: every front door gets the same requests (a page, a 304, an image for
 Chrome's Accept, two cookies, a POSTed form, a 404, a binary round trip); the site's
-forms and sessions through the doors; CloudFront in front of a Function URL; static
-files answered before Chalice runs. The events and the delivery rules are in
-``frontdoor_events.py`` (after AWS's documentation); REST goes through ``apigw.py``'s
-model of API Gateway.
+forms and sessions through the doors; CloudFront in front of a Function URL. Static
+files answered before Chalice runs are in test_frontdoors_static.py (docs name it).
+The events and the delivery rules are in ``frontdoor_events.py`` (after AWS's
+documentation); REST goes through ``apigw.py``'s model of API Gateway.
 """
 
 from __future__ import annotations
@@ -263,7 +263,6 @@ def test_the_sites_404_page_through_the_greedy_tail(front_app, door):
 
 @pytest.mark.parametrize("door", [d for d in DOORS if d != "rest"])
 def test_a_path_no_route_matches_is_a_404(door):
-    from chalice import Chalice
 
     app = Chalice(app_name="bare")
 
@@ -322,7 +321,6 @@ def test_encoded_path_parameters_reach_the_view_decoded(front_app, door):
 
 def test_http_api_paths_arrive_decoded():
     # HTTP APIs decode rawPath before invoking; it is not decoded a second time.
-    from chalice import Chalice
 
     app = Chalice(app_name="paths")
 
@@ -438,7 +436,7 @@ def test_a_malformed_event_is_a_logged_400(front_app, caplog, event):
 
 
 def test_an_alb_response_over_one_megabyte_is_a_clear_error(caplog):
-    from chalice import Chalice, Response
+    from chalice import Response
 
     app = Chalice(app_name="big")
 
@@ -492,7 +490,6 @@ def test_no_origin_secret_configured_admits_everything(front_app, monkeypatch):
 
 
 def test_a_short_origin_secret_is_refused():
-    from chalice import Chalice
 
     with pytest.raises(ValueError, match="16 characters"):
         toolkit.lambda_handler(Chalice(app_name="x"), origin_secret="short")
@@ -704,257 +701,3 @@ def test_a_request_that_bypasses_cloudfront_is_refused(site_app):
     got = deliver_v2(handler(v2_event("GET", "/", {"accept": "text/html"}), lambda_context()))
     assert got.status == 403
     assert b"Home" not in got.body
-
-
-# == Static files and the keep-warm before Chalice =========================================
-# lambda_handler answers static files and the keep-warm payload before Chalice runs.
-#
-# A Function URL (or HTTP API) request for a file of ``register_static_routes`` is answered
-# from the static index; every such answer must be the one Chalice's route gives for the
-# same event, header by header and byte by byte. Whether Chalice ran is seen on
-# ``app.current_request``, which Chalice sets for every request it handles.
-
-CSS_ACCEPT = "text/css,*/*;q=0.1"
-NOT_CHALICE = object()
-
-
-def chalice_answer(app, event):
-    """What the handler answers when Chalice routes the event (the long way)."""
-    rest = toolkit._event_from_v2(event, toolkit._route_table(app))
-    return toolkit._in_format("v2", event, app(rest, lambda_context()))
-
-
-def door_answer(app, event):
-    """What ``lambda_handler(app)`` answers, and whether Chalice ran for it."""
-    app.current_request = NOT_CHALICE
-    answer = toolkit.lambda_handler(app)(event, lambda_context())
-    return answer, app.current_request is not NOT_CHALICE
-
-
-@pytest.fixture(
-    params=[{}, {"security_headers": True, "cors": "https://shop.example"}, {"cors": True}],
-    ids=["plain", "security-and-named-origin", "cors-star"],
-)
-def static_app(tmp_path, request):
-    templates, static = write_site(tmp_path / "site")
-    (static / "img").mkdir()
-    (static / "img" / "pixel.png").write_bytes(
-        bytes.fromhex(
-            "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-            "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
-        )
-    )
-    app, cm, _cf = build_app(templates, static, **request.param)
-    return app, cm
-
-
-def first_etag(app, path, headers=None):
-    answer, _ = door_answer(app, v2_event("GET", path, headers or {}))
-    return answer["headers"]["ETag"]
-
-
-def assert_same(app, event):
-    answer, chalice_ran = door_answer(app, event)
-    assert not chalice_ran, "the static door let Chalice answer"
-    expected = chalice_answer(app, event)
-    assert list(answer["headers"].items()) == list(expected["headers"].items())
-    assert answer == expected
-    json.dumps(answer)
-    return answer
-
-
-@pytest.mark.parametrize(
-    ("path", "headers"),
-    [
-        ("/static/css/site.css", {"accept": CSS_ACCEPT}),
-        ("/static/css/site.css", {"accept": CSS_ACCEPT, "accept-encoding": "gzip, br"}),
-        ("/static/js/vendor/lib.mjs", {"accept-encoding": "gzip"}),
-        ("/static/robots.txt", {}),
-        ("/static/data.bin", {"accept": "*/*"}),
-        ("/static/noext", {}),
-        ("/static/css/site.css", {"range": "bytes=0-9"}),
-        ("/static/css/site.css", {"range": "bytes=99999-"}),
-        ("/static/css/site.css", {"range": "bytes=0-9", "if-range": '"stale"'}),
-        ("/static/css/s%69te.css", {}),
-    ],
-    ids=[
-        "css",
-        "css-gzip",
-        "nested-gzip",
-        "text",
-        "binary",
-        "sniffed",
-        "range",
-        "range-416",
-        "if-range-stale",
-        "encoded-segment",
-    ],
-)
-def test_a_static_file_is_answered_as_the_chalice_route_answers(static_app, path, headers):
-    app, _cm = static_app
-    answer = assert_same(app, v2_event("GET", path, headers))
-    assert answer["statusCode"] in (200, 206, 416)
-
-
-@pytest.mark.parametrize("gzip", [False, True], ids=["identity", "gzip"])
-def test_a_static_304_is_answered_as_the_chalice_route_answers(static_app, gzip):
-    app, _cm = static_app
-    headers = {"accept-encoding": "gzip"} if gzip else {}
-    etag = first_etag(app, "/static/css/site.css", headers)
-    answer = assert_same(
-        app, v2_event("GET", "/static/css/site.css", {**headers, "if-none-match": etag})
-    )
-    assert answer["statusCode"] == 304
-    assert answer["body"] == ""
-
-
-def test_head_gets_the_headers_of_get_and_no_body(static_app):
-    app, _cm = static_app
-    answer = assert_same(app, v2_event("HEAD", "/static/css/site.css", {}))
-    assert answer["statusCode"] == 200
-    assert answer["body"] == ""
-    assert answer["headers"]["Content-Type"].startswith("text/css")
-
-
-def test_a_fingerprinted_url_is_immutable_through_the_door(static_app):
-    app, cm = static_app
-    url = cm.static_url("css/site.css")
-    answer = assert_same(app, v2_event("GET", url, {}))
-    assert answer["headers"]["Cache-Control"] == toolkit.IMMUTABLE_CACHE_CONTROL
-
-
-def test_an_http_api_stage_and_a_prefix_of_its_own(tmp_path):
-    templates, static = write_site(tmp_path / "site")
-    app = Chalice(app_name="assets")
-    cm = toolkit.ContentManager(str(templates), str(static), app, security_headers=True)
-    cm.register_static_routes("/assets", cache_control="public, max-age=60")
-    event = v2_event("GET", "/assets/css/site.css", {}, function_url=False, stage="prod")
-    answer = assert_same(app, event)
-    assert answer["headers"]["Cache-Control"] == "public, max-age=60"
-    assert "Strict-Transport-Security" in answer["headers"]
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "headers"),
-    [
-        ("GET", "/static/missing.css", {}),
-        ("GET", "/static/img/pixel.png", {"accept": "image/webp,*/*"}),
-        ("GET", "/static/css/site.css", {"content-type": "text/plain"}),
-        ("POST", "/static/css/site.css", {}),
-        ("GET", "/static/css/%2e%2e/robots.txt", {}),
-        ("GET", "/page/static", {}),
-    ],
-    ids=["not-in-index", "negotiated-image", "body-type", "post", "encoded-dots", "other-route"],
-)
-def test_what_the_index_cannot_answer_goes_through_chalice(static_app, method, path, headers):
-    app, _cm = static_app
-    event = v2_event(method, path, headers)
-    answer, chalice_ran = door_answer(app, event)
-    assert chalice_ran
-    assert answer == chalice_answer(app, event)
-
-
-def test_an_app_with_a_middleware_of_its_own_sees_static_requests(static_app):
-    app, _cm = static_app
-    seen = []
-
-    @app.middleware("http")
-    def count(event, get_response):
-        seen.append(event.path)
-        return get_response(event)
-
-    answer, chalice_ran = door_answer(app, v2_event("GET", "/static/css/site.css", {}))
-    assert chalice_ran
-    assert seen == ["/static/{p0}/{p1}"]
-    assert answer["statusCode"] == 200
-
-
-def test_a_route_of_the_app_under_the_prefix_wins_as_in_chalice(tmp_path):
-    templates, static = write_site(tmp_path / "site")
-    app, _cm, _cf = build_app(templates, static)
-
-    @app.route("/static/robots.txt")
-    def robots():
-        return {"mine": True}
-
-    answer, chalice_ran = door_answer(app, v2_event("GET", "/static/robots.txt", {}))
-    assert chalice_ran
-    assert json.loads(answer["body"]) == {"mine": True}
-
-
-def test_the_keep_warm_payload_is_answered_before_chalice(tmp_path):
-    templates, static = write_site(tmp_path / "site")
-    app, _cm, _cf = build_app(templates, static, keep_warm={})
-    handler = toolkit.lambda_handler(app)
-    long_way = app(toolkit.keep_warm_event(), lambda_context())
-
-    app.current_request = NOT_CHALICE
-    answer = handler(toolkit.keep_warm_event(), lambda_context())
-
-    assert app.current_request is NOT_CHALICE
-    assert answer["statusCode"] == long_way["statusCode"] == 200
-    assert answer["headers"] == long_way["headers"]
-    assert answer["multiValueHeaders"] == long_way["multiValueHeaders"]
-    assert json.loads(answer["body"]).keys() == json.loads(long_way["body"]).keys()
-    assert json.loads(answer["body"])["warm"] is True
-
-
-def test_without_a_keep_warm_schedule_the_payload_still_goes_to_chalice(tmp_path):
-    templates, static = write_site(tmp_path / "site")
-    app, _cm, _cf = build_app(templates, static)
-    app.current_request = NOT_CHALICE
-    toolkit.lambda_handler(app)(toolkit.keep_warm_event(), lambda_context())
-    assert app.current_request is not NOT_CHALICE
-
-
-def test_a_route_or_middleware_added_after_the_first_request_is_honoured(tmp_path):
-    templates, static = write_site(tmp_path / "site")
-    app, _cm, _cf = build_app(templates, static)
-    event = v2_event("GET", "/static/robots.txt", {})
-    assert door_answer(app, event)[1] is False  # answered by the door, path remembered
-
-    @app.route("/static/robots.txt")
-    def robots():
-        return {"mine": True}
-
-    answer, chalice_ran = door_answer(app, event)
-    assert chalice_ran
-    assert json.loads(answer["body"]) == {"mine": True}
-
-    seen = []
-
-    @app.middleware("http")
-    def count(event, get_response):
-        seen.append(event.path)
-        return get_response(event)
-
-    assert door_answer(app, v2_event("GET", "/static/css/site.css", {}))[1] is True
-    assert seen == ["/static/{p0}/{p1}"]
-
-
-def test_chalice_cors_on_the_static_routes_goes_through_chalice(tmp_path):
-    templates, static = write_site(tmp_path / "site")
-    app = Chalice(app_name="cors")
-    app.api.cors = True  # Chalice's own CORS, set before the routes: Chalice adds its headers
-    cm = toolkit.ContentManager(str(templates), str(static), app)
-    cm.register_static_routes()
-    event = v2_event("GET", "/static/css/site.css", {})
-    answer, chalice_ran = door_answer(app, event)
-    assert chalice_ran
-    assert answer["headers"]["Access-Control-Allow-Origin"] == "*"
-
-
-def test_a_remembered_route_hands_every_request_its_own_path_parameters(tmp_path):
-    app = Chalice(app_name="params")
-
-    @app.route("/items/{item}")
-    def item(item):
-        app.current_request.uri_params["item"] += "!"  # a view that writes to them
-        return {"item": app.current_request.uri_params["item"]}
-
-    handler = toolkit.lambda_handler(app)
-    answers = [
-        json.loads(handler(v2_event("GET", "/items/a%20b"), lambda_context())["body"])
-        for _ in range(3)
-    ]
-    assert answers == [{"item": "a b!"}] * 3
