@@ -51,7 +51,8 @@ TEMPLATES = {
     "form.html": (
         '<form method="post" action="{{ url_for(\'flash\') }}">'
         '<input name="csrf_token" value="{{ csrf_token() }}"></form>'
-        "{% for m in get_flashed_messages() %}<p class=flash>{{ m }}</p>{% endfor %}"
+        "{% for category, m in get_flashed_messages(with_categories=True) %}"
+        "<p class={{ category }}>{{ m }}</p>{% endfor %}"
     ),
 }
 #: A key of 32+ characters for the sessions of :func:`add_forms`.
@@ -146,11 +147,12 @@ def add_forms(app: Chalice, cm: ContentManager, cf: CloudFront) -> None:
     """The interactive half: sessions, flash, CSRF, login/logout, uploads and cookies.
 
     ``/form`` shows a CSRF token and the flashes; ``POST /flash`` flashes each
-    ``message`` and answers 303; ``/login`` regenerates the session; ``/logout`` bumps
-    the user's generation, revoking every cookie issued before; ``/me`` says who is
-    logged in; ``/fill/{size}`` stores ``size`` characters; ``/personal`` and
-    ``/personal-asset`` read the session or cookies; ``/token``, ``/upload`` and
-    ``/seen`` are a JSON upload round trip; ``/two-cookies`` sets two cookies.
+    ``message`` (in ``category``) and answers 303 to ``/form``; ``/login``
+    regenerates the session; ``/logout`` bumps the user's generation, revoking every
+    cookie issued before; ``/me`` says who is logged in; ``/fill/{size}`` stores
+    ``size`` characters; ``/personal`` and ``/personal-asset`` read the session or
+    cookies; ``/token``, ``/upload`` and ``/seen`` are a JSON upload round trip;
+    ``/two-cookies`` sets two cookies.
     """
     users = {"ada": {"generation": 0}}  # what an app keeps per user (a table, in real life)
 
@@ -166,9 +168,10 @@ def add_forms(app: Chalice, cm: ContentManager, cf: CloudFront) -> None:
 
     @app.route("/flash", methods=["POST"], content_types=FORMS)
     def flash():
-        for message in cm.form().getlist("message"):
-            cm.flash(message)
-        return cm.redirect("/form", 303)
+        form = cm.form()
+        for message in form.getlist("message"):
+            cm.flash(message, form.get("category", "message"))
+        return cm.redirect(cm.url_for("form_page"), 303)
 
     @app.route("/fill/{size}", methods=["GET"])
     def fill(size):

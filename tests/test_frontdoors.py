@@ -558,7 +558,7 @@ def test_a_form_post_with_its_session_through_a_function_url(handler):
     shown = deliver_v2(
         handler(v2_event("GET", "/form", cookies=[_session(posted.set_cookies)]), None)
     )
-    assert "<p class=flash>hello Zoë</p>" in shown.body.decode()
+    assert "<p class=message>hello Zoë</p>" in shown.body.decode()
 
 
 def test_a_cross_site_post_through_a_function_url_is_refused(handler):

@@ -149,7 +149,7 @@ def test_an_oversized_flash_gives_the_page_without_it_not_a_500(tmp_path, caplog
         assert len("session") + len(cookie) <= 4096
         shown = client.http.get("/form", headers={"Cookie": f"session={cookie}"})
         assert shown.status_code == 200
-        assert re.findall(rb"<p class=flash>([^<]*)</p>", shown.body) == [b"short"]
+        assert re.findall(rb"<p class=message>([^<]*)</p>", shown.body) == [b"short"]
         assert token_of(shown.body) == token  # the rest of the session is intact
 
 
