@@ -64,13 +64,14 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 def write_site(root: Path) -> tuple[Path, Path]:
+    """The site's templates and static folders under ``root`` (written again if there)."""
     templates = root / "templates"
     static = root / "static"
-    templates.mkdir(parents=True)
+    templates.mkdir(parents=True, exist_ok=True)
     for name, text in TEMPLATES.items():
         (templates / name).write_text(text)
-    (static / "css").mkdir(parents=True)
-    (static / "js" / "vendor").mkdir(parents=True)
+    (static / "css").mkdir(parents=True, exist_ok=True)
+    (static / "js" / "vendor").mkdir(parents=True, exist_ok=True)
     (static / "css" / "site.css").write_text(CSS)
     (static / "js" / "app.js").write_text("console.log('hi');\n")
     (static / "js" / "vendor" / "lib.mjs").write_text("export const x = 1;\n" * 100)

@@ -12,23 +12,24 @@ import json
 import time
 
 import pytest
-from chalice import Chalice, Response
+from chalice import Response
 from chalice.test import Client
 from test_forms import multipart_body
 
 import chalice_http_toolkit as toolkit
-from chalice_http_toolkit import ContentManager, cross_origin_refusal, ex_multipart, set_cookie
+from chalice_http_toolkit import cross_origin_refusal, ex_multipart, set_cookie
 
 from apigw import lambda_context, make_event
+from sites import SECRET_KEY, build_app, write_site
 
-NEW_KEY = "k7Qx2-Lm9vRt4YbN8cWz1Hs6JdPf3GaE0uKo5iXq"
+NEW_KEY = SECRET_KEY
 OLD_KEY = "Zr8-pW3nQ5tY7uI9oP1aS2dF4gH6jK8lM0xCvB2n"
 
 
 def build(tmp_path, **options):
-    app = Chalice(app_name="survivors")
+    """The site's app (tests/sites.py, with its forms) and the routes these bugs need."""
     options.setdefault("secret_key", NEW_KEY)
-    cm = ContentManager(str(tmp_path), str(tmp_path), app, **options)
+    app, cm, _ = build_app(*write_site(tmp_path / "site"), **options)
 
     @app.route("/count")
     def count():

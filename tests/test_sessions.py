@@ -102,8 +102,7 @@ def test_set_cookie_is_strict_with_developer_input(name, value, options, words):
 
 def build(tmp_path, **options):
     """The site's app (tests/sites.py, with its forms when a key is given) and these routes."""
-    site = tmp_path / "site"
-    templates, static = (site / "templates", site / "static") if site.exists() else write_site(site)
+    templates, static = write_site(tmp_path / "site")
     for name, text in PAGES.items():
         (templates / name).write_text(text)
     options.setdefault("secret_key", SECRET_KEY)
