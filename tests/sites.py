@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -233,6 +234,21 @@ def add_forms(app: Chalice, cm: ContentManager, cf: CloudFront) -> None:
         response = cm.html("<p>two</p>")
         set_cookie(response, "a", "1")
         return set_cookie(response, "b", "2", httponly=False)
+
+
+def cookie_of(headers: Any, name: str = "session") -> str | None:
+    """The value of the cookie ``name`` that a response's ``Set-Cookie`` headers set."""
+    values = headers.get("Set-Cookie") or headers.get("set-cookie") or []
+    for line in values if isinstance(values, list) else [values]:
+        pair = line.split(";")[0]
+        if pair.startswith(name + "="):
+            return pair.split("=", 1)[1]
+    return None
+
+
+def token_of(body: bytes) -> str:
+    """The CSRF token of a page's ``csrf_token`` field (``/form``)."""
+    return re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
 
 
 #: ``app.py`` of :func:`write_project`: the same app, from the project's own folders.

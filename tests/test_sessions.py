@@ -25,7 +25,7 @@ from chalice_http_toolkit import (
 )
 
 from apigw import deliver, lambda_context, make_event
-from sites import SECRET_KEY, build_app, write_site
+from sites import SECRET_KEY, build_app, cookie_of, token_of, write_site
 
 URLENCODED = "application/x-www-form-urlencoded"
 SITE = "https://www.example.com"
@@ -167,20 +167,6 @@ def build(tmp_path, **options):
         return cm.json({"error": None})
 
     return app, cm
-
-
-def cookie_of(headers, name="session") -> str | None:
-    values = headers.get("Set-Cookie") or headers.get("set-cookie") or []
-    values = values if isinstance(values, list) else [values]
-    for value in values:
-        pair = value.split(";")[0]
-        if pair.startswith(name + "="):
-            return pair.split("=", 1)[1]
-    return None
-
-
-def token_of(body: bytes) -> str:
-    return re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
 
 
 SAME_ORIGIN = {"Host": "www.example.com", "Origin": SITE, "Sec-Fetch-Site": "same-origin"}
