@@ -7,11 +7,15 @@ Copy this one file into your project's ``chalicelib/`` and get Jinja2 templates,
 static files, binary assets, image negotiation and a CloudFront cache layer
 (content-based validators, 304 Not Modified, Cache-Control) on AWS Lambda.
 
-The module is ordered the way a request flows: the bounded cache every section
-uses, header helpers, content types, the static index, templates, images, the
-response pipeline (which answers a request knowing nothing of Chalice),
-``ContentManager``, ``CloudFront``, keep-warm, the front doors (``lambda_handler``
-for Function URLs, HTTP APIs and ALBs), the libmagic loader and background tasks.
+The module is cut into sections by layer, each using only the sections before it:
+pure HTTP (the bounded cache, header helpers, cookies, form parsing, signed
+sessions, the CSRF origin check); resources (libmagic and content types, the static
+index, templates, images); the exchange (one object per request: who is asking, and
+whether the answer is personal); the response pipeline (which answers a request
+knowing nothing of Chalice); the Chalice adapter (gateway responses, routes and
+URLs, the parts of a ``ContentManager``, error pages, the middleware, the
+``ContentManager`` facade, ``CloudFront``); and the add-ons (keep-warm, the front
+doors' ``lambda_handler`` for Function URLs, HTTP APIs and ALBs, background tasks).
 Jinja2, Pillow, python-magic and botocore are imported lazily, so a cold start pays
 only for what it uses.
 """
@@ -72,7 +76,6 @@ __all__ = [
     "BoundedCache",
     "CloudFront",
     "ContentManager",
-    "Exchange",
     "FormData",
     "FormError",
     "FormLimits",
@@ -310,10 +313,13 @@ class BoundedCache:
             self.size = 0
 
 
+#: The bounded cache of converted images and rendered pages (the name 1.0 exported).
+ImageCache = BoundedCache
+
+
 # ---------------------------------------------------------------------------
 # HTTP header helpers (pure: strings in, values out; no Chalice, no I/O)
 # ---------------------------------------------------------------------------
-
 
 _ETAG_FORBIDDEN = _LazyPattern('[\x00-\x20"\x7f]')
 
@@ -402,16 +408,21 @@ _MONTHS = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
     )
 }
+
 _IMF_FIXDATE = _LazyPattern(
     r"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT", re.ASCII
 )
+
 _RFC850_DATE = _LazyPattern(
     r"[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT", re.ASCII
 )
+
 _ASCTIME_DATE = _LazyPattern(
     r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})", re.ASCII
 )
+
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -691,6 +702,1019 @@ def _accepts_encoding(value: str | None, coding: str) -> bool:
 _accepts_encoding_cached = functools.lru_cache(maxsize=256)(_accepts_encoding)
 
 
+def _gzip(data: bytes, level: int = 6) -> bytes:
+    import zlib
+
+    # A window no larger than the body (and a hash table to match) finds the same
+    # matches as the default 32 KB window but is several times cheaper to set up.
+    window = min(15, max(10, (len(data) - 1).bit_length()))
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + window, min(8, window - 6))  # gzip
+    return compressor.compress(data) + compressor.flush()
+
+
+def _gzip_if_smaller(body: str | bytes, level: int = 6) -> bytes | None:
+    """The gzip form of a body of at least :data:`COMPRESS_MIN_SIZE` bytes, if it is smaller."""
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    if len(data) < COMPRESS_MIN_SIZE:
+        return None
+    compressed = _gzip(data, level)
+    return compressed if len(compressed) < len(data) else None
+
+
+#: Headers ``ContentManager(security_headers=True)`` adds to every response: HSTS
+#: (a year, subdomains), no referrer beyond the origin for cross-site requests, no
+#: framing by other sites, and a CSP that allows the site's own resources only.
+DEFAULT_SECURITY_HEADERS: Mapping[str, str] = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    # Inline styles are allowed (a template's style="..." works, and Chromium styles an
+    # image opened directly inline); inline and foreign scripts are not.
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+    ),
+    "X-Frame-Options": "SAMEORIGIN",
+}
+
+
+def _lower_case_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Request headers keyed by lower-case name, as a plain dict where possible.
+
+    Chalice's ``CaseInsensitiveMapping`` keeps such a dict; reading it directly
+    spares the lower-casing and the exception its ``get`` pays per absent header.
+    """
+    inner = getattr(headers, "_dict", None)
+    return inner if type(inner) is dict else headers
+
+
+#: ``Cache-Control`` of a response that read or wrote the session or set a cookie.
+PRIVATE_CACHE_CONTROL = "private, no-store"
+
+_UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+
+def _sets_cookie(headers: Mapping[str, Any]) -> bool:
+    """Whether response ``headers`` set a cookie, whatever the header name's case."""
+    if _PLAIN_HEADER_NAMES.issuperset(headers):  # the toolkit's own answers, at C speed
+        return False
+    return "set-cookie" in map(str.lower, headers)
+
+
+#: Header names that set no cookie, as the toolkit spells them.
+_PLAIN_HEADER_NAMES = frozenset(
+    (
+        "Content-Type",
+        "Cache-Control",
+        "ETag",
+        "Vary",
+        "X-Content-Type-Options",
+        "Last-Modified",
+        "Content-Encoding",
+        "Accept-Ranges",
+        "Content-Range",
+        "Content-Disposition",
+        "Location",
+        "Access-Control-Allow-Origin",
+        *DEFAULT_SECURITY_HEADERS,
+    )
+)
+
+
+def _header_key(headers: Mapping[str, Any], name: str) -> str | None:
+    """The key under which ``headers`` (a response's plain dict) holds ``name``, any case."""
+    if name in headers:
+        return name
+    lowered = name.lower()
+    return next((key for key in headers if key.lower() == lowered), None)
+
+
+def _make_private(headers: dict[str, Any]) -> None:
+    """Turn a response's headers into a personal response's: no shared caching, no validators."""
+    for name in ("Cache-Control", "ETag", "Last-Modified", "Expires"):
+        key = _header_key(headers, name)
+        if key is not None:
+            del headers[key]
+    headers["Cache-Control"] = PRIVATE_CACHE_CONTROL
+
+
+# ---------------------------------------------------------------------------
+# Cookies: RFC 6265 parsing and Set-Cookie headers
+# ---------------------------------------------------------------------------
+
+_COOKIE_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an RFC 9110 token
+
+_COOKIE_VALUE = r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"  # cookie-octets
+
+_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+
+_COOKIE_DOMAIN = r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
+
+# Browsers cap a cookie's lifetime at 400 days (RFC 6265bis §5.6.2, Max-Age and Expires).
+_COOKIE_MAX_AGE_LIMIT = 400 * 24 * 3600
+
+
+def parse_cookie_header(value: str | None) -> dict[str, str]:
+    """The cookies of a ``Cookie`` header: ``{name: value}``, lenient with garbage.
+
+    RFC 6265 §5.4: pairs separated by ``;``; a pair without ``=`` or with an
+    empty or non-token name is skipped, a value's surrounding double quotes
+    are removed; the first pair of a name wins (the browser sends the most
+    specific path first). Never raises.
+
+    >>> parse_cookie_header('a=1; junk; b="two"; a=3; =x')
+    {'a': '1', 'b': 'two'}
+    """
+    cookies: dict[str, str] = {}
+    if not value:
+        return cookies
+    for pair in value.split(";"):
+        name, equals, cookie_value = pair.partition("=")
+        name = name.strip()
+        if not equals or not re.fullmatch(_COOKIE_NAME, name) or name in cookies:
+            continue
+        cookie_value = cookie_value.strip()
+        if len(cookie_value) >= 2 and cookie_value[0] == cookie_value[-1] == '"':
+            cookie_value = cookie_value[1:-1]
+        cookies[name] = cookie_value
+    return cookies
+
+
+def set_cookie(
+    response: Response,
+    name: str,
+    value: str,
+    *,
+    max_age: int | None = None,
+    path: str = "/",
+    domain: str | None = None,
+    secure: bool = True,
+    httponly: bool = True,
+    samesite: str | None = "Lax",
+) -> Response:
+    """Add a ``Set-Cookie`` header to ``response`` (any number per response); returns it.
+
+    Secure, HttpOnly and SameSite=Lax by default. ``max_age`` in seconds (also
+    sent as ``Expires``); ``None`` makes a session cookie. The value must be
+    RFC 6265 cookie-octets (encode anything else, e.g. base64url): a bad name,
+    value, path, domain or ``SameSite=None`` without ``secure`` raises
+    ``ValueError``, so do a ``max_age`` beyond browsers' 400 days (or not a
+    finite number) and what the ``__Secure-``/``__Host-`` name prefixes forbid
+    (browsers drop such cookies silently). The response becomes
+    ``Cache-Control: private, no-store``.
+    """
+    if not re.fullmatch(_COOKIE_NAME, name):
+        raise ValueError(f"cookie name {name!r} is not an RFC 6265 token")
+    if not re.fullmatch(_COOKIE_VALUE, value):
+        raise ValueError(
+            f"cookie value {value!r} has characters a cookie cannot carry "
+            "(space, comma, semicolon, quote, backslash, non-ASCII): encode it first"
+        )
+    if domain is not None and (len(domain) > 253 or not re.fullmatch(_COOKIE_DOMAIN, domain)):
+        raise ValueError(f"cookie domain {domain!r} is not a host name (e.g. example.com)")
+    if path is not None and len(path) > 1024:
+        raise ValueError("cookie path is over 1024 bytes: browsers ignore it")
+    refusal = _cookie_prefix_refusal(name, secure=secure, path=path, domain=domain)
+    if refusal is not None:
+        raise ValueError(refusal)
+    parts = [f"{name}={value}"]
+    if max_age is not None:
+        max_age = _checked_max_age(max_age, "max_age")
+        parts.append(f"Expires={http_date(_now() + max(max_age, 0))}")
+        parts.append(f"Max-Age={max_age}")
+    for attribute, text in (("Domain", domain), ("Path", path)):
+        if text is not None:
+            if any(ch in text for ch in ";\r\n\0") or not text.isprintable():
+                raise ValueError(f"cookie {attribute.lower()} {text!r} has invalid characters")
+            parts.append(f"{attribute}={text}")
+    if secure:
+        parts.append("Secure")
+    if httponly:
+        parts.append("HttpOnly")
+    if samesite is not None:
+        canonical = _SAMESITE.get(samesite.lower())
+        if canonical is None:
+            raise ValueError(f"samesite must be 'Lax', 'Strict', 'None' or None, not {samesite!r}")
+        if canonical == "None" and not secure:
+            raise ValueError("SameSite=None cookies must be secure (browsers reject them)")
+        parts.append(f"SameSite={canonical}")
+    headers = response.headers
+    key = _header_key(headers, "Set-Cookie") or "Set-Cookie"
+    existing = headers.get(key)
+    cookies = existing if isinstance(existing, list) else ([existing] if existing else [])
+    # A list-valued header becomes multiValueHeaders: one Set-Cookie line per cookie.
+    headers[key] = [*cookies, "; ".join(parts)]
+    _make_private(headers)
+    return response
+
+
+def _cookie_prefix_refusal(
+    name: str, *, secure: bool, path: str | None, domain: str | None
+) -> str | None:
+    """Why browsers would drop a cookie of this name and attributes, or ``None``.
+
+    RFC 6265bis §4.1.3 (matched in any case, as browsers do): a ``__Secure-``
+    cookie must be ``Secure``; a ``__Host-`` cookie too, with ``Path=/`` and no
+    ``Domain``.
+    """
+    lowered = name.lower()
+    if lowered.startswith(("__secure-", "__host-")) and not secure:
+        return f"cookie {name!r}: its name prefix needs secure=True (browsers drop it otherwise)"
+    if lowered.startswith("__host-") and (domain is not None or path != "/"):
+        return f"cookie {name!r}: a __Host- cookie needs path='/' and no domain"
+    return None
+
+
+def _checked_max_age(max_age: Any, what: str) -> int:
+    """``max_age`` in whole seconds; not a finite number, or over 400 days: ``ValueError``."""
+    if isinstance(max_age, bool) or not isinstance(max_age, (int, float)):
+        raise ValueError(f"{what} must be a number of seconds, not {type(max_age).__name__}")
+    if not -_COOKIE_MAX_AGE_LIMIT <= max_age <= _COOKIE_MAX_AGE_LIMIT:  # nan fails both
+        raise ValueError(
+            f"{what}={max_age!r}: browsers keep a cookie at most 400 days "
+            f"({_COOKIE_MAX_AGE_LIMIT} s)"
+        )
+    return int(max_age)
+
+
+def delete_cookie(
+    response: Response, name: str, *, path: str = "/", domain: str | None = None
+) -> Response:
+    """Make the browser drop cookie ``name`` (same ``path`` and ``domain`` as set); returns it."""
+    return set_cookie(response, name, "", max_age=0, path=path, domain=domain)
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+# ---------------------------------------------------------------------------
+# Forms and uploads: urlencoded and multipart bodies, with limits
+# ---------------------------------------------------------------------------
+
+
+class FormError(ChaliceUnhandledError):
+    """A request body that is not a form the toolkit will read: 400, or 413 when too large.
+
+    Raised by :meth:`ContentManager.form` and :func:`ex_multipart`; the
+    toolkit's middleware answers it with a short HTML page of that status.
+    """
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class FormLimits:
+    """Bounds on a form body (API Gateway takes 10 MB, Lambda 6 MB of request payload).
+
+    ``max_bytes``: the decoded body; ``max_fields``: urlencoded fields or
+    multipart parts; ``max_part_bytes``: one multipart part (a file or a field).
+    """
+
+    # Plain classes, not NamedTuples, here: they cost a cold start far less to define.
+    __slots__ = ("max_bytes", "max_fields", "max_part_bytes")
+
+    def __init__(
+        self,
+        max_bytes: int = 6 * 1024 * 1024,
+        max_fields: int = 1000,
+        max_part_bytes: int = 6 * 1024 * 1024,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_fields = max_fields
+        self.max_part_bytes = max_part_bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"FormLimits(max_bytes={self.max_bytes}, max_fields={self.max_fields}, "
+            f"max_part_bytes={self.max_part_bytes})"
+        )
+
+
+class UploadedFile:
+    """A file of a ``multipart/form-data`` body: ``filename``, ``content_type``, ``data``."""
+
+    __slots__ = ("content_type", "data", "filename")
+
+    def __init__(self, filename: str, content_type: str, data: bytes) -> None:
+        self.filename = filename
+        self.content_type = content_type
+        self.data = data
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return len(self.data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UploadedFile):
+            return NotImplemented
+        return (self.filename, self.content_type, self.data) == (
+            other.filename,
+            other.content_type,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"UploadedFile({self.filename!r}, {self.content_type!r}, {self.size} bytes)"
+
+
+class MultiValues(Mapping):
+    """A read-only mapping of names to values that keeps repeated names (Werkzeug's MultiDict).
+
+    ``form[name]`` and ``form.get(name)`` give the first value;
+    ``form.getlist(name)`` all of them, in the order they were sent.
+    """
+
+    def __init__(self, pairs: Iterable[tuple[str, Any]] = ()) -> None:
+        self._lists: dict[str, list[Any]] = {}
+        for name, value in pairs:
+            self._lists.setdefault(name, []).append(value)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._lists[name][0]
+
+    def __iter__(self) -> Any:
+        return iter(self._lists)
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def getlist(self, name: str) -> list[Any]:
+        """Every value sent under ``name`` (an empty list when none)."""
+        return list(self._lists.get(name, ()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({[(k, v) for k, vs in self._lists.items() for v in vs]!r})"
+
+
+class MissingFieldError(FormError, KeyError):
+    """``form["name"]`` for a field the request did not send: the client's error, a 400 page.
+
+    Also a ``KeyError``, so ``form.get(name)``, ``name in form`` and code that
+    catches ``KeyError`` work as with a dict (Werkzeug's ``BadRequestKeyError``).
+    """
+
+    def __init__(self, name: str, what: str = "field") -> None:
+        super().__init__(400, f"The form has no {what} {name!r}.")
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class FormData(MultiValues):
+    """A request's form fields (``str`` values) and its uploaded files (``.files``).
+
+    ``form["name"]`` for a field that was not sent raises :class:`MissingFieldError`
+    (answered 400, as Flask does); ``form.get("name")`` gives ``None``.
+    """
+
+    def __init__(
+        self,
+        fields: Iterable[tuple[str, str]] = (),
+        files: Iterable[tuple[str, UploadedFile]] = (),
+    ) -> None:
+        super().__init__(fields)
+        #: Uploaded files by field name: ``form.files.get("photo")`` is an :class:`UploadedFile`.
+        self.files = _FormFiles(files)
+
+    def __getitem__(self, name: str) -> Any:
+        values = self._lists.get(name)
+        if not values:
+            raise MissingFieldError(name)
+        return values[0]
+
+
+class _FormFiles(MultiValues):
+    """A form's uploaded files: ``files["name"]`` for a file not sent is a 400 too."""
+
+    def __getitem__(self, name: str) -> Any:
+        values = self._lists.get(name)
+        if not values:
+            raise MissingFieldError(name, "file")
+        return values[0]
+
+
+# A multipart part: (name, filename, content_type, charset, data).
+_Part = tuple[str, "str | None", "str | None", "str | None", bytes]
+
+#: The form content types, for a form route's ``content_types=`` (Chalice answers others 415).
+FORM_CONTENT_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data"]
+
+#: For a view that answers GET with a form and POST with its result, as in Flask:
+#: Chalice checks a route's ``content_types`` for every method and takes a request
+#: without a Content-Type (every GET) as JSON, so ``FORM_CONTENT_TYPES`` alone
+#: answers the GET 415. A JSON POST then reads an empty form (a missing field: 400).
+FORM_PAGE_CONTENT_TYPES = [*FORM_CONTENT_TYPES, "application/json"]
+
+# What a cross-site HTML form can send without a CORS preflight.
+_FORM_TYPES = frozenset((*FORM_CONTENT_TYPES, "text/plain"))
+
+
+def _media_type_and_options(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """``text/html; charset=utf-8`` → ``("text/html", {"charset": "utf-8"})``; lenient."""
+    if not content_type:
+        return "", {}
+    media_type, _, rest = content_type.partition(";")
+    options: dict[str, str] = {}
+    for match in re.finditer(_OPTION, rest):
+        value = match.group(2)
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        options.setdefault(match.group(1).lower(), value)
+    return media_type.strip().lower(), options
+
+
+# Patterns are compiled on first use (re's cache): a cold start pays only for what it uses.
+_OPTION = r';?\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)'
+
+
+def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None = None) -> FormData:
+    """Parse a form body: ``application/x-www-form-urlencoded`` or ``multipart/form-data``.
+
+    Text is UTF-8 (a multipart part may name ASCII or Latin-1 instead, and no
+    other codec); repeated names keep every value. Another content type gives an
+    empty form (as Flask's ``request.form`` for JSON). A malformed body, another
+    charset, or a NUL in a name, value or filename raises :class:`FormError`
+    400, a body over ``limits`` :class:`FormError` 413.
+
+    >>> parse_form(b"a=1&a=%C3%A9&b=", "application/x-www-form-urlencoded").getlist("a")
+    ['1', 'é']
+    """
+    limits = limits or FormLimits()
+    if len(body) > limits.max_bytes:
+        raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
+    media_type, options = _media_type_and_options(content_type)
+    if media_type == "application/x-www-form-urlencoded":
+        pairs = _parse_urlencoded(body, limits)
+        _refuse_nul(text for pair in pairs for text in pair)
+        return FormData(pairs)
+    if media_type == "multipart/form-data":
+        fields: list[tuple[str, str]] = []
+        files: list[tuple[str, UploadedFile]] = []
+        for name, filename, content_type, charset, data in _multipart_parts(
+            body, options.get("boundary"), limits
+        ):
+            if filename is not None:
+                _refuse_nul((name, filename))
+                content = content_type or "application/octet-stream"
+                files.append((name, UploadedFile(filename, content, data)))
+            else:
+                fields.append((name, _decode_text(data, charset)))
+                _refuse_nul(fields[-1])
+        return FormData(fields, files)
+    return FormData()
+
+
+# What a part's charset may name (codecs' canonical names): aliases such as
+# "latin1" or "us-ascii" pass; utf-7, unicode_escape or rot13 would let a client
+# put lone surrogates and NULs into fields the app compares and echoes.
+_FORM_CHARSETS = frozenset(("utf-8", "ascii", "iso8859-1"))
+
+
+def _decode_text(data: bytes, charset: str | None) -> str:
+    import codecs
+
+    try:
+        codec = codecs.lookup(charset or "utf-8").name
+    except LookupError:
+        raise FormError(400, f"Unknown charset {charset!r} in the form.") from None
+    if codec not in _FORM_CHARSETS:
+        raise FormError(400, f"The form's charset {charset!r} is not UTF-8, ASCII or Latin-1.")
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        raise FormError(400, f"A form field is not valid {charset or 'UTF-8'} text.") from None
+
+
+def _refuse_nul(texts: Iterable[str]) -> None:
+    """Raise :class:`FormError` 400 for a NUL in a form's names, values or filenames.
+
+    (Strict UTF-8, ASCII and Latin-1 never give a lone surrogate.)
+    """
+    if any("\0" in text for text in texts):
+        raise FormError(400, "The form holds a NUL character.")
+
+
+def _parse_urlencoded(body: bytes, limits: FormLimits) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    if body.count(b"&") >= limits.max_fields:
+        raise FormError(413, f"The form has more than {limits.max_fields} fields.")
+    try:
+        # Browsers percent-encode; a raw UTF-8 body (curl --data) is read as UTF-8 too.
+        return parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
+    except UnicodeDecodeError:
+        raise FormError(400, "The form is not valid UTF-8.") from None
+
+
+def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> list[_Part]:
+    """The named parts of a ``multipart/form-data`` body (RFC 7578), by defnull's ``multipart``."""
+    if not boundary:
+        raise FormError(400, "The multipart form has no boundary.")
+    if not (boundary.isascii() and boundary.isprintable()):  # RFC 2046 §5.1.1: ASCII only
+        raise FormError(400, "The multipart form's boundary is not printable ASCII.")
+    try:
+        import multipart
+    except ImportError:
+        raise _multipart_missing() from None
+    parts: list[_Part] = []
+    try:
+        parser = multipart.PushMultipartParser(
+            boundary,
+            content_length=len(body),
+            max_segment_size=limits.max_part_bytes,
+            max_segment_count=limits.max_fields,
+        )
+        segment = None
+        chunks: list[bytes] = []
+        for event in itertools.chain(parser.parse(body), parser.parse(b"")):
+            if event is None:
+                if segment is not None and segment.name is not None:
+                    parts.append(
+                        (
+                            segment.name,
+                            segment.filename,
+                            segment.content_type,
+                            segment.charset,
+                            b"".join(chunks),
+                        )
+                    )
+            elif isinstance(event, multipart.MultipartSegment):
+                segment, chunks = event, []
+            else:
+                chunks.append(event)
+    except multipart.ParserLimitReached as error:
+        raise FormError(413, f"The multipart form is too large: {error}.") from None
+    except multipart.MultipartError as error:
+        raise FormError(400, f"The multipart form is malformed: {error}.") from None
+    return parts
+
+
+def _multipart_missing() -> FormError:
+    """A 500 page that names what to install (outside Lambda; the log says it everywhere)."""
+    hint = (
+        "reading multipart/form-data needs the 'multipart' package: pip install multipart, "
+        "and add multipart to requirements.txt (urlencoded forms need nothing)"
+    )
+    logger.error("form refused: %s", hint)
+    if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:
+        return FormError(500, "The site cannot read this form yet (see the function's log).")
+    return FormError(500, hint[0].upper() + hint[1:] + ".")
+
+
+# ---------------------------------------------------------------------------
+# Sessions and flash: a signed, timestamped cookie (HMAC-SHA256)
+# ---------------------------------------------------------------------------
+
+#: Browsers keep a cookie whose name and value together are at most 4096 bytes (RFC 6265bis
+#: §5.7; Chromium drops a larger one silently): the session cookie is counted that way.
+SESSION_COOKIE_LIMIT = 4096
+
+_SESSION_SALT = b"chalice-http-toolkit session v1"
+
+_FLASHES_KEY = "_flashes"
+
+_CSRF_KEY = "_csrf"
+
+
+class SessionTooLargeError(ValueError):
+    """The session would not fit in one cookie (about 4 KB)."""
+
+
+class _SessionSigner:
+    """Signs and verifies session cookies: ``payload.timestamp.signature`` (base64url).
+
+    The signature is HMAC-SHA256 over ``payload.timestamp`` with a key derived
+    from each secret; the newest secret signs, every one verifies (rotation).
+    """
+
+    def __init__(
+        self, secret_keys: list[bytes], max_age: int, cookie_name: str = "session"
+    ) -> None:
+        import hashlib
+        import hmac
+
+        self._hmac = hmac
+        self._sha256 = hashlib.sha256
+        self.keys = [hmac.new(key, _SESSION_SALT, hashlib.sha256).digest() for key in secret_keys]
+        self.max_age = max_age
+        self.cookie_name = cookie_name
+
+    def _signature(self, key: bytes, message: bytes) -> bytes:
+        return self._hmac.new(key, message, self._sha256).digest()
+
+    @staticmethod
+    def payload(data: Mapping[str, Any]) -> bytes:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return base64.urlsafe_b64encode(text.encode("utf-8")).rstrip(b"=")
+
+    def sign(self, payload: bytes, now: float) -> str:
+        message = payload + b"." + str(int(now)).encode()
+        signature = base64.urlsafe_b64encode(self._signature(self.keys[0], message)).rstrip(b"=")
+        return (message + b"." + signature).decode("ascii")
+
+    def size(self, payload: bytes) -> int:
+        """The bytes browsers count for the cookie: its name and its value (RFC 6265bis §5.7)."""
+        # The value: payload, a 10-digit timestamp, 32 bytes of signature in base64url.
+        return len(self.cookie_name) + len(payload) + 1 + 10 + 1 + 43
+
+    def verify(self, cookie: str, now: float) -> dict[str, Any] | None:
+        """The session a cookie carries; ``None`` (and a log line) when it is not one of ours."""
+        try:
+            raw = cookie.encode("ascii")
+        except UnicodeEncodeError:
+            raw = b""
+        message, _, signature_text = raw.rpartition(b".")
+        payload, _, timestamp = message.partition(b".")
+        try:
+            signature = base64.urlsafe_b64decode(signature_text + b"=" * (-len(signature_text) % 4))
+        except (binascii.Error, ValueError):
+            signature = b""
+        if not any(
+            self._hmac.compare_digest(self._signature(key, message), signature) for key in self.keys
+        ):
+            logger.warning("session cookie refused: bad signature (tampered, or another key)")
+            return None
+        issued = int(timestamp) if timestamp.isdigit() else -1
+        if issued < 0 or issued > now + 300:
+            logger.warning("session cookie refused: bad timestamp")
+            return None
+        if now - issued > self.max_age:
+            logger.info("session cookie expired %d s ago", now - issued - self.max_age)
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+        except (binascii.Error, ValueError):
+            logger.warning("session cookie refused: signed but not JSON")
+            return None
+        if not isinstance(data, dict):
+            logger.warning("session cookie refused: signed but not a JSON object")
+            return None
+        return data
+
+
+class Session(collections.abc.MutableMapping):
+    """A request's session: a dict of JSON values kept in a signed cookie.
+
+    Changes are saved when the response leaves (``Set-Cookie``); a value that
+    is not JSON raises ``TypeError``, a session that would not fit in a cookie
+    :class:`SessionTooLargeError` (flashed messages aside: one that does not fit
+    is dropped when the session is saved, with an error in the log). Mutating a
+    nested value in place is not seen: set ``session.modified = True`` then.
+    """
+
+    def __init__(self, data: dict[str, Any], signer: _SessionSigner, new: bool) -> None:
+        self._data = data
+        self._signer = signer
+        #: True when the request carried no valid session cookie.
+        self.new = new
+        #: True when the session must be saved (set by every change).
+        self.modified = False
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"session keys are strings, not {type(key).__name__}")
+        previous = self._data.get(key, _MISSING)
+        self._data[key] = value
+        try:
+            self._check(flashes=False)
+        except (TypeError, ValueError):
+            if previous is _MISSING:
+                del self._data[key]
+            else:
+                self._data[key] = previous
+            raise
+        self.modified = True
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self.modified = True
+
+    def regenerate(self) -> None:
+        """Start afresh for a login: every value goes, and a new CSRF token comes.
+
+        Call it before storing who logged in: nothing planted before the login
+        (a session cookie set by someone else in this browser, its CSRF token)
+        survives it. It cannot revoke copies of older cookies (see docs/security.md).
+        """
+        import secrets
+
+        self._data.clear()
+        self._data[_CSRF_KEY] = secrets.token_urlsafe(32)
+        self.modified = True
+
+    def _check(self, flashes: bool = True) -> bytes:
+        """The payload to sign; ``flashes=False`` leaves flashed messages out of the size check."""
+        try:
+            payload = self._signer.payload(self._data)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"session values must be JSON: {error}") from None
+        data = self._data
+        if not flashes and _FLASHES_KEY in data:
+            data = {key: value for key, value in data.items() if key != _FLASHES_KEY}
+        size = self._signer.size(payload if data is self._data else self._signer.payload(data))
+        if size > SESSION_COOKIE_LIMIT:
+            raise SessionTooLargeError(
+                f"the session cookie would be {size} bytes (name and value); browsers keep at "
+                f"most {SESSION_COOKIE_LIMIT}: keep less in it (an id, not the data)"
+            )
+        return payload
+
+    def __repr__(self) -> str:
+        return f"Session({self._data!r})"
+
+
+def _fitted_session_payload(session: Session) -> bytes:
+    """The payload to sign, without the flashed messages that would not fit (each logged).
+
+    A flash is often built from what a visitor typed: the largest goes first, so
+    the visitor gets the page without it rather than a 500.
+    """
+    while True:
+        try:
+            return session._check()
+        except SessionTooLargeError as error:
+            flashes = session._data.get(_FLASHES_KEY)
+            if not isinstance(flashes, list) or not flashes:
+                raise
+            largest = max(range(len(flashes)), key=lambda index: len(json.dumps(flashes[index])))
+            dropped = flashes.pop(largest)
+            if not flashes:
+                del session._data[_FLASHES_KEY]
+            logger.error(
+                "flash message dropped (%d characters): %s; flash short messages, never "
+                "unbounded input",
+                len(json.dumps(dropped)),
+                error,
+            )
+
+
+#: How to make a secret key, in every error about one.
+_MAKE_A_KEY = (
+    'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))" '
+    "and read it from an environment variable, never from the source"
+)
+
+# Words of the placeholders that tutorials and templates ship (compared without punctuation).
+_PLACEHOLDER_KEY_WORDS = (
+    "changeme",
+    "changethis",
+    "replaceme",
+    "yoursecret",
+    "secretkeyhere",
+    "placeholder",
+    "example",
+    "insecure",
+    "notsecret",
+)
+
+
+def _secret_keys(secret_key: str | bytes | Iterable[str | bytes] | None) -> list[bytes]:
+    """The signing keys as bytes, newest first; a guessable one raises ``ValueError``.
+
+    A key shorter than 32 characters, or with a placeholder's words
+    (``changeme``, ``your-secret-key-here``…), can be found offline from one
+    cookie; every key of a rotation list is checked.
+    """
+    if secret_key is None:
+        return []
+    keys = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+    out = []
+    for number, key in enumerate(keys, 1):
+        if not isinstance(key, (str, bytes)) or not key:
+            raise ValueError("secret_key must be a non-empty string or a list of them")
+        raw = key.encode("utf-8") if isinstance(key, str) else key
+        what = "secret_key" if len(keys) == 1 else f"secret_key #{number}"
+        words = re.sub(r"[^a-z0-9]", "", raw.decode("latin-1").lower())
+        if len(key) < 32:
+            raise ValueError(
+                f"{what} is {len(key)} characters; it needs at least 32: {_MAKE_A_KEY}"
+            )
+        if any(word in words for word in _PLACEHOLDER_KEY_WORDS):
+            raise ValueError(f"{what} looks like a placeholder, not a secret: {_MAKE_A_KEY}")
+        out.append(raw)
+    if not out:
+        raise ValueError("secret_key must be a non-empty string or a list of them")
+    return out
+
+
+def _check_session_settings(cookie_name: str, max_age: Any, secure: bool) -> None:
+    """Refuse session cookie settings browsers would not keep (``ContentManager`` calls it)."""
+    if not isinstance(cookie_name, str) or not re.fullmatch(_COOKIE_NAME, cookie_name):
+        raise ValueError(f"session_cookie {cookie_name!r} is not a cookie name")
+    if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age <= 0:
+        raise ValueError("session_max_age must be a positive number of seconds")
+    if max_age > _COOKIE_MAX_AGE_LIMIT:
+        raise ValueError(
+            f"session_max_age={max_age}: browsers keep a cookie at most 400 days "
+            f"({_COOKIE_MAX_AGE_LIMIT} s)"
+        )
+    refusal = _cookie_prefix_refusal(cookie_name, secure=secure, path="/", domain=None)
+    if refusal is not None:
+        raise ValueError(f"session_cookie: {refusal} (session_cookie_secure=False)")
+
+
+# ---------------------------------------------------------------------------
+# CSRF: Fetch Metadata and Origin (pure)
+# ---------------------------------------------------------------------------
+
+_CSRF_EXEMPT = "_chalice_http_toolkit_csrf_exempt"
+
+#: The form field and the request header that carry :func:`csrf_token`'s value.
+CSRF_FIELD = "csrf_token"
+
+CSRF_HEADER = "x-csrf-token"
+
+
+def csrf_exempt(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: the view's POST/PUT/PATCH/DELETE skip the toolkit's CSRF checks.
+
+    For webhooks and the like that authenticate their caller another way.
+    """
+    setattr(view, _CSRF_EXEMPT, True)
+    return view
+
+
+def _origin_of(value: str) -> str | None:
+    """``https://Example.com:443/x`` → ``example.com:443``: the host of an origin, lower case."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    return rest.split("/", 1)[0].lower()
+
+
+def cross_origin_refusal(
+    method: str, headers: Mapping[str, str], trusted_origins: Iterable[str] = ()
+) -> str | None:
+    """Why a request is a cross-origin write to refuse, or ``None`` (Go's CrossOriginProtection).
+
+    Safe methods pass. ``Sec-Fetch-Site: same-origin`` or ``none`` passes;
+    otherwise an ``Origin`` that is trusted, or whose host is the request's
+    (``X-Forwarded-Host``, set by the CloudFront function, else ``Host``),
+    passes. A request with neither header is not from a browser and passes.
+    ``headers`` have lower-case names.
+    """
+    if method.upper() not in _UNSAFE_METHODS:
+        return None
+    origin = headers.get("origin")
+    trusted = {value.rstrip("/").lower() for value in trusted_origins}
+    if origin is not None and origin.rstrip("/").lower() in trusted:
+        return None
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        if site.strip().lower() in ("same-origin", "none"):
+            return None
+        return f"cross-site request refused (Sec-Fetch-Site: {site})"
+    if origin is None:
+        return None
+    host = headers.get("x-forwarded-host") or headers.get("host") or ""
+    host = host.split(",")[0].strip().lower()
+    origin_host = _origin_of(origin)
+    if origin_host is not None and host and origin_host in (host, _default_port(host, origin)):
+        return None
+    return f"cross-origin request refused (Origin: {origin})"
+
+
+def _default_port(host: str, origin: str) -> str:
+    """``host`` with the origin scheme's default port, as an Origin may carry it."""
+    port = "443" if origin.lower().startswith("https:") else "80"
+    return host if ":" in host.rsplit("]", 1)[-1] else f"{host}:{port}"
+
+
+def _constant_time_equal(a: str, b: str) -> bool:
+    import hmac
+
+    # Tokens are ASCII: anything else (a lone surrogate from a JSON escape) never matches.
+    return a.isascii() and b.isascii() and hmac.compare_digest(a, b)
+
+
+# ---------------------------------------------------------------------------
+# libmagic loader: the bundled libmagic on Lambda, the system's elsewhere
+# ---------------------------------------------------------------------------
+
+_DEFAULT_LIBS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libs")
+
+# libmagic's answers that name no type; the signature table may still know one.
+_MAGIC_UNKNOWN = frozenset({"application/octet-stream", "application/x-empty", "inode/x-empty"})
+
+# libmagic's names for formats ``MEDIA_TYPES`` names otherwise.
+_MAGIC_ALIASES = {
+    "application/x-gzip": "application/gzip",
+    "audio/x-wav": "audio/wav",
+    "image/vnd.microsoft.icon": "image/x-icon",
+    "image/x-ms-bmp": "image/bmp",
+    "text/xml": "application/xml",
+}
+
+# Bytes given to libmagic: every format's signature fits, and large bodies cost no more.
+_MAGIC_PEEK = 64 * 1024
+
+_magic_state: tuple[str, Any] | None = None  # (libs_dir, Magic or None): once per container
+
+
+def load_libmagic(libs_dir: str | None = None) -> Any:
+    """python-magic's ``Magic(mime=True)`` for sniffing, or ``None`` without libmagic.
+
+    Loads ``<libs_dir>/<platform.machine()>/libmagic.so.1`` by absolute path before
+    python-magic is imported, so its ``dlopen("libmagic.so.1")`` finds that library by
+    SONAME, and only then passes ``<libs_dir>/magic.mgc`` (the database format is tied
+    to the library's version). Without the directory python-magic uses the system
+    libmagic, if any. ``libs_dir`` defaults to ``libs/`` beside this file
+    (``chalicelib/libs``). Cached per container: call it with another directory
+    before the first sniff. Every failure is logged.
+    """
+    global _magic_state
+    wanted = _DEFAULT_LIBS_DIR if libs_dir is None else os.path.abspath(libs_dir)
+    if _magic_state is None:
+        _magic_state = (wanted, _open_libmagic(wanted))
+    elif libs_dir is not None and _magic_state[0] != wanted:
+        logger.warning(
+            "libmagic: already set up from %s in this container; %s is not used",
+            _magic_state[0],
+            wanted,
+        )
+    return _magic_state[1]
+
+
+def _preload_bundled_libmagic(libs_dir: str) -> Any:
+    """``ctypes.CDLL`` of the bundled libmagic for this machine, or ``None`` (logged)."""
+    import ctypes
+    import platform
+
+    if not os.path.isdir(libs_dir):
+        logger.info("libmagic: no %s; using the system libmagic, if any", libs_dir)
+        return None
+    path = os.path.join(libs_dir, platform.machine(), "libmagic.so.1")
+    if not os.path.isfile(path):
+        logger.warning("libmagic: no %s; using the system libmagic, if any", path)
+        return None
+    try:
+        return ctypes.CDLL(path)
+    except OSError as error:  # damaged, another machine's, or libz.so.1 missing
+        logger.warning(
+            "libmagic: cannot load %s (%s); using the system libmagic, if any", path, error
+        )
+        return None
+
+
+def _open_libmagic(libs_dir: str) -> Any:
+    bundled = _preload_bundled_libmagic(libs_dir)
+    try:
+        import magic
+    except ImportError as error:  # python-magic is missing, or it found no libmagic
+        logger.warning(
+            "libmagic: python-magic unavailable (%s); sniffing by signature table", error
+        )
+        return None
+    magic_file = None
+    if bundled is not None:
+        database = os.path.join(libs_dir, "magic.mgc")
+        if getattr(getattr(magic, "libmagic", None), "_handle", None) != bundled._handle:
+            logger.warning(
+                "libmagic: python-magic was imported before %s was loaded and uses another "
+                "libmagic; not passing it %s",
+                libs_dir,
+                database,
+            )
+        elif not os.path.isfile(database):
+            logger.warning("libmagic: no %s; using the library's default database", database)
+        else:
+            magic_file = database
+    try:
+        detector = magic.Magic(mime=True, magic_file=magic_file)
+    except magic.MagicException as error:
+        logger.warning(
+            "libmagic: cannot load the database %s (%s); sniffing by signature table",
+            magic_file or "(default)",
+            error,
+        )
+        return None
+    logger.info(
+        "libmagic: %s library, database %s",
+        "bundled" if magic_file else "system",
+        magic_file or "(default)",
+    )
+    return detector
+
+
 # ---------------------------------------------------------------------------
 # Content types (the module's own table: the same answer on every machine)
 # ---------------------------------------------------------------------------
@@ -766,6 +1790,7 @@ _TEXT_APPLICATION_TYPES = frozenset(
         "image/svg+xml",
     }
 )
+
 _COMPRESSIBLE_BINARY_TYPES = frozenset(
     {
         "application/wasm",
@@ -795,7 +1820,6 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"OggS", "audio/ogg"),
     (b"\x1aE\xdf\xa3", "video/webm"),
 )
-
 
 #: Types a browser runs or renders as a document on the site's origin.
 _ACTIVE_TYPES = frozenset(
@@ -886,18 +1910,40 @@ def content_type_for(filename: str, data: bytes | None = None) -> str:
     return _with_charset(media_type)
 
 
+def _magic_media_type(data: bytes) -> str | None:
+    """libmagic's type for ``data`` in this module's names; ``None`` when it names none."""
+    detector = load_libmagic()
+    if detector is None:
+        return None
+    import magic
+
+    try:
+        answer = detector.from_buffer(data[:_MAGIC_PEEK])
+    except magic.MagicException as error:
+        logger.warning("libmagic: cannot identify %d bytes (%s)", len(data), error)
+        return None
+    media_type = answer.partition(";")[0].strip().lower()
+    if media_type in _MAGIC_UNKNOWN or "/" not in media_type:
+        return None
+    if media_type == "text/plain" or media_type.startswith("text/x-"):
+        # Generic text (or a guess at a programming language): a signature is more specific.
+        known = _signature_media_type(data)
+        return "text/plain" if known == "application/octet-stream" else known
+    return _MAGIC_ALIASES.get(media_type, media_type)
+
+
 # ---------------------------------------------------------------------------
 # Static index: scanned once per container, hashed lazily, looked up by dict
 # ---------------------------------------------------------------------------
 
 _FINGERPRINTED_NAME = _LazyPattern(r"(?P<stem>.+)\.(?P<hash>[0-9a-f]{12})(?P<ext>\.[^./]+)?")
 
-
 #: Bytes of static file bodies (and their gzip forms) one container keeps in memory,
 #: least recently used evicted first; a file over a quarter of it is read per request.
 DEFAULT_STATIC_CACHE_BYTES = 16 * 1024 * 1024
 
 _HEAD_BYTES = 4096  # enough for every signature the toolkit sniffs
+
 _READ_CHUNK = 1024 * 1024
 
 
@@ -1508,7 +2554,9 @@ class _PagePlan(collections.namedtuple("_PagePlan", "base content_type values"))
 #: render: a page cache hit, a remembered ETag, a 304); below one in eight, pages of that
 #: template are rendered and hashed, and the digest is tried again every so often.
 _DIGEST_TRIALS = 32
+
 _DIGEST_RETRY_EVERY = 64
+
 _DIGEST_PAYOFF_ENTRIES = 1024
 
 #: Filters, tests and globals whose output is not a function of a template's sources and
@@ -1795,8 +2843,10 @@ def _analyse_template(
 #: The file beside the module where :func:`prepare_deployment` keeps what a build computed
 #: (and, with the suffix ``.bytecode``, the templates it compiled).
 PREPARED_FILE = "chalice_http_toolkit.prepared.json"
+
 # Bump when what the analysis finds changes: an older file is then ignored.
 _PREPARED_FORMAT = 2
+
 # The fields of _TemplateDeps a prepared file keeps as sorted lists (or null).
 _PREPARED_FIELDS = tuple(f for f in _TemplateDeps._fields if f not in ("digest", "files"))
 
@@ -2093,11 +3143,14 @@ IMAGE_FORMATS: dict[str, str] = {
     "image/jpeg": "JPEG",
     "image/png": "PNG",
 }
+
 _FORMAT_MEDIA_TYPES = {pillow: media_type for media_type, pillow in IMAGE_FORMATS.items()}
 
 #: The three canonical ``Accept`` values :func:`normalise_image_accept` returns.
 IMAGE_ACCEPT_AVIF = "image/avif,image/webp,*/*"
+
 IMAGE_ACCEPT_WEBP = "image/webp,*/*"
+
 IMAGE_ACCEPT_ANY = "*/*"
 
 #: Widths (CSS pixels) offered for responsive images unless ``image_widths`` says otherwise.
@@ -2135,7 +3188,9 @@ IMAGE_ENCODE_MAX_PIXELS: Mapping[str, int] = {
 #: pixel): 64 MiB is 16 MP. A JPEG decodes at 1/2, 1/4 or 1/8 size when a width
 #: variant is that much smaller; an image whose decode is over it is served as it is.
 IMAGE_DECODE_MAX_BYTES = 64 * 1024 * 1024
+
 _FEATURE_FOR_FORMAT = (("AVIF", "avif"), ("WEBP", "webp"), ("JPEG", "jpg"), ("PNG", "zlib"))
+
 _writable_formats: tuple[str, ...] | None = None
 
 #: Pillow formats the toolkit can convert to here, best first (``AVIF`` needs libavif);
@@ -2294,6 +3349,7 @@ def _format_candidates(
 
 
 _candidates_cached = functools.lru_cache(maxsize=512)(_format_candidates)
+
 _MEMO_ACCEPT_MAX = 512  # longer Accept values are negotiated without the memo
 
 
@@ -2395,7 +3451,9 @@ def _to_srgb(image: Any, icc: bytes, mode: str) -> Any:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 _PNG_COLOUR_MODES = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}  # colour type → mode, 8 bits
+
 _STRIP_BYTES = 4 * 1024 * 1024
 
 
@@ -2667,10 +3725,6 @@ class ImageVariant(collections.namedtuple("ImageVariant", "key etag content_type
     content_type: str
 
 
-#: The bounded cache of converted images and rendered pages (the name 1.0 exported).
-ImageCache = BoundedCache
-
-
 _WIDTH_NAME = _LazyPattern(r"(?P<stem>.+)\.w(?P<width>[1-9][0-9]{0,4})(?P<ext>\.[^./]+)")
 
 
@@ -2899,31 +3953,191 @@ class StaticImages:
 
 
 # ---------------------------------------------------------------------------
+# The exchange: one object per request, the only one that knows who is asking
+# ---------------------------------------------------------------------------
+
+
+class RequestGlobals:
+    """Flask's ``g``: what a request's middleware found for its view (``cm.g.user``).
+
+    One per request, empty at its start. Attributes, plus ``get``, ``pop``,
+    ``setdefault``, ``in`` and iteration over the names set, as in Flask.
+    """
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The attribute ``name``, or ``default`` when it is not set."""
+        return self.__dict__.get(name, default)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        """Remove and return the attribute ``name`` (``default``, else ``KeyError``, if unset)."""
+        return self.__dict__.pop(name, *default)
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        """The attribute ``name``, set to ``default`` first when it is not set."""
+        return self.__dict__.setdefault(name, default)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.__dict__
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.__dict__))
+
+    def __repr__(self) -> str:
+        return f"<g {self.__dict__!r}>"
+
+
+class _Local(threading.local):
+    exchange: Exchange | None = None
+
+
+_local = _Local()
+
+
+class Exchange:
+    """One request and what answering it has learnt: every helper reads this, and only this.
+
+    Built once per request by the toolkit's middleware (or on first use when a
+    middleware of the site's own runs before it). It holds the request, its
+    lower-case headers, the parsed cookies and form, each manager's session,
+    ``g`` (a namespace for what a ``before_request``-style middleware finds),
+    and whether anything read or wrote who is asking. :meth:`finish` decides,
+    once, after the route and any rendering ran, whether the response is
+    personal (see :meth:`is_personal`).
+    """
+
+    # Class-level defaults: a request that reads nothing pays for three attributes.
+    #: True while a middleware of the toolkit holds this exchange (it will finish it).
+    active = False
+    cookies_read = False
+    #: Set by a view whose answer depends on a file alone (the static routes).
+    resource = False
+    form: FormData | None = None
+    form_limits: FormLimits | None = None
+    _g: Any = None
+    _cookies: dict[str, str] | None = None
+    _answers: dict[int, tuple[Any, Callable[[], Any]]] | None = None
+    _no_sessions: dict[Any, tuple[Session, bool]] = {}  # never written: see ``sessions``
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.method: str = request.method
+        self.headers: Mapping[str, str] = _lower_case_headers(request.headers)
+        #: Each manager's session, with whether the request carried its cookie.
+        self.sessions: dict[Any, tuple[Session, bool]] = self._no_sessions
+        self.flashes: dict[Any, list[tuple[str, str]]] | None = None
+
+    @property
+    def g(self) -> Any:
+        """A namespace for what the request's code finds (Flask's ``g``), empty at first."""
+        if self._g is None:
+            self._g = RequestGlobals()
+        return self._g
+
+    def cookies(self, *, read: bool = True) -> dict[str, str]:
+        """The request's cookies (RFC 6265); ``read`` marks the answer personal."""
+        if read:
+            self.cookies_read = True
+        if self._cookies is None:
+            # API Gateway keeps only the last of repeated headers in ``headers``.
+            event = self.request.to_original_event() or {}
+            multi = event.get("multiValueHeaders") or {}
+            values = next((v for k, v in multi.items() if k.lower() == "cookie"), None)
+            header = "; ".join(values) if values else self.headers.get("cookie")
+            self._cookies = parse_cookie_header(header)
+        return self._cookies
+
+    def is_personal(self) -> bool:
+        """Whether the answer so far depends on who is asking.
+
+        It does when the cookies were read, or a session was read from a cookie
+        the request carried, or a session was written. A request that carried no
+        session cookie and found its session empty is anybody's: the edge keys
+        pages on the session cookie, so its answer may be shared.
+        A view that serves a file (the static routes) depends on the file alone,
+        whatever a middleware read before it.
+        """
+        if self.resource:
+            return False
+        if self.cookies_read:
+            return True
+        for session, sent in self.sessions.values():  # noqa: SIM110 (no generator per request)
+            if sent or session.modified:
+                return True
+        return False
+
+    def remember(self, response: Any, rebuild: Callable[[], Any]) -> None:
+        """Keep how to answer privately: a 304/412 made before the request turned personal."""
+        if self._answers is None:
+            self._answers = {}
+        self._answers[id(response)] = (response, rebuild)
+
+    def finish(self, response: Any, save_sessions: Callable[[Exchange, Any], None]) -> Any:
+        """The response as it leaves: sessions saved, privacy decided once, from the inputs.
+
+        Personal (see :meth:`is_personal`), or setting a cookie under any spelling
+        of the header: ``private, no-store``, no validator, never a 304.
+        """
+        if self.sessions:
+            save_sessions(self, response)
+        if not (self.is_personal() or _sets_cookie(response.headers)):
+            return response
+        kept = self._answers.get(id(response)) if self._answers else None
+        if kept is not None and kept[0] is response and response.status_code in (304, 412):
+            private = kept[1]()  # the full answer: nobody else's copy to validate against
+            for name, value in response.headers.items():  # headers the view added since
+                if _header_key(private.headers, name) is None:
+                    private.headers[name] = value
+            response = private
+        _make_private(response.headers)
+        return response
+
+
+def _current_exchange(app: Any) -> Exchange | None:
+    """The exchange of the request ``app`` is answering, or ``None`` outside a request."""
+    exchange = _local.exchange
+    if exchange is not None and exchange.active:
+        return exchange
+    if app is None:
+        return None
+    try:
+        request = getattr(app, "current_request", None)  # a Chalice app before its first request
+    except RuntimeError:  # a Blueprint not registered with an app
+        return None
+    if request is None:
+        return None
+    if exchange is None or exchange.request is not request:
+        exchange = _local.exchange = Exchange(request)
+    return exchange
+
+
+def _request_body(request: Any, limits: FormLimits) -> bytes:
+    """The request body as bytes, base64-decoded when API Gateway encoded it."""
+    raw = (request.to_original_event() or {}).get("body")
+    if isinstance(raw, (str, bytes)) and len(raw) > limits.max_bytes * 4 // 3 + 4:
+        raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
+    try:
+        body = request.raw_body
+    except (binascii.Error, ValueError):
+        raise FormError(400, "The request body is not valid base64.") from None
+    return body.encode("utf-8") if isinstance(body, str) else body
+
+
+def _exchange_form(exchange: Exchange, limits: FormLimits) -> FormData:
+    """The exchange's form, parsed once per request (within the first caller's ``limits``)."""
+    if exchange.form is None:
+        exchange.form_limits = limits
+        body = _request_body(exchange.request, limits)
+        exchange.form = parse_form(body, exchange.headers.get("content-type"), limits)
+    return exchange.form
+
+
+# ---------------------------------------------------------------------------
 # Response pipeline: method, request headers and an Offer in; status, headers, body out
 # ---------------------------------------------------------------------------
 
 
 class ResponseTooLargeError(ValueError):
     """A response would exceed Lambda's 6 MB synchronous payload limit."""
-
-
-def _gzip(data: bytes, level: int = 6) -> bytes:
-    import zlib
-
-    # A window no larger than the body (and a hash table to match) finds the same
-    # matches as the default 32 KB window but is several times cheaper to set up.
-    window = min(15, max(10, (len(data) - 1).bit_length()))
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + window, min(8, window - 6))  # gzip
-    return compressor.compress(data) + compressor.flush()
-
-
-def _gzip_if_smaller(body: str | bytes, level: int = 6) -> bytes | None:
-    """The gzip form of a body of at least :data:`COMPRESS_MIN_SIZE` bytes, if it is smaller."""
-    data = body.encode("utf-8") if isinstance(body, str) else body
-    if len(data) < COMPRESS_MIN_SIZE:
-        return None
-    compressed = _gzip(data, level)
-    return compressed if len(compressed) < len(data) else None
 
 
 class _Page:
@@ -2963,26 +4177,6 @@ def _payload_size(body: str | bytes, headers: Mapping[str, Any]) -> int:
     return size + sum(len(str(name)) + len(str(value)) + 8 for name, value in headers.items()) + 256
 
 
-class _GatewayResponse(Response):
-    """A Chalice ``Response`` marshalled for API Gateway by its body type.
-
-    Bytes travel base64-encoded with ``isBase64Encoded`` (API Gateway decodes
-    them when the request's first Accept type matches binaryMediaTypes, which
-    the toolkit sets to ``*/*``); text travels as text and reaches the client
-    intact whatever its Accept header. This holds whatever ``binary_types``
-    says, so a gzip body with a text Content-Type still arrives as bytes
-    (aws/chalice#1776).
-    """
-
-    def to_dict(self, binary_types: list[str] | None = None) -> dict[str, Any]:
-        response = super().to_dict(None)
-        body = response["body"]
-        if isinstance(body, (bytes, bytearray)):
-            response["body"] = base64.b64encode(body).decode("ascii")
-            response["isBase64Encoded"] = True
-        return response
-
-
 def _too_large_answer(
     size: int, debug: bool, fixed_headers: Mapping[str, str] | None = None
 ) -> Answer:
@@ -2997,82 +4191,6 @@ def _too_large_answer(
     )
     return Answer(500, headers, body, True)
 
-
-_CHALICE_INSTALLED = "_chalice_http_toolkit_gateway"
-
-
-def install_gateway_support(app: Any) -> None:
-    """Make every response of ``app`` reach clients intact through API Gateway REST.
-
-    Adds ``*/*`` to the API's binary media types (API Gateway then decodes a
-    base64 body whatever the browser's first Accept type is) and registers an
-    HTTP middleware that marshals bodies by type, treats a missing ``Accept``
-    as ``*/*`` (RFC 9110 §12.5.1; Chalice would otherwise answer 400 for a
-    ``*/*`` binary type) and enforces the Lambda payload limit for the app's
-    own routes too. Idempotent. A ``Blueprint`` has no API of its own: call
-    this on the ``Chalice`` app it is registered with.
-    """
-    _install_gateway(app, _gateway_middleware)
-
-
-def _install_gateway(app: Any, middleware: Callable[[Any, Callable[[Any], Any]], Any]) -> None:
-    """:func:`install_gateway_support` with ``middleware`` (``_gateway_middleware`` first)."""
-    if getattr(app, _CHALICE_INSTALLED, False):
-        return
-    api = getattr(app, "api", None)
-    if api is not None:
-        # ``*/*`` covers every other entry; a one-item list also keeps Chalice's
-        # per-request binary checks cheap.
-        api.binary_types[:] = ["*/*"]
-    else:
-        logger.warning(
-            "%s has no API Gateway settings (a Blueprint?): call install_gateway_support(app) "
-            "on the Chalice app so binary responses survive API Gateway",
-            type(app).__name__,
-        )
-    app.register_middleware(middleware, "http")
-    setattr(app, _CHALICE_INSTALLED, True)
-
-
-def _gateway_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
-    if request is not None and request.headers.get("accept") is None:
-        _accept_anything(request)
-    return _gateway_marshalled(get_response(request))
-
-
-def _accept_anything(request: Any) -> None:
-    """Give a request without ``Accept`` the ``*/*`` that RFC 9110 §12.5.1 says it means."""
-    headers = dict(request.headers.items())
-    headers["accept"] = "*/*"
-    request.headers = CaseInsensitiveMapping(headers)
-
-
-def _gateway_marshalled(response: Any) -> Any:
-    """``response`` as a :class:`_GatewayResponse`, or a 500 when over Lambda's payload limit."""
-    if type(response) is _GatewayResponse:
-        return response
-    body = response.body
-    if isinstance(body, (str, bytes)):
-        size = _payload_size(body, response.headers)
-        if size > LAMBDA_RESPONSE_LIMIT:
-            return _gateway_response(_too_large_answer(size, debug=False))
-    return _GatewayResponse(body=body, headers=response.headers, status_code=response.status_code)
-
-
-#: Headers ``ContentManager(security_headers=True)`` adds to every response: HSTS
-#: (a year, subdomains), no referrer beyond the origin for cross-site requests, no
-#: framing by other sites, and a CSP that allows the site's own resources only.
-DEFAULT_SECURITY_HEADERS: Mapping[str, str] = {
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-    "Referrer-Policy": "strict-origin-when-cross-origin",
-    # Inline styles are allowed (a template's style="..." works, and Chromium styles an
-    # image opened directly inline); inline and foreign scripts are not.
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
-    ),
-    "X-Frame-Options": "SAMEORIGIN",
-}
 
 #: On every toolkit response: browsers take the Content-Type as sent, never a sniffed one.
 _NOSNIFF = ("X-Content-Type-Options", "nosniff")
@@ -3448,21 +4566,6 @@ def _not_modified_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name.lower() in _NOT_MODIFIED_HEADERS}
 
 
-def _lower_case_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """Request headers keyed by lower-case name, as a plain dict where possible.
-
-    Chalice's ``CaseInsensitiveMapping`` keeps such a dict; reading it directly
-    spares the lower-casing and the exception its ``get`` pays per absent header.
-    """
-    inner = getattr(headers, "_dict", None)
-    return inner if type(inner) is dict else headers
-
-
-def _gateway_response(answer: Answer) -> _GatewayResponse:
-    """The one place an answer becomes the response Chalice hands to API Gateway."""
-    return _GatewayResponse(body=answer.body, headers=answer.headers, status_code=answer.status)
-
-
 def _fixed_headers(
     cors_origin: str | None, security_headers: bool | Mapping[str, str] | None
 ) -> dict[str, str]:
@@ -3510,11 +4613,431 @@ def _sniffed_type(body: bytes) -> tuple[str, Mapping[str, str] | None]:
     return media_type, None
 
 
+def _error_answer(status_code: int, message: str, fixed_headers: Mapping[str, str]) -> Answer:
+    """The toolkit's own HTML error page, with the manager's fixed headers; never stored."""
+    import html
+
+    titles = {400: "Bad Request", 403: "Forbidden", 413: "Content Too Large"}
+    title = f"{status_code} {titles.get(status_code, 'Error')}"
+    body = (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+        f"<body><h1>{title}</h1><p>{html.escape(message)}</p></body></html>"
+    )
+    headers = _response_headers(
+        "text/html; charset=utf-8", PRIVATE_CACHE_CONTROL, (), False, None, fixed_headers, None
+    )
+    return Answer(status_code, headers, body, True)
+
+
+# ---------------------------------------------------------------------------
+# The Chalice adapter: responses API Gateway delivers intact, routes and URLs
+# ---------------------------------------------------------------------------
+
+
+class _GatewayResponse(Response):
+    """A Chalice ``Response`` marshalled for API Gateway by its body type.
+
+    Bytes travel base64-encoded with ``isBase64Encoded`` (API Gateway decodes
+    them when the request's first Accept type matches binaryMediaTypes, which
+    the toolkit sets to ``*/*``); text travels as text and reaches the client
+    intact whatever its Accept header. This holds whatever ``binary_types``
+    says, so a gzip body with a text Content-Type still arrives as bytes
+    (aws/chalice#1776).
+    """
+
+    def to_dict(self, binary_types: list[str] | None = None) -> dict[str, Any]:
+        response = super().to_dict(None)
+        body = response["body"]
+        if isinstance(body, (bytes, bytearray)):
+            response["body"] = base64.b64encode(body).decode("ascii")
+            response["isBase64Encoded"] = True
+        return response
+
+
+_CHALICE_INSTALLED = "_chalice_http_toolkit_gateway"
+
+
+def install_gateway_support(app: Any) -> None:
+    """Make every response of ``app`` reach clients intact through API Gateway REST.
+
+    Adds ``*/*`` to the API's binary media types (API Gateway then decodes a
+    base64 body whatever the browser's first Accept type is) and registers an
+    HTTP middleware that marshals bodies by type, treats a missing ``Accept``
+    as ``*/*`` (RFC 9110 §12.5.1; Chalice would otherwise answer 400 for a
+    ``*/*`` binary type) and enforces the Lambda payload limit for the app's
+    own routes too. Idempotent. A ``Blueprint`` has no API of its own: call
+    this on the ``Chalice`` app it is registered with.
+    """
+    _install_gateway(app, _gateway_middleware)
+
+
+def _install_gateway(app: Any, middleware: Callable[[Any, Callable[[Any], Any]], Any]) -> None:
+    """:func:`install_gateway_support` with ``middleware`` (``_gateway_middleware`` first)."""
+    if getattr(app, _CHALICE_INSTALLED, False):
+        return
+    api = getattr(app, "api", None)
+    if api is not None:
+        # ``*/*`` covers every other entry; a one-item list also keeps Chalice's
+        # per-request binary checks cheap.
+        api.binary_types[:] = ["*/*"]
+    else:
+        logger.warning(
+            "%s has no API Gateway settings (a Blueprint?): call install_gateway_support(app) "
+            "on the Chalice app so binary responses survive API Gateway",
+            type(app).__name__,
+        )
+    app.register_middleware(middleware, "http")
+    setattr(app, _CHALICE_INSTALLED, True)
+
+
+def _gateway_middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
+    if request is not None and request.headers.get("accept") is None:
+        _accept_anything(request)
+    return _gateway_marshalled(get_response(request))
+
+
+def _accept_anything(request: Any) -> None:
+    """Give a request without ``Accept`` the ``*/*`` that RFC 9110 §12.5.1 says it means."""
+    headers = dict(request.headers.items())
+    headers["accept"] = "*/*"
+    request.headers = CaseInsensitiveMapping(headers)
+
+
+def _gateway_marshalled(response: Any) -> Any:
+    """``response`` as a :class:`_GatewayResponse`, or a 500 when over Lambda's payload limit."""
+    if type(response) is _GatewayResponse:
+        return response
+    body = response.body
+    if isinstance(body, (str, bytes)):
+        size = _payload_size(body, response.headers)
+        if size > LAMBDA_RESPONSE_LIMIT:
+            return _gateway_response(_too_large_answer(size, debug=False))
+    return _GatewayResponse(body=body, headers=response.headers, status_code=response.status_code)
+
+
+def _gateway_response(answer: Answer) -> _GatewayResponse:
+    """The one place an answer becomes the response Chalice hands to API Gateway."""
+    return _GatewayResponse(body=answer.body, headers=answer.headers, status_code=answer.status)
+
+
+_AppLike = Any  # chalice.Chalice or chalice.Blueprint
+
+
+def _not_found_paths(routes: Iterable[str], max_depth: int) -> list[str]:
+    """The not-found routes for an app with ``routes``: one variable path part per level
+    down to ``max_depth``, then a greedy tail, never beside a variable part of another name.
+
+    At each level the app's own variable part is followed under its name; the app's
+    greedy part ends the walk (it takes every deeper path); a path the app has is not
+    added again.
+
+    >>> _not_found_paths(["/", "/{id}/update", "/post/{slug}", "/files/{path+}"], 2)
+    ['/{id}', '/{id}/{n1}', '/{id}/{n1}/{proxy+}']
+    >>> _not_found_paths(["/{proxy+}"], 4)
+    []
+    """
+    children: dict[str, list[str]] = {}
+    for route in routes:
+        parent = ""
+        for segment in route.strip("/").split("/") if route.strip("/") else ():
+            children.setdefault(parent, []).append(segment)
+            parent += "/" + segment
+    existing = set(routes)
+    paths, parent, names, depth = [], "", set(), 0
+    while True:
+        variables = [part for part in children.get(parent, ()) if part.startswith("{")]
+        if variables and variables[0].endswith("+}"):
+            return paths
+        if depth >= max_depth and not variables:
+            paths.append(parent + "/{" + _unused_name("proxy", names) + "+}")
+            return paths
+        segment = variables[0] if variables else "{" + _unused_name(f"n{depth}", names) + "}"
+        names.add(segment.strip("{}"))
+        parent += "/" + segment
+        if parent not in existing:
+            paths.append(parent)
+        depth += 1
+
+
+def _unused_name(name: str, used: set[str]) -> str:
+    """``name``, or ``name`` with underscores appended until no other part of the path has it."""
+    while name in used:
+        name += "_"
+    return name
+
+
+def _match_greedy_routes_locally() -> None:
+    """Route ``chalice local`` and ``chalice.test.Client`` as API Gateway does.
+
+    Chalice's local router matches a route only when it has as many segments as the
+    path, takes the first such route in the app's order, and knows no greedy
+    ``{name+}`` (a path deeper than every route got the local gateway's 403 "Missing
+    Authentication Token"). The local router here is API Gateway's resource matching
+    (:class:`_RouteTable`, the one the front doors use): a literal segment beats a
+    ``{param}``, which beats a greedy tail; ``/files/{path+}`` beats the not-found
+    routes' ``/{n0}/{n1}/{n2}`` for ``/files/a/b``, as deployed. Values stay as the
+    path carries them, as Chalice's own router leaves them.
+    Once per process; never on Lambda, where API Gateway does the routing.
+    """
+    from chalice import local
+
+    matcher = local.RouteMatcher
+    if getattr(matcher, "_chalice_http_toolkit_greedy", False):
+        return
+
+    def match_route(self: Any, url: str) -> Any:
+        table = self.__dict__.get("_chalice_http_toolkit_table")
+        if table is None:
+            table = self._chalice_http_toolkit_table = _RouteTable.build(self.route_urls)
+        parsed = local.urlparse(url)
+        found = table.match(_path_segments(parsed.path))
+        if found is None:
+            raise ValueError(f"No matching route found for: {url}")
+        route, captured = found
+        query = local.parse_qs(parsed.query, keep_blank_values=True)
+        return local.MatchResult(route, captured, query)
+
+    matcher.match_route = match_route
+    matcher._chalice_http_toolkit_greedy = True
+
+
+def ex_multipart(app: _AppLike) -> dict[str, dict[str, Any]]:
+    """0.6.2's helper: the current request's multipart parts by name (the last one wins).
+
+    Returns ``{name: {"data": bytes, "filename": str | None}}``; a malformed
+    body raises :class:`FormError` (answered 400/413 by a ContentManager's
+    middleware). New code: :meth:`ContentManager.form`.
+    """
+    request = app.current_request
+    limits = FormLimits()
+    media_type, options = _media_type_and_options(request.headers.get("content-type"))
+    if media_type != "multipart/form-data":
+        raise FormError(400, "The request is not multipart/form-data.")
+    parts = _multipart_parts(_request_body(request, limits), options.get("boundary"), limits)
+    return {name: {"data": data, "filename": filename} for name, filename, _, _, data in parts}
+
+
+class ResponseWithBinary(_GatewayResponse):
+    """0.6.2's name: a ``Response`` whose bytes body reaches the client intact for every Accept.
+
+    Bytes travel base64-encoded with ``isBase64Encoded`` (the toolkit sets the
+    API's binary media types to ``*/*``), text as text; there is no ``STAGE``
+    switch. Setting ``isBase64Encoded`` (0.6.2 code does) changes nothing.
+    """
+
+    isBase64Encoded = False
+
+
+_EXECUTE_API_HOST = r"[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?(:443)?"
+
+_ROUTE_PARAMETER = r"\{([^}+]+)(\+?)\}"
+
+
+def _script_root(exchange: Exchange | None) -> str:
+    """``/{stage}`` on the execute-api URL, else ``""`` (CloudFront, custom domain, local).
+
+    API Gateway serves the stage under its own path on the execute-api host;
+    behind CloudFront (the origin path holds the stage; its function sets
+    ``X-Forwarded-Host``) or a custom domain mapped at its root there is none.
+    """
+    if exchange is None:
+        return ""
+    headers = exchange.headers
+    if "x-forwarded-host" in headers:
+        return ""
+    stage = (exchange.request.context or {}).get("stage")
+    # "$default" (HTTP API, Function URL, ALB through lambda_handler) is not in the path.
+    if stage and stage != "$default" and _is_execute_api_host(headers.get("host", "")):
+        return "/" + stage
+    return ""
+
+
+@functools.lru_cache(maxsize=64)
+def _is_execute_api_host(host: str) -> bool:
+    return re.fullmatch(_EXECUTE_API_HOST, host, re.IGNORECASE) is not None
+
+
+def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
+    """Chalice's route table: path → method → RouteEntry (a Blueprint's app's, once registered)."""
+    routes = getattr(app, "routes", None)
+    if routes is None:  # a Blueprint: its app's, once registered
+        try:
+            routes = app.current_app.routes
+        except (AttributeError, RuntimeError):
+            routes = None
+    return routes or {}
+
+
+def _route_path(app: _AppLike, view_name: str) -> str:
+    """The path of the view named ``view_name`` (its first, when one view has several).
+
+    Two different view functions under one name (two blueprints registered without
+    a ``name_prefix``) raise ``ValueError`` naming the view and both paths: which
+    one a link meant cannot be guessed.
+    """
+    found: dict[Any, str] = {}  # view function -> its first path
+    for path, methods in _routes_of(app).items():
+        for entry in methods.values():
+            if entry.view_name == view_name:
+                found.setdefault(entry.view_function, path)
+    if not found:
+        raise ValueError(f"url_for: no route has the view name {view_name!r}")
+    if len(found) > 1:
+        raise ValueError(
+            f"url_for: {len(found)} views share the name {view_name!r} "
+            f"({', '.join(sorted(found.values()))}); register the blueprints with name_prefix="
+        )
+    return next(iter(found.values()))
+
+
+def _build_url(path: str, params: dict[str, Any]) -> str:
+    """``path`` with its ``{name}`` parts filled, percent-encoded; unused ``params`` form the query.
+
+    A value that would leave its place in the path is refused with ``ValueError``:
+    an empty one (``//`` would make a link to another host), ``.`` or ``..``
+    (which the browser resolves upwards), and for a greedy ``{name+}`` any such
+    segment. ``/`` is encoded except in a greedy part. ``None`` values are left out
+    of the query.
+    """
+    from urllib.parse import quote, urlencode
+
+    def fill(match: re.Match) -> str:
+        name, greedy = match.group(1), match.group(2)
+        if name not in params:
+            raise ValueError(f"url_for: route {path} needs a value for {name!r}")
+        value = str(params.pop(name))
+        segments = value.split("/") if greedy else [value]
+        if any(segment in ("", ".", "..") for segment in segments):
+            raise ValueError(
+                f"url_for: {value!r} for {name!r} in {path} would leave the path "
+                "(an empty part, '.' or '..')"
+            )
+        return quote(value, safe="/" if greedy else "")
+
+    built = re.sub(_ROUTE_PARAMETER, fill, path)
+    query = [(name, value) for name, value in params.items() if value is not None]
+    return built + ("?" + urlencode(query, doseq=True) if query else "")
+
+
+# The resource path of a request no route matches (no route has it): lambda_handler hands
+# it to an app with the toolkit's middleware, which answers it with the site's 404 page.
+_UNROUTED_RESOURCE_PATH = "/_chalice_http_toolkit/not-found"
+
+
+class _RouteTable:
+    """API Gateway's resource matching over a Chalice route table.
+
+    At each path segment a literal resource wins over a ``{param}``, which wins over
+    a greedy ``{name+}`` that takes the rest of the path (at least one segment).
+    A trailing slash is ignored, as API Gateway does.
+    """
+
+    __slots__ = ("greedy", "literal", "params", "paths", "route")
+
+    def __init__(self) -> None:
+        self.literal: dict[str, _RouteTable] = {}
+        self.params: list[tuple[str, _RouteTable]] = []
+        self.greedy: tuple[str, str] | None = None
+        self.route: str | None = None
+        self.paths: dict[tuple[str, bool], Any] = {}  # the root's memo of match_path()
+
+    @classmethod
+    def build(cls, routes: Iterable[str]) -> _RouteTable:
+        root = cls()
+        for route in routes:
+            node = root
+            for segment in _path_segments(route):
+                if segment.startswith("{") and segment.endswith("+}"):
+                    node.greedy = (segment[1:-2], route)
+                    break
+                if segment.startswith("{") and segment.endswith("}"):
+                    name = segment[1:-1]
+                    child = next((c for n, c in node.params if n == name), None)
+                    if child is None:
+                        child = cls()
+                        node.params.append((name, child))
+                    node = child
+                else:
+                    node = node.literal.setdefault(segment, cls())
+            else:
+                node.route = route
+        return root
+
+    def match_path(self, path: str, encoded: bool) -> tuple[str, dict[str, str]] | None:
+        """:meth:`match` for a request path (``encoded``: still percent-encoded), remembered.
+
+        A table lives as long as the app's routes are unchanged (:func:`_route_table`), so
+        a path's route does too; up to ``_ROUTED_PATHS`` short paths are kept.
+        """
+        key = (path, encoded)
+        found = self.paths.get(key, _MISSING)
+        if found is _MISSING:
+            segments = _path_segments(path)
+            if encoded and "%" in path:
+                segments = [unquote(part) if "%" in part else part for part in segments]
+            found = self.match(segments)
+            if len(self.paths) < _ROUTED_PATHS and len(path) <= _ROUTED_PATH_LENGTH:
+                self.paths[key] = found
+        return None if found is None else (found[0], dict(found[1]))
+
+    def match(self, segments: list[str]) -> tuple[str, dict[str, str]] | None:
+        """The route for a request path's (decoded) segments and its parameters, or ``None``."""
+        captured: dict[str, str] = {}
+        route = self._match(segments, 0, captured)
+        return None if route is None else (route, captured)
+
+    def _match(self, segments: list[str], index: int, captured: dict[str, str]) -> str | None:
+        if index == len(segments):
+            return self.route
+        segment = segments[index]
+        child = self.literal.get(segment)
+        if child is not None:
+            route = child._match(segments, index + 1, captured)
+            if route is not None:
+                return route
+        if segment:
+            for name, child in self.params:
+                route = child._match(segments, index + 1, captured)
+                if route is not None:
+                    captured[name] = segment
+                    return route
+        if self.greedy is not None and any(segments[index:]):
+            name, route = self.greedy
+            # As API Gateway: ``{proxy+}`` is ``pathParameters["proxy"]`` (Chalice passes no
+            # argument for it; the view reads ``current_request.uri_params``).
+            captured[name] = "/".join(segments[index:])
+            return route
+        return None
+
+
+# Request paths (of at most so many characters) a route table remembers the route of;
+# others are matched on every request.
+_ROUTED_PATHS = 4096
+
+_ROUTED_PATH_LENGTH = 256
+
+
+def _path_segments(path: str) -> list[str]:
+    path = path.strip("/") if path != "/" else ""
+    return path.split("/") if path else []
+
+
+_ROUTE_TABLE_ATTRIBUTE = "_chalice_http_toolkit_route_table"
+
+
+def _route_table(app: Any) -> _RouteTable:
+    """The app's :class:`_RouteTable`, rebuilt when routes were added since."""
+    routes = app.routes
+    cached = getattr(app, _ROUTE_TABLE_ATTRIBUTE, None)
+    if cached is None or cached[0] != len(routes):
+        cached = (len(routes), _RouteTable.build(list(routes)))
+        setattr(app, _ROUTE_TABLE_ATTRIBUTE, cached)
+    return cached[1]
+
+
 # ---------------------------------------------------------------------------
 # The parts of a ContentManager: static URLs, pages, answers and visitors
 # ---------------------------------------------------------------------------
-
-_AppLike = Any  # chalice.Chalice or chalice.Blueprint
 
 
 class _StaticSite:
@@ -3865,12 +5388,14 @@ class _Responder:
         self,
         app: _AppLike | None,
         statics: _StaticSite,
+        pages: _Pages,
         *,
         compress: bool,
         fixed_headers: dict[str, str],
         memo_cache_bytes: int,
     ) -> None:
         self.app = app
+        self.pages = pages  # the site's error pages (``404.html``) are templates
         self.compress = compress
         self._fixed_headers = fixed_headers
         self.static_files = statics.static_files
@@ -4293,12 +5818,497 @@ class _Visitors:
         return token
 
 
+class _Routes:
+    """The routes the toolkit registers on the app (static files, the not-found page), and URLs."""
+
+    def __init__(
+        self,
+        app: _AppLike | None,
+        statics: _StaticSite,
+        pages: _Pages,
+        responder: _Responder,
+        set_prefix: Callable[[str], None],
+    ) -> None:
+        self.app = app
+        self.statics = statics
+        self.pages = pages
+        self.responder = responder
+        self._set_prefix = set_prefix
+
+    def url_for(self, view_name: str, **params: Any) -> str:
+        """The URL of the route whose view is ``view_name``; unused ``params`` form the query.
+
+        Right on the execute-api URL (``/{stage}`` prefix), behind CloudFront, on
+        a custom domain and under ``chalice local``. An unknown view or a missing
+        path parameter raises ``ValueError``.
+        """
+        if self.app is None:
+            raise ValueError("url_for needs the ContentManager's app")
+        url = _build_url(_route_path(self.app, view_name), dict(params))
+        return _script_root(_current_exchange(self.app)) + url
+
+    def register_static_routes(
+        self,
+        prefix: str | None = None,
+        *,
+        max_depth: int | None = None,
+        cache_control: str | None = "no-cache",
+    ) -> None:
+        """Register GET/HEAD routes that serve ``static_dir`` under ``prefix``.
+
+        One route per directory depth (``/static/{p0}``, ``/static/{p0}/{p1}``,
+        …) rather than a greedy ``{proxy+}``: the local router of ``chalice
+        local`` and ``chalice.test.Client`` matches one segment per
+        parameter, so this works the same locally and deployed. ``max_depth``
+        defaults to the deepest file in the directory.
+        """
+        if self.app is None:
+            raise ValueError("register_static_routes needs the ContentManager's app")
+        if prefix is not None:
+            self._set_prefix(prefix)
+        base = self.statics.static_prefix
+        if max_depth is None:
+            max_depth = max(
+                (relpath.count("/") + 1 for relpath in self.statics.static_files.files), default=1
+            )
+        for depth in range(1, max_depth + 1):
+            names = [f"p{index}" for index in range(depth)]
+            path = base + "".join(f"/{{{name}}}" for name in names)
+            self.app.route(
+                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_static_{depth}"
+            )(self._static_view(names, cache_control))
+
+    def _static_view(self, names: list[str], cache_control: str | None) -> Callable[..., Response]:
+        def view(**params: str) -> Response:
+            exchange = _current_exchange(self.app)
+            if exchange is not None:  # a file's answer: whatever a middleware read is not in it
+                exchange.resource = True
+            return self.responder.static(
+                "/".join(params[name] for name in names), cache_control=cache_control
+            )
+
+        setattr(view, _STATIC_VIEW_ATTRIBUTE, (self.responder, tuple(names), cache_control))
+        return view
+
+    def register_not_found_routes(
+        self, template: str = "404.html", *, max_depth: int = 4, **template_kwargs: Any
+    ) -> None:
+        """Register catch-all GET/HEAD routes that render ``template`` with status 404.
+
+        API Gateway answers unknown paths with a JSON 403 of its own; these
+        routes (``/{n0}`` … ``max_depth`` segments, plus a greedy tail) make the
+        site's own 404 page show instead. API Gateway refuses two variable path
+        parts with different names under one parent: where the app already has
+        one, these routes reuse its name (``/{id}/update`` gives ``/{id}``,
+        ``/{id}/{n1}``, …), and under the app's own greedy ``{name+}`` they add
+        nothing. Call it after the app's routes (blueprints included).
+        Unknown URLs through :func:`lambda_handler` need none of these routes.
+        """
+        if self.app is None:
+            raise ValueError("register_not_found_routes needs the ContentManager's app")
+
+        # As an error page has them (``404.html`` serves abort(404) too), unless given.
+        kwargs = {"status_code": 404, "title": "404 Not Found", "description": None}
+        kwargs.update(template_kwargs)
+
+        def view(**params: str) -> Response:
+            return self.responder.html(self.pages.render_template(template, **kwargs), 404)
+
+        for index, path in enumerate(_not_found_paths(list(_routes_of(self.app)), max_depth)):
+            self.app.route(
+                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_not_found_{index + 1}"
+            )(view)
+        if not _on_lambda():
+            _match_greedy_routes_locally()
+
+
+class _RequestGlobals:
+    """``g`` in templates: the current request's namespace (:attr:`ContentManager.g`)."""
+
+    __slots__ = ("_cm",)
+
+    def __init__(self, cm: _Visitors) -> None:
+        self._cm = cm
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cm.g, name)
+
+
+# ---------------------------------------------------------------------------
+# Error pages: abort(), and the site's page for an error a browser asked for
+# ---------------------------------------------------------------------------
+
+#: Media types that name a page: a request whose ``Accept`` ranks one of them at least as
+#: high as JSON gets the site's error page; other requests keep Chalice's JSON errors.
+_PAGE_TYPES = ("text/html", "application/xhtml+xml")
+
+#: The body of Chalice's error responses (its own 404/405/415, a ``ChaliceViewError``,
+#: the 500 of an exception in a view): exactly these two keys.
+_CHALICE_ERROR_KEYS = frozenset(("Code", "Message"))
+
+# Chalice's exception name for a status, where it has one (``raise NotFoundError``).
+_CHALICE_ERROR_CODES = {
+    400: "BadRequestError",
+    401: "UnauthorizedError",
+    403: "ForbiddenError",
+    404: "NotFoundError",
+    405: "MethodNotAllowedError",
+    408: "RequestTimeoutError",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "TooManyRequestsError",
+    500: "InternalServerError",
+}
+
+
+class HTTPError(ChaliceUnhandledError):
+    """An HTTP error that ends a request with the site's error page: :func:`abort` raises it.
+
+    A ``ChaliceUnhandledError``, so Chalice lets it through to the toolkit's
+    middleware, which answers ``status_code`` with ``<status_code>.html`` (or a
+    plain page; Chalice's JSON error for a client that does not ask for HTML).
+    """
+
+    def __init__(self, status_code: int, description: str | None = None) -> None:
+        super().__init__(description or _status_phrase(status_code))
+        self.status_code = status_code
+        self.description = description
+
+
+def abort(status_code: int, description: str | None = None) -> NoReturn:
+    """End the current request with the site's error page of ``status_code`` (Flask's ``abort``).
+
+    ``status_code`` is a client or server error (400-599); anything else is a
+    developer's mistake and raises ``ValueError`` (a redirect is ``cm.redirect``).
+    ``description`` is shown on the page, HTML-escaped.
+
+    >>> abort(404, "No such post.")
+    Traceback (most recent call last):
+    ...
+    chalice_http_toolkit.HTTPError: No such post.
+    """
+    if type(status_code) is not int or not 400 <= status_code <= 599:
+        raise ValueError(f"abort() takes an error status (400-599), not {status_code!r}")
+    raise HTTPError(status_code, description)
+
+
+def _status_phrase(status: int) -> str:
+    """``404`` → ``"Not Found"``; ``"Error"`` for a status HTTP does not name."""
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _wants_page(accept: str | None) -> bool:
+    """Whether a request's ``Accept`` asks for an HTML page rather than JSON.
+
+    True when ``text/html`` (or XHTML) is named with a weight above zero that is
+    at least JSON's, as browsers do for a page; a missing field, ``*/*`` alone
+    (``fetch()``, curl, API clients) or JSON first is not a page.
+
+    >>> _wants_page("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+    True
+    >>> _wants_page("*/*"), _wants_page("application/json, text/html;q=0.5"), _wants_page(None)
+    (False, False, False)
+    """
+    page = json_weight = 0.0
+    for token, quality in parse_accept_header(accept):
+        if token in _PAGE_TYPES:
+            page = max(page, quality)
+        elif token == "application/json":
+            json_weight = max(json_weight, quality)
+    return page > 0.0 and page >= json_weight
+
+
+def _error_page_body(pages: _Pages, status: int, description: str | None) -> str:
+    """The site's ``<status>.html`` rendered, or a plain page when there is none or it fails.
+
+    The template gets ``status_code``, ``title`` (``"404 Not Found"``) and
+    ``description``. A template that raises is logged with its traceback and the
+    plain page answers instead: an error page never raises, so it never loops.
+    """
+    import html
+
+    title = f"{status} {_status_phrase(status)}"
+    name = f"{status}.html"
+    try:
+        template = pages.load_template(name)
+        return template.render(status_code=status, title=title, description=description)
+    except TemplateNotFoundError:
+        pass  # the site has no page for this status
+    # The site already failed once; whatever its error template raises (a syntax error,
+    # a missing include, a global or filter that fails, an abort() in it), the plain
+    # page is the answer.
+    except Exception:
+        logger.exception("the error page %s failed to render; answering a plain page", name)
+    text = f"<p>{html.escape(description)}</p>" if description else ""
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+        f"<body><h1>{title}</h1>{text}</body></html>"
+    )
+
+
+def _error_response(
+    responder: _Responder,
+    exchange: Exchange,
+    status: int,
+    description: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """``status`` answered the way the request asks: the site's page, or Chalice's JSON.
+
+    The page is never stored by a cache (``private, no-store``); HEAD gets its
+    headers only.
+    """
+    if not _wants_page(exchange.headers.get("accept")):
+        code = _CHALICE_ERROR_CODES.get(status, _status_phrase(status).replace(" ", ""))
+        message = description or _status_phrase(status)
+        return Response(
+            body={"Code": code, "Message": message}, status_code=status, headers=headers
+        )
+    body = _error_page_body(responder.pages, status, description)
+    offer = Offer("text/html; charset=utf-8", lambda: body)
+    return responder.answer(offer, status, headers, private=True)
+
+
+def _page_for_chalice_error(responder: _Responder, exchange: Exchange, response: Any) -> Any:
+    """Chalice's JSON error (its 404/405/415, a ``ChaliceViewError``, the 500 of an exception
+    in a view, which Chalice has logged with its traceback) as the site's error page, when
+    the request asks for a page; any other response as it is.
+
+    With ``app.debug`` Chalice's 500 is the traceback as text, and stays so.
+    """
+    body = response.body
+    if (
+        response.status_code >= 400
+        and type(body) is dict
+        and body.keys() == _CHALICE_ERROR_KEYS
+        and _wants_page(exchange.headers.get("accept"))
+    ):
+        # A 5xx page never shows the message (a ChaliceViewError's may be an exception's text).
+        message = body["Message"]
+        description = message if isinstance(message, str) and response.status_code < 500 else None
+        allow = {"Allow": response.headers["Allow"]} if "Allow" in response.headers else None
+        return _error_response(responder, exchange, response.status_code, description, allow)
+    return response
+
+
+_HEAD_INSTALLED = "_chalice_http_toolkit_head"
+
+
+def _answer_head_for_get(app: _AppLike) -> None:
+    """Give every GET route of ``app`` a HEAD method (the GET's view), as Flask does.
+
+    RFC 9110 §9.3.2: HEAD is GET without the body; link checkers and uptime
+    monitors send it. The HEAD methods are routes (so API Gateway has them
+    deployed, and ``chalice local`` has them); routes registered later get one too,
+    and a route's own HEAD replaces the added one. The toolkit's middleware drops
+    the body. A ``Blueprint`` does it on the app it is registered with.
+    ``ContentManager(..., app)`` calls it.
+    """
+    if hasattr(app, "_deferred_registrations"):  # a Blueprint: its app is known later
+        app._deferred_registrations.append(lambda parent, _options: _answer_head_for_get(parent))
+        return
+    if getattr(app, _HEAD_INSTALLED, False):
+        return
+    register = app._register_route
+    added: set[str] = set()  # paths whose HEAD is the GET's, added here
+
+    def register_route(**kwargs: Any) -> None:
+        for path in added:  # a route registered with its own HEAD must not meet ours
+            app.routes[path].pop("HEAD", None)
+        added.clear()
+        try:
+            register(**kwargs)
+        finally:
+            _add_heads(app.routes, added)
+
+    app._register_route = register_route
+    _add_heads(app.routes, added)
+    setattr(app, _HEAD_INSTALLED, True)
+
+
+def _add_heads(routes: Mapping[str, dict[str, Any]], added: set[str]) -> None:
+    import copy
+
+    for path, methods in routes.items():
+        if "GET" in methods and "HEAD" not in methods:
+            entry = copy.copy(methods["GET"])
+            entry.method = "HEAD"
+            methods["HEAD"] = entry
+            added.add(path)
+
+
+def _flask_response(responder: _Responder, exchange: Exchange, response: Any) -> Any:
+    """``response`` as Flask would answer: Chalice's JSON errors as pages for a browser,
+    and no body for HEAD (the toolkit's middleware calls it after the view)."""
+    response = _page_for_chalice_error(responder, exchange, response)
+    return _without_body(response) if exchange.method == "HEAD" else response
+
+
+def _without_body(response: Any) -> Any:
+    """A HEAD request's answer: the GET's status and headers, no body (RFC 9110 §9.3.2)."""
+    response.body = ""
+    return response
+
+
+# ---------------------------------------------------------------------------
+# The middleware: the exchange, CSRF before the view, sessions and privacy after it
+# ---------------------------------------------------------------------------
+
+
+def _csrf_refusal(cm: _Visitors, exchange: Exchange) -> str | None:
+    """Why ``cm`` refuses the exchange's unsafe request as a forgery, or ``None``."""
+    headers = exchange.headers
+    refusal = cross_origin_refusal(exchange.method, headers, cm.trusted_origins)
+    if refusal is not None or not cm._session_signer:
+        return refusal
+    submitted = headers.get(CSRF_HEADER)
+    media_type, _ = _media_type_and_options(headers.get("content-type"))
+    if submitted is None:
+        if media_type not in _FORM_TYPES:
+            return None  # not something a cross-site form can send (JSON needs CORS)
+        submitted = _exchange_form(exchange, cm.form_limits).get(CSRF_FIELD)
+    expected = cm._session_of(exchange).get(_CSRF_KEY)
+    if not submitted:
+        return "the form has no CSRF token: reload the page and send it again"
+    if not isinstance(expected, str) or not _constant_time_equal(submitted, expected):
+        return "the form's CSRF token is not this session's: reload the page and send it again"
+    return None
+
+
+def _has_error_pages(app: Any) -> bool:
+    """Whether ``app`` has the toolkit's middleware, which answers errors with the site's pages."""
+    return getattr(app, _SITE_ATTRIBUTE, None) is not None
+
+
+_SITE_ATTRIBUTE = "_chalice_http_toolkit_site"
+
+
+class _Site:
+    """The managers of one app (each with its own settings) and the app's one middleware.
+
+    A manager is here as the parts the middleware uses: its responder (refusals, error
+    pages) and its visitors (CSRF, sessions).
+    """
+
+    __slots__ = ("app", "gateway", "managers")
+
+    def __init__(self, app: _AppLike, gateway: bool) -> None:
+        self.app = app
+        #: Whether this middleware also does :func:`install_gateway_support`'s (one layer less).
+        self.gateway = gateway
+        self.managers: list[tuple[_Responder, _Visitors]] = []
+
+    def middleware(self, request: Any, get_response: Callable[[Any], Any]) -> Any:
+        """Build the exchange, refuse forgeries, run the view, and finish the exchange."""
+        if request is None:  # not an HTTP request Chalice routes: it answers itself
+            return (
+                _gateway_marshalled(get_response(request))
+                if self.gateway
+                else get_response(request)
+            )
+        exchange = _local.exchange
+        if exchange is None or exchange.request is not request:
+            exchange = Exchange(request)
+        elif exchange.active:  # a Blueprint's site inside its app's: its managers' checks only
+            return self._checked(exchange, get_response)
+        if self.gateway and "accept" not in exchange.headers:
+            _accept_anything(request)
+            exchange.headers = _lower_case_headers(request.headers)
+        exchange.active = True
+        _local.exchange = exchange
+        try:
+            if request.context.get("resourcePath") == _UNROUTED_RESOURCE_PATH:  # lambda_handler
+                response = _error_response(self.managers[0][0], exchange, 404, None)
+            elif exchange.method in _UNSAFE_METHODS:
+                response = self._checked(exchange, get_response)
+            else:
+                response = get_response(request)
+        except FormError as error:
+            logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
+            response = self.managers[0][0]._refusal(error.status_code, error.message)
+        except HTTPError as error:  # abort()
+            response = _error_response(
+                self.managers[0][0], exchange, error.status_code, error.description
+            )
+        response = _flask_response(self.managers[0][0], exchange, response)  # error pages, HEAD
+        try:
+            response = exchange.finish(response, _save_sessions)
+        finally:
+            exchange.active = False
+            _local.exchange = None
+        return _gateway_marshalled(response) if self.gateway else response
+
+    def _checked(self, exchange: Exchange, get_response: Callable[[Any], Any]) -> Any:
+        """The view's response, unless one of the managers refuses a forgery (CSRF)."""
+        request = exchange.request
+        if exchange.method in _UNSAFE_METHODS and not _is_exempt(self.app, request):
+            for responder, visitors in self.managers:
+                refusal = _csrf_refusal(visitors, exchange) if visitors.csrf else None
+                if refusal is not None:
+                    logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
+                    return responder._refusal(403, refusal)
+        return get_response(request)
+
+
+def _join_site(app: _AppLike, responder: _Responder, visitors: _Visitors) -> None:
+    """Add a manager (its parts) to ``app``'s site, registering the middleware on first use."""
+    site = getattr(app, _SITE_ATTRIBUTE, None)
+    if site is None:
+        # One middleware for both when the gateway's is not there yet: each layer of
+        # Chalice's chain costs every request.
+        site = _Site(app, gateway=not getattr(app, _CHALICE_INSTALLED, False))
+        setattr(app, _SITE_ATTRIBUTE, site)
+        _answer_head_for_get(app)
+        if site.gateway:
+            _install_gateway(app, site.middleware)
+        else:
+            app.register_middleware(site.middleware, "http")
+    site.managers.append((responder, visitors))
+
+
+def _is_exempt(app: _AppLike, request: Any) -> bool:
+    entry = _routes_of(app).get(request.path, {}).get(request.method)
+    return entry is not None and getattr(entry.view_function, _CSRF_EXEMPT, False)
+
+
+def _save_sessions(exchange: Exchange, response: Any) -> None:
+    """Save every manager's session the request changed, each with its manager's settings."""
+    for cm, (session, _) in exchange.sessions.items():
+        _save_session(cm, session, exchange, response)
+
+
+def _save_session(cm: _Visitors, session: Session, exchange: Exchange, response: Any) -> None:
+    if not session.modified:
+        return
+    if session:
+        value = cm._session_signer.sign(_fitted_session_payload(session), _now())
+        set_cookie(
+            response,
+            cm.session_cookie,
+            value,
+            max_age=cm.session_max_age,
+            secure=cm.session_cookie_secure,
+        )
+    elif cm.session_cookie in exchange.cookies(read=False):
+        delete_cookie(response, cm.session_cookie)
+
+
+# ---------------------------------------------------------------------------
+# ContentManager: the facade that holds the parts and registers the routes
+# ---------------------------------------------------------------------------
+
 #: Which attribute of a ContentManager holds each part (see :class:`_Delegate`).
 _PART_ATTRIBUTES: Mapping[type, str] = {
     _StaticSite: "_statics",
     _Pages: "_pages",
     _Responder: "_responder",
     _Visitors: "_visitors",
+    _Routes: "_routes",
 }
 
 
@@ -4306,6 +6316,8 @@ class _Delegate:
     """A facade attribute that one of its parts serves: ``html = _Delegate(_Responder)``.
 
     Read on the class it is the part's own (its signature and docstring, for help()).
+    A method is bound once per manager (:func:`_bind_delegates`): calling
+    ``cm.html`` costs what calling the part's method does.
     """
 
     def __init__(self, part: type) -> None:
@@ -4318,6 +6330,21 @@ class _Delegate:
         if manager is None:
             return getattr(self.part, self.name)
         return getattr(getattr(manager, _PART_ATTRIBUTES[self.part]), self.name)
+
+
+def _bind_delegates(manager: Any) -> None:
+    """Put the parts' bound methods on ``manager`` itself (a non-data descriptor yields to them).
+
+    Only methods: a property (``session``) or a value (``static_prefix``) is read
+    from its part every time.
+    """
+    import inspect
+
+    for name, delegate in vars(type(manager)).items():
+        if isinstance(delegate, _Delegate) and inspect.isfunction(
+            inspect.getattr_static(delegate.part, name, None)
+        ):
+            manager.__dict__[name] = delegate.__get__(manager)
 
 
 class ContentManager:
@@ -4406,6 +6433,7 @@ class ContentManager:
         self._responder = _Responder(
             app,
             self._statics,
+            self._pages,
             compress=compress,
             fixed_headers=_fixed_headers(self.cors_origin, security_headers),
             memo_cache_bytes=memo_cache_bytes,
@@ -4420,8 +6448,13 @@ class ContentManager:
             trusted_origins=trusted_origins,
             form_limits=form_limits,
         )
+        self._routes = _Routes(
+            app, self._statics, self._pages, self._responder, self.set_static_handler_prefix
+        )
         if app is not None:
-            _join_site(self)  # the app's middleware: the exchange, CSRF, sessions, privacy
+            # the app's middleware: the exchange, CSRF, sessions, privacy, error pages
+            _join_site(app, self._responder, self._visitors)
+        _bind_delegates(self)
 
     # Static URLs
     static_files = _Delegate(_StaticSite)
@@ -4464,6 +6497,10 @@ class ContentManager:
     session_cookie_secure = _Delegate(_Visitors)
     trusted_origins = _Delegate(_Visitors)
     form_limits = _Delegate(_Visitors)
+    # Routes and URLs
+    url_for = _Delegate(_Routes)
+    register_static_routes = _Delegate(_Routes)
+    register_not_found_routes = _Delegate(_Routes)
 
     def _template_globals(self) -> dict[str, Any]:
         """The toolkit's helpers in templates (made when the environment is)."""
@@ -4471,7 +6508,7 @@ class ContentManager:
         return {
             "static": self._statics.static_url,
             "srcset": self._statics.srcset,
-            "url_for": self.url_for,
+            "url_for": self._routes.url_for,
             "csrf_token": visitors.csrf_token,
             "get_flashed_messages": visitors.get_flashed_messages,
             "g": _RequestGlobals(visitors),
@@ -4496,239 +6533,79 @@ class ContentManager:
         """
         return _prime(self)
 
-    def url_for(self, view_name: str, **params: Any) -> str:
-        """The URL of the route whose view is ``view_name``; unused ``params`` form the query.
 
-        Right on the execute-api URL (``/{stage}`` prefix), behind CloudFront, on
-        a custom domain and under ``chalice local``. An unknown view or a missing
-        path parameter raises ``ValueError``.
-        """
-        if self.app is None:
-            raise ValueError("url_for needs the ContentManager's app")
-        url = _build_url(_route_path(self.app, view_name), dict(params))
-        return _script_root(_current_exchange(self.app)) + url
-
-    def register_static_routes(
-        self,
-        prefix: str | None = None,
-        *,
-        max_depth: int | None = None,
-        cache_control: str | None = "no-cache",
-    ) -> None:
-        """Register GET/HEAD routes that serve ``static_dir`` under ``prefix``.
-
-        One route per directory depth (``/static/{p0}``, ``/static/{p0}/{p1}``,
-        …) rather than a greedy ``{proxy+}``: the local router of ``chalice
-        local`` and ``chalice.test.Client`` matches one segment per
-        parameter, so this works the same locally and deployed. ``max_depth``
-        defaults to the deepest file in the directory.
-        """
-        if self.app is None:
-            raise ValueError("register_static_routes needs the ContentManager's app")
-        if prefix is not None:
-            self.set_static_handler_prefix(prefix)
-        base = self.static_prefix
-        if max_depth is None:
-            max_depth = max(
-                (relpath.count("/") + 1 for relpath in self.static_files.files), default=1
-            )
-        for depth in range(1, max_depth + 1):
-            names = [f"p{index}" for index in range(depth)]
-            path = base + "".join(f"/{{{name}}}" for name in names)
-            self.app.route(
-                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_static_{depth}"
-            )(self._static_view(names, cache_control))
-
-    def _static_view(self, names: list[str], cache_control: str | None) -> Callable[..., Response]:
-        def view(**params: str) -> Response:
-            exchange = _current_exchange(self.app)
-            if exchange is not None:  # a file's answer: whatever a middleware read is not in it
-                exchange.resource = True
-            return self.static(
-                "/".join(params[name] for name in names), cache_control=cache_control
-            )
-
-        setattr(view, _STATIC_VIEW_ATTRIBUTE, (self._responder, tuple(names), cache_control))
-        return view
-
-    def register_not_found_routes(
-        self, template: str = "404.html", *, max_depth: int = 4, **template_kwargs: Any
-    ) -> None:
-        """Register catch-all GET/HEAD routes that render ``template`` with status 404.
-
-        API Gateway answers unknown paths with a JSON 403 of its own; these
-        routes (``/{n0}`` … ``max_depth`` segments, plus a greedy tail) make the
-        site's own 404 page show instead. API Gateway refuses two variable path
-        parts with different names under one parent: where the app already has
-        one, these routes reuse its name (``/{id}/update`` gives ``/{id}``,
-        ``/{id}/{n1}``, …), and under the app's own greedy ``{name+}`` they add
-        nothing. Call it after the app's routes (blueprints included).
-        Unknown URLs through :func:`lambda_handler` need none of these routes.
-        """
-        if self.app is None:
-            raise ValueError("register_not_found_routes needs the ContentManager's app")
-
-        # As an error page has them (``404.html`` serves abort(404) too), unless given.
-        kwargs = {"status_code": 404, "title": "404 Not Found", "description": None}
-        kwargs.update(template_kwargs)
-
-        def view(**params: str) -> Response:
-            return self.html(self.render_template(template, **kwargs), status_code=404)
-
-        for index, path in enumerate(_not_found_paths(list(_routes_of(self.app)), max_depth)):
-            self.app.route(
-                path, methods=["GET", "HEAD"], name=f"chalice_http_toolkit_not_found_{index + 1}"
-            )(view)
-        if not _on_lambda():
-            _match_greedy_routes_locally()
+def _prime_libmagic(content_manager: ContentManager) -> int:
+    return 0 if load_libmagic() is None else 1
 
 
-def _not_found_paths(routes: Iterable[str], max_depth: int) -> list[str]:
-    """The not-found routes for an app with ``routes``: one variable path part per level
-    down to ``max_depth``, then a greedy tail, never beside a variable part of another name.
-
-    At each level the app's own variable part is followed under its name; the app's
-    greedy part ends the walk (it takes every deeper path); a path the app has is not
-    added again.
-
-    >>> _not_found_paths(["/", "/{id}/update", "/post/{slug}", "/files/{path+}"], 2)
-    ['/{id}', '/{id}/{n1}', '/{id}/{n1}/{proxy+}']
-    >>> _not_found_paths(["/{proxy+}"], 4)
-    []
-    """
-    children: dict[str, list[str]] = {}
-    for route in routes:
-        parent = ""
-        for segment in route.strip("/").split("/") if route.strip("/") else ():
-            children.setdefault(parent, []).append(segment)
-            parent += "/" + segment
-    existing = set(routes)
-    paths, parent, names, depth = [], "", set(), 0
-    while True:
-        variables = [part for part in children.get(parent, ()) if part.startswith("{")]
-        if variables and variables[0].endswith("+}"):
-            return paths
-        if depth >= max_depth and not variables:
-            paths.append(parent + "/{" + _unused_name("proxy", names) + "+}")
-            return paths
-        segment = variables[0] if variables else "{" + _unused_name(f"n{depth}", names) + "}"
-        names.add(segment.strip("{}"))
-        parent += "/" + segment
-        if parent not in existing:
-            paths.append(parent)
-        depth += 1
+def _prime_pillow(content_manager: ContentManager) -> int:
+    try:
+        from PIL import Image
+    except ImportError as error:
+        logger.info("prime: Pillow is not installed (%s)", error)
+        return 0
+    Image.preinit()  # the common format plugins Image.open() would import on first use
+    _writable_image_formats()
+    return 1
 
 
-def _unused_name(name: str, used: set[str]) -> str:
-    """``name``, or ``name`` with underscores appended until no other part of the path has it."""
-    while name in used:
-        name += "_"
-    return name
+def _prime_templates(content_manager: ContentManager) -> int:
+    """Compile every template; compute its dependency closure and hash."""
+    import jinja2
 
-
-def _match_greedy_routes_locally() -> None:
-    """Teach Chalice's local router greedy ``{name+}`` segments, as API Gateway has them.
-
-    ``chalice local`` and ``chalice.test.Client`` match a route only when it has as
-    many segments as the path, so a path deeper than every route got the local
-    gateway's 403 "Missing Authentication Token" where API Gateway runs the greedy
-    route. A route ending in ``{name+}`` whose other segments match takes the rest
-    of the path (see :func:`_greedy_match`) when no route matches, or when it is more
-    specific than the route that does (``/files/{path+}`` beats the not-found routes'
-    ``/{n0}/{n1}/{n2}`` for ``/files/a/b``, as deployed).
-    Once per process; never on Lambda, where API Gateway does the routing.
-    """
-    from chalice import local
-
-    matcher = local.RouteMatcher
-    if getattr(matcher, "_chalice_http_toolkit_greedy", False):
-        return
-    exact = matcher.match_route
-
-    def match_route(self: Any, url: str) -> Any:
+    compiled = 0
+    for name in content_manager.env.list_templates():
+        if any(part.startswith(".") for part in name.split("/")):
+            continue
         try:
-            matched = exact(self, url)
-        except ValueError:
-            matched = None
-        found = _greedy_match(self.route_urls, url)
-        # (Chalice's own matcher takes ``{name+}`` for a one-segment ``{name+}`` parameter.)
-        if found is None or (
-            matched is not None and _route_rank(matched.route) > _route_rank(found[0])
-        ):
-            if matched is None:
-                raise ValueError(f"No matching route found for: {url}")
-            return matched
-        route, captured = found
-        query = local.parse_qs(local.urlparse(url).query, keep_blank_values=True)
-        return local.MatchResult(route, captured, query)
-
-    matcher.match_route = match_route
-    matcher._chalice_http_toolkit_greedy = True
-
-
-def _route_rank(route: str) -> tuple[int, ...]:
-    """How specific ``route`` is, segment by segment, as API Gateway ranks resources:
-    a literal (2) beats a ``{param}`` (1), which beats a greedy ``{name+}`` (0).
-
-    >>> _route_rank("/files/{path+}") > _route_rank("/{n0}/{n1}/{n2}")
-    True
-    """
-    return tuple(
-        0 if part.endswith("+}") else 1 if part.startswith("{") else 2
-        for part in route.split("/")[1:]
-    )
-
-
-def _greedy_match(routes: Iterable[str], url: str) -> tuple[str, dict[str, str]] | None:
-    """The route ending in ``{name+}`` that API Gateway would pick for ``url``, and its
-    parameters; ``None`` when none matches.
-
-    Of several, the most specific wins as in API Gateway: at the first segment where
-    they differ, a literal beats a ``{param}``, which beats the greedy tail.
-
-    >>> _greedy_match(["/{a}/{rest+}", "/x"], "/one/two/three?q=1")
-    ('/{a}/{rest+}', {'a': 'one', 'rest': 'two/three'})
-    >>> _greedy_match(["/{a}/{b}/{rest+}", "/api/{rest+}"], "/api/v1/users")[0]
-    '/api/{rest+}'
-    >>> _greedy_match(["/static/{rest+}"], "/other/two") is None
-    True
-    """
-    path = url.split("?", 1)[0]
-    if path != "/" and path.endswith("/"):
-        path = path[:-1]
-    parts = path.split("/")
-    found = []
-    for route in routes:
-        pattern = route.split("/")
-        if not (pattern[-1].startswith("{") and pattern[-1].endswith("+}")):
-            continue
-        if len(parts) < len(pattern):
-            continue
-        captured, rank = {}, []
-        for part, expected in zip(parts, pattern[:-1]):
-            if expected.startswith("{") and expected.endswith("}"):
-                captured[expected[1:-1]] = part
-                rank.append(1)
-            elif part == expected:
-                rank.append(2)
-            else:
-                break
+            content_manager.load_template(name)
+            content_manager.template_dependencies(name)
+        except (jinja2.TemplateError, TemplateNotFoundError, UnicodeDecodeError) as error:
+            logger.warning("prime: template %s does not compile: %s", name, error)
         else:
-            captured[pattern[-1][1:-2]] = "/".join(parts[len(pattern) - 1 :])
-            found.append(((*rank, 0), route, captured))
-    if not found:
-        return None
-    _, route, captured = max(found, key=lambda candidate: candidate[0])
-    return route, captured
+            compiled += 1
+    return compiled
+
+
+def _prime_static(content_manager: ContentManager) -> int:
+    """Read and hash every static file; gzip the compressible ones; sniff the images."""
+    index = content_manager.static_files
+    index.digest()
+    for static_file in index.files.values():
+        if content_manager.compress and _is_compressible(static_file.content_type):
+            static_file.gzip_body()
+        if static_file.content_type in IMAGE_FORMATS:
+            content_manager.images.media_type(static_file)
+    return len(index.files)
+
+
+_PRIME_STEPS: tuple[tuple[str, Callable[[ContentManager], int]], ...] = (
+    ("libmagic", _prime_libmagic),
+    ("pillow", _prime_pillow),
+    ("templates", _prime_templates),
+    ("static", _prime_static),
+)
+
+
+def _prime(content_manager: ContentManager) -> dict[str, float]:
+    import time
+
+    timings = {}
+    for step, work in _PRIME_STEPS:
+        started = time.perf_counter()
+        done = work(content_manager)
+        timings[step] = round((time.perf_counter() - started) * 1000, 3)
+        logger.info("prime: %s: %d in %.1f ms", step, done, timings[step])
+    return timings
 
 
 # ---------------------------------------------------------------------------
 # CloudFront: validators and Cache-Control so the CDN can revalidate cheaply
 # ---------------------------------------------------------------------------
 
-
 #: ``stale-while-revalidate`` of :class:`CloudFront`'s pages: an hour (RFC 5861 §3).
 EDGE_STALE_WHILE_REVALIDATE = 3600
+
 #: ``stale-if-error`` of :class:`CloudFront`'s pages: a day (RFC 5861 §4).
 EDGE_STALE_IF_ERROR = 86400
 
@@ -4902,1538 +6779,6 @@ def _resource(app: Any, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
 
 
 # ---------------------------------------------------------------------------
-# The exchange: one object per request, the only one that knows who is asking
-# ---------------------------------------------------------------------------
-
-#: ``Cache-Control`` of a response that read or wrote the session or set a cookie.
-PRIVATE_CACHE_CONTROL = "private, no-store"
-
-_UNSAFE_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
-
-
-class RequestGlobals:
-    """Flask's ``g``: what a request's middleware found for its view (``cm.g.user``).
-
-    One per request, empty at its start. Attributes, plus ``get``, ``pop``,
-    ``setdefault``, ``in`` and iteration over the names set, as in Flask.
-    """
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """The attribute ``name``, or ``default`` when it is not set."""
-        return self.__dict__.get(name, default)
-
-    def pop(self, name: str, *default: Any) -> Any:
-        """Remove and return the attribute ``name`` (``default``, else ``KeyError``, if unset)."""
-        return self.__dict__.pop(name, *default)
-
-    def setdefault(self, name: str, default: Any = None) -> Any:
-        """The attribute ``name``, set to ``default`` first when it is not set."""
-        return self.__dict__.setdefault(name, default)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.__dict__
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self.__dict__))
-
-    def __repr__(self) -> str:
-        return f"<g {self.__dict__!r}>"
-
-
-class _Local(threading.local):
-    exchange: Exchange | None = None
-
-
-_local = _Local()
-
-
-class Exchange:
-    """One request and what answering it has learnt: every helper reads this, and only this.
-
-    Built once per request by the toolkit's middleware (or on first use when a
-    middleware of the site's own runs before it). It holds the request, its
-    lower-case headers, the parsed cookies and form, each manager's session,
-    ``g`` (a namespace for what a ``before_request``-style middleware finds),
-    and whether anything read or wrote who is asking. :meth:`finish` decides,
-    once, after the route and any rendering ran, whether the response is
-    personal (see :meth:`is_personal`).
-    """
-
-    # Class-level defaults: a request that reads nothing pays for three attributes.
-    #: True while a middleware of the toolkit holds this exchange (it will finish it).
-    active = False
-    cookies_read = False
-    #: Set by a view whose answer depends on a file alone (the static routes).
-    resource = False
-    form: FormData | None = None
-    form_limits: FormLimits | None = None
-    _g: Any = None
-    _cookies: dict[str, str] | None = None
-    _answers: dict[int, tuple[Any, Callable[[], Any]]] | None = None
-    _no_sessions: dict[Any, tuple[Session, bool]] = {}  # never written: see ``sessions``
-
-    def __init__(self, request: Any) -> None:
-        self.request = request
-        self.method: str = request.method
-        self.headers: Mapping[str, str] = _lower_case_headers(request.headers)
-        #: Each manager's session, with whether the request carried its cookie.
-        self.sessions: dict[Any, tuple[Session, bool]] = self._no_sessions
-        self.flashes: dict[Any, list[tuple[str, str]]] | None = None
-
-    @property
-    def g(self) -> Any:
-        """A namespace for what the request's code finds (Flask's ``g``), empty at first."""
-        if self._g is None:
-            self._g = RequestGlobals()
-        return self._g
-
-    def cookies(self, *, read: bool = True) -> dict[str, str]:
-        """The request's cookies (RFC 6265); ``read`` marks the answer personal."""
-        if read:
-            self.cookies_read = True
-        if self._cookies is None:
-            # API Gateway keeps only the last of repeated headers in ``headers``.
-            event = self.request.to_original_event() or {}
-            multi = event.get("multiValueHeaders") or {}
-            values = next((v for k, v in multi.items() if k.lower() == "cookie"), None)
-            header = "; ".join(values) if values else self.headers.get("cookie")
-            self._cookies = parse_cookie_header(header)
-        return self._cookies
-
-    def is_personal(self) -> bool:
-        """Whether the answer so far depends on who is asking.
-
-        It does when the cookies were read, or a session was read from a cookie
-        the request carried, or a session was written. A request that carried no
-        session cookie and found its session empty is anybody's: the edge keys
-        pages on the session cookie, so its answer may be shared.
-        A view that serves a file (the static routes) depends on the file alone,
-        whatever a middleware read before it.
-        """
-        if self.resource:
-            return False
-        if self.cookies_read:
-            return True
-        for session, sent in self.sessions.values():  # noqa: SIM110 (no generator per request)
-            if sent or session.modified:
-                return True
-        return False
-
-    def remember(self, response: Any, rebuild: Callable[[], Any]) -> None:
-        """Keep how to answer privately: a 304/412 made before the request turned personal."""
-        if self._answers is None:
-            self._answers = {}
-        self._answers[id(response)] = (response, rebuild)
-
-    def finish(self, response: Any, save_sessions: Callable[[Exchange, Any], None]) -> Any:
-        """The response as it leaves: sessions saved, privacy decided once, from the inputs.
-
-        Personal (see :meth:`is_personal`), or setting a cookie under any spelling
-        of the header: ``private, no-store``, no validator, never a 304.
-        """
-        if self.sessions:
-            save_sessions(self, response)
-        if not (self.is_personal() or _sets_cookie(response.headers)):
-            return response
-        kept = self._answers.get(id(response)) if self._answers else None
-        if kept is not None and kept[0] is response and response.status_code in (304, 412):
-            private = kept[1]()  # the full answer: nobody else's copy to validate against
-            for name, value in response.headers.items():  # headers the view added since
-                if _header_key(private.headers, name) is None:
-                    private.headers[name] = value
-            response = private
-        _make_private(response.headers)
-        return response
-
-
-def _current_exchange(app: Any) -> Exchange | None:
-    """The exchange of the request ``app`` is answering, or ``None`` outside a request."""
-    exchange = _local.exchange
-    if exchange is not None and exchange.active:
-        return exchange
-    if app is None:
-        return None
-    try:
-        request = getattr(app, "current_request", None)  # a Chalice app before its first request
-    except RuntimeError:  # a Blueprint not registered with an app
-        return None
-    if request is None:
-        return None
-    if exchange is None or exchange.request is not request:
-        exchange = _local.exchange = Exchange(request)
-    return exchange
-
-
-def _sets_cookie(headers: Mapping[str, Any]) -> bool:
-    """Whether response ``headers`` set a cookie, whatever the header name's case."""
-    if _PLAIN_HEADER_NAMES.issuperset(headers):  # the toolkit's own answers, at C speed
-        return False
-    return "set-cookie" in map(str.lower, headers)
-
-
-#: Header names that set no cookie, as the toolkit spells them.
-_PLAIN_HEADER_NAMES = frozenset(
-    (
-        "Content-Type",
-        "Cache-Control",
-        "ETag",
-        "Vary",
-        "X-Content-Type-Options",
-        "Last-Modified",
-        "Content-Encoding",
-        "Accept-Ranges",
-        "Content-Range",
-        "Content-Disposition",
-        "Location",
-        "Access-Control-Allow-Origin",
-        *DEFAULT_SECURITY_HEADERS,
-    )
-)
-
-
-def _header_key(headers: Mapping[str, Any], name: str) -> str | None:
-    """The key under which ``headers`` (a response's plain dict) holds ``name``, any case."""
-    if name in headers:
-        return name
-    lowered = name.lower()
-    return next((key for key in headers if key.lower() == lowered), None)
-
-
-def _make_private(headers: dict[str, Any]) -> None:
-    """Turn a response's headers into a personal response's: no shared caching, no validators."""
-    for name in ("Cache-Control", "ETag", "Last-Modified", "Expires"):
-        key = _header_key(headers, name)
-        if key is not None:
-            del headers[key]
-    headers["Cache-Control"] = PRIVATE_CACHE_CONTROL
-
-
-# ---------------------------------------------------------------------------
-# Forms and uploads: urlencoded and multipart bodies, with limits
-# ---------------------------------------------------------------------------
-
-
-class FormError(ChaliceUnhandledError):
-    """A request body that is not a form the toolkit will read: 400, or 413 when too large.
-
-    Raised by :meth:`ContentManager.form` and :func:`ex_multipart`; the
-    toolkit's middleware answers it with a short HTML page of that status.
-    """
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-
-
-class FormLimits:
-    """Bounds on a form body (API Gateway takes 10 MB, Lambda 6 MB of request payload).
-
-    ``max_bytes``: the decoded body; ``max_fields``: urlencoded fields or
-    multipart parts; ``max_part_bytes``: one multipart part (a file or a field).
-    """
-
-    # Plain classes, not NamedTuples, here: they cost a cold start far less to define.
-    __slots__ = ("max_bytes", "max_fields", "max_part_bytes")
-
-    def __init__(
-        self,
-        max_bytes: int = 6 * 1024 * 1024,
-        max_fields: int = 1000,
-        max_part_bytes: int = 6 * 1024 * 1024,
-    ) -> None:
-        self.max_bytes = max_bytes
-        self.max_fields = max_fields
-        self.max_part_bytes = max_part_bytes
-
-    def __repr__(self) -> str:
-        return (
-            f"FormLimits(max_bytes={self.max_bytes}, max_fields={self.max_fields}, "
-            f"max_part_bytes={self.max_part_bytes})"
-        )
-
-
-class UploadedFile:
-    """A file of a ``multipart/form-data`` body: ``filename``, ``content_type``, ``data``."""
-
-    __slots__ = ("content_type", "data", "filename")
-
-    def __init__(self, filename: str, content_type: str, data: bytes) -> None:
-        self.filename = filename
-        self.content_type = content_type
-        self.data = data
-
-    @property
-    def size(self) -> int:
-        """The file's size in bytes."""
-        return len(self.data)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, UploadedFile):
-            return NotImplemented
-        return (self.filename, self.content_type, self.data) == (
-            other.filename,
-            other.content_type,
-            other.data,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"UploadedFile({self.filename!r}, {self.content_type!r}, {self.size} bytes)"
-
-
-class MultiValues(Mapping):
-    """A read-only mapping of names to values that keeps repeated names (Werkzeug's MultiDict).
-
-    ``form[name]`` and ``form.get(name)`` give the first value;
-    ``form.getlist(name)`` all of them, in the order they were sent.
-    """
-
-    def __init__(self, pairs: Iterable[tuple[str, Any]] = ()) -> None:
-        self._lists: dict[str, list[Any]] = {}
-        for name, value in pairs:
-            self._lists.setdefault(name, []).append(value)
-
-    def __getitem__(self, name: str) -> Any:
-        return self._lists[name][0]
-
-    def __iter__(self) -> Any:
-        return iter(self._lists)
-
-    def __len__(self) -> int:
-        return len(self._lists)
-
-    def getlist(self, name: str) -> list[Any]:
-        """Every value sent under ``name`` (an empty list when none)."""
-        return list(self._lists.get(name, ()))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({[(k, v) for k, vs in self._lists.items() for v in vs]!r})"
-
-
-class MissingFieldError(FormError, KeyError):
-    """``form["name"]`` for a field the request did not send: the client's error, a 400 page.
-
-    Also a ``KeyError``, so ``form.get(name)``, ``name in form`` and code that
-    catches ``KeyError`` work as with a dict (Werkzeug's ``BadRequestKeyError``).
-    """
-
-    def __init__(self, name: str, what: str = "field") -> None:
-        super().__init__(400, f"The form has no {what} {name!r}.")
-        self.name = name
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class FormData(MultiValues):
-    """A request's form fields (``str`` values) and its uploaded files (``.files``).
-
-    ``form["name"]`` for a field that was not sent raises :class:`MissingFieldError`
-    (answered 400, as Flask does); ``form.get("name")`` gives ``None``.
-    """
-
-    def __init__(
-        self,
-        fields: Iterable[tuple[str, str]] = (),
-        files: Iterable[tuple[str, UploadedFile]] = (),
-    ) -> None:
-        super().__init__(fields)
-        #: Uploaded files by field name: ``form.files.get("photo")`` is an :class:`UploadedFile`.
-        self.files = _FormFiles(files)
-
-    def __getitem__(self, name: str) -> Any:
-        values = self._lists.get(name)
-        if not values:
-            raise MissingFieldError(name)
-        return values[0]
-
-
-class _FormFiles(MultiValues):
-    """A form's uploaded files: ``files["name"]`` for a file not sent is a 400 too."""
-
-    def __getitem__(self, name: str) -> Any:
-        values = self._lists.get(name)
-        if not values:
-            raise MissingFieldError(name, "file")
-        return values[0]
-
-
-# A multipart part: (name, filename, content_type, charset, data).
-_Part = tuple[str, "str | None", "str | None", "str | None", bytes]
-
-
-#: The form content types, for a form route's ``content_types=`` (Chalice answers others 415).
-FORM_CONTENT_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data"]
-#: For a view that answers GET with a form and POST with its result, as in Flask:
-#: Chalice checks a route's ``content_types`` for every method and takes a request
-#: without a Content-Type (every GET) as JSON, so ``FORM_CONTENT_TYPES`` alone
-#: answers the GET 415. A JSON POST then reads an empty form (a missing field: 400).
-FORM_PAGE_CONTENT_TYPES = [*FORM_CONTENT_TYPES, "application/json"]
-# What a cross-site HTML form can send without a CORS preflight.
-_FORM_TYPES = frozenset((*FORM_CONTENT_TYPES, "text/plain"))
-
-
-def _media_type_and_options(content_type: str | None) -> tuple[str, dict[str, str]]:
-    """``text/html; charset=utf-8`` → ``("text/html", {"charset": "utf-8"})``; lenient."""
-    if not content_type:
-        return "", {}
-    media_type, _, rest = content_type.partition(";")
-    options: dict[str, str] = {}
-    for match in re.finditer(_OPTION, rest):
-        value = match.group(2)
-        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        options.setdefault(match.group(1).lower(), value)
-    return media_type.strip().lower(), options
-
-
-# Patterns are compiled on first use (re's cache): a cold start pays only for what it uses.
-_OPTION = r';?\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)'
-
-
-def parse_form(body: bytes, content_type: str | None, limits: FormLimits | None = None) -> FormData:
-    """Parse a form body: ``application/x-www-form-urlencoded`` or ``multipart/form-data``.
-
-    Text is UTF-8 (a multipart part may name ASCII or Latin-1 instead, and no
-    other codec); repeated names keep every value. Another content type gives an
-    empty form (as Flask's ``request.form`` for JSON). A malformed body, another
-    charset, or a NUL in a name, value or filename raises :class:`FormError`
-    400, a body over ``limits`` :class:`FormError` 413.
-
-    >>> parse_form(b"a=1&a=%C3%A9&b=", "application/x-www-form-urlencoded").getlist("a")
-    ['1', 'é']
-    """
-    limits = limits or FormLimits()
-    if len(body) > limits.max_bytes:
-        raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
-    media_type, options = _media_type_and_options(content_type)
-    if media_type == "application/x-www-form-urlencoded":
-        pairs = _parse_urlencoded(body, limits)
-        _refuse_nul(text for pair in pairs for text in pair)
-        return FormData(pairs)
-    if media_type == "multipart/form-data":
-        fields: list[tuple[str, str]] = []
-        files: list[tuple[str, UploadedFile]] = []
-        for name, filename, content_type, charset, data in _multipart_parts(
-            body, options.get("boundary"), limits
-        ):
-            if filename is not None:
-                _refuse_nul((name, filename))
-                content = content_type or "application/octet-stream"
-                files.append((name, UploadedFile(filename, content, data)))
-            else:
-                fields.append((name, _decode_text(data, charset)))
-                _refuse_nul(fields[-1])
-        return FormData(fields, files)
-    return FormData()
-
-
-# What a part's charset may name (codecs' canonical names): aliases such as
-# "latin1" or "us-ascii" pass; utf-7, unicode_escape or rot13 would let a client
-# put lone surrogates and NULs into fields the app compares and echoes.
-_FORM_CHARSETS = frozenset(("utf-8", "ascii", "iso8859-1"))
-
-
-def _decode_text(data: bytes, charset: str | None) -> str:
-    import codecs
-
-    try:
-        codec = codecs.lookup(charset or "utf-8").name
-    except LookupError:
-        raise FormError(400, f"Unknown charset {charset!r} in the form.") from None
-    if codec not in _FORM_CHARSETS:
-        raise FormError(400, f"The form's charset {charset!r} is not UTF-8, ASCII or Latin-1.")
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
-        raise FormError(400, f"A form field is not valid {charset or 'UTF-8'} text.") from None
-
-
-def _refuse_nul(texts: Iterable[str]) -> None:
-    """Raise :class:`FormError` 400 for a NUL in a form's names, values or filenames.
-
-    (Strict UTF-8, ASCII and Latin-1 never give a lone surrogate.)
-    """
-    if any("\0" in text for text in texts):
-        raise FormError(400, "The form holds a NUL character.")
-
-
-def _parse_urlencoded(body: bytes, limits: FormLimits) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    if body.count(b"&") >= limits.max_fields:
-        raise FormError(413, f"The form has more than {limits.max_fields} fields.")
-    try:
-        # Browsers percent-encode; a raw UTF-8 body (curl --data) is read as UTF-8 too.
-        return parse_qsl(
-            body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict"
-        )
-    except UnicodeDecodeError:
-        raise FormError(400, "The form is not valid UTF-8.") from None
-
-
-def _multipart_parts(body: bytes, boundary: str | None, limits: FormLimits) -> list[_Part]:
-    """The named parts of a ``multipart/form-data`` body (RFC 7578), by defnull's ``multipart``."""
-    if not boundary:
-        raise FormError(400, "The multipart form has no boundary.")
-    if not (boundary.isascii() and boundary.isprintable()):  # RFC 2046 §5.1.1: ASCII only
-        raise FormError(400, "The multipart form's boundary is not printable ASCII.")
-    try:
-        import multipart
-    except ImportError:
-        raise _multipart_missing() from None
-    parts: list[_Part] = []
-    try:
-        parser = multipart.PushMultipartParser(
-            boundary,
-            content_length=len(body),
-            max_segment_size=limits.max_part_bytes,
-            max_segment_count=limits.max_fields,
-        )
-        segment = None
-        chunks: list[bytes] = []
-        for event in itertools.chain(parser.parse(body), parser.parse(b"")):
-            if event is None:
-                if segment is not None and segment.name is not None:
-                    parts.append(
-                        (
-                            segment.name,
-                            segment.filename,
-                            segment.content_type,
-                            segment.charset,
-                            b"".join(chunks),
-                        )
-                    )
-            elif isinstance(event, multipart.MultipartSegment):
-                segment, chunks = event, []
-            else:
-                chunks.append(event)
-    except multipart.ParserLimitReached as error:
-        raise FormError(413, f"The multipart form is too large: {error}.") from None
-    except multipart.MultipartError as error:
-        raise FormError(400, f"The multipart form is malformed: {error}.") from None
-    return parts
-
-
-def _multipart_missing() -> FormError:
-    """A 500 page that names what to install (outside Lambda; the log says it everywhere)."""
-    hint = (
-        "reading multipart/form-data needs the 'multipart' package: pip install multipart, "
-        "and add multipart to requirements.txt (urlencoded forms need nothing)"
-    )
-    logger.error("form refused: %s", hint)
-    if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:
-        return FormError(500, "The site cannot read this form yet (see the function's log).")
-    return FormError(500, hint[0].upper() + hint[1:] + ".")
-
-
-def _request_body(request: Any, limits: FormLimits) -> bytes:
-    """The request body as bytes, base64-decoded when API Gateway encoded it."""
-    raw = (request.to_original_event() or {}).get("body")
-    if isinstance(raw, (str, bytes)) and len(raw) > limits.max_bytes * 4 // 3 + 4:
-        raise FormError(413, f"The form is larger than {limits.max_bytes} bytes.")
-    try:
-        body = request.raw_body
-    except (binascii.Error, ValueError):
-        raise FormError(400, "The request body is not valid base64.") from None
-    return body.encode("utf-8") if isinstance(body, str) else body
-
-
-def _exchange_form(exchange: Exchange, limits: FormLimits) -> FormData:
-    """The exchange's form, parsed once per request (within the first caller's ``limits``)."""
-    if exchange.form is None:
-        exchange.form_limits = limits
-        body = _request_body(exchange.request, limits)
-        exchange.form = parse_form(body, exchange.headers.get("content-type"), limits)
-    return exchange.form
-
-
-def ex_multipart(app: _AppLike) -> dict[str, dict[str, Any]]:
-    """0.6.2's helper: the current request's multipart parts by name (the last one wins).
-
-    Returns ``{name: {"data": bytes, "filename": str | None}}``; a malformed
-    body raises :class:`FormError` (answered 400/413 by a ContentManager's
-    middleware). New code: :meth:`ContentManager.form`.
-    """
-    request = app.current_request
-    limits = FormLimits()
-    media_type, options = _media_type_and_options(request.headers.get("content-type"))
-    if media_type != "multipart/form-data":
-        raise FormError(400, "The request is not multipart/form-data.")
-    parts = _multipart_parts(_request_body(request, limits), options.get("boundary"), limits)
-    return {name: {"data": data, "filename": filename} for name, filename, _, _, data in parts}
-
-
-class ResponseWithBinary(_GatewayResponse):
-    """0.6.2's name: a ``Response`` whose bytes body reaches the client intact for every Accept.
-
-    Bytes travel base64-encoded with ``isBase64Encoded`` (the toolkit sets the
-    API's binary media types to ``*/*``), text as text; there is no ``STAGE``
-    switch. Setting ``isBase64Encoded`` (0.6.2 code does) changes nothing.
-    """
-
-    isBase64Encoded = False
-
-
-# ---------------------------------------------------------------------------
-# Cookies: RFC 6265 parsing and Set-Cookie headers
-# ---------------------------------------------------------------------------
-
-_COOKIE_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an RFC 9110 token
-_COOKIE_VALUE = r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"  # cookie-octets
-_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
-_COOKIE_DOMAIN = r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
-# Browsers cap a cookie's lifetime at 400 days (RFC 6265bis §5.6.2, Max-Age and Expires).
-_COOKIE_MAX_AGE_LIMIT = 400 * 24 * 3600
-
-
-def parse_cookie_header(value: str | None) -> dict[str, str]:
-    """The cookies of a ``Cookie`` header: ``{name: value}``, lenient with garbage.
-
-    RFC 6265 §5.4: pairs separated by ``;``; a pair without ``=`` or with an
-    empty or non-token name is skipped, a value's surrounding double quotes
-    are removed; the first pair of a name wins (the browser sends the most
-    specific path first). Never raises.
-
-    >>> parse_cookie_header('a=1; junk; b="two"; a=3; =x')
-    {'a': '1', 'b': 'two'}
-    """
-    cookies: dict[str, str] = {}
-    if not value:
-        return cookies
-    for pair in value.split(";"):
-        name, equals, cookie_value = pair.partition("=")
-        name = name.strip()
-        if not equals or not re.fullmatch(_COOKIE_NAME, name) or name in cookies:
-            continue
-        cookie_value = cookie_value.strip()
-        if len(cookie_value) >= 2 and cookie_value[0] == cookie_value[-1] == '"':
-            cookie_value = cookie_value[1:-1]
-        cookies[name] = cookie_value
-    return cookies
-
-
-def set_cookie(
-    response: Response,
-    name: str,
-    value: str,
-    *,
-    max_age: int | None = None,
-    path: str = "/",
-    domain: str | None = None,
-    secure: bool = True,
-    httponly: bool = True,
-    samesite: str | None = "Lax",
-) -> Response:
-    """Add a ``Set-Cookie`` header to ``response`` (any number per response); returns it.
-
-    Secure, HttpOnly and SameSite=Lax by default. ``max_age`` in seconds (also
-    sent as ``Expires``); ``None`` makes a session cookie. The value must be
-    RFC 6265 cookie-octets (encode anything else, e.g. base64url): a bad name,
-    value, path, domain or ``SameSite=None`` without ``secure`` raises
-    ``ValueError``, so do a ``max_age`` beyond browsers' 400 days (or not a
-    finite number) and what the ``__Secure-``/``__Host-`` name prefixes forbid
-    (browsers drop such cookies silently). The response becomes
-    ``Cache-Control: private, no-store``.
-    """
-    if not re.fullmatch(_COOKIE_NAME, name):
-        raise ValueError(f"cookie name {name!r} is not an RFC 6265 token")
-    if not re.fullmatch(_COOKIE_VALUE, value):
-        raise ValueError(
-            f"cookie value {value!r} has characters a cookie cannot carry "
-            "(space, comma, semicolon, quote, backslash, non-ASCII): encode it first"
-        )
-    if domain is not None and (len(domain) > 253 or not re.fullmatch(_COOKIE_DOMAIN, domain)):
-        raise ValueError(f"cookie domain {domain!r} is not a host name (e.g. example.com)")
-    if path is not None and len(path) > 1024:
-        raise ValueError("cookie path is over 1024 bytes: browsers ignore it")
-    refusal = _cookie_prefix_refusal(name, secure=secure, path=path, domain=domain)
-    if refusal is not None:
-        raise ValueError(refusal)
-    parts = [f"{name}={value}"]
-    if max_age is not None:
-        max_age = _checked_max_age(max_age, "max_age")
-        parts.append(f"Expires={http_date(_now() + max(max_age, 0))}")
-        parts.append(f"Max-Age={max_age}")
-    for attribute, text in (("Domain", domain), ("Path", path)):
-        if text is not None:
-            if any(ch in text for ch in ";\r\n\0") or not text.isprintable():
-                raise ValueError(f"cookie {attribute.lower()} {text!r} has invalid characters")
-            parts.append(f"{attribute}={text}")
-    if secure:
-        parts.append("Secure")
-    if httponly:
-        parts.append("HttpOnly")
-    if samesite is not None:
-        canonical = _SAMESITE.get(samesite.lower())
-        if canonical is None:
-            raise ValueError(f"samesite must be 'Lax', 'Strict', 'None' or None, not {samesite!r}")
-        if canonical == "None" and not secure:
-            raise ValueError("SameSite=None cookies must be secure (browsers reject them)")
-        parts.append(f"SameSite={canonical}")
-    headers = response.headers
-    key = _header_key(headers, "Set-Cookie") or "Set-Cookie"
-    existing = headers.get(key)
-    cookies = existing if isinstance(existing, list) else ([existing] if existing else [])
-    # A list-valued header becomes multiValueHeaders: one Set-Cookie line per cookie.
-    headers[key] = [*cookies, "; ".join(parts)]
-    _make_private(headers)
-    return response
-
-
-def _cookie_prefix_refusal(
-    name: str, *, secure: bool, path: str | None, domain: str | None
-) -> str | None:
-    """Why browsers would drop a cookie of this name and attributes, or ``None``.
-
-    RFC 6265bis §4.1.3 (matched in any case, as browsers do): a ``__Secure-``
-    cookie must be ``Secure``; a ``__Host-`` cookie too, with ``Path=/`` and no
-    ``Domain``.
-    """
-    lowered = name.lower()
-    if lowered.startswith(("__secure-", "__host-")) and not secure:
-        return f"cookie {name!r}: its name prefix needs secure=True (browsers drop it otherwise)"
-    if lowered.startswith("__host-") and (domain is not None or path != "/"):
-        return f"cookie {name!r}: a __Host- cookie needs path='/' and no domain"
-    return None
-
-
-def _checked_max_age(max_age: Any, what: str) -> int:
-    """``max_age`` in whole seconds; not a finite number, or over 400 days: ``ValueError``."""
-    if isinstance(max_age, bool) or not isinstance(max_age, (int, float)):
-        raise ValueError(f"{what} must be a number of seconds, not {type(max_age).__name__}")
-    if not -_COOKIE_MAX_AGE_LIMIT <= max_age <= _COOKIE_MAX_AGE_LIMIT:  # nan fails both
-        raise ValueError(
-            f"{what}={max_age!r}: browsers keep a cookie at most 400 days "
-            f"({_COOKIE_MAX_AGE_LIMIT} s)"
-        )
-    return int(max_age)
-
-
-def delete_cookie(
-    response: Response, name: str, *, path: str = "/", domain: str | None = None
-) -> Response:
-    """Make the browser drop cookie ``name`` (same ``path`` and ``domain`` as set); returns it."""
-    return set_cookie(response, name, "", max_age=0, path=path, domain=domain)
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
-
-
-# ---------------------------------------------------------------------------
-# Sessions and flash: a signed, timestamped cookie (HMAC-SHA256)
-# ---------------------------------------------------------------------------
-
-#: Browsers keep a cookie whose name and value together are at most 4096 bytes (RFC 6265bis
-#: §5.7; Chromium drops a larger one silently): the session cookie is counted that way.
-SESSION_COOKIE_LIMIT = 4096
-_SESSION_SALT = b"chalice-http-toolkit session v1"
-_FLASHES_KEY = "_flashes"
-_CSRF_KEY = "_csrf"
-
-
-class SessionTooLargeError(ValueError):
-    """The session would not fit in one cookie (about 4 KB)."""
-
-
-class _SessionSigner:
-    """Signs and verifies session cookies: ``payload.timestamp.signature`` (base64url).
-
-    The signature is HMAC-SHA256 over ``payload.timestamp`` with a key derived
-    from each secret; the newest secret signs, every one verifies (rotation).
-    """
-
-    def __init__(
-        self, secret_keys: list[bytes], max_age: int, cookie_name: str = "session"
-    ) -> None:
-        import hashlib
-        import hmac
-
-        self._hmac = hmac
-        self._sha256 = hashlib.sha256
-        self.keys = [hmac.new(key, _SESSION_SALT, hashlib.sha256).digest() for key in secret_keys]
-        self.max_age = max_age
-        self.cookie_name = cookie_name
-
-    def _signature(self, key: bytes, message: bytes) -> bytes:
-        return self._hmac.new(key, message, self._sha256).digest()
-
-    @staticmethod
-    def payload(data: Mapping[str, Any]) -> bytes:
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        return base64.urlsafe_b64encode(text.encode("utf-8")).rstrip(b"=")
-
-    def sign(self, payload: bytes, now: float) -> str:
-        message = payload + b"." + str(int(now)).encode()
-        signature = base64.urlsafe_b64encode(self._signature(self.keys[0], message)).rstrip(b"=")
-        return (message + b"." + signature).decode("ascii")
-
-    def size(self, payload: bytes) -> int:
-        """The bytes browsers count for the cookie: its name and its value (RFC 6265bis §5.7)."""
-        # The value: payload, a 10-digit timestamp, 32 bytes of signature in base64url.
-        return len(self.cookie_name) + len(payload) + 1 + 10 + 1 + 43
-
-    def verify(self, cookie: str, now: float) -> dict[str, Any] | None:
-        """The session a cookie carries; ``None`` (and a log line) when it is not one of ours."""
-        try:
-            raw = cookie.encode("ascii")
-        except UnicodeEncodeError:
-            raw = b""
-        message, _, signature_text = raw.rpartition(b".")
-        payload, _, timestamp = message.partition(b".")
-        try:
-            signature = base64.urlsafe_b64decode(signature_text + b"=" * (-len(signature_text) % 4))
-        except (binascii.Error, ValueError):
-            signature = b""
-        if not any(
-            self._hmac.compare_digest(self._signature(key, message), signature) for key in self.keys
-        ):
-            logger.warning("session cookie refused: bad signature (tampered, or another key)")
-            return None
-        issued = int(timestamp) if timestamp.isdigit() else -1
-        if issued < 0 or issued > now + 300:
-            logger.warning("session cookie refused: bad timestamp")
-            return None
-        if now - issued > self.max_age:
-            logger.info("session cookie expired %d s ago", now - issued - self.max_age)
-            return None
-        try:
-            data = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
-        except (binascii.Error, ValueError):
-            logger.warning("session cookie refused: signed but not JSON")
-            return None
-        if not isinstance(data, dict):
-            logger.warning("session cookie refused: signed but not a JSON object")
-            return None
-        return data
-
-
-class Session(collections.abc.MutableMapping):
-    """A request's session: a dict of JSON values kept in a signed cookie.
-
-    Changes are saved when the response leaves (``Set-Cookie``); a value that
-    is not JSON raises ``TypeError``, a session that would not fit in a cookie
-    :class:`SessionTooLargeError` (flashed messages aside: one that does not fit
-    is dropped when the session is saved, with an error in the log). Mutating a
-    nested value in place is not seen: set ``session.modified = True`` then.
-    """
-
-    def __init__(self, data: dict[str, Any], signer: _SessionSigner, new: bool) -> None:
-        self._data = data
-        self._signer = signer
-        #: True when the request carried no valid session cookie.
-        self.new = new
-        #: True when the session must be saved (set by every change).
-        self.modified = False
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Any:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise TypeError(f"session keys are strings, not {type(key).__name__}")
-        previous = self._data.get(key, _MISSING)
-        self._data[key] = value
-        try:
-            self._check(flashes=False)
-        except (TypeError, ValueError):
-            if previous is _MISSING:
-                del self._data[key]
-            else:
-                self._data[key] = previous
-            raise
-        self.modified = True
-
-    def __delitem__(self, key: str) -> None:
-        del self._data[key]
-        self.modified = True
-
-    def regenerate(self) -> None:
-        """Start afresh for a login: every value goes, and a new CSRF token comes.
-
-        Call it before storing who logged in: nothing planted before the login
-        (a session cookie set by someone else in this browser, its CSRF token)
-        survives it. It cannot revoke copies of older cookies (see docs/security.md).
-        """
-        import secrets
-
-        self._data.clear()
-        self._data[_CSRF_KEY] = secrets.token_urlsafe(32)
-        self.modified = True
-
-    def _check(self, flashes: bool = True) -> bytes:
-        """The payload to sign; ``flashes=False`` leaves flashed messages out of the size check."""
-        try:
-            payload = self._signer.payload(self._data)
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"session values must be JSON: {error}") from None
-        data = self._data
-        if not flashes and _FLASHES_KEY in data:
-            data = {key: value for key, value in data.items() if key != _FLASHES_KEY}
-        size = self._signer.size(payload if data is self._data else self._signer.payload(data))
-        if size > SESSION_COOKIE_LIMIT:
-            raise SessionTooLargeError(
-                f"the session cookie would be {size} bytes (name and value); browsers keep at "
-                f"most {SESSION_COOKIE_LIMIT}: keep less in it (an id, not the data)"
-            )
-        return payload
-
-    def __repr__(self) -> str:
-        return f"Session({self._data!r})"
-
-
-def _fitted_session_payload(session: Session) -> bytes:
-    """The payload to sign, without the flashed messages that would not fit (each logged).
-
-    A flash is often built from what a visitor typed: the largest goes first, so
-    the visitor gets the page without it rather than a 500.
-    """
-    while True:
-        try:
-            return session._check()
-        except SessionTooLargeError as error:
-            flashes = session._data.get(_FLASHES_KEY)
-            if not isinstance(flashes, list) or not flashes:
-                raise
-            largest = max(range(len(flashes)), key=lambda index: len(json.dumps(flashes[index])))
-            dropped = flashes.pop(largest)
-            if not flashes:
-                del session._data[_FLASHES_KEY]
-            logger.error(
-                "flash message dropped (%d characters): %s; flash short messages, never "
-                "unbounded input",
-                len(json.dumps(dropped)),
-                error,
-            )
-
-
-#: How to make a secret key, in every error about one.
-_MAKE_A_KEY = (
-    'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))" '
-    "and read it from an environment variable, never from the source"
-)
-# Words of the placeholders that tutorials and templates ship (compared without punctuation).
-_PLACEHOLDER_KEY_WORDS = (
-    "changeme",
-    "changethis",
-    "replaceme",
-    "yoursecret",
-    "secretkeyhere",
-    "placeholder",
-    "example",
-    "insecure",
-    "notsecret",
-)
-
-
-def _secret_keys(secret_key: str | bytes | Iterable[str | bytes] | None) -> list[bytes]:
-    """The signing keys as bytes, newest first; a guessable one raises ``ValueError``.
-
-    A key shorter than 32 characters, or with a placeholder's words
-    (``changeme``, ``your-secret-key-here``…), can be found offline from one
-    cookie; every key of a rotation list is checked.
-    """
-    if secret_key is None:
-        return []
-    keys = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
-    out = []
-    for number, key in enumerate(keys, 1):
-        if not isinstance(key, (str, bytes)) or not key:
-            raise ValueError("secret_key must be a non-empty string or a list of them")
-        raw = key.encode("utf-8") if isinstance(key, str) else key
-        what = "secret_key" if len(keys) == 1 else f"secret_key #{number}"
-        words = re.sub(r"[^a-z0-9]", "", raw.decode("latin-1").lower())
-        if len(key) < 32:
-            raise ValueError(
-                f"{what} is {len(key)} characters; it needs at least 32: {_MAKE_A_KEY}"
-            )
-        if any(word in words for word in _PLACEHOLDER_KEY_WORDS):
-            raise ValueError(f"{what} looks like a placeholder, not a secret: {_MAKE_A_KEY}")
-        out.append(raw)
-    if not out:
-        raise ValueError("secret_key must be a non-empty string or a list of them")
-    return out
-
-
-def _check_session_settings(cookie_name: str, max_age: Any, secure: bool) -> None:
-    """Refuse session cookie settings browsers would not keep (``ContentManager`` calls it)."""
-    if not isinstance(cookie_name, str) or not re.fullmatch(_COOKIE_NAME, cookie_name):
-        raise ValueError(f"session_cookie {cookie_name!r} is not a cookie name")
-    if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age <= 0:
-        raise ValueError("session_max_age must be a positive number of seconds")
-    if max_age > _COOKIE_MAX_AGE_LIMIT:
-        raise ValueError(
-            f"session_max_age={max_age}: browsers keep a cookie at most 400 days "
-            f"({_COOKIE_MAX_AGE_LIMIT} s)"
-        )
-    refusal = _cookie_prefix_refusal(cookie_name, secure=secure, path="/", domain=None)
-    if refusal is not None:
-        raise ValueError(f"session_cookie: {refusal} (session_cookie_secure=False)")
-
-
-# ---------------------------------------------------------------------------
-# CSRF: Fetch Metadata / Origin, and the session's token for form posts
-# ---------------------------------------------------------------------------
-
-_CSRF_EXEMPT = "_chalice_http_toolkit_csrf_exempt"
-#: The form field and the request header that carry :func:`csrf_token`'s value.
-CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "x-csrf-token"
-
-
-def csrf_exempt(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: the view's POST/PUT/PATCH/DELETE skip the toolkit's CSRF checks.
-
-    For webhooks and the like that authenticate their caller another way.
-    """
-    setattr(view, _CSRF_EXEMPT, True)
-    return view
-
-
-def _origin_of(value: str) -> str | None:
-    """``https://Example.com:443/x`` → ``example.com:443``: the host of an origin, lower case."""
-    scheme, sep, rest = value.partition("://")
-    if not sep or scheme.lower() not in ("http", "https"):
-        return None
-    return rest.split("/", 1)[0].lower()
-
-
-def cross_origin_refusal(
-    method: str, headers: Mapping[str, str], trusted_origins: Iterable[str] = ()
-) -> str | None:
-    """Why a request is a cross-origin write to refuse, or ``None`` (Go's CrossOriginProtection).
-
-    Safe methods pass. ``Sec-Fetch-Site: same-origin`` or ``none`` passes;
-    otherwise an ``Origin`` that is trusted, or whose host is the request's
-    (``X-Forwarded-Host``, set by the CloudFront function, else ``Host``),
-    passes. A request with neither header is not from a browser and passes.
-    ``headers`` have lower-case names.
-    """
-    if method.upper() not in _UNSAFE_METHODS:
-        return None
-    origin = headers.get("origin")
-    trusted = {value.rstrip("/").lower() for value in trusted_origins}
-    if origin is not None and origin.rstrip("/").lower() in trusted:
-        return None
-    site = headers.get("sec-fetch-site")
-    if site is not None:
-        if site.strip().lower() in ("same-origin", "none"):
-            return None
-        return f"cross-site request refused (Sec-Fetch-Site: {site})"
-    if origin is None:
-        return None
-    host = headers.get("x-forwarded-host") or headers.get("host") or ""
-    host = host.split(",")[0].strip().lower()
-    origin_host = _origin_of(origin)
-    if origin_host is not None and host and origin_host in (host, _default_port(host, origin)):
-        return None
-    return f"cross-origin request refused (Origin: {origin})"
-
-
-def _default_port(host: str, origin: str) -> str:
-    """``host`` with the origin scheme's default port, as an Origin may carry it."""
-    port = "443" if origin.lower().startswith("https:") else "80"
-    return host if ":" in host.rsplit("]", 1)[-1] else f"{host}:{port}"
-
-
-def _csrf_refusal(cm: _Visitors, exchange: Exchange) -> str | None:
-    """Why ``cm`` refuses the exchange's unsafe request as a forgery, or ``None``."""
-    headers = exchange.headers
-    refusal = cross_origin_refusal(exchange.method, headers, cm.trusted_origins)
-    if refusal is not None or not cm._session_signer:
-        return refusal
-    submitted = headers.get(CSRF_HEADER)
-    media_type, _ = _media_type_and_options(headers.get("content-type"))
-    if submitted is None:
-        if media_type not in _FORM_TYPES:
-            return None  # not something a cross-site form can send (JSON needs CORS)
-        submitted = _exchange_form(exchange, cm.form_limits).get(CSRF_FIELD)
-    expected = cm._session_of(exchange).get(_CSRF_KEY)
-    if not submitted:
-        return "the form has no CSRF token: reload the page and send it again"
-    if not isinstance(expected, str) or not _constant_time_equal(submitted, expected):
-        return "the form's CSRF token is not this session's: reload the page and send it again"
-    return None
-
-
-def _constant_time_equal(a: str, b: str) -> bool:
-    import hmac
-
-    # Tokens are ASCII: anything else (a lone surrogate from a JSON escape) never matches.
-    return a.isascii() and b.isascii() and hmac.compare_digest(a, b)
-
-
-# ---------------------------------------------------------------------------
-# url_for: URLs of Chalice routes, right behind every front door
-# ---------------------------------------------------------------------------
-
-_EXECUTE_API_HOST = r"[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?(:443)?"
-_ROUTE_PARAMETER = r"\{([^}+]+)(\+?)\}"
-
-
-def _script_root(exchange: Exchange | None) -> str:
-    """``/{stage}`` on the execute-api URL, else ``""`` (CloudFront, custom domain, local).
-
-    API Gateway serves the stage under its own path on the execute-api host;
-    behind CloudFront (the origin path holds the stage; its function sets
-    ``X-Forwarded-Host``) or a custom domain mapped at its root there is none.
-    """
-    if exchange is None:
-        return ""
-    headers = exchange.headers
-    if "x-forwarded-host" in headers:
-        return ""
-    stage = (exchange.request.context or {}).get("stage")
-    # "$default" (HTTP API, Function URL, ALB through lambda_handler) is not in the path.
-    if stage and stage != "$default" and _is_execute_api_host(headers.get("host", "")):
-        return "/" + stage
-    return ""
-
-
-@functools.lru_cache(maxsize=64)
-def _is_execute_api_host(host: str) -> bool:
-    return re.fullmatch(_EXECUTE_API_HOST, host, re.IGNORECASE) is not None
-
-
-def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
-    """Chalice's route table: path → method → RouteEntry (a Blueprint's app's, once registered)."""
-    routes = getattr(app, "routes", None)
-    if routes is None:  # a Blueprint: its app's, once registered
-        try:
-            routes = app.current_app.routes
-        except (AttributeError, RuntimeError):
-            routes = None
-    return routes or {}
-
-
-def _route_path(app: _AppLike, view_name: str) -> str:
-    """The path of the view named ``view_name`` (its first, when one view has several).
-
-    Two different view functions under one name (two blueprints registered without
-    a ``name_prefix``) raise ``ValueError`` naming the view and both paths: which
-    one a link meant cannot be guessed.
-    """
-    found: dict[Any, str] = {}  # view function -> its first path
-    for path, methods in _routes_of(app).items():
-        for entry in methods.values():
-            if entry.view_name == view_name:
-                found.setdefault(entry.view_function, path)
-    if not found:
-        raise ValueError(f"url_for: no route has the view name {view_name!r}")
-    if len(found) > 1:
-        raise ValueError(
-            f"url_for: {len(found)} views share the name {view_name!r} "
-            f"({', '.join(sorted(found.values()))}); register the blueprints with name_prefix="
-        )
-    return next(iter(found.values()))
-
-
-def _build_url(path: str, params: dict[str, Any]) -> str:
-    """``path`` with its ``{name}`` parts filled, percent-encoded; unused ``params`` form the query.
-
-    A value that would leave its place in the path is refused with ``ValueError``:
-    an empty one (``//`` would make a link to another host), ``.`` or ``..``
-    (which the browser resolves upwards), and for a greedy ``{name+}`` any such
-    segment. ``/`` is encoded except in a greedy part. ``None`` values are left out
-    of the query.
-    """
-    from urllib.parse import quote, urlencode
-
-    def fill(match: re.Match) -> str:
-        name, greedy = match.group(1), match.group(2)
-        if name not in params:
-            raise ValueError(f"url_for: route {path} needs a value for {name!r}")
-        value = str(params.pop(name))
-        segments = value.split("/") if greedy else [value]
-        if any(segment in ("", ".", "..") for segment in segments):
-            raise ValueError(
-                f"url_for: {value!r} for {name!r} in {path} would leave the path "
-                "(an empty part, '.' or '..')"
-            )
-        return quote(value, safe="/" if greedy else "")
-
-    built = re.sub(_ROUTE_PARAMETER, fill, path)
-    query = [(name, value) for name, value in params.items() if value is not None]
-    return built + ("?" + urlencode(query, doseq=True) if query else "")
-
-
-# ---------------------------------------------------------------------------
-# Error pages: abort(), and the site's page for an error a browser asked for
-# ---------------------------------------------------------------------------
-
-#: Media types that name a page: a request whose ``Accept`` ranks one of them at least as
-#: high as JSON gets the site's error page; other requests keep Chalice's JSON errors.
-_PAGE_TYPES = ("text/html", "application/xhtml+xml")
-#: The body of Chalice's error responses (its own 404/405/415, a ``ChaliceViewError``,
-#: the 500 of an exception in a view): exactly these two keys.
-_CHALICE_ERROR_KEYS = frozenset(("Code", "Message"))
-# Chalice's exception name for a status, where it has one (``raise NotFoundError``).
-_CHALICE_ERROR_CODES = {
-    400: "BadRequestError",
-    401: "UnauthorizedError",
-    403: "ForbiddenError",
-    404: "NotFoundError",
-    405: "MethodNotAllowedError",
-    408: "RequestTimeoutError",
-    409: "ConflictError",
-    422: "UnprocessableEntityError",
-    429: "TooManyRequestsError",
-    500: "InternalServerError",
-}
-
-
-class HTTPError(ChaliceUnhandledError):
-    """An HTTP error that ends a request with the site's error page: :func:`abort` raises it.
-
-    A ``ChaliceUnhandledError``, so Chalice lets it through to the toolkit's
-    middleware, which answers ``status_code`` with ``<status_code>.html`` (or a
-    plain page; Chalice's JSON error for a client that does not ask for HTML).
-    """
-
-    def __init__(self, status_code: int, description: str | None = None) -> None:
-        super().__init__(description or _status_phrase(status_code))
-        self.status_code = status_code
-        self.description = description
-
-
-def abort(status_code: int, description: str | None = None) -> NoReturn:
-    """End the current request with the site's error page of ``status_code`` (Flask's ``abort``).
-
-    ``status_code`` is a client or server error (400-599); anything else is a
-    developer's mistake and raises ``ValueError`` (a redirect is ``cm.redirect``).
-    ``description`` is shown on the page, HTML-escaped.
-
-    >>> abort(404, "No such post.")
-    Traceback (most recent call last):
-    ...
-    chalice_http_toolkit.HTTPError: No such post.
-    """
-    if type(status_code) is not int or not 400 <= status_code <= 599:
-        raise ValueError(f"abort() takes an error status (400-599), not {status_code!r}")
-    raise HTTPError(status_code, description)
-
-
-def _status_phrase(status: int) -> str:
-    """``404`` → ``"Not Found"``; ``"Error"`` for a status HTTP does not name."""
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-def _wants_page(accept: str | None) -> bool:
-    """Whether a request's ``Accept`` asks for an HTML page rather than JSON.
-
-    True when ``text/html`` (or XHTML) is named with a weight above zero that is
-    at least JSON's, as browsers do for a page; a missing field, ``*/*`` alone
-    (``fetch()``, curl, API clients) or JSON first is not a page.
-
-    >>> _wants_page("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
-    True
-    >>> _wants_page("*/*"), _wants_page("application/json, text/html;q=0.5"), _wants_page(None)
-    (False, False, False)
-    """
-    page = json_weight = 0.0
-    for token, quality in parse_accept_header(accept):
-        if token in _PAGE_TYPES:
-            page = max(page, quality)
-        elif token == "application/json":
-            json_weight = max(json_weight, quality)
-    return page > 0.0 and page >= json_weight
-
-
-def _error_page_body(cm: ContentManager, status: int, description: str | None) -> str:
-    """The site's ``<status>.html`` rendered, or a plain page when there is none or it fails.
-
-    The template gets ``status_code``, ``title`` (``"404 Not Found"``) and
-    ``description``. A template that raises is logged with its traceback and the
-    plain page answers instead: an error page never raises, so it never loops.
-    """
-    import html
-
-    title = f"{status} {_status_phrase(status)}"
-    name = f"{status}.html"
-    try:
-        template = cm.load_template(name)
-        return template.render(status_code=status, title=title, description=description)
-    except TemplateNotFoundError:
-        pass  # the site has no page for this status
-    # The site already failed once; whatever its error template raises (a syntax error,
-    # a missing include, a global or filter that fails, an abort() in it), the plain
-    # page is the answer.
-    except Exception:
-        logger.exception("the error page %s failed to render; answering a plain page", name)
-    text = f"<p>{html.escape(description)}</p>" if description else ""
-    return (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
-        f"<body><h1>{title}</h1>{text}</body></html>"
-    )
-
-
-def _error_response(
-    cm: ContentManager,
-    exchange: Exchange,
-    status: int,
-    description: str | None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    """``status`` answered the way the request asks: the site's page, or Chalice's JSON.
-
-    The page is never stored by a cache (``private, no-store``); HEAD gets its
-    headers only.
-    """
-    if not _wants_page(exchange.headers.get("accept")):
-        code = _CHALICE_ERROR_CODES.get(status, _status_phrase(status).replace(" ", ""))
-        message = description or _status_phrase(status)
-        return Response(
-            body={"Code": code, "Message": message}, status_code=status, headers=headers
-        )
-    body = _error_page_body(cm, status, description)
-    return cm.answer(Offer("text/html; charset=utf-8", lambda: body), status, headers, private=True)
-
-
-def _page_for_chalice_error(cm: ContentManager, exchange: Exchange, response: Any) -> Any:
-    """Chalice's JSON error (its 404/405/415, a ``ChaliceViewError``, the 500 of an exception
-    in a view, which Chalice has logged with its traceback) as the site's error page, when
-    the request asks for a page; any other response as it is.
-
-    With ``app.debug`` Chalice's 500 is the traceback as text, and stays so.
-    """
-    body = response.body
-    if (
-        response.status_code >= 400
-        and type(body) is dict
-        and body.keys() == _CHALICE_ERROR_KEYS
-        and _wants_page(exchange.headers.get("accept"))
-    ):
-        # A 5xx page never shows the message (a ChaliceViewError's may be an exception's text).
-        message = body["Message"]
-        description = message if isinstance(message, str) and response.status_code < 500 else None
-        allow = {"Allow": response.headers["Allow"]} if "Allow" in response.headers else None
-        return _error_response(cm, exchange, response.status_code, description, allow)
-    return response
-
-
-_HEAD_INSTALLED = "_chalice_http_toolkit_head"
-
-
-def _answer_head_for_get(app: _AppLike) -> None:
-    """Give every GET route of ``app`` a HEAD method (the GET's view), as Flask does.
-
-    RFC 9110 §9.3.2: HEAD is GET without the body; link checkers and uptime
-    monitors send it. The HEAD methods are routes (so API Gateway has them
-    deployed, and ``chalice local`` has them); routes registered later get one too,
-    and a route's own HEAD replaces the added one. The toolkit's middleware drops
-    the body. A ``Blueprint`` does it on the app it is registered with.
-    ``ContentManager(..., app)`` calls it.
-    """
-    if hasattr(app, "_deferred_registrations"):  # a Blueprint: its app is known later
-        app._deferred_registrations.append(lambda parent, _options: _answer_head_for_get(parent))
-        return
-    if getattr(app, _HEAD_INSTALLED, False):
-        return
-    register = app._register_route
-    added: set[str] = set()  # paths whose HEAD is the GET's, added here
-
-    def register_route(**kwargs: Any) -> None:
-        for path in added:  # a route registered with its own HEAD must not meet ours
-            app.routes[path].pop("HEAD", None)
-        added.clear()
-        try:
-            register(**kwargs)
-        finally:
-            _add_heads(app.routes, added)
-
-    app._register_route = register_route
-    _add_heads(app.routes, added)
-    setattr(app, _HEAD_INSTALLED, True)
-
-
-def _add_heads(routes: Mapping[str, dict[str, Any]], added: set[str]) -> None:
-    import copy
-
-    for path, methods in routes.items():
-        if "GET" in methods and "HEAD" not in methods:
-            entry = copy.copy(methods["GET"])
-            entry.method = "HEAD"
-            methods["HEAD"] = entry
-            added.add(path)
-
-
-def _has_error_pages(app: Any) -> bool:
-    """Whether ``app`` has the toolkit's middleware, which answers errors with the site's pages."""
-    return getattr(app, _SITE_ATTRIBUTE, None) is not None
-
-
-def _flask_response(cm: ContentManager, exchange: Exchange, response: Any) -> Any:
-    """``response`` as Flask would answer: Chalice's JSON errors as pages for a browser,
-    and no body for HEAD (the toolkit's middleware calls it after the view)."""
-    response = _page_for_chalice_error(cm, exchange, response)
-    return _without_body(response) if exchange.method == "HEAD" else response
-
-
-def _without_body(response: Any) -> Any:
-    """A HEAD request's answer: the GET's status and headers, no body (RFC 9110 §9.3.2)."""
-    response.body = ""
-    return response
-
-
-# ---------------------------------------------------------------------------
-# The middleware: CSRF before the view, session cookie and privacy after it
-# ---------------------------------------------------------------------------
-
-_SITE_ATTRIBUTE = "_chalice_http_toolkit_site"
-
-
-def _error_answer(status_code: int, message: str, fixed_headers: Mapping[str, str]) -> Answer:
-    """The toolkit's own HTML error page, with the manager's fixed headers; never stored."""
-    import html
-
-    titles = {400: "Bad Request", 403: "Forbidden", 413: "Content Too Large"}
-    title = f"{status_code} {titles.get(status_code, 'Error')}"
-    body = (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
-        f"<body><h1>{title}</h1><p>{html.escape(message)}</p></body></html>"
-    )
-    headers = _response_headers(
-        "text/html; charset=utf-8", PRIVATE_CACHE_CONTROL, (), False, None, fixed_headers, None
-    )
-    return Answer(status_code, headers, body, True)
-
-
-class _RequestGlobals:
-    """``g`` in templates: the current request's namespace (:attr:`ContentManager.g`)."""
-
-    __slots__ = ("_cm",)
-
-    def __init__(self, cm: _Visitors) -> None:
-        self._cm = cm
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cm.g, name)
-
-
-class _Site:
-    """The managers of one app (each with its own settings) and the app's one middleware."""
-
-    __slots__ = ("app", "gateway", "managers")
-
-    def __init__(self, app: _AppLike, gateway: bool) -> None:
-        self.app = app
-        #: Whether this middleware also does :func:`install_gateway_support`'s (one layer less).
-        self.gateway = gateway
-        self.managers: list[ContentManager] = []
-
-    def middleware(self, request: Any, get_response: Callable[[Any], Any]) -> Any:
-        """Build the exchange, refuse forgeries, run the view, and finish the exchange."""
-        if request is None:  # not an HTTP request Chalice routes: it answers itself
-            return (
-                _gateway_marshalled(get_response(request))
-                if self.gateway
-                else get_response(request)
-            )
-        exchange = _local.exchange
-        if exchange is None or exchange.request is not request:
-            exchange = Exchange(request)
-        elif exchange.active:  # a Blueprint's site inside its app's: its managers' checks only
-            return self._checked(exchange, get_response)
-        if self.gateway and "accept" not in exchange.headers:
-            _accept_anything(request)
-            exchange.headers = _lower_case_headers(request.headers)
-        exchange.active = True
-        _local.exchange = exchange
-        try:
-            if request.context.get("resourcePath") == _UNROUTED_RESOURCE_PATH:  # lambda_handler
-                response = _error_response(self.managers[0], exchange, 404, None)
-            elif exchange.method in _UNSAFE_METHODS:
-                response = self._checked(exchange, get_response)
-            else:
-                response = get_response(request)
-        except FormError as error:
-            logger.info("form refused: %s %s: %s", request.method, request.path, error.message)
-            response = self.managers[0]._refusal(error.status_code, error.message)
-        except HTTPError as error:  # abort()
-            response = _error_response(
-                self.managers[0], exchange, error.status_code, error.description
-            )
-        response = _flask_response(self.managers[0], exchange, response)  # error pages, HEAD
-        try:
-            response = exchange.finish(response, _save_sessions)
-        finally:
-            exchange.active = False
-            _local.exchange = None
-        return _gateway_marshalled(response) if self.gateway else response
-
-    def _checked(self, exchange: Exchange, get_response: Callable[[Any], Any]) -> Any:
-        """The view's response, unless one of the managers refuses a forgery (CSRF)."""
-        request = exchange.request
-        if exchange.method in _UNSAFE_METHODS and not _is_exempt(self.app, request):
-            for cm in self.managers:
-                refusal = _csrf_refusal(cm._visitors, exchange) if cm.csrf else None
-                if refusal is not None:
-                    logger.info("CSRF: %s %s: %s", request.method, request.path, refusal)
-                    return cm._refusal(403, refusal)
-        return get_response(request)
-
-
-def _join_site(cm: ContentManager) -> None:
-    """Add ``cm`` to its app's site, registering the site's middleware on first use."""
-    app = cm.app
-    site = getattr(app, _SITE_ATTRIBUTE, None)
-    if site is None:
-        # One middleware for both when the gateway's is not there yet: each layer of
-        # Chalice's chain costs every request.
-        site = _Site(app, gateway=not getattr(app, _CHALICE_INSTALLED, False))
-        setattr(app, _SITE_ATTRIBUTE, site)
-        _answer_head_for_get(app)
-        if site.gateway:
-            _install_gateway(app, site.middleware)
-        else:
-            app.register_middleware(site.middleware, "http")
-    site.managers.append(cm)
-
-
-def _is_exempt(app: _AppLike, request: Any) -> bool:
-    entry = _routes_of(app).get(request.path, {}).get(request.method)
-    return entry is not None and getattr(entry.view_function, _CSRF_EXEMPT, False)
-
-
-def _save_sessions(exchange: Exchange, response: Any) -> None:
-    """Save every manager's session the request changed, each with its manager's settings."""
-    for cm, (session, _) in exchange.sessions.items():
-        _save_session(cm, session, exchange, response)
-
-
-def _save_session(cm: _Visitors, session: Session, exchange: Exchange, response: Any) -> None:
-    if not session.modified:
-        return
-    if session:
-        value = cm._session_signer.sign(_fitted_session_payload(session), _now())
-        set_cookie(
-            response,
-            cm.session_cookie,
-            value,
-            max_age=cm.session_max_age,
-            secure=cm.session_cookie_secure,
-        )
-    elif cm.session_cookie in exchange.cookies(read=False):
-        delete_cookie(response, cm.session_cookie)
-
-
-# ---------------------------------------------------------------------------
 # Keep-warm: a schedule that invokes the API handler, which primes its container
 # ---------------------------------------------------------------------------
 
@@ -6442,6 +6787,7 @@ KEEP_WARM_FUNCTION_ENV = "CHALICE_HTTP_TOOLKIT_API_FUNCTION"
 
 # A top-level key API Gateway never sends, and a resource path no route has.
 _KEEP_WARM_MARKER = "chalice_http_toolkit_keep_warm"
+
 _KEEP_WARM_RESOURCE_PATH = "/_chalice_http_toolkit/keep-warm"
 
 
@@ -6503,71 +6849,6 @@ def _keep_warm_middleware(content_manager: ContentManager) -> Callable[..., Any]
         return _keep_warm_response(content_manager)
 
     return keep_warm_middleware
-
-
-def _prime_libmagic(content_manager: ContentManager) -> int:
-    return 0 if load_libmagic() is None else 1
-
-
-def _prime_pillow(content_manager: ContentManager) -> int:
-    try:
-        from PIL import Image
-    except ImportError as error:
-        logger.info("prime: Pillow is not installed (%s)", error)
-        return 0
-    Image.preinit()  # the common format plugins Image.open() would import on first use
-    _writable_image_formats()
-    return 1
-
-
-def _prime_templates(content_manager: ContentManager) -> int:
-    """Compile every template; compute its dependency closure and hash."""
-    import jinja2
-
-    compiled = 0
-    for name in content_manager.env.list_templates():
-        if any(part.startswith(".") for part in name.split("/")):
-            continue
-        try:
-            content_manager.load_template(name)
-            content_manager.template_dependencies(name)
-        except (jinja2.TemplateError, TemplateNotFoundError, UnicodeDecodeError) as error:
-            logger.warning("prime: template %s does not compile: %s", name, error)
-        else:
-            compiled += 1
-    return compiled
-
-
-def _prime_static(content_manager: ContentManager) -> int:
-    """Read and hash every static file; gzip the compressible ones; sniff the images."""
-    index = content_manager.static_files
-    index.digest()
-    for static_file in index.files.values():
-        if content_manager.compress and _is_compressible(static_file.content_type):
-            static_file.gzip_body()
-        if static_file.content_type in IMAGE_FORMATS:
-            content_manager.images.media_type(static_file)
-    return len(index.files)
-
-
-_PRIME_STEPS: tuple[tuple[str, Callable[[ContentManager], int]], ...] = (
-    ("libmagic", _prime_libmagic),
-    ("pillow", _prime_pillow),
-    ("templates", _prime_templates),
-    ("static", _prime_static),
-)
-
-
-def _prime(content_manager: ContentManager) -> dict[str, float]:
-    import time
-
-    timings = {}
-    for step, work in _PRIME_STEPS:
-        started = time.perf_counter()
-        done = work(content_manager)
-        timings[step] = round((time.perf_counter() - started) * 1000, 3)
-        logger.info("prime: %s: %d in %.1f ms", step, done, timings[step])
-    return timings
 
 
 def _api_function_name(
@@ -6683,9 +6964,6 @@ ORIGIN_SECRET_HEADER = "X-Origin-Verify"
 ORIGIN_SECRET_ENV = "CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET"
 
 _NOT_FOUND_BODY = '{"message":"Not Found"}'
-# The resource path of a request no route matches (no route has it): lambda_handler hands
-# it to an app with the toolkit's middleware, which answers it with the site's 404 page.
-_UNROUTED_RESOURCE_PATH = "/_chalice_http_toolkit/not-found"
 
 # An ALB takes at most 1 MB of response JSON from a Lambda target (6 MB elsewhere).
 _ALB_RESPONSE_LIMIT = 1024 * 1024
@@ -6693,116 +6971,6 @@ _ALB_RESPONSE_LIMIT = 1024 * 1024
 
 class _BadEvent(ValueError):
     """An HTTP event of a known front door whose fields are missing or of the wrong type."""
-
-
-class _RouteTable:
-    """API Gateway's resource matching over a Chalice route table.
-
-    At each path segment a literal resource wins over a ``{param}``, which wins over
-    a greedy ``{name+}`` that takes the rest of the path (at least one segment).
-    A trailing slash is ignored, as API Gateway does.
-    """
-
-    __slots__ = ("greedy", "literal", "params", "paths", "route")
-
-    def __init__(self) -> None:
-        self.literal: dict[str, _RouteTable] = {}
-        self.params: list[tuple[str, _RouteTable]] = []
-        self.greedy: tuple[str, str] | None = None
-        self.route: str | None = None
-        self.paths: dict[tuple[str, bool], Any] = {}  # the root's memo of match_path()
-
-    @classmethod
-    def build(cls, routes: Iterable[str]) -> _RouteTable:
-        root = cls()
-        for route in routes:
-            node = root
-            for segment in _path_segments(route):
-                if segment.startswith("{") and segment.endswith("+}"):
-                    node.greedy = (segment[1:-2], route)
-                    break
-                if segment.startswith("{") and segment.endswith("}"):
-                    name = segment[1:-1]
-                    child = next((c for n, c in node.params if n == name), None)
-                    if child is None:
-                        child = cls()
-                        node.params.append((name, child))
-                    node = child
-                else:
-                    node = node.literal.setdefault(segment, cls())
-            else:
-                node.route = route
-        return root
-
-    def match_path(self, path: str, encoded: bool) -> tuple[str, dict[str, str]] | None:
-        """:meth:`match` for a request path (``encoded``: still percent-encoded), remembered.
-
-        A table lives as long as the app's routes are unchanged (:func:`_route_table`), so
-        a path's route does too; up to ``_ROUTED_PATHS`` short paths are kept.
-        """
-        key = (path, encoded)
-        found = self.paths.get(key, _MISSING)
-        if found is _MISSING:
-            segments = _path_segments(path)
-            if encoded and "%" in path:
-                segments = [unquote(part) if "%" in part else part for part in segments]
-            found = self.match(segments)
-            if len(self.paths) < _ROUTED_PATHS and len(path) <= _ROUTED_PATH_LENGTH:
-                self.paths[key] = found
-        return None if found is None else (found[0], dict(found[1]))
-
-    def match(self, segments: list[str]) -> tuple[str, dict[str, str]] | None:
-        """The route for a request path's (decoded) segments and its parameters, or ``None``."""
-        captured: dict[str, str] = {}
-        route = self._match(segments, 0, captured)
-        return None if route is None else (route, captured)
-
-    def _match(self, segments: list[str], index: int, captured: dict[str, str]) -> str | None:
-        if index == len(segments):
-            return self.route
-        segment = segments[index]
-        child = self.literal.get(segment)
-        if child is not None:
-            route = child._match(segments, index + 1, captured)
-            if route is not None:
-                return route
-        if segment:
-            for name, child in self.params:
-                route = child._match(segments, index + 1, captured)
-                if route is not None:
-                    captured[name] = segment
-                    return route
-        if self.greedy is not None and any(segments[index:]):
-            name, route = self.greedy
-            # As API Gateway: ``{proxy+}`` is ``pathParameters["proxy"]`` (Chalice passes no
-            # argument for it; the view reads ``current_request.uri_params``).
-            captured[name] = "/".join(segments[index:])
-            return route
-        return None
-
-
-# Request paths (of at most so many characters) a route table remembers the route of;
-# others are matched on every request.
-_ROUTED_PATHS = 4096
-_ROUTED_PATH_LENGTH = 256
-
-
-def _path_segments(path: str) -> list[str]:
-    path = path.strip("/") if path != "/" else ""
-    return path.split("/") if path else []
-
-
-_ROUTE_TABLE_ATTRIBUTE = "_chalice_http_toolkit_route_table"
-
-
-def _route_table(app: Any) -> _RouteTable:
-    """The app's :class:`_RouteTable`, rebuilt when routes were added since."""
-    routes = app.routes
-    cached = getattr(app, _ROUTE_TABLE_ATTRIBUTE, None)
-    if cached is None or cached[0] != len(routes):
-        cached = (len(routes), _RouteTable.build(list(routes)))
-        setattr(app, _ROUTE_TABLE_ATTRIBUTE, cached)
-    return cached[1]
 
 
 def _string_map(value: Any, field: str, lower: bool = False) -> dict[str, str]:
@@ -7411,137 +7579,6 @@ def lambda_handler(
 
 
 # ---------------------------------------------------------------------------
-# libmagic loader: the bundled libmagic on Lambda, the system's elsewhere
-# ---------------------------------------------------------------------------
-
-_DEFAULT_LIBS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libs")
-
-# libmagic's answers that name no type; the signature table may still know one.
-_MAGIC_UNKNOWN = frozenset({"application/octet-stream", "application/x-empty", "inode/x-empty"})
-
-# libmagic's names for formats ``MEDIA_TYPES`` names otherwise.
-_MAGIC_ALIASES = {
-    "application/x-gzip": "application/gzip",
-    "audio/x-wav": "audio/wav",
-    "image/vnd.microsoft.icon": "image/x-icon",
-    "image/x-ms-bmp": "image/bmp",
-    "text/xml": "application/xml",
-}
-
-# Bytes given to libmagic: every format's signature fits, and large bodies cost no more.
-_MAGIC_PEEK = 64 * 1024
-
-_magic_state: tuple[str, Any] | None = None  # (libs_dir, Magic or None): once per container
-
-
-def load_libmagic(libs_dir: str | None = None) -> Any:
-    """python-magic's ``Magic(mime=True)`` for sniffing, or ``None`` without libmagic.
-
-    Loads ``<libs_dir>/<platform.machine()>/libmagic.so.1`` by absolute path before
-    python-magic is imported, so its ``dlopen("libmagic.so.1")`` finds that library by
-    SONAME, and only then passes ``<libs_dir>/magic.mgc`` (the database format is tied
-    to the library's version). Without the directory python-magic uses the system
-    libmagic, if any. ``libs_dir`` defaults to ``libs/`` beside this file
-    (``chalicelib/libs``). Cached per container: call it with another directory
-    before the first sniff. Every failure is logged.
-    """
-    global _magic_state
-    wanted = _DEFAULT_LIBS_DIR if libs_dir is None else os.path.abspath(libs_dir)
-    if _magic_state is None:
-        _magic_state = (wanted, _open_libmagic(wanted))
-    elif libs_dir is not None and _magic_state[0] != wanted:
-        logger.warning(
-            "libmagic: already set up from %s in this container; %s is not used",
-            _magic_state[0],
-            wanted,
-        )
-    return _magic_state[1]
-
-
-def _preload_bundled_libmagic(libs_dir: str) -> Any:
-    """``ctypes.CDLL`` of the bundled libmagic for this machine, or ``None`` (logged)."""
-    import ctypes
-    import platform
-
-    if not os.path.isdir(libs_dir):
-        logger.info("libmagic: no %s; using the system libmagic, if any", libs_dir)
-        return None
-    path = os.path.join(libs_dir, platform.machine(), "libmagic.so.1")
-    if not os.path.isfile(path):
-        logger.warning("libmagic: no %s; using the system libmagic, if any", path)
-        return None
-    try:
-        return ctypes.CDLL(path)
-    except OSError as error:  # damaged, another machine's, or libz.so.1 missing
-        logger.warning(
-            "libmagic: cannot load %s (%s); using the system libmagic, if any", path, error
-        )
-        return None
-
-
-def _open_libmagic(libs_dir: str) -> Any:
-    bundled = _preload_bundled_libmagic(libs_dir)
-    try:
-        import magic
-    except ImportError as error:  # python-magic is missing, or it found no libmagic
-        logger.warning(
-            "libmagic: python-magic unavailable (%s); sniffing by signature table", error
-        )
-        return None
-    magic_file = None
-    if bundled is not None:
-        database = os.path.join(libs_dir, "magic.mgc")
-        if getattr(getattr(magic, "libmagic", None), "_handle", None) != bundled._handle:
-            logger.warning(
-                "libmagic: python-magic was imported before %s was loaded and uses another "
-                "libmagic; not passing it %s",
-                libs_dir,
-                database,
-            )
-        elif not os.path.isfile(database):
-            logger.warning("libmagic: no %s; using the library's default database", database)
-        else:
-            magic_file = database
-    try:
-        detector = magic.Magic(mime=True, magic_file=magic_file)
-    except magic.MagicException as error:
-        logger.warning(
-            "libmagic: cannot load the database %s (%s); sniffing by signature table",
-            magic_file or "(default)",
-            error,
-        )
-        return None
-    logger.info(
-        "libmagic: %s library, database %s",
-        "bundled" if magic_file else "system",
-        magic_file or "(default)",
-    )
-    return detector
-
-
-def _magic_media_type(data: bytes) -> str | None:
-    """libmagic's type for ``data`` in this module's names; ``None`` when it names none."""
-    detector = load_libmagic()
-    if detector is None:
-        return None
-    import magic
-
-    try:
-        answer = detector.from_buffer(data[:_MAGIC_PEEK])
-    except magic.MagicException as error:
-        logger.warning("libmagic: cannot identify %d bytes (%s)", len(data), error)
-        return None
-    media_type = answer.partition(";")[0].strip().lower()
-    if media_type in _MAGIC_UNKNOWN or "/" not in media_type:
-        return None
-    if media_type == "text/plain" or media_type.startswith("text/x-"):
-        # Generic text (or a guess at a programming language): a signature is more specific.
-        known = _signature_media_type(data)
-        return "text/plain" if known == "application/octet-stream" else known
-    return _MAGIC_ALIASES.get(media_type, media_type)
-
-
-# ---------------------------------------------------------------------------
 # Background tasks: 0.6.2's TaskingControllerFactory, on SQS or in-process
 # ---------------------------------------------------------------------------
 
@@ -7554,6 +7591,7 @@ TASKS_MODE_ENV = "CHALICE_HTTP_TOOLKIT_TASKS"
 SQS_MESSAGE_LIMIT = 256 * 1024
 
 _SQS_MAX_ATTRIBUTES = 10
+
 # Compiled on first use (the text class alone takes milliseconds): a cold start that
 # posts no task does not pay for them.
 _SQS_PATTERNS = {
@@ -7581,6 +7619,7 @@ _SQS_THROTTLED = frozenset(
         "KmsThrottled",
     }
 )
+
 _SQS_NO_QUEUE = frozenset({"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"})
 
 

@@ -212,8 +212,8 @@ MUTANTS = [
     Mutant(
         "frontdoor-path-decoded-twice",
         "frontdoor",
-        'segments = [unquote(segment) if "%" in segment',
-        'segments = [unquote(unquote(segment)) if "%" in segment',
+        '[unquote(part) if "%" in part',
+        '[unquote(unquote(part)) if "%" in part',
     ),
     Mutant(
         "frontdoor-secret-last-comparison-wins",
@@ -230,8 +230,8 @@ MUTANTS = [
     Mutant(
         "frontdoor-secret-check-skipped",
         "frontdoor",
-        "        if secrets and not is_keep_warm_event(event):",
-        "        if secrets and is_keep_warm_event(event):",
+        "        elif secrets:\n",
+        "        elif secrets and False:\n",
     ),
     # -- payload and form limits ------------------------------------------------------------
     Mutant(

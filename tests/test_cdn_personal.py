@@ -17,6 +17,7 @@ TEMPLATES = {
     "hello.html": "<h1>Hello {{ name }}</h1>",
     "inbox.html": "{% for m in get_flashed_messages() %}<p>{{ m }}</p>{% endfor %}<p>inbox</p>",
     "public.html": "<h1>Public {{ n }}</h1>",
+    "greet.html": "<h1>Hello {{ g.user or 'stranger' }}</h1>",
 }
 NAMES = ["alice", "bob", "carol"]
 
@@ -157,12 +158,45 @@ def make_edge_app(root):
     return build
 
 
-def test_a_logged_in_visitor_never_gets_the_shared_copy(tmp_path, viewer_function):
+def make_flask_login_app(root):
+    """The Flask-Login way: a middleware loads the user on every request, the page shows ``g``.
+
+    A request without a session cookie only finds the session empty: its page is
+    anybody's, so the edge may keep it (the one place the exchange's rule is relaxed:
+    the session cookie is in the pages' cache key).
+    """
+
+    folders = site_folders(root)
+
+    def build():
+        app, cm, cf = build_app(*folders, secret_key=SECRET_KEY)
+
+        @app.middleware("http")
+        def load_user(event, get_response):
+            cm.g.user = cm.session.get("name")
+            return get_response(event)
+
+        @app.route("/home")
+        def home():
+            return cf.template("greet.html")
+
+        @app.route("/login/{name}")
+        def login(name):
+            cm.session["name"] = name
+            return cm.json({"ok": True})
+
+        return app
+
+    return build
+
+
+@pytest.mark.parametrize("make", [make_edge_app, make_flask_login_app])
+def test_a_logged_in_visitor_never_gets_the_shared_copy(tmp_path, viewer_function, make):
     """Anonymous views fill the edge (answered stale, revalidated in the background);
     logged-in views in between must reach the origin: the session cookie is in the key."""
     rng = random.Random(26)
     clock = SimClock()
-    build = make_edge_app(tmp_path)
+    build = make(tmp_path)
     origin = LambdaOrigin(build, containers=2, rng=rng, clock=clock)
     cdn = CloudFrontModel(cli.cloudfront_template(), origin, clock, viewer_function)
     cookies = {name: session_cookie(build(), name) for name in NAMES}

@@ -1,5 +1,6 @@
 """The SQLite database: one connection per request, closed when the request ends."""
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def close_database(error: BaseException | None = None) -> None:
 
 def create_tables(path: str) -> None:
     """Create the tables that do not exist yet (``schema.sql``)."""
-    with sqlite3.connect(path) as db:
+    # (a connection used as a context manager commits but stays open: close it too)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.executescript((SHARED / "schema.sql").read_text())
 
 

@@ -1,6 +1,7 @@
 """The Chalice app, its ContentManager, and what every view shares: the database,
 passwords and ``login_required``."""
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -43,8 +44,11 @@ def database() -> sqlite3.Connection:
 
 def create_tables() -> None:
     """Create the tables that do not exist yet (``schema.sql``)."""
-    with open(os.path.join(HERE, "schema.sql")) as schema, sqlite3.connect(database_path()) as db:
-        db.executescript(schema.read())
+    # (a connection used as a context manager commits but stays open: close it too)
+    with open(os.path.join(HERE, "schema.sql")) as schema:
+        script = schema.read()
+    with contextlib.closing(sqlite3.connect(database_path())) as db, db:
+        db.executescript(script)
 
 
 @app.middleware("http")
