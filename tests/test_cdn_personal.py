@@ -5,30 +5,37 @@ from __future__ import annotations
 import random
 
 import pytest
-from chalice import Chalice
 
 import cli
-from chalice_http_toolkit import CloudFront, ContentManager
 
 from apigw import lambda_context, make_event
 from cdn_model import CloudFrontModel, LambdaOrigin, SimClock
 from cloudfront_function import ViewerRequestFunction
+from sites import SECRET_KEY, build_app, write_site
 
 TEMPLATES = {
     "hello.html": "<h1>Hello {{ name }}</h1>",
     "inbox.html": "{% for m in get_flashed_messages() %}<p>{{ m }}</p>{% endfor %}<p>inbox</p>",
     "public.html": "<h1>Public {{ n }}</h1>",
+    "greet.html": "<h1>Hello {{ g.user or 'stranger' }}</h1>",
 }
 NAMES = ["alice", "bob", "carol"]
 
 
+def site_folders(root) -> tuple:
+    """The site's folders (tests/sites.py) with these pages' templates added."""
+    templates, static = write_site(root / "site")
+    for name, text in TEMPLATES.items():
+        (templates / name).write_text(text)
+    return templates, static
+
+
 def make_app(root):
+    """A factory (one app per Lambda container) of the site's app and these pages."""
+    folders = site_folders(root)
+
     def build():
-        app = Chalice(app_name="personal")
-        cm = ContentManager(
-            str(root), str(root), app, secret_key="cdn-test-key-0123456789abcdefghijk"
-        )
-        cf = CloudFront(cm, app)
+        app, cm, cf = build_app(*folders, secret_key=SECRET_KEY)
 
         @app.route("/hello")
         def hello():
@@ -66,8 +73,6 @@ def session_cookie(app, name: str) -> str:
 
 
 def test_no_personal_page_reaches_another_visitor(tmp_path, viewer_function):
-    for name, text in TEMPLATES.items():
-        (tmp_path / name).write_text(text)
     rng = random.Random(15)
     clock = SimClock()
     build = make_app(tmp_path)
@@ -132,13 +137,10 @@ def test_pages_forward_what_csrf_needs_and_key_on_the_session_cookie():
 
 def make_edge_app(root):
     """Logged-in visitors' pages read the session; anonymous visitors' pages do not."""
+    folders = site_folders(root)
 
     def build():
-        app = Chalice(app_name="edge")
-        cm = ContentManager(
-            str(root), str(root), app, secret_key="cdn-test-key-0123456789abcdefghijk"
-        )
-        cf = CloudFront(cm, app)  # the edge defaults: stale-while-revalidate
+        app, cm, cf = build_app(*folders, secret_key=SECRET_KEY)  # the edge defaults
 
         @app.route("/home")
         def home():
@@ -164,12 +166,10 @@ def make_flask_login_app(root):
     the session cookie is in the pages' cache key).
     """
 
+    folders = site_folders(root)
+
     def build():
-        app = Chalice(app_name="flask-login")
-        cm = ContentManager(
-            str(root), str(root), app, secret_key="cdn-test-key-0123456789abcdefghijk"
-        )
-        cf = CloudFront(cm, app)
+        app, cm, cf = build_app(*folders, secret_key=SECRET_KEY)
 
         @app.middleware("http")
         def load_user(event, get_response):
@@ -194,8 +194,6 @@ def make_flask_login_app(root):
 def test_a_logged_in_visitor_never_gets_the_shared_copy(tmp_path, viewer_function, make):
     """Anonymous views fill the edge (answered stale, revalidated in the background);
     logged-in views in between must reach the origin: the session cookie is in the key."""
-    (tmp_path / "hello.html").write_text(TEMPLATES["hello.html"])
-    (tmp_path / "greet.html").write_text("<h1>Hello {{ g.user or 'stranger' }}</h1>")
     rng = random.Random(26)
     clock = SimClock()
     build = make(tmp_path)

@@ -1,11 +1,15 @@
 """The scaffolded site behind a model of CloudFront (``cdn_model``) configured by the
 ``cloudfront.json`` that ``cli.py setup`` ships: thousands of page views from a browser
 mix over simulated time, several Lambda containers, a template change and a redeploy.
+
+Later sections: the simulation report runs end to end (bench/cdn_sim.py), and pages
+answered at the edge under origin faults (issue 26).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import random
@@ -266,3 +270,111 @@ def test_cached_pages_are_fresh_once_the_ttl_has_passed(run_max_age):
     assert max(seen.time for seen in stale) - redeployed_at <= 60
     late = [seen for seen in pages if seen.time > redeployed_at + 60]
     assert late and all(seen.content == new_page for seen in late)
+
+
+# == The simulation report, end to end =====================================================
+# The CDN simulation report (bench/cdn_sim.py) runs end to end on a little traffic.
+
+CDN_SIM = Path(__file__).resolve().parent.parent / "bench" / "cdn_sim.py"
+
+
+def test_cdn_sim_runs_and_writes_its_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CDN_SIM_VIEWS", "60")
+    monkeypatch.setenv("CDN_SIM_CONTAINERS", "2")
+    monkeypatch.setenv("STAGE", "unchanged")  # cdn_sim sets STAGE for 0.6.2; restored after
+    spec = importlib.util.spec_from_file_location("cdn_sim", CDN_SIM)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = tmp_path / "cdn_results.json"
+
+    assert module.main(["--output", str(output)]) == 0
+
+    results = json.loads(output.read_text())
+    assert results["meta"]["page_views"] == 60
+    assert [f["kind"] for f in results["meta"]["faults"]] == [
+        "down",
+        "throttle",
+        "bad-deploy",
+        "timeout",
+    ]
+    today, ours = results["toolkits"]["ours, no-cache"], results["toolkits"]["ours"]
+    for figures in (today, ours):
+        assert figures["origin_invocations_per_1000_views"] > 0
+        assert figures["after_redeploy"]["page_views_seen"] > 0
+        assert figures["broken_images"] == figures["unadvertised_image_formats"] == 0
+        assert set(figures["faults"]) == {f["name"] for f in results["meta"]["faults"]}
+    assert today["after_redeploy"]["stale_pages"] == 0  # no-cache: never behind
+    assert today["page_views_waited_for_origin"] == 1.0
+    assert "ours, raw Accept" in results["toolkits"]
+    assert capsys.readouterr().out.startswith(
+        "| 60 page views | ours, no-cache | ours | ours, fresh 60 s | ours, raw Accept |"
+    )
+    for name in ("bench_run", "toolkit_cli"):
+        sys.modules.pop(name, None)
+
+
+# == Origin faults at the edge =============================================================
+# Pages answered at the edge under origin faults (issue 26), through the CDN simulation.
+#
+# ``bench/cdn_sim.py``'s site and traffic behind the CloudFront model with the template's
+# CloudFront Function, the Lambda down, throttled, a bad deploy and time-outs injected: the
+# figures the issue sets as targets, for today's ``no-cache`` pages and the edge defaults.
+
+VIEWS = 3000
+
+
+@pytest.fixture(scope="module")
+def sim():
+    spec = importlib.util.spec_from_file_location("cdn_sim_faults", CDN_SIM)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    for name in ("bench_run", "toolkit_cli"):
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def runs(sim):
+    template = sim.cli.cloudfront_template()
+    [code] = [
+        r["Properties"]["FunctionCode"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::CloudFront::Function"
+    ]
+    return {
+        name: sim.simulate(sim.VARIANTS[name][1], template, code, VIEWS, 3, 2025)
+        for name in ("ours, no-cache", "ours")
+    }
+
+
+def test_every_fault_happens_to_pages_the_edge_holds(runs):
+    for figures in runs.values():
+        for fault, seen in figures["faults"].items():
+            assert seen["page_views_held_at_edge"] > 50, fault
+
+
+def test_held_pages_never_get_a_5xx_during_a_fault(runs):
+    """CloudFront serves an expired page it holds on a 5xx or a time-out: both defaults."""
+    for figures in runs.values():
+        for fault, seen in figures["faults"].items():
+            assert seen["viewer_5xx_per_1000_held"] <= 1, fault
+
+
+def test_at_the_edge_nobody_waits_for_the_origin_of_a_held_page(runs):
+    today, edge = runs["ours, no-cache"], runs["ours"]
+    assert today["page_views_waited_for_origin"] == 1.0
+    assert edge["page_views_waited_for_origin"] <= 0.05
+    assert edge["page_views_waited_for_cold_start"] <= 0.001
+    for fault, seen in edge["faults"].items():
+        assert seen["max_wait_seconds_held"] == 0, fault
+    hang = next(seen for fault, seen in today["faults"].items() if "time-outs" in fault)
+    # no-cache: each view of a held page waits for the page origin's time-out, no longer.
+    assert hang["max_wait_seconds_held"] == hang["origin_timeout_seconds"] == 10
+
+
+def test_the_edge_is_one_view_behind_after_a_content_change(runs):
+    today, edge = runs["ours, no-cache"], runs["ours"]
+    assert today["after_redeploy"]["stale_pages"] == 0
+    behind = edge["after_redeploy"]
+    assert 0 < behind["stale_pages"] < 0.05 * behind["page_views_seen"]
+    assert behind["stale_pages_max_per_url"] <= 3  # one per cache key of the URL

@@ -1,9 +1,15 @@
-"""Forms and uploads: parse_form, cm.form(), ex_multipart, ResponseWithBinary (issue 15)."""
+"""Forms and uploads: parse_form, cm.form(), ex_multipart, ResponseWithBinary (issue 15).
+
+Last section: the example of docs/forms.md runs as written.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+import sys
+import types
 import uuid
 from urllib.parse import urlencode
 
@@ -13,6 +19,7 @@ from chalice.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import chalice_http_toolkit
 from chalice_http_toolkit import (
     ContentManager,
     FormError,
@@ -24,6 +31,7 @@ from chalice_http_toolkit import (
 )
 
 from apigw import deliver, lambda_context, make_event
+from conftest import ROOT
 
 URLENCODED = "application/x-www-form-urlencoded"
 
@@ -345,3 +353,80 @@ def test_response_with_binary_reaches_the_client_intact_for_every_accept(form_ap
     result = form_app(make_event(form_app, "GET", "/binary", headers), lambda_context())
     delivered = deliver(result, headers, form_app.api.binary_types)
     assert (delivered.status, delivered.body) == (200, bytes(range(256)))
+
+
+# == The example of docs/forms.md ==========================================================
+# The example of docs/forms.md ("Forms, cookies and sessions") runs as written (issue 15),
+# with a SECRET_KEY and, under `chalice local` and in tests, without one.
+
+
+def section_blocks() -> dict[str, list[str]]:
+    section = (ROOT / "docs" / "forms.md").read_text()
+    blocks: dict[str, list[str]] = {}
+    for language, code in re.findall(r"```([\w+-]+)\n(.*?)```", section, re.S):
+        blocks.setdefault(language, []).append(code)
+    return blocks
+
+
+@pytest.mark.parametrize("secret_key", ["readme-key-0123456789abcdefghijklmnop", None])
+def test_the_readme_example_runs(tmp_path, monkeypatch, secret_key):
+    """Regression (None): without SECRET_KEY the example stopped with a KeyError at import."""
+    blocks = section_blocks()
+    app_code, template = blocks["python"][0], blocks["html+jinja"][0]
+    (tmp_path / "chalicelib" / "templates").mkdir(parents=True)
+    (tmp_path / "chalicelib" / "static").mkdir()
+    (tmp_path / "chalicelib" / "templates" / "contact.html").write_text(template)
+    package = types.ModuleType("chalicelib")
+    package.chalice_http_toolkit = chalice_http_toolkit
+    monkeypatch.setitem(sys.modules, "chalicelib", package)
+    monkeypatch.setitem(sys.modules, "chalicelib.chalice_http_toolkit", chalice_http_toolkit)
+    if secret_key is None:
+        monkeypatch.delenv("SECRET_KEY", raising=False)
+    else:
+        monkeypatch.setenv("SECRET_KEY", secret_key)
+    namespace = {"__file__": str(tmp_path / "app.py"), "__name__": "readme_app"}
+    exec(compile(app_code, "README.md", "exec"), namespace)
+    app = namespace["app"]
+    same = {"Host": "www.example.com", "Origin": "https://www.example.com"}
+    with Client(app) as client:
+        page = client.http.get("/contact")
+        cookie = page.headers["Set-Cookie"][0].split(";")[0]
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page.body).group(1).decode()
+        fields = [("csrf_token", token), ("name", ""), ("topic", "sales")]
+        body, content_type = multipart_body(fields)
+        headers = {**same, "Cookie": cookie, "Content-Type": content_type}
+        invalid = client.http.post("/contact", headers=headers, body=body)
+        assert invalid.status_code == 422 and b"Please tell us your name." in invalid.body
+        fields[1] = ("name", "Zoë")
+        body, content_type = multipart_body(
+            fields, [("attachment", "a.txt", "text/plain", b"12345")]
+        )
+        headers["Content-Type"] = content_type
+        sent = client.http.post("/contact", headers=headers, body=body)
+        assert (sent.status_code, sent.headers["Location"]) == (303, "/contact")
+        cookie = sent.headers["Set-Cookie"][0].split(";")[0]
+        shown = client.http.get("/contact", headers={"Cookie": cookie})
+        assert "Thanks Zoë, we got your message (5 bytes attached)." in shown.body.decode()
+        themed = client.http.get("/theme/dark")
+        assert themed.headers["Set-Cookie"][0].startswith("theme=dark;")
+        who = client.http.get("/whoami", headers={"Cookie": f"{cookie}; theme=dark"})
+        assert json.loads(who.body) == {"name": "Zoë", "theme": "dark"}
+        api = client.http.post(
+            "/api/notes", headers={"Content-Type": "application/json"}, body=b'{"n": 1}'
+        )
+        assert api.status_code == 201
+        hook = client.http.post(
+            "/webhook",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Origin": "https://x.test",
+            },
+            body=b"a=1",
+        )
+        assert hook.status_code == 200
+        refused = client.http.post(
+            "/contact",
+            headers={**headers, "Origin": "https://evil.test", "Host": "www.example.com"},
+            body=body,
+        )
+        assert refused.status_code == 403

@@ -1,7 +1,9 @@
 """lambda_handler: HTTP APIs, Function URLs and ALBs in front of a Chalice app.
 
-Every front door gets the same requests through ``lambda_handler(app)``: a page, a 304,
-an image for Chrome's Accept, two cookies, a POSTed form, a 404, a binary round trip.
+Sections: every front door gets the same requests (a page, a 304, an image for
+Chrome's Accept, two cookies, a POSTed form, a 404, a binary round trip); the site's
+forms and sessions through the doors; CloudFront in front of a Function URL. Static
+files answered before Chalice runs are in test_frontdoors_static.py (docs name it).
 The events and the delivery rules are in ``frontdoor_events.py`` (after AWS's
 documentation); REST goes through ``apigw.py``'s model of API Gateway.
 """
@@ -14,16 +16,34 @@ import io
 import json
 import logging
 import os
+import re
+from email.utils import formatdate
 from urllib.parse import parse_qs
 
 import pytest
-from frontdoor_events import Delivered, alb_event, deliver_alb, deliver_v2, form, v2_event
+from chalice import Chalice
+from frontdoor_events import (
+    FUNCTION_URL_HOST,
+    Delivered,
+    alb_event,
+    deliver_alb,
+    deliver_v2,
+    form,
+    v2_event,
+)
+from test_cloudfront import cfn_lint
 
 import chalice_http_toolkit as toolkit
+import cli
+from chalice_http_toolkit import lambda_handler
 
+from apigw import Delivered as OriginReply
 from apigw import deliver as deliver_rest
 from apigw import lambda_context, make_event
-from conftest import build_app, write_site
+from cdn_model import CloudFrontModel, SimClock
+from sites import SECRET_KEY, build_app, write_site
+
+# == Every front door, the same requests ===================================================
 
 CHROME_IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 SECRET = "s3cr3t-origin-value-0123456789"
@@ -243,7 +263,6 @@ def test_the_sites_404_page_through_the_greedy_tail(front_app, door):
 
 @pytest.mark.parametrize("door", [d for d in DOORS if d != "rest"])
 def test_a_path_no_route_matches_is_a_404(door):
-    from chalice import Chalice
 
     app = Chalice(app_name="bare")
 
@@ -302,7 +321,6 @@ def test_encoded_path_parameters_reach_the_view_decoded(front_app, door):
 
 def test_http_api_paths_arrive_decoded():
     # HTTP APIs decode rawPath before invoking; it is not decoded a second time.
-    from chalice import Chalice
 
     app = Chalice(app_name="paths")
 
@@ -418,7 +436,7 @@ def test_a_malformed_event_is_a_logged_400(front_app, caplog, event):
 
 
 def test_an_alb_response_over_one_megabyte_is_a_clear_error(caplog):
-    from chalice import Chalice, Response
+    from chalice import Response
 
     app = Chalice(app_name="big")
 
@@ -472,7 +490,6 @@ def test_no_origin_secret_configured_admits_everything(front_app, monkeypatch):
 
 
 def test_a_short_origin_secret_is_refused():
-    from chalice import Chalice
 
     with pytest.raises(ValueError, match="16 characters"):
         toolkit.lambda_handler(Chalice(app_name="x"), origin_secret="short")
@@ -499,3 +516,188 @@ def test_a_function_url_request_cannot_pose_as_the_keep_warm(tmp_path, monkeypat
     admitted = v2_event("GET", path, {"x-origin-verify": SECRET})
     assert deliver_v2(handler(admitted, lambda_context())).status == 404
     assert primed == []
+
+
+# == Forms, cookies and sessions through the doors =========================================
+# Forms, cookies and sessions through every front door (lambda_handler).
+#
+# A site's interactive half must work behind a Function URL or an ALB as behind API
+# Gateway REST: the 2.0 ``cookies`` array becomes the request's Cookie header, each
+# ``set_cookie`` becomes its own entry of the response's ``cookies`` (ALB: its own
+# ``Set-Cookie`` value), and the CSRF check sees the viewer's host.
+
+ORIGIN = f"https://{FUNCTION_URL_HOST}"
+
+
+@pytest.fixture
+def handler(site):
+    """The site's app with its interactive half (tests/sites.py ``add_forms``)."""
+    app, _, _ = build_app(*site, secret_key=SECRET_KEY)
+    return lambda_handler(app)
+
+
+def _session(set_cookies: list[str]) -> str:
+    [session] = [c.split(";")[0] for c in set_cookies if c.startswith("session=")]
+    return session
+
+
+def test_a_form_post_with_its_session_through_a_function_url(handler):
+    page = deliver_v2(handler(v2_event("GET", "/form"), None))
+    assert page.status == 200 and page.headers["cache-control"] == "private, no-store"
+    assert "set-cookie" not in page.headers  # cookies travel in the 2.0 cookies array
+    session = _session(page.set_cookies)
+    token = re.search(rb'value="([^"]+)"', page.body)[1].decode()
+
+    body = form({"message": "hello Zo\u00eb", "csrf_token": token})
+    headers = {"content-type": "application/x-www-form-urlencoded", "origin": ORIGIN}
+    posted = deliver_v2(
+        handler(v2_event("POST", "/flash", headers, cookies=[session], body=body), None)
+    )
+    assert (posted.status, posted.headers["location"]) == (303, "/form")
+
+    shown = deliver_v2(
+        handler(v2_event("GET", "/form", cookies=[_session(posted.set_cookies)]), None)
+    )
+    assert "<p class=message>hello Zoë</p>" in shown.body.decode()
+
+
+def test_a_cross_site_post_through_a_function_url_is_refused(handler):
+    page = deliver_v2(handler(v2_event("GET", "/form"), None))
+    token = re.search(rb'value="([^"]+)"', page.body)[1].decode()
+    body = form({"message": "x", "csrf_token": token})
+    headers = {
+        "content-type": "application/x-www-form-urlencoded",
+        "origin": "https://attacker.example",
+        "sec-fetch-site": "cross-site",
+    }
+    event = v2_event("POST", "/flash", headers, cookies=[_session(page.set_cookies)], body=body)
+    assert deliver_v2(handler(event, None)).status == 403
+
+
+def test_each_cookie_is_its_own_entry_through_a_function_url(handler):
+    delivered = deliver_v2(handler(v2_event("GET", "/two-cookies"), None))
+    assert [c.split(";")[0] for c in delivered.set_cookies] == ["a=1", "b=2"]
+    assert "HttpOnly" in delivered.set_cookies[0] and "HttpOnly" not in delivered.set_cookies[1]
+
+
+def test_each_cookie_is_its_own_set_cookie_through_an_alb(handler):
+    result = handler(alb_event("GET", "/two-cookies", multi_value=True), None)
+    headers = {name.lower(): values for name, values in result["multiValueHeaders"].items()}
+    assert [c.split(";")[0] for c in headers["set-cookie"]] == ["a=1", "b=2"]
+
+
+def test_an_alb_without_multi_value_headers_keeps_one_cookie_and_says_so(handler, caplog):
+    result = handler(alb_event("GET", "/two-cookies"), None)
+    assert [n for n in result["headers"] if n.lower() == "set-cookie"] == ["Set-Cookie"]
+    assert "multi_value_headers.enabled" in caplog.text
+
+
+# == CloudFront in front of a Function URL =================================================
+# `cli.py cloudfront --origin function-url`: CloudFront in front of a Function URL.
+#
+# The template lints clean, names the Function URL as a custom HTTPS origin and adds the
+# origin secret header that ``lambda_handler`` checks; through the CloudFront model,
+# pages are served and revalidated, while a request that bypasses CloudFront is a 403.
+
+
+def distribution(template: dict) -> dict:
+    return template["Resources"]["Distribution"]["Properties"]["DistributionConfig"]
+
+
+def test_function_url_origin_shape():
+    template = cli.cloudfront_template(origin="function-url")
+    origin, static_origin = distribution(template)["Origins"]  # pages, static files
+    assert static_origin["OriginCustomHeaders"] == origin["OriginCustomHeaders"]
+    assert static_origin["DomainName"] == origin["DomainName"]
+    assert origin["DomainName"] == {"Ref": "FunctionUrlDomain"}
+    assert "OriginPath" not in origin  # a Function URL has no stage in its path
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert origin["OriginCustomHeaders"] == [
+        {"HeaderName": "X-Origin-Verify", "HeaderValue": {"Ref": "OriginSecret"}}
+    ]
+    assert cli.ORIGIN_SECRET_HEADER == toolkit.ORIGIN_SECRET_HEADER
+    parameters = template["Parameters"]
+    assert parameters["OriginSecret"]["NoEcho"] is True
+    assert parameters["OriginSecret"]["MinLength"] == 16
+    assert not {"RestApiId", "ApiRegion", "Stage"} & set(parameters)
+    assert "Conditions" not in template
+    # Host is never forwarded: a Function URL answers only to its own host name.
+    policy = template["Resources"]["PageOriginRequestPolicy"]["Properties"]
+    assert "Host" not in policy["OriginRequestPolicyConfig"]["HeadersConfig"]["Headers"]
+
+
+def test_rest_api_origin_is_unchanged_by_default():
+    assert cli.cloudfront_template() == cli.cloudfront_template(origin="rest-api")
+    for origin in distribution(cli.cloudfront_template())["Origins"]:
+        assert "OriginCustomHeaders" not in origin
+
+
+def test_unknown_origin_is_a_value_error():
+    with pytest.raises(ValueError, match="function-url"):
+        cli.cloudfront_template(origin="s3")
+
+
+def test_function_url_template_passes_cfn_lint(tmp_path):
+    path = tmp_path / "function-url.json"
+    assert cli.main(["cloudfront", "--origin", "function-url", "-o", str(path)]) == 0
+    done = cfn_lint(path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_cloudfront_origin_option(run):
+    done = run("cloudfront", "--origin", "function-url")
+    assert done.code == 0
+    assert json.loads(done.stdout)["Parameters"]["FunctionUrlDomain"]
+    bad = run("cloudfront", "--origin", "s3")
+    assert bad.code == 2
+    assert "invalid choice" in bad.stderr
+
+
+class FunctionUrlOrigin:
+    """The origin as CloudFront reaches it: the template's custom headers, a 2.0 event."""
+
+    def __init__(self, app, template: dict, clock: SimClock) -> None:
+        self.handler = toolkit.lambda_handler(app, origin_secret=SECRET)
+        origin = distribution(template)["Origins"][0]
+        parameters = {"OriginSecret": SECRET}
+        self.custom = {
+            header["HeaderName"].lower(): parameters[header["HeaderValue"]["Ref"]]
+            for header in origin["OriginCustomHeaders"]
+        }
+        self.clock = clock
+        self.statuses: list[int] = []
+
+    def __call__(self, url: str, headers: dict[str, str]) -> OriginReply:
+        event = v2_event("GET", url, {**headers, **self.custom})
+        got = deliver_v2(self.handler(event, lambda_context()))
+        self.statuses.append(got.status)
+        out = dict(got.headers)
+        out["content-length"] = str(len(got.body))
+        out["date"] = formatdate(self.clock(), usegmt=True)
+        return OriginReply(got.status, out, got.body)
+
+
+def test_pages_through_cloudfront_to_a_function_url(site_app):
+    app, _cm, _cf = site_app
+    template = cli.cloudfront_template(origin="function-url")
+    clock = SimClock()
+    origin = FunctionUrlOrigin(app, template, clock)
+    cdn = CloudFrontModel(template, origin, clock)
+    viewer = {"accept": "text/html", "accept-encoding": "gzip, br"}
+    first = cdn.request("/", viewer)
+    clock.now += 60
+    again = cdn.request("/", viewer)
+    css = cdn.request("/static/css/site.css", {"accept": "text/css"})
+    assert (first.status, first.source) == (200, "Miss")
+    assert (again.status, again.source) == (200, "StaleHit")  # 304 in the background
+    assert b"Home" in again.content
+    assert css.status == 200
+    assert origin.statuses == [200, 304, 200]
+
+
+def test_a_request_that_bypasses_cloudfront_is_refused(site_app):
+    app, _cm, _cf = site_app
+    handler = toolkit.lambda_handler(app, origin_secret=SECRET)
+    got = deliver_v2(handler(v2_event("GET", "/", {"accept": "text/html"}), lambda_context()))
+    assert got.status == 403
+    assert b"Home" not in got.body

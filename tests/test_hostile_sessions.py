@@ -11,117 +11,20 @@ import logging
 import re
 
 import pytest
-from chalice import Chalice
 from chalice.test import Client
 
-from chalice_http_toolkit import (
-    SESSION_COOKIE_LIMIT,
-    CloudFront,
-    ContentManager,
-    SessionTooLargeError,
-)
+from chalice_http_toolkit import SESSION_COOKIE_LIMIT
 
-KEY = "k7Qx2-Lm9vRt4YbN8cWz1Hs6JdPf3GaE0uKo5iXq"
-URLENCODED = "application/x-www-form-urlencoded"
+from sites import SECRET_KEY, URLENCODED, build_app, cookie_of, token_of, write_site
+
 SAME_ORIGIN = {"Host": "www.example.com", "Origin": "https://www.example.com"}
-TEMPLATES = {
-    "form.html": (
-        '<form method="post"><input name="csrf_token" value="{{ csrf_token() }}"></form>'
-        "{% for m in get_flashed_messages() %}<p class=flash>{{ m }}</p>{% endfor %}"
-    ),
-    "plain.html": "<h1>{{ title }}</h1>",
-}
-USERS = {"ada": {"generation": 0}}  # what an app keeps per user (a table, in real life)
 
 
 def build(tmp_path, **options):
-    for name, text in TEMPLATES.items():
-        (tmp_path / name).write_text(text)
-    app = Chalice(app_name="hostile-sessions")
-    options.setdefault("secret_key", KEY)
-    cm = ContentManager(str(tmp_path), str(tmp_path), app, **options)
-    cf = CloudFront(cm, app)
-
-    @app.route("/form")
-    def form_page():
-        return cf.template("form.html")
-
-    @app.route("/flash", methods=["POST"], content_types=[URLENCODED])
-    def flash():
-        for message in cm.form().getlist("message"):
-            cm.flash(message)
-        return cm.redirect("/form", 303)
-
-    @app.route("/fill/{size}")
-    def fill(size):
-        try:
-            cm.session["blob"] = "x" * int(size)
-        except SessionTooLargeError as error:
-            return cm.json({"error": str(error)})
-        return cm.json({"error": None})
-
-    @app.route("/login", methods=["POST"], content_types=[URLENCODED])
-    def login():
-        user = cm.form()["user"]
-        cm.session.regenerate()
-        cm.session["user"] = user
-        cm.session["generation"] = USERS[user]["generation"]
-        return cm.redirect("/form", 303)
-
-    @app.route("/logout", methods=["POST"], content_types=[URLENCODED])
-    def logout():
-        user = current_user()
-        if user is not None:
-            USERS[user]["generation"] += 1  # every cookie issued before is refused from now on
-        cm.session.clear()
-        return cm.redirect("/form", 303)
-
-    @app.route("/me")
-    def me():
-        return cm.json({"user": current_user()})
-
-    def current_user():
-        user = cm.session.get("user")
-        if user is None or cm.session.get("generation") != USERS[user]["generation"]:
-            return None
-        return user
-
-    @app.route("/public")
-    def public():
-        return cf.template("plain.html", title="Hello")
-
-    @app.route("/personal")
-    def personal():
-        cm.session.get("user")  # reads the session: the answer is this visitor's
-        return cf.template("plain.html", title="Hello")
-
-    @app.route("/asset")
-    def asset():
-        return cf.asset(lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 32, lambda: "v1")
-
-    @app.route("/personal-asset")
-    def personal_asset():
-        cm.cookies()
-        return cf.asset(lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 32, lambda: "v1")
-
+    """The site's app with its interactive half (tests/sites.py ``add_forms``)."""
+    options.setdefault("secret_key", SECRET_KEY)
+    app, cm, _ = build_app(*write_site(tmp_path / "site"), **options)
     return app, cm
-
-
-def set_cookies(response) -> list[str]:
-    values = response.headers.get("Set-Cookie") or []
-    return values if isinstance(values, list) else [values]
-
-
-def cookie_of(response, name="session") -> str | None:
-    for line in set_cookies(response):
-        pair = line.split(";")[0]
-        if pair.startswith(name + "="):
-            return pair.split("=", 1)[1]
-    return None
-
-
-def token_of(body: bytes) -> str:
-    return re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
 
 
 def post(client, path, body, cookie, name="session"):
@@ -139,7 +42,7 @@ def test_a_csrf_token_cut_short_or_changed_is_refused(tmp_path):
     app, _ = build(tmp_path)
     with Client(app) as client:
         page = client.http.get("/form")
-        cookie, token = cookie_of(page), token_of(page.body)
+        cookie, token = cookie_of(page.headers), token_of(page.body)
         other = client.http.get("/form")
         forged = [
             token[:1],
@@ -170,7 +73,7 @@ def test_a_csrf_token_cut_short_or_changed_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("path", "public_path"), [("/personal", "/public"), ("/personal-asset", "/asset")]
+    ("path", "public_path"), [("/personal", "/"), ("/personal-asset", "/asset")]
 )
 def test_a_session_reading_request_is_never_answered_304(tmp_path, path, public_path):
     """Regression: a request that read the session, with a matching If-None-Match, got a 304."""
@@ -179,7 +82,7 @@ def test_a_session_reading_request_is_never_answered_304(tmp_path, path, public_
         shared = client.http.get(public_path)
         etag = shared.headers["ETag"]
         assert client.http.get(public_path, headers={"If-None-Match": etag}).status_code == 304
-        session = cookie_of(client.http.get("/form"))  # a visitor with a session
+        session = cookie_of(client.http.get("/form").headers)  # a visitor with a session
         for if_none_match in (etag, "*", f'"other", {etag}', etag.replace('"', 'W/"', 1)):
             headers = {"If-None-Match": if_none_match, "Cookie": f"session={session}"}
             got = client.http.get(path, headers=headers)
@@ -199,7 +102,7 @@ def test_every_session_cookie_sent_fits_in_what_browsers_keep(tmp_path, name):
     with Client(app) as client:
         for size in range(2950, 3080):
             got = client.http.get(f"/fill/{size}")
-            cookie = cookie_of(got, name)
+            cookie = cookie_of(got.headers, name)
             if got.json_body["error"] is None:
                 assert cookie is not None
                 total = len(name) + len(cookie)
@@ -215,7 +118,7 @@ def test_an_oversized_flash_gives_the_page_without_it_not_a_500(tmp_path, caplog
     app, _ = build(tmp_path)
     with Client(app) as client:
         page = client.http.get("/form")
-        cookie, token = cookie_of(page), token_of(page.body)
+        cookie, token = cookie_of(page.headers), token_of(page.body)
         with caplog.at_level(logging.ERROR, logger="chalice_http_toolkit"):
             posted = post(
                 client,
@@ -225,11 +128,11 @@ def test_an_oversized_flash_gives_the_page_without_it_not_a_500(tmp_path, caplog
             )
         assert posted.status_code == 303
         assert caplog.text.count("flash message dropped") == 2
-        cookie = cookie_of(posted)
+        cookie = cookie_of(posted.headers)
         assert len("session") + len(cookie) <= 4096
         shown = client.http.get("/form", headers={"Cookie": f"session={cookie}"})
         assert shown.status_code == 200
-        assert re.findall(rb"<p class=flash>([^<]*)</p>", shown.body) == [b"short"]
+        assert re.findall(rb"<p class=message>([^<]*)</p>", shown.body) == [b"short"]
         assert token_of(shown.body) == token  # the rest of the session is intact
 
 
@@ -247,10 +150,10 @@ def test_login_regenerates_the_session_and_its_csrf_token(tmp_path):
     app, _ = build(tmp_path)
     with Client(app) as client:
         planted = client.http.get("/form")  # the attacker's own visit
-        cookie, token = cookie_of(planted), token_of(planted.body)
+        cookie, token = cookie_of(planted.headers), token_of(planted.body)
         logged_in = post(client, "/login", f"csrf_token={token}&user=ada", cookie)
         assert logged_in.status_code == 303
-        session = cookie_of(logged_in)
+        session = cookie_of(logged_in.headers)
         page = client.http.get("/form", headers={"Cookie": f"session={session}"})
         assert token_of(page.body) != token
         stale = post(client, "/flash", f"csrf_token={token}&message=x", session)
@@ -261,21 +164,23 @@ def test_login_regenerates_the_session_and_its_csrf_token(tmp_path):
 
 def test_a_per_user_generation_revokes_cookies_issued_before_a_logout(tmp_path):
     """The scheme docs/security.md describes: a copied cookie dies at the logout."""
-    USERS["ada"]["generation"] = 0
     app, _ = build(tmp_path)
     with Client(app) as client:
         page = client.http.get("/form")
         logged_in = post(
-            client, "/login", f"csrf_token={token_of(page.body)}&user=ada", cookie_of(page)
+            client, "/login", f"csrf_token={token_of(page.body)}&user=ada", cookie_of(page.headers)
         )
-        session = cookie_of(logged_in)
+        session = cookie_of(logged_in.headers)
         stolen = session  # a copy, e.g. from a shared computer
         assert client.http.get("/me", headers={"Cookie": f"session={stolen}"}).json_body == {
             "user": "ada"
         }
         page = client.http.get("/form", headers={"Cookie": f"session={session}"})
         out = post(
-            client, "/logout", f"csrf_token={token_of(page.body)}", cookie_of(page) or session
+            client,
+            "/logout",
+            f"csrf_token={token_of(page.body)}",
+            cookie_of(page.headers) or session,
         )
         assert out.status_code == 303
         assert client.http.get("/me", headers={"Cookie": f"session={stolen}"}).json_body == {

@@ -12,23 +12,24 @@ import json
 import time
 
 import pytest
-from chalice import Chalice, Response
+from chalice import Response
 from chalice.test import Client
 from test_forms import multipart_body
 
 import chalice_http_toolkit as toolkit
-from chalice_http_toolkit import ContentManager, cross_origin_refusal, ex_multipart, set_cookie
+from chalice_http_toolkit import cross_origin_refusal, ex_multipart, set_cookie
 
 from apigw import lambda_context, make_event
+from sites import SECRET_KEY, build_app, cookie_of, write_site
 
-NEW_KEY = "k7Qx2-Lm9vRt4YbN8cWz1Hs6JdPf3GaE0uKo5iXq"
+NEW_KEY = SECRET_KEY
 OLD_KEY = "Zr8-pW3nQ5tY7uI9oP1aS2dF4gH6jK8lM0xCvB2n"
 
 
 def build(tmp_path, **options):
-    app = Chalice(app_name="survivors")
+    """The site's app (tests/sites.py, with its forms) and the routes these bugs need."""
     options.setdefault("secret_key", NEW_KEY)
-    cm = ContentManager(str(tmp_path), str(tmp_path), app, **options)
+    app, cm, _ = build_app(*write_site(tmp_path / "site"), **options)
 
     @app.route("/count")
     def count():
@@ -55,14 +56,6 @@ def build(tmp_path, **options):
         return cm.json({name: len(part["data"]) for name, part in ex_multipart(app).items()})
 
     return app, cm
-
-
-def session_cookie(response) -> str | None:
-    values = response.headers.get("Set-Cookie") or []
-    for line in values if isinstance(values, list) else [values]:
-        if line.startswith("session="):
-            return line.split(";")[0].split("=", 1)[1]
-    return None
 
 
 def with_cookie(cookie: str) -> dict[str, str]:
@@ -106,9 +99,9 @@ def test_a_session_cookie_from_the_future_is_refused(tmp_path, monkeypatch):
     now = time.time()
     with Client(app) as client:
         monkeypatch.setattr(toolkit, "_now", lambda: now + 3600)
-        ahead = session_cookie(client.http.get("/count"))
+        ahead = cookie_of(client.http.get("/count").headers)
         monkeypatch.setattr(toolkit, "_now", lambda: now + 240)  # a clock a little fast
-        skewed = session_cookie(client.http.get("/count"))
+        skewed = cookie_of(client.http.get("/count").headers)
         monkeypatch.setattr(toolkit, "_now", lambda: now)
         assert client.http.get("/peek", headers=with_cookie(ahead)).json_body == {"n": None}
         assert client.http.get("/peek", headers=with_cookie(skewed)).json_body == {"n": 1}
@@ -120,7 +113,7 @@ def test_after_a_rotation_the_newest_key_signs(tmp_path):
     new_only, _ = build(tmp_path, secret_key=NEW_KEY)
     old_only, _ = build(tmp_path, secret_key=OLD_KEY)
     with Client(rotated) as client:
-        cookie = session_cookie(client.http.get("/count"))
+        cookie = cookie_of(client.http.get("/count").headers)
     with Client(new_only) as client:
         assert client.http.get("/peek", headers=with_cookie(cookie)).json_body == {"n": 1}
     with Client(old_only) as client:
@@ -131,7 +124,7 @@ def test_a_refused_session_cookie_is_deleted(tmp_path):
     """Bug: a tampered or foreign cookie was kept, and sent back on every request."""
     app, _ = build(tmp_path)
     with Client(app) as client:
-        good = session_cookie(client.http.get("/count"))
+        good = cookie_of(client.http.get("/count").headers)
         payload, stamp, signature = good.split(".")
         for bad in ("garbage", f"{payload}.{stamp}.{signature[:-2]}AA", f"e30.{stamp}.{signature}"):
             reply = client.http.get("/peek", headers=with_cookie(bad))

@@ -486,7 +486,7 @@ def test_a_set_and_a_frozenset_get_their_own_etag(deployed):
 
 
 def test_a_buffer_without_an_etag_does_not_take_the_etag_of_equal_bytes(tmp_path):
-    """Regression (found by test_etag_property in CI): marshal writes a bytearray as bytes
+    """Regression (found by the ETag property test in CI): marshal writes a bytearray as bytes
     (and bytes held only by the arguments without a back-reference flag), so the ``None``
     memoised for a bytearray answered for equal bytes afterwards: the page lost its ETag
     depending on which came first."""

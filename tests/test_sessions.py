@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalice_http_toolkit import (
-    CloudFront,
     ContentManager,
     Session,
     SessionTooLargeError,
@@ -26,16 +25,12 @@ from chalice_http_toolkit import (
 )
 
 from apigw import deliver, lambda_context, make_event
+from sites import SECRET_KEY, build_app, cookie_of, token_of, write_site
 
 URLENCODED = "application/x-www-form-urlencoded"
 SITE = "https://www.example.com"
 
 PAGES = {
-    "form.html": (
-        '<form method="post"><input name="csrf_token" value="{{ csrf_token() }}"></form>'
-        "{% for category, message in get_flashed_messages(with_categories=True) %}"
-        "<p class={{ category }}>{{ message }}</p>{% endfor %}"
-    ),
     "flashes.html": "{% include 'messages.html' %}<h1>{{ title }}</h1>",
     "messages.html": "{% for m in get_flashed_messages() %}<p>{{ m }}</p>{% endfor %}",
     "links.html": '<a href="{{ url_for("item", item_id=7) }}">item</a>',
@@ -106,20 +101,12 @@ def test_set_cookie_is_strict_with_developer_input(name, value, options, words):
 
 
 def build(tmp_path, **options):
-    templates = tmp_path / "templates"
-    static = tmp_path / "static"
-    templates.mkdir(exist_ok=True)
-    static.mkdir(exist_ok=True)
+    """The site's app (tests/sites.py, with its forms when a key is given) and these routes."""
+    templates, static = write_site(tmp_path / "site")
     for name, text in PAGES.items():
         (templates / name).write_text(text)
-    app = Chalice(app_name="sessions")
-    options.setdefault("secret_key", "s3cret-for-tests-0123456789abcdefgh")
-    cm = ContentManager(str(templates), str(static), app, **options)
-    cf = CloudFront(cm, app)
-
-    @app.route("/form", methods=["GET"])
-    def form_page():
-        return cf.template("form.html")
+    options.setdefault("secret_key", SECRET_KEY)
+    app, cm, cf = build_app(templates, static, **options)
 
     @app.route("/flashes", methods=["GET"])
     def flashes():
@@ -137,11 +124,6 @@ def build(tmp_path, **options):
     def item(item_id):
         return cm.json({"item": item_id})
 
-    @app.route("/submit", methods=["POST"], content_types=[URLENCODED, "multipart/form-data"])
-    def submit():
-        cm.flash(f"thanks {cm.form().get('name', '')}", "success")
-        return cm.redirect(cm.url_for("form_page"), 303)
-
     @app.route("/api/items", methods=["POST", "PUT", "DELETE"])
     def api_items():
         return cm.json({"got": app.current_request.json_body})
@@ -156,8 +138,8 @@ def build(tmp_path, **options):
         cm.session["n"] = cm.session.get("n", 0) + 1
         return cm.json({"n": cm.session["n"]})
 
-    @app.route("/logout", methods=["GET"])
-    def logout():
+    @app.route("/clear", methods=["GET"])
+    def clear():
         cm.session.clear()
         return cm.json({"bye": True})
 
@@ -187,20 +169,6 @@ def build(tmp_path, **options):
     return app, cm
 
 
-def cookie_of(headers, name="session") -> str | None:
-    values = headers.get("Set-Cookie") or headers.get("set-cookie") or []
-    values = values if isinstance(values, list) else [values]
-    for value in values:
-        pair = value.split(";")[0]
-        if pair.startswith(name + "="):
-            return pair.split("=", 1)[1]
-    return None
-
-
-def token_of(body: bytes) -> str:
-    return re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
-
-
 SAME_ORIGIN = {"Host": "www.example.com", "Origin": SITE, "Sec-Fetch-Site": "same-origin"}
 
 
@@ -220,7 +188,9 @@ def test_flash_after_a_303_with_csrf(tmp_path):
         page = client.http.get("/form")
         cookie, token = cookie_of(page.headers), token_of(page.body)
         assert page.headers["Cache-Control"] == "private, no-store" and "ETag" not in page.headers
-        posted = form_post(client, "/submit", f"name=Zo%C3%AB&csrf_token={token}", cookie)
+        posted = form_post(
+            client, "/flash", f"message=thanks+Zo%C3%AB&category=success&csrf_token={token}", cookie
+        )
         assert (posted.status_code, posted.headers["Location"]) == (303, "/form")
         assert posted.headers["Cache-Control"] == "private, no-store"
         cookie = cookie_of(posted.headers)
@@ -258,7 +228,7 @@ def test_session_round_trip_expiry_rotation_and_clear(tmp_path, monkeypatch):
         expired = client.http.get("/counter", headers={"Cookie": f"session={new_cookie}"})
         assert json.loads(expired.body) == {"n": 1}
         monkeypatch.undo()
-        gone = client.http.get("/logout", headers={"Cookie": f"session={new_cookie}"})
+        gone = client.http.get("/clear", headers={"Cookie": f"session={new_cookie}"})
         assert cookie_of(gone.headers) == "" and "Max-Age=0" in gone.headers["Set-Cookie"][0]
     # A key that is no longer listed: the cookie is foreign.
     app2, _ = build(tmp_path, secret_key="new-key-only-0123456789abcdefghijkl")
@@ -411,22 +381,22 @@ def test_csrf_refuses_cross_site_and_tokenless_posts_with_a_403_page(tmp_path):
                 {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.test"},
             ),
             (f"csrf_token={token}", {"Sec-Fetch-Site": "same-site"}),
-            ("name=x", {}),  # no token
-            ("name=x&csrf_token=", {}),
+            ("message=x", {}),  # no token
+            ("message=x&csrf_token=", {}),
             (f"csrf_token={other_token}", {}),  # a token from another session
             (f"csrf_token={token}x", {}),
         ]
         for fields, extra in cases:
-            reply = form_post(client, "/submit", fields, cookie, extra)
+            reply = form_post(client, "/flash", fields, cookie, extra)
             assert reply.status_code == 403, (fields, extra)
             assert b"<h1>403 Forbidden</h1>" in reply.body
             assert reply.headers["X-Content-Type-Options"] == "nosniff"
         # The token alone without the session cookie is refused too.
-        assert form_post(client, "/submit", f"csrf_token={token}", None).status_code == 403
+        assert form_post(client, "/flash", f"csrf_token={token}", None).status_code == 403
         # The header form of the token, and the field form, pass.
-        ok = form_post(client, "/submit", "name=a", cookie, {"X-CSRF-Token": token})
+        ok = form_post(client, "/flash", "message=a", cookie, {"X-CSRF-Token": token})
         assert ok.status_code == 303
-        assert form_post(client, "/submit", f"csrf_token={token}", cookie).status_code == 303
+        assert form_post(client, "/flash", f"csrf_token={token}", cookie).status_code == 303
 
 
 def test_json_apis_keep_working_for_non_browser_clients(tmp_path):
@@ -460,7 +430,7 @@ def test_exempt_routes_and_csrf_off(tmp_path):
         assert client.http.post("/hook", headers=cross, body=b"a=1").status_code == 200
     off, _ = build(tmp_path, csrf=False)
     with Client(off) as client:
-        assert client.http.post("/submit", headers=cross, body=b"a=1").status_code == 303
+        assert client.http.post("/flash", headers=cross, body=b"a=1").status_code == 303
 
 
 # -- url_for ------------------------------------------------------------------------------

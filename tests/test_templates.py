@@ -1,4 +1,8 @@
-"""Templates: autoescape, static(), missing templates, and ETags computed without rendering."""
+"""Templates: autoescape, static(), missing templates, and ETags computed without rendering.
+
+Later sections: prepare_deployment (templates parsed and compiled at build time), and a
+Hypothesis property of template ETags.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,24 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import importlib.util
+import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
+import zoneinfo
 from collections import OrderedDict, namedtuple
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chalice.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from markupsafe import Markup
 
 from chalice_http_toolkit import ContentManager, TemplateNotFoundError, pure, stable_digest
 
@@ -380,3 +392,302 @@ def test_304_keeps_last_modified_and_expires_and_honours_if_modified_since(site)
         assert response.headers["Expires"] == extra["Expires"]
     assert older.status_code == 200
     assert stale_etag.status_code == 200  # If-None-Match takes precedence
+
+
+# == prepare_deployment ====================================================================
+# prepare_deployment: templates parsed and compiled at build time, trusted only while unchanged.
+#
+# A project's copy of the module (``chalicelib/chalice_http_toolkit.py``) reads the files
+# ``prepare_deployment`` wrote beside it. Whether a container parsed or compiled a template
+# is seen on Jinja2's own ``Environment.parse`` and ``Environment.compile``, counted.
+
+_NAMES = itertools.count()
+
+TEMPLATES = {
+    "base.html": "<title>{% block title %}{% endblock %}</title>{% include 'nav.html' %}"
+    "<main>{% block body %}{% endblock %}</main>"
+    "<link href=\"{{ static('site.css') }}\">",
+    "nav.html": "<nav>{% for link in links %}<a>{{ link|upper }}</a>{% endfor %}</nav>",
+    "page.html": "{% extends 'base.html' %}{% block title %}{{ title }}{% endblock %}"
+    "{% block body %}<p>{{ body }}</p>{% include 'extra.html' ignore missing %}{% endblock %}",
+    "plain.txt": "Hello {{ name }} & co",
+}
+ARGS = {"title": "A <b>", "body": "x & y", "links": ["a", "b"]}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project directory with its own copy of the module, templates and static files."""
+    lib = tmp_path / "chalicelib"
+    (lib / "templates").mkdir(parents=True)
+    (lib / "static").mkdir()
+    (lib / "static" / "site.css").write_text("body { color: red; }\n")
+    for name, text in TEMPLATES.items():
+        (lib / "templates" / name).write_text(text)
+    shutil.copy2(ROOT / "chalice_http_toolkit.py", lib / "chalice_http_toolkit.py")
+    return lib
+
+
+def load_module(lib: Path):
+    """The project's copy of the module, as a container imports it (a fresh module each time)."""
+    name = f"cht_prepared_{next(_NAMES)}"
+    spec = importlib.util.spec_from_file_location(name, lib / "chalice_http_toolkit.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def manager(module, lib: Path):
+    cm = module.ContentManager(str(lib / "templates"), str(lib / "static"), auto_reload=False)
+    counts = {"parse": 0, "compile": 0}
+    env = cm.env
+    parse, compile_ = env.parse, env.compile
+
+    def counted_parse(*args, **kwargs):
+        counts["parse"] += 1
+        return parse(*args, **kwargs)
+
+    def counted_compile(*args, **kwargs):
+        counts["compile"] += 1
+        return compile_(*args, **kwargs)
+
+    env.parse, env.compile = counted_parse, counted_compile
+    return cm, counts
+
+
+def prepare(lib: Path) -> None:
+    module = load_module(lib)
+    written = module.prepare_deployment(str(lib / "templates"))
+    assert written == str(lib / module.PREPARED_FILE)
+
+
+def fresh_analysis(lib: Path, name: str):
+    cm, _ = manager(load_module(lib), lib)
+    (lib / "chalice_http_toolkit.prepared.json").rename(lib / "moved.json")
+    try:
+        return cm.template_dependencies(name)
+    finally:
+        (lib / "moved.json").rename(lib / "chalice_http_toolkit.prepared.json")
+
+
+def test_a_prepared_container_neither_parses_nor_compiles(project):
+    unprepared, counts = manager(load_module(project), project)
+    expected = (
+        unprepared.template_dependencies("page.html"),
+        unprepared.render_template("page.html", **ARGS),
+    )
+    assert counts["parse"] > 0 and counts["compile"] > 0
+    prepare(project)
+
+    cm, counts = manager(load_module(project), project)
+    got = cm.template_dependencies("page.html"), cm.render_template("page.html", **ARGS)
+
+    assert counts == {"parse": 0, "compile": 0}
+    assert got[0]._replace(files=()) == expected[0]._replace(files=())  # every field
+    assert sorted(got[0].files) == sorted(expected[0].files)
+    assert got[0].static_refs == frozenset({"site.css"})
+    assert "upper" in got[0].filters
+    assert got[1] == expected[1]
+    assert "A &lt;b&gt;" in got[1]
+    assert cm.render_template("plain.txt", name="<you>") == "Hello <you> & co"
+
+
+def test_the_same_etag_with_or_without_the_prepared_files(project):
+    before = manager(load_module(project), project)[0].template_etag("base.html", ARGS)
+    prepare(project)
+    after = manager(load_module(project), project)[0].template_etag("base.html", ARGS)
+    assert before == after is not None
+
+
+def test_an_edited_template_is_parsed_and_compiled_again(project):
+    prepare(project)
+    (project / "templates" / "nav.html").write_text("<nav>{{ links|length }} links</nav>")
+
+    cm, counts = manager(load_module(project), project)
+    deps = cm.template_dependencies("page.html")
+    page = cm.render_template("page.html", **ARGS)
+
+    assert counts["parse"] > 0 and counts["compile"] > 0
+    assert deps.digest == fresh_analysis(project, "page.html").digest
+    assert "2 links" in page
+
+
+def test_a_template_missing_at_build_time_is_not_ignored_once_it_exists(project):
+    prepare(project)
+    (project / "templates" / "extra.html").write_text("{{ csrf_token() }}")
+
+    cm, counts = manager(load_module(project), project)
+    deps = cm.template_dependencies("page.html")
+
+    assert counts["parse"] > 0
+    assert "csrf_token" in deps.names
+
+
+def test_another_parser_setting_parses_again(project):
+    prepare(project)
+    cm, counts = manager(load_module(project), project)
+    cm.env.trim_blocks = True
+    cm.template_dependencies("page.html")
+    assert counts["parse"] > 0
+
+
+def test_a_filter_that_takes_its_context_now_is_compiled_again(project):
+    import jinja2
+
+    prepare(project)
+    cm, counts = manager(load_module(project), project)
+    cm.env.filters["upper"] = jinja2.pass_context(lambda context, value: f"<{value}>")
+    page = cm.render_template("page.html", **ARGS)
+    assert counts["compile"] > 0
+    assert "&lt;a&gt;" in page
+
+
+def test_another_python_or_a_garbled_file_is_ignored(project):
+    prepare(project)
+    bytecode = project / "chalice_http_toolkit.prepared.json.bytecode"
+    bytecode.write_bytes(b"\x00garbage")
+    prepared = project / "chalice_http_toolkit.prepared.json"
+    data = json.loads(prepared.read_text())
+    data["format"] = -1
+    prepared.write_text(json.dumps(data))
+
+    cm, counts = manager(load_module(project), project)
+    assert cm.template_dependencies("page.html").names
+    assert cm.render_template("page.html", **ARGS).startswith("<title>A &lt;b&gt;</title>")
+    assert counts["parse"] > 0 and counts["compile"] > 0
+
+
+def test_prepare_keeps_the_sections_of_other_template_folders(project):
+    other = project / "mail"
+    other.mkdir()
+    (other / "welcome.txt").write_text("Welcome {{ name }}")
+    module = load_module(project)
+    module.prepare_deployment(str(project / "templates"))
+    module.prepare_deployment(str(other))
+    data = json.loads((project / module.PREPARED_FILE).read_text())
+    assert set(data["templates"]) == {"templates", "mail"}
+    assert "page.html" in data["templates"]["templates"]["entries"]
+
+
+# == ETag property =========================================================================
+# Hypothesis: two argument values that render differently never share a template ETag.
+#
+# Values are drawn over every type the canonical form covers (str, Markup,
+# bytes, int, float, bool, None, Decimal, lists, tuples, dicts, sets, dates,
+# times and tz-aware datetimes across zones and fixed offsets) and some it
+# refuses (bytearray, str subclasses); the second value is often a near twin of
+# the first (the same instant in another zone with the same offset, a list as a
+# tuple, bytes as a bytearray, 1 as True) — the pairs that used to collide.
+
+ZONES = [
+    "UTC",
+    "Europe/Paris",
+    "Africa/Lagos",
+    "Europe/London",
+    "Africa/Abidjan",
+    "America/New_York",
+    "America/Toronto",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+]
+PROBE = "{{ v }}|{{ v | pprint }}|{% if v.tzinfo is defined %}{{ v.strftime('%Z %z') }}{% endif %}"
+
+
+@pytest.fixture(scope="module")
+def cm(tmp_path_factory):
+    root = tmp_path_factory.mktemp("property")
+    (root / "t").mkdir()
+    (root / "s").mkdir()
+    (root / "t" / "probe.html").write_text(PROBE)
+    return ContentManager(str(root / "t"), str(root / "s"), auto_reload=False)
+
+
+class Loud(str):
+    """A str subclass: renders like a str, but is not one."""
+
+
+zones = st.sampled_from(ZONES).map(zoneinfo.ZoneInfo)
+offsets = st.integers(-18 * 60, 18 * 60).map(lambda minutes: datetime.timedelta(minutes=minutes))
+fixed = st.builds(datetime.timezone, offsets) | st.builds(
+    datetime.timezone, offsets, st.sampled_from(["CET", "WAT", "GMT", "X"])
+)
+tzinfos = st.none() | zones | fixed
+text = st.text(alphabet="ab<&é😀", max_size=4)
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3) | st.integers(),
+    st.floats(allow_nan=False),
+    text,
+    text.map(Markup),
+    text.map(Loud),
+    st.binary(max_size=4),
+    st.binary(max_size=4).map(bytearray),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    st.dates(),
+    st.times(timezones=st.none() | fixed),
+    st.datetimes(
+        min_value=datetime.datetime(1990, 1, 1),
+        max_value=datetime.datetime(2040, 1, 1),
+        timezones=tzinfos,
+    ),
+)
+aware = st.datetimes(
+    min_value=datetime.datetime(1990, 1, 1),
+    max_value=datetime.datetime(2040, 1, 1),
+    timezones=zones | fixed,
+)
+hashable = st.one_of(st.integers(-3, 3), text, st.booleans())
+values = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(text | st.integers(-2, 2), children, max_size=3),
+        st.frozensets(hashable, max_size=3),
+        st.sets(hashable, max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+def twins(value: Any) -> list[Any]:
+    """Values that are equal, or nearly, to ``value`` but may render differently."""
+    out: list[Any] = []
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        for name in ZONES:
+            out.append(value.astimezone(zoneinfo.ZoneInfo(name)))
+        offset = value.utcoffset()
+        out.append(value.replace(tzinfo=datetime.timezone(offset)))
+        out.append(value.replace(tzinfo=datetime.timezone(offset, "X")))
+    if type(value) is bytes:
+        out += [bytearray(value), memoryview(value)]
+    if type(value) is str:
+        out += [Markup(value), Loud(value)]
+    if type(value) is int and value in (0, 1):
+        out += [bool(value), float(value), decimal.Decimal(value)]
+    if type(value) is list:
+        out.append(tuple(value))
+        if value:  # a twin inside the list
+            out += [[twin, *value[1:]] for twin in twins(value[0])]
+    if type(value) is tuple:
+        out.append(list(value))
+    if type(value) is dict:
+        out.append(dict(reversed(list(value.items()))))
+    return out or [value]
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(first=values | aware | st.lists(aware | values, max_size=2), data=st.data())
+def test_values_that_render_differently_never_share_an_etag(cm, first, data):
+    second = data.draw(st.sampled_from(twins(first)) | values, label="second")
+    one = cm.template_etag("probe.html", {"v": first})
+    other = cm.template_etag("probe.html", {"v": second})
+    assert cm.template_etag("probe.html", {"v": first}) == one  # memo hit or not, the same
+    if one is not None and one == other:
+        assert cm.render_template("probe.html", v=first) == cm.render_template(
+            "probe.html", v=second
+        ), (first, second)
