@@ -4005,25 +4005,39 @@ class Exchange:
     personal (see :meth:`is_personal`).
     """
 
-    # Class-level defaults: a request that reads nothing pays for three attributes.
-    #: True while a middleware of the toolkit holds this exchange (it will finish it).
-    active = False
-    cookies_read = False
-    #: Set by a view whose answer depends on a file alone (the static routes).
-    resource = False
-    form: FormData | None = None
-    form_limits: FormLimits | None = None
-    _g: Any = None
-    _cookies: dict[str, str] | None = None
+    __slots__ = (
+        "_cookies",
+        "_g",
+        "active",
+        "cookies_read",
+        "flashes",
+        "form",
+        "form_limits",
+        "headers",
+        "method",
+        "request",
+        "resource",
+        "sessions",
+    )
+
     _no_sessions: dict[Any, tuple[Session, bool]] = {}  # never written: see ``sessions``
 
     def __init__(self, request: Any) -> None:
         self.request = request
         self.method: str = request.method
         self.headers: Mapping[str, str] = _lower_case_headers(request.headers)
+        #: True while a middleware of the toolkit holds this exchange (it will finish it).
+        self.active = False
+        self.cookies_read = False
+        #: Set by a view whose answer depends on a file alone (the static routes).
+        self.resource = False
         #: Each manager's session, with whether the request carried its cookie.
         self.sessions: dict[Any, tuple[Session, bool]] = self._no_sessions
         self.flashes: dict[Any, list[tuple[str, str]]] | None = None
+        self.form: FormData | None = None
+        self.form_limits: FormLimits | None = None
+        self._g: Any = None
+        self._cookies: dict[str, str] | None = None
 
     @property
     def g(self) -> Any:
@@ -4069,12 +4083,14 @@ class Exchange:
         Personal (see :meth:`is_personal`), or setting a cookie under any spelling
         of the header: ``private, no-store``, no validator, never a 304.
         """
+        headers = response.headers
         if self.sessions:
             save_sessions(self, response)
-        headers = response.headers
-        if not self.is_personal() and (
+        elif (self.resource or not self.cookies_read) and (  # nothing about who is asking
             _PLAIN_HEADER_NAMES.issuperset(headers) or not _sets_cookie(headers)
         ):
+            return response
+        if not self.is_personal() and not _sets_cookie(headers):
             return response
         kept = getattr(response, "private_answer", None)  # a toolkit 304/412 (_Responder)
         if kept is not None and response.status_code in (304, 412):
@@ -5422,7 +5438,7 @@ class _Responder:
         when it leaves (:meth:`Exchange.finish`).
         """
         exchange = _current_exchange(self.app)
-        if exchange is not None and not private:
+        if exchange is not None and not private and (exchange.cookies_read or exchange.sessions):
             private = exchange.is_personal()
         return self._respond(exchange, offer, status_code, headers, cache_control, vary, private)
 
@@ -6692,11 +6708,16 @@ class CloudFront:
         """
         cm = self.content_manager
         exchange = _current_exchange(cm.app)
-        private = exchange is not None and exchange.is_personal()
+        # (is_personal only when something was read: the common case costs two attributes)
+        private = (
+            exchange is not None
+            and (exchange.cookies_read or bool(exchange.sessions))
+            and exchange.is_personal()
+        )
         salt = self.etag_salt + _script_root(exchange)  # url_for() differs by host and stage
         offer = cm._pages.page_offer(filename, kwargs, salt, private=private)
         if not private and exchange is not None:  # rendering may have read who is asking
-            private = exchange.is_personal()
+            private = (exchange.cookies_read or bool(exchange.sessions)) and exchange.is_personal()
         response = cm._responder._respond(
             exchange,
             offer,
@@ -6743,17 +6764,22 @@ class CloudFront:
         cm = self.content_manager
         version = str(get_etag())
         etag = quote_etag(_digest(version.encode("utf-8", "surrogatepass")))
+        exchange = _current_exchange(self.app)
         offer = cm.asset_offer(
-            get_asset, etag, _resource(self.app, get_asset), content_type=content_type
+            get_asset, etag, _resource(exchange, get_asset), content_type=content_type
         )
-        return cm.answer(
-            offer, status_code, headers, cache_control=self._cache_control(cache_control)
+        private = (
+            exchange is not None
+            and (exchange.cookies_read or bool(exchange.sessions))
+            and exchange.is_personal()
+        )
+        return cm._responder._respond(
+            exchange, offer, status_code, headers, self._cache_control(cache_control), (), private
         )
 
 
-def _resource(app: Any, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
+def _resource(exchange: Exchange | None, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
     """What names the resource being served: the route, its parameters, the producing code."""
-    exchange = _current_exchange(app)
     code = getattr(get_asset, "__code__", None)
     producer = (code.co_filename, code.co_firstlineno) if code else repr(get_asset)
     if exchange is None:
