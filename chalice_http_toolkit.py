@@ -2755,6 +2755,7 @@ def _template_autoescape(name: str | None) -> bool:
     return not lowered.endswith(_UNESCAPED_TEMPLATE_SUFFIXES)
 
 
+@functools.lru_cache(maxsize=256)  # a site's templates are few; pages ask per render
 def _template_content_type(name: str) -> str:
     """The Content-Type of a page rendered from ``name``: its extension's text type, else HTML."""
     media_type = MEDIA_TYPES.get(_template_extension(name))
