@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: test e2e lint format demo bench bench-venv cdn-sim cost bin_magic system-deps browser-deps clean tools matrix
+.PHONY: test e2e lint format demo bench bench-venv bench-previous cdn-sim cost bin_magic system-deps browser-deps clean tools matrix
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +111,12 @@ bench: $(BENCH_STAMP) $(TOOLS_STAMP) system-deps
 	TOOLS_VENV=$(TOOLS_VENV) $(BENCH_VENV)/bin/python bench/peers.py
 	$(BENCH_VENV)/bin/python bench/cdn_sim.py
 	$(BENCH_VENV)/bin/python bench/images_memory.py
+
+# This module against an earlier revision of itself, side by side in one process
+# (bench/previous.py): REV=<commit>, by default the commit before HEAD.
+REV ?= HEAD~1
+bench-previous: $(STAMP)
+	$(PY) bench/previous.py $(REV)
 
 # Origin load behind the CloudFront model (bench/cdn_model.py), ours vs 0.6.2: bench/cdn_results.json.
 cdn-sim: $(BENCH_STAMP) system-deps

@@ -116,3 +116,35 @@ def test_the_cold_start_task_of_ours_ships_the_prepared_templates(peers, tmp_pat
     assert (task / "chalice_http_toolkit.prepared.json.bytecode").is_file()
     assert not (unprepared / "chalice_http_toolkit.prepared.json").exists()
     assert "catalog_args(next(COUNT))" in (task / "handler.py").read_text()
+
+
+def test_the_previous_revision_bench_runs_side_by_side(tmp_path: Path) -> None:
+    """bench/previous.py loads HEAD's module beside the working tree's and prints every row."""
+    import os
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "previous.py"), "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "BENCH_PREVIOUS_ITERATIONS": "10"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:4] == ["row", "bare", "HEAD", "now"]
+    assert [line.split("  ")[0] for line in lines[1:]] == [
+        "template 304",
+        "cached page",
+        "cached page, gzip",
+        "static 304",
+        "static 200",
+        "asset 304",
+        "JSON reading the session",
+        "new arguments every request",
+    ]
