@@ -4724,15 +4724,18 @@ def _accept_anything(request: Any, headers: Mapping[str, str] | None = None) -> 
     return headers
 
 
-def _gateway_marshalled(response: Any) -> Any:
-    """``response`` as a :class:`_GatewayResponse`, or a 500 when over Lambda's payload limit."""
+def _gateway_marshalled(response: Any, fixed_headers: Mapping[str, str] | None = None) -> Any:
+    """``response`` as a :class:`_GatewayResponse`, or a 500 when over Lambda's payload limit.
+
+    ``fixed_headers``: what the toolkit's own answers carry (a manager's), for that 500.
+    """
     if type(response) is _GatewayResponse:
         return response
     body = response.body
     if isinstance(body, (str, bytes)):
         size = _payload_size(body, response.headers)
         if size > LAMBDA_RESPONSE_LIMIT:
-            return _gateway_response(_too_large_answer(size, debug=False))
+            return _gateway_response(_too_large_answer(size, False, fixed_headers))
     return _GatewayResponse(body=body, headers=response.headers, status_code=response.status_code)
 
 
@@ -6246,7 +6249,7 @@ class _Site:
             exchange.active = False
             _local.exchange = None
         if self.gateway and type(response) is not _GatewayResponse:
-            return _gateway_marshalled(response)
+            return _gateway_marshalled(response, self.managers[0][0]._fixed_headers)
         return response
 
     def _checked(self, exchange: Exchange, get_response: Callable[[Any], Any]) -> Any:

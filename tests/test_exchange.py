@@ -372,12 +372,25 @@ def test_every_toolkit_response_carries_the_security_headers(tmp_path):
     def form():
         return cm.json(dict(cm.form()))
 
+    @app.route("/huge", methods=["GET"])
+    def huge():  # the app's own response, over Lambda's limit: the toolkit's 500
+        return Response(body="x" * (7 * 1024 * 1024), headers={"Content-Type": "text/plain"})
+
     cm.register_not_found_routes("404.html")
     with Client(app) as client:
         plain = client.http.get("/page/plain")
         answers = {
             path: client.http.get(path)
-            for path in ("/html", "/json", "/xml", "/moved", "/bytes", "/gone", "/no/such/url")
+            for path in (
+                "/html",
+                "/json",
+                "/xml",
+                "/moved",
+                "/bytes",
+                "/gone",
+                "/no/such/url",
+                "/huge",
+            )
         }
         answers["page"] = plain
         answers["page 304"] = client.http.get(
@@ -393,6 +406,7 @@ def test_every_toolkit_response_carries_the_security_headers(tmp_path):
             body="garbage",
         )
     assert answers["page 304"].status_code == 304
+    assert answers["/huge"].status_code == 500
     assert answers["csrf 403"].status_code == 403
     assert answers["form 400"].status_code in (400, 403)
     for what, answer in answers.items():
