@@ -4740,7 +4740,7 @@ def _gateway_marshalled(response: Any, fixed_headers: Mapping[str, str] | None =
 
 
 def _gateway_response(answer: Answer) -> _GatewayResponse:
-    """The one place an answer becomes the response Chalice hands to API Gateway."""
+    """An answer as the response Chalice hands to API Gateway."""
     return _GatewayResponse(body=answer.body, headers=answer.headers, status_code=answer.status)
 
 
@@ -6416,7 +6416,7 @@ class ContentManager:
         self.cors_origin = "*" if cors is True else (cors or None)
         if auto_reload is None:
             auto_reload = not _on_lambda()
-        #: Whether files may change under a running container (the one place that knows).
+        #: Whether files may change under a running container (the parts are told from here).
         self.auto_reload = auto_reload
         images = StaticImages(
             widths=image_widths,
@@ -6675,7 +6675,7 @@ class CloudFront:
         self.page_cache_control = edge_cache_control()
 
     def _cache_control(self, cache_control: str | None, status_code: int | None = None) -> str:
-        """The one place the ``Cache-Control`` default is resolved.
+        """The ``Cache-Control`` of CloudFront's answers when the route names none.
 
         A route's ``cache_control`` wins, then ``default_cache_control`` (0.6.2's
         argument: ``"no-cache"`` still means revalidate every time, for everything).
