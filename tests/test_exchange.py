@@ -555,3 +555,30 @@ def test_generated_sites_never_give_a_visitor_another_visitors_page(
                     assert not cacheable(answer) and "ETag" not in answer.headers
                 if answer.status_code == 200 and cacheable(answer) and "ETag" in answer.headers:
                     shared["/p"] = (answer.body, answer.headers["ETag"])
+
+
+def test_a_middleware_registered_before_the_manager_shares_the_request_exchange(tmp_path):
+    """The site's middleware runs outside the toolkit's: the exchange it starts is adopted."""
+    app = Chalice(app_name="early")
+    managers = []
+
+    @app.middleware("http")
+    def count_visits(event, get_response):
+        session = managers[0].session
+        session["visits"] = session.get("visits", 0) + 1
+        return get_response(event)
+
+    (tmp_path / "t").mkdir()
+    cm = ContentManager(str(tmp_path / "t"), str(tmp_path / "t"), app, secret_key=SECRET)
+    managers.append(cm)
+
+    @app.route("/visits", methods=["GET"])
+    def visits():
+        return cm.json({"visits": cm.session["visits"]})
+
+    with Client(app) as client:
+        first = client.http.get("/visits")
+        cookie = {"Cookie": "session=" + session_cookie(first)}
+        second = client.http.get("/visits", headers=cookie)
+    assert first.json_body == {"visits": 1} and second.json_body == {"visits": 2}
+    assert second.headers["Cache-Control"] == "private, no-store"
