@@ -4084,14 +4084,9 @@ class Exchange:
         Personal (see :meth:`is_personal`), or setting a cookie under any spelling
         of the header: ``private, no-store``, no validator, never a 304.
         """
-        headers = response.headers
         if self.sessions:
             save_sessions(self, response)
-        elif (self.resource or not self.cookies_read) and (  # nothing about who is asking
-            _PLAIN_HEADER_NAMES.issuperset(headers) or not _sets_cookie(headers)
-        ):
-            return response
-        if not self.is_personal() and not _sets_cookie(headers):
+        if not _personal(self) and not _sets_cookie(response.headers):
             return response
         kept = getattr(response, "private_answer", None)  # a toolkit 304/412 (_Responder)
         if kept is not None and response.status_code in (304, 412):
@@ -4103,6 +4098,19 @@ class Exchange:
             response = private
         _make_private(response.headers)
         return response
+
+
+def _personal(exchange: Exchange | None) -> bool:
+    """Whether ``exchange`` is personal so far (``False`` outside a request).
+
+    The callers on the hot path ask this: nothing read about who is asking costs two
+    attribute reads, without a call to :meth:`Exchange.is_personal`.
+    """
+    return (
+        exchange is not None
+        and (exchange.cookies_read or bool(exchange.sessions))
+        and exchange.is_personal()
+    )
 
 
 def _current_exchange(app: Any) -> Exchange | None:
@@ -5442,8 +5450,7 @@ class _Responder:
         when it leaves (:meth:`Exchange.finish`).
         """
         exchange = _current_exchange(self.app)
-        if exchange is not None and not private and (exchange.cookies_read or exchange.sessions):
-            private = exchange.is_personal()
+        private = private or _personal(exchange)
         return self._respond(exchange, offer, status_code, headers, cache_control, vary, private)
 
     def _respond(
@@ -6712,16 +6719,10 @@ class CloudFront:
         """
         cm = self.content_manager
         exchange = _current_exchange(cm.app)
-        # (is_personal only when something was read: the common case costs two attributes)
-        private = (
-            exchange is not None
-            and (exchange.cookies_read or bool(exchange.sessions))
-            and exchange.is_personal()
-        )
+        private = _personal(exchange)
         salt = self.etag_salt + _script_root(exchange)  # url_for() differs by host and stage
         offer = cm._pages.page_offer(filename, kwargs, salt, private=private)
-        if not private and exchange is not None:  # rendering may have read who is asking
-            private = (exchange.cookies_read or bool(exchange.sessions)) and exchange.is_personal()
+        private = private or _personal(exchange)  # rendering may have read who is asking
         response = cm._responder._respond(
             exchange,
             offer,
@@ -6772,13 +6773,14 @@ class CloudFront:
         offer = cm.asset_offer(
             get_asset, etag, _resource(exchange, get_asset), content_type=content_type
         )
-        private = (
-            exchange is not None
-            and (exchange.cookies_read or bool(exchange.sessions))
-            and exchange.is_personal()
-        )
         return cm._responder._respond(
-            exchange, offer, status_code, headers, self._cache_control(cache_control), (), private
+            exchange,
+            offer,
+            status_code,
+            headers,
+            self._cache_control(cache_control),
+            (),
+            _personal(exchange),
         )
 
 
