@@ -135,7 +135,11 @@ def build_ours(templates: Path, static: Path) -> Any:
     module = base.load_ours()
     app = Chalice(app_name="ours")
     cm = module.ContentManager(
-        str(templates), str(static), app, auto_reload=False, secret_key="bench-secret"
+        str(templates),
+        str(static),
+        app,
+        auto_reload=False,
+        secret_key="bench-secret-0123456789abcdefghijklm",
     )
     cm.set_static_handler_prefix("/static")
     cm.register_static_routes()
@@ -392,7 +396,7 @@ import itertools
 from chalice import Chalice
 from chalice_http_toolkit import CloudFront, ContentManager, lambda_handler
 app = Chalice(app_name="ours")
-cm = ContentManager("templates", "static", app, secret_key="bench-secret")
+cm = ContentManager("templates", "static", app, secret_key="bench-secret-0123456789abcdefghijklm")
 cm.register_static_routes()
 cf = CloudFront(cm, app)
 COUNT = itertools.count()
