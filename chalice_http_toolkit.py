@@ -2197,6 +2197,9 @@ class StaticIndex:
         self.auto_reload = auto_reload
         self.bodies = BoundedCache(cache_bytes)
         self.files: dict[str, StaticFile] = {}
+        # Fingerprinted names resolve() found current, while files are fixed (no auto_reload):
+        # name -> (file, fingerprint); at most one per file, so a request reads, not parses.
+        self._fingerprinted: dict[str, tuple[StaticFile, str]] = {}
         self._clock = time.monotonic
         self._scanned_at = 0.0
         self.scan()
@@ -2265,19 +2268,45 @@ class StaticIndex:
         static_file = self.get(relpath)
         if static_file is not None:
             return static_file, False
-        directory, _, name = relpath.rpartition("/")
-        match = _FINGERPRINTED_NAME.fullmatch(name)
-        if match is None:
-            return None, False
-        plain = match["stem"] + (match["ext"] or "")
-        static_file = self.get(f"{directory}/{plain}" if directory else plain)
-        if static_file is None:
-            return None, False
+        known = self._fingerprinted.get(relpath)
+        if known is not None:
+            static_file, fingerprint = known
+        else:
+            directory, _, name = relpath.rpartition("/")
+            match = _FINGERPRINTED_NAME.fullmatch(name)
+            if match is None:
+                return None, False
+            plain = match["stem"] + (match["ext"] or "")
+            static_file = self.get(f"{directory}/{plain}" if directory else plain)
+            if static_file is None:
+                return None, False
+            fingerprint = match["hash"]
         try:
             snapshot = static_file.snapshot()
         except FileNotFoundError:
             return None, False
-        return snapshot, snapshot.fingerprint == match["hash"]
+        current = snapshot.fingerprint == fingerprint
+        if known is None and current and not self.auto_reload:
+            if len(self._fingerprinted) < len(self.files):  # one name per file; else parse
+                self._fingerprinted[relpath] = (static_file, fingerprint)
+        elif known is not None and not current:  # the file was read again, changed
+            self._fingerprinted.pop(relpath, None)
+        return snapshot, current
+
+    def known(self, name: str) -> tuple[StaticFile | _StaticSnapshot, bool] | None:
+        """:meth:`resolve` for a name the index already holds as it is, else ``None``.
+
+        While files are fixed, a plain relative path of a file or a fingerprinted name
+        found before is a clean path by construction: it needs no cleaning or parsing.
+        """
+        if self.auto_reload:
+            return None
+        static_file = self.files.get(name)
+        if static_file is not None:
+            return static_file, False
+        if name in self._fingerprinted:
+            return self.resolve(name)
+        return None
 
     def digest(self) -> str:
         """One hash over every file's path and content.
@@ -5549,12 +5578,12 @@ class _Responder:
         :func:`negotiate_image_format`) and may carry a width (``hero.w640.jpg``).
         """
         index = self.static_files
-        static_file = None
-        if not index.auto_reload and "%" not in filename and "\\" not in filename:
-            # A key of the index is a clean relative path by construction.
-            static_file = index.files.get(filename)
-        if static_file is not None:
-            relpath, immutable = filename, False
+        found = None
+        if "%" not in filename and "\\" not in filename:
+            found = index.known(filename)
+        if found is not None:
+            relpath = filename
+            static_file, immutable = found
         else:
             relpath = _clean_segments(filename.split("/"))
             static_file, immutable = index.resolve(relpath) if relpath else (None, False)

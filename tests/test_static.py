@@ -112,6 +112,42 @@ def test_static_url_is_fingerprinted_and_immutable(site_app):
     assert stale.status_code == 200 and stale.headers["Cache-Control"] == "no-cache"
 
 
+@pytest.mark.parametrize("auto_reload", [False, True])
+def test_a_fingerprinted_name_is_immutable_only_for_the_bytes_it_names(tmp_path, auto_reload):
+    """Regression for the memo of fingerprinted names (files fixed: a dict read per request).
+
+    A name is remembered only once found current, one per file: made-up hashes are
+    not; a file read again with other bytes is not served immutable under its old name.
+    """
+    from conftest import write_site
+
+    templates, static = write_site(tmp_path / "site")
+    app, cm, _ = build_app(templates, static, auto_reload=auto_reload)
+    index = cm.static_files
+    old_url = cm.static_url("css/site.css")
+    with Client(app) as client:
+        made_up = [client.http.get(f"/static/css/site.{n:012x}.css") for n in range(1000)]
+        assert client.http.get(old_url).headers["Cache-Control"] == IMMUTABLE_CACHE_CONTROL
+        assert client.http.get(old_url).headers["Cache-Control"] == IMMUTABLE_CACHE_CONTROL
+        assert len(index._fingerprinted) == (0 if auto_reload else 1)
+        (static / "css" / "site.css").write_text("body { color: green; }\n")
+        index.bodies.clear()  # the bytes read again (an eviction, or auto_reload's stat)
+        stale = client.http.get(old_url)
+        new_url = cm.static_url("css/site.css") if auto_reload else None
+    assert {r.headers["Cache-Control"] for r in made_up} == {"no-cache"}
+    assert len(index._fingerprinted) <= len(index.files)
+    assert stale.status_code == 200 and stale.body == b"body { color: green; }\n"
+    assert stale.headers["Cache-Control"] == "no-cache"
+    assert stale.headers["ETag"] == f'"{toolkit._digest(stale.body)}"'
+    assert old_url not in {f"/static/{name}" for name in index._fingerprinted}
+    if new_url is not None:
+        assert new_url != old_url
+        with Client(app) as client:
+            fresh = client.http.get(new_url)
+        assert fresh.headers["Cache-Control"] == IMMUTABLE_CACHE_CONTROL
+        assert fresh.body == b"body { color: green; }\n"
+
+
 def test_static_url_for_file_without_extension(site_app):
     app, cm, _ = site_app
     url = cm.static_url("noext")
