@@ -382,6 +382,7 @@ def parse_etags(value: str | None) -> ETagList:
     return ETagList(frozenset(tags), frozenset(strong), False)
 
 
+@functools.lru_cache(maxsize=1024)  # asked of every candidate of every conditional request
 def _opaque(etag: str) -> str:
     """The opaque part of an entity-tag (``W/"x"`` and ``"x"`` give ``x``)."""
     if etag.startswith("W/"):
@@ -2270,30 +2271,39 @@ class StaticIndex:
             return static_file, False
         known = self._fingerprinted.get(relpath)
         if known is not None:
-            static_file, fingerprint = known
-        else:
-            directory, _, name = relpath.rpartition("/")
-            match = _FINGERPRINTED_NAME.fullmatch(name)
-            if match is None:
-                return None, False
-            plain = match["stem"] + (match["ext"] or "")
-            static_file = self.get(f"{directory}/{plain}" if directory else plain)
-            if static_file is None:
-                return None, False
-            fingerprint = match["hash"]
+            return self._remembered(relpath, known)
+        directory, _, name = relpath.rpartition("/")
+        match = _FINGERPRINTED_NAME.fullmatch(name)
+        if match is None:
+            return None, False
+        plain = match["stem"] + (match["ext"] or "")
+        static_file = self.get(f"{directory}/{plain}" if directory else plain)
+        if static_file is None:
+            return None, False
         try:
             snapshot = static_file.snapshot()
         except FileNotFoundError:
             return None, False
-        current = snapshot.fingerprint == fingerprint
-        if known is None and current and not self.auto_reload:
-            if len(self._fingerprinted) < len(self.files):  # one name per file; else parse
-                self._fingerprinted[relpath] = (static_file, fingerprint)
-        elif known is not None and not current:  # the file was read again, changed
-            self._fingerprinted.pop(relpath, None)
+        current = snapshot.fingerprint == match["hash"]
+        if current and not self.auto_reload and len(self._fingerprinted) < len(self.files):
+            self._fingerprinted[relpath] = (static_file, match["hash"])  # one name per file
         return snapshot, current
 
-    def known(self, name: str) -> tuple[StaticFile | _StaticSnapshot, bool] | None:
+    def _remembered(
+        self, name: str, known: tuple[StaticFile, str]
+    ) -> tuple[_StaticSnapshot | None, bool]:
+        """A fingerprinted name found current before: its file now, and whether still current."""
+        static_file, fingerprint = known
+        try:
+            snapshot = static_file.snapshot()
+        except FileNotFoundError:
+            return None, False
+        if snapshot.fingerprint == fingerprint:
+            return snapshot, True
+        self._fingerprinted.pop(name, None)  # the file was read again, and changed
+        return snapshot, False
+
+    def known(self, name: str) -> tuple[StaticFile | _StaticSnapshot | None, bool] | None:
         """:meth:`resolve` for a name the index already holds as it is, else ``None``.
 
         While files are fixed, a plain relative path of a file or a fingerprinted name
@@ -2304,9 +2314,8 @@ class StaticIndex:
         static_file = self.files.get(name)
         if static_file is not None:
             return static_file, False
-        if name in self._fingerprinted:
-            return self.resolve(name)
-        return None
+        known = self._fingerprinted.get(name)
+        return None if known is None else self._remembered(name, known)
 
     def digest(self) -> str:
         """One hash over every file's path and content.
@@ -4368,15 +4377,14 @@ def _answer(
     """:func:`answer_request` with positional arguments (the toolkit's own calls)."""
     content_type = offer.content_type
     may_gzip = compress and (content_type is None or _is_compressible(content_type))
-    private = private or offer.private or (bool(headers) and _sets_cookie(headers))
-    etag = None if private else offer.etag
-    last_modified = offer.last_modified
-    if last_modified is None and headers:
-        last_modified = _stated_last_modified(headers)
-    if private:
-        last_modified = None
-    if private:
+    if private or offer.private or (headers and _sets_cookie(headers)):
+        etag = last_modified = None
         cache_control = _PRIVATE_CACHE_CONTROL
+    else:
+        etag = offer.etag
+        last_modified = offer.last_modified
+        if last_modified is None and headers:
+            last_modified = _stated_last_modified(headers)
     success = 200 <= status < 300
     if success and (etag is not None or last_modified is not None):
         answered = _precondition_answer(
@@ -4778,7 +4786,7 @@ def _gateway_marshalled(response: Any, fixed_headers: Mapping[str, str] | None =
 
 def _gateway_response(answer: Answer) -> _GatewayResponse:
     """An answer as the response Chalice hands to API Gateway."""
-    return _GatewayResponse(body=answer.body, headers=answer.headers, status_code=answer.status)
+    return _GatewayResponse(answer.body, answer.headers, answer.status)  # positional: cheaper
 
 
 _AppLike = Any  # chalice.Chalice or chalice.Blueprint
