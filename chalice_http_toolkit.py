@@ -4199,27 +4199,49 @@ class ResponseTooLargeError(ValueError):
     """A response would exceed Lambda's 6 MB synchronous payload limit."""
 
 
-class _Page:
-    """A rendered page kept under its ETag, with its gzip form made on first use."""
+class _PageBody:
+    """A page's text and its gzip form, made on first use: the callables of its offer."""
 
-    __slots__ = ("_gzip_body", "body")
+    __slots__ = ("_gzip_body", "text")
 
-    def __init__(self, body: str) -> None:
-        self.body = body
+    def __init__(self, text: str) -> None:
+        self.text = text
         self._gzip_body: Any = _MISSING
+
+    def body(self) -> str:
+        return self.text
 
     def gzip_body(self) -> bytes | None:
         if self._gzip_body is _MISSING:
-            self._gzip_body = _gzip_if_smaller(self.body)
+            self._gzip_body = _gzip_if_smaller(self.text)
         return self._gzip_body
+
+
+class _Page:
+    """A rendered page kept under its ETag, and its offer (made once, read by every request).
+
+    The offer's callables belong to a :class:`_PageBody`, which holds the text and
+    not the page: no reference cycle keeps an evicted page's bytes alive.
+    """
+
+    __slots__ = ("body", "offer")
+
+    def __init__(self, body: str, content_type: str, etag: str) -> None:
+        self.body = body
+        made = _PageBody(body)
+        self.offer = Offer(content_type, made.body, etag, None, made.gzip_body)
 
     def cost(self) -> int:
         """Bytes this page holds in memory, with room for a gzip form made later."""
         body = self.body
-        size = sys.getsizeof(self) + sys.getsizeof(body)
+        size = sys.getsizeof(self) + sys.getsizeof(body) + _PAGE_OFFER_BYTES
         if _at_least(body, COMPRESS_MIN_SIZE):  # a gzip form is kept only when smaller
             size += sys.getsizeof(b"") + (len(body) if body.isascii() else 4 * len(body))
         return size
+
+
+# A page's offer: the tuple, its _PageBody and two bound methods (288 bytes on CPython 3.11).
+_PAGE_OFFER_BYTES = 384
 
 
 def _payload_size(body: str | bytes, headers: Mapping[str, Any]) -> int:
@@ -5391,6 +5413,12 @@ class _Pages:
         all, rendered for this request and kept nowhere; when rendering read who is
         asking (a helper of the site's), the answer is private (:meth:`answer`).
         """
+        return self._page_offer(filename, kwargs, salt, private)[0]
+
+    def _page_offer(
+        self, filename: str, kwargs: Mapping[str, Any], salt: str, private: bool
+    ) -> tuple[Offer, list[int] | None]:
+        """:meth:`page_offer`, and the template's digest payoff (where a 304 counts as spared)."""
         payoff = self._digest_payoff.get((filename, salt))
         if payoff is not None and payoff[0] >= _DIGEST_TRIALS and payoff[1] * 8 < payoff[0]:
             # Hashing this template's arguments has not spared a render in the last
@@ -5398,27 +5426,31 @@ class _Pages:
             # try the arguments' digest again now and then.
             payoff[2] += 1
             if payoff[2] % _DIGEST_RETRY_EVERY:
-                return self._rendered_offer(filename, kwargs, private, fast_gzip=True)
+                return self._rendered_offer(filename, kwargs, private, fast_gzip=True), payoff
         etag, plan = self._page_etag(filename, kwargs, salt)
+        # (the template's first digest, in this request, made its payoff)
+        counted = payoff if payoff is not None else self._digest_payoff.get((filename, salt))
         if etag is None or private:
-            return self._rendered_offer(filename, kwargs, private)
+            return self._rendered_offer(filename, kwargs, private), counted
         pages = self.pages
+        kept = pages.get(etag)
+        if kept is not _MISSING:  # the arguments' digest spared a render (304 or not)
+            if counted is not None:
+                counted[1] += 1
+            return kept.offer, None
+        content_type = plan.content_type
         held: list[_Page] = []
 
         def page() -> str:
-            found = pages.get(etag)
-            if found is _MISSING:
-                found = _Page(self.render_template(filename, **kwargs))
-                pages.put(etag, found, cost=found.cost())
-            elif payoff is not None:  # the arguments' digest spared a render
-                payoff[1] += 1
-            held.append(found)
-            return found.body
+            made = _Page(self.render_template(filename, **kwargs), content_type, etag)
+            pages.put(etag, made, cost=made.cost())
+            held.append(made)
+            return made.body
 
         def gzip_body() -> bytes | None:  # called after page()
-            return held[0].gzip_body()
+            return held[0].offer.gzip_body()
 
-        return Offer(plan.content_type, page, etag, None, gzip_body)
+        return Offer(content_type, page, etag, None, gzip_body), counted
 
     def _rendered_offer(
         self, filename: str, kwargs: Mapping[str, Any], private: bool, fast_gzip: bool = False
@@ -6272,7 +6304,7 @@ class _Site:
         exchange.active = True
         _local.exchange = exchange
         try:
-            if request.context.get("resourcePath") == _UNROUTED_RESOURCE_PATH:  # lambda_handler
+            if request.path == _UNROUTED_RESOURCE_PATH:  # lambda_handler's unrouted request
                 response = _error_response(self.managers[0][0], exchange, 404, None)
             elif exchange.method in _UNSAFE_METHODS:
                 response = self._checked(exchange, get_response)
@@ -6758,7 +6790,7 @@ class CloudFront:
         exchange = _current_exchange(cm.app)
         private = _personal(exchange)
         salt = self.etag_salt + _script_root(exchange)  # url_for() differs by host and stage
-        offer = cm._pages.page_offer(filename, kwargs, salt, private=private)
+        offer, payoff = cm._pages._page_offer(filename, kwargs, salt, private)
         private = private or _personal(exchange)  # rendering may have read who is asking
         response = cm._responder._respond(
             exchange,
@@ -6769,10 +6801,8 @@ class CloudFront:
             (),
             private,
         )
-        if response.status_code == 304:  # the arguments' digest spared a render
-            payoff = cm._pages._digest_payoff.get((filename, salt))
-            if payoff is not None:
-                payoff[1] += 1
+        if payoff is not None and response.status_code == 304:  # the digest spared a render
+            payoff[1] += 1
         return response
 
     def static(
