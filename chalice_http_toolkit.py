@@ -6834,8 +6834,7 @@ class CloudFront:
         and remembered for this route, its parameters and ``get_etag()``.
         """
         cm = self.content_manager
-        version = str(get_etag())
-        etag = quote_etag(_digest(version.encode("utf-8", "surrogatepass")))
+        etag = _version_etag(str(get_etag()))
         exchange = _current_exchange(self.app)
         offer = cm.asset_offer(
             get_asset, etag, _resource(exchange, get_asset), content_type=content_type
@@ -6849,6 +6848,22 @@ class CloudFront:
             (),
             _personal(exchange),
         )
+
+
+def _version_etag(version: str) -> str:
+    """The ETag of an asset's version string: its digest (the string may be any length)."""
+    if len(version) <= _MEMO_VERSION_CHARS:
+        return _short_version_etag(version)
+    return quote_etag(_digest(version.encode("utf-8", "surrogatepass")))
+
+
+# Versions a site repeats (a row's timestamp, a hash) are short: their ETags are memoised.
+_MEMO_VERSION_CHARS = 128
+
+
+@functools.lru_cache(maxsize=1024)
+def _short_version_etag(version: str) -> str:
+    return quote_etag(_digest(version.encode("utf-8", "surrogatepass")))
 
 
 def _resource(exchange: Exchange | None, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
