@@ -5327,9 +5327,12 @@ class _Pages:
         return self._page_etag(filename, kwargs, salt)[0]
 
     def _page_etag(
-        self, filename: str, kwargs: Mapping[str, Any], salt: str
+        self, filename: str, kwargs: Mapping[str, Any], salt: str, remembered_only: bool = False
     ) -> tuple[str | None, _PagePlan]:
-        """:meth:`template_etag` and the template's :class:`_PagePlan`, memoised together."""
+        """:meth:`template_etag` and the template's :class:`_PagePlan`, memoised together.
+
+        ``remembered_only``: the memo's ETag, else ``None`` (no digest is computed).
+        """
         key = _memo_key(kwargs)
         memo: tuple[Any, ...] | None = None if key is None else (filename, salt, key)
         if memo is not None:
@@ -5347,6 +5350,8 @@ class _Pages:
                 found = self._template_etags.get(memo)
                 if found is not _MISSING:
                     return found
+        if remembered_only:
+            return None, plan
         etag = None
         has_bytes = False
         if plan.base is not None:
@@ -5420,14 +5425,19 @@ class _Pages:
     ) -> tuple[Offer, list[int] | None]:
         """:meth:`page_offer`, and the template's digest payoff (where a 304 counts as spared)."""
         payoff = self._digest_payoff.get((filename, salt))
+        remembered_only = False
         if payoff is not None and payoff[0] >= _DIGEST_TRIALS and payoff[1] * 8 < payoff[0]:
             # Hashing this template's arguments has not spared a render in the last
-            # trials (new arguments every request): render and hash the output, and
-            # try the arguments' digest again now and then.
+            # trials (new arguments every request): render and hash the output unless
+            # the memo knows these arguments' ETag (arguments that came before: their
+            # ETag costs nothing and keeps validating), and try the digest now and then.
             payoff[2] += 1
-            if payoff[2] % _DIGEST_RETRY_EVERY:
+            remembered_only = payoff[2] % _DIGEST_RETRY_EVERY != 0
+            if remembered_only and private:
                 return self._rendered_offer(filename, kwargs, private, fast_gzip=True), payoff
-        etag, plan = self._page_etag(filename, kwargs, salt)
+        etag, plan = self._page_etag(filename, kwargs, salt, remembered_only)
+        if etag is None and remembered_only:
+            return self._rendered_offer(filename, kwargs, private, fast_gzip=True), payoff
         # (the template's first digest, in this request, made its payoff)
         counted = payoff if payoff is not None else self._digest_payoff.get((filename, salt))
         if etag is None or private:

@@ -390,6 +390,38 @@ def test_a_template_whose_arguments_never_repeat_stops_paying_for_their_digest(d
     assert all(f"<h1>{n}</h1>".encode() in answers[n].body for n in (0, 150, 299))
 
 
+def test_arguments_that_came_before_keep_their_etag_while_the_template_renders_and_hashes(
+    deployed,
+):
+    """Regression: a page revalidated after its template's fresh pages turned the digest off
+    was rendered again and sent whole (200, another ETag) for over a thousand requests."""
+    app, cm, cf = deployed
+
+    @app.route("/fresh/{n}", methods=["GET"])
+    def fresh(n):
+        return cf.template("index.html", title=n, items=[f"{n}-{i}" for i in range(5)])
+
+    @app.route("/home", methods=["GET"])
+    def home():
+        return cf.template("index.html", title="home", items=["a"])
+
+    renders = counting(cm)  # (a helper changed: before any request, or the memo is forgotten)
+    with Client(app) as client:
+        first = client.http.get("/home")
+        etag = first.headers["ETag"]
+        for n in range(300):
+            client.http.get(f"/fresh/{n}")
+        renders.clear()
+        revalidated = [client.http.get("/home", headers={"If-None-Match": etag}) for _ in range(50)]
+        whole = client.http.get("/home")
+        fresh = client.http.get("/fresh/new")
+    assert {answer.status_code for answer in revalidated} == {304}
+    assert whole.status_code == 200 and whole.body == first.body
+    assert whole.headers["ETag"] == etag
+    assert renders == ["css/site.css"]  # only /fresh/new was rendered
+    assert fresh.status_code == 200 and b"<h1>new</h1>" in fresh.body
+
+
 def test_a_template_whose_arguments_repeat_keeps_its_page_cache(deployed):
     app, cm, cf = deployed
 
