@@ -5972,13 +5972,17 @@ class _Routes:
             )(self._static_view(names, cache_control))
 
     def _static_view(self, names: list[str], cache_control: str | None) -> Callable[..., Response]:
+        import operator
+
+        segments = operator.itemgetter(*names)  # one name gives the value, not a tuple
+        single = len(names) == 1
+
         def view(**params: str) -> Response:
             exchange = _current_exchange(self.app)
             if exchange is not None:  # a file's answer: whatever a middleware read is not in it
                 exchange.resource = True
-            return self.responder.static(
-                "/".join(params[name] for name in names), cache_control=cache_control
-            )
+            filename = segments(params) if single else "/".join(segments(params))
+            return self.responder.static(filename, cache_control=cache_control)
 
         setattr(view, _STATIC_VIEW_ATTRIBUTE, (self.responder, tuple(names), cache_control))
         return view
@@ -6932,7 +6936,9 @@ def keep_warm_event() -> dict[str, Any]:
 
 def is_keep_warm_event(event: Any) -> bool:
     """True for a :func:`keep_warm_event` payload: the marker key AND the sentinel path."""
-    if not isinstance(event, Mapping) or event.get(_KEEP_WARM_MARKER) is not True:
+    if type(event) is not dict and not isinstance(event, Mapping):  # (an ABC check costs more)
+        return False
+    if event.get(_KEEP_WARM_MARKER) is not True:
         return False
     context = event.get("requestContext")
     return isinstance(context, Mapping) and context.get("resourcePath") == _KEEP_WARM_RESOURCE_PATH
