@@ -1958,6 +1958,46 @@ class _Version(collections.namedtuple("_Version", "stat_key digest content_type"
     content_type: str
 
 
+class _VersionBytes:
+    """One version's bytes (held, or read from the file per use) and its gzip form.
+
+    Apart from its snapshot: an offer kept on the snapshot calls these, and holds
+    no reference back to the snapshot (no cycle keeps an evicted version's bytes).
+    """
+
+    __slots__ = ("_gzip_body", "digest", "held", "path", "size")
+
+    def __init__(self, path: str, digest: str, size: int, held: bytes | None) -> None:
+        self.path = path
+        self.digest = digest
+        self.size = size
+        self.held = held
+        self._gzip_body: Any = _MISSING
+
+    def body(self) -> bytes:
+        if self.held is not None:
+            return self.held
+        with open(self.path, "rb") as handle:
+            return handle.read()
+
+    def gzip_body(self) -> bytes | None:
+        """The gzip form of this version, made once; ``None`` when it would not be smaller.
+
+        A body not held in memory is compressed from the file a chunk at a time
+        (:func:`_gzip_file`): the response already holds it, so it is never read
+        into memory a second time, and a gzip form too large for a Lambda
+        response is given up as soon as it gets there.
+        """
+        if self._gzip_body is _MISSING:
+            body = self.held
+            if body is None:
+                self._gzip_body = _gzip_file(self.path, self.digest, self.size)
+            else:
+                compressed = _gzip(body)
+                self._gzip_body = compressed if len(compressed) < len(body) else None
+        return self._gzip_body
+
+
 class _StaticSnapshot:
     """One version of a static file: its body, validators and gzip form belong together.
 
@@ -1966,7 +2006,17 @@ class _StaticSnapshot:
     read when asked for, for that response only.
     """
 
-    __slots__ = ("_body", "_gzip_body", "content_type", "digest", "path", "relpath", "size")
+    __slots__ = (
+        "_body",
+        "_bytes",
+        "content_type",
+        "digest",
+        "etag",
+        "offer",
+        "path",
+        "relpath",
+        "size",
+    )
 
     def __init__(self, static_file: StaticFile, version: _Version, body: bytes | None) -> None:
         self.path = static_file.path
@@ -1974,23 +2024,19 @@ class _StaticSnapshot:
         self.content_type = version.content_type
         self.digest = version.digest
         self.size = version.stat_key[1]
+        self.etag = f'"{version.digest}"'
         self._body = body
-        self._gzip_body: Any = _MISSING
+        self._bytes = _VersionBytes(self.path, self.digest, self.size, body)
+        #: This version's offer as its own type, made on first use (:func:`_static_offer`).
+        self.offer: Any = None
 
     @property
     def body(self) -> bytes:
-        if self._body is not None:
-            return self._body
-        with open(self.path, "rb") as handle:
-            return handle.read()
+        return self._bytes.body()
 
     @property
     def fingerprint(self) -> str:
         return self.digest[:12]
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.digest}"'
 
     def snapshot(self) -> _StaticSnapshot:
         return self
@@ -2007,22 +2053,13 @@ class _StaticSnapshot:
         return self._body if self._body is not None else self.path
 
     def gzip_body(self) -> bytes | None:
-        """The gzip form of this version, made once; ``None`` when it would not be smaller.
+        """The gzip form of this version (see :meth:`_VersionBytes.gzip_body`)."""
+        return self._bytes.gzip_body()
 
-        A body not held in memory is compressed from the file a chunk at a time
-        (:func:`_gzip_file`): the response already holds it, so it is never read
-        into memory a second time, and a gzip form too large for a Lambda
-        response is given up as soon as it gets there.
-        """
-        if self._gzip_body is _MISSING:
-            if self._body is None:
-                self._gzip_body = _gzip_file(self.path, self.digest, self.size)
-            else:
-                body = self._body
-                compressed = _gzip(body)
-                self._gzip_body = compressed if len(compressed) < len(body) else None
-        return self._gzip_body
 
+# A held snapshot besides its bytes: itself, its _VersionBytes, ETag and offer (499 bytes
+# on CPython 3.11).
+_SNAPSHOT_BYTES = 512
 
 #: The largest body a Lambda response carries once base64 has added its third.
 _LARGEST_LAMBDA_BODY = LAMBDA_RESPONSE_LIMIT * 3 // 4
@@ -2121,8 +2158,8 @@ class StaticFile:
         self.content_type = content_type
         snapshot = _StaticSnapshot(self, version, body)
         if body is not None and index is not None and size <= hold_limit:
-            # Room for the gzip form too, which a snapshot makes on first use.
-            cost = 2 * size if _is_compressible(content_type) else size
+            # Room for the gzip form too, which a snapshot makes on first use, and its offer.
+            cost = (2 * size if _is_compressible(content_type) else size) + _SNAPSHOT_BYTES
             index.bodies.put((self.path, version.stat_key), snapshot, cost=cost)
         return snapshot
 
@@ -4666,11 +4703,18 @@ def _fixed_headers(
     return out
 
 
-def _static_offer(static_file: StaticFile, content_type: str) -> Offer:
-    """A static file on offer: its content-hash ETag, its body and gzip form on demand."""
-    return Offer(
-        content_type, lambda: static_file.body, static_file.etag, None, static_file.gzip_body, True
-    )
+def _static_offer(static_file: _StaticSnapshot, content_type: str) -> Offer:
+    """A static file on offer: its content-hash ETag, its body and gzip form on demand.
+
+    As its own type, the offer is made once per version and kept on the snapshot.
+    """
+    if content_type == static_file.content_type and static_file.offer is not None:
+        return static_file.offer
+    made = static_file._bytes
+    offer = Offer(content_type, made.body, static_file.etag, None, made.gzip_body, True)
+    if content_type == static_file.content_type:
+        static_file.offer = offer
+    return offer
 
 
 def _no_body() -> bytes:

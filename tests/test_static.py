@@ -519,6 +519,45 @@ def test_after_a_change_the_gzip_body_is_the_new_version(tmp_path):
     assert check_consistent(second.status, second.headers, second.body) is None
 
 
+@pytest.mark.parametrize("auto_reload", [True, False])
+def test_a_versions_kept_offer_serves_that_version_only_and_goes_with_it(tmp_path, auto_reload):
+    """Regression for the offer kept on a static version (made once, read by every request).
+
+    A replaced file is served whole with its own ETag, identity and gzip; an evicted
+    version's bytes are freed at once (its offer refers to no snapshot: no cycle).
+    """
+    import gc
+
+    static = tmp_path / "static"
+    static.mkdir()
+    path = static / "site.css"
+    path.write_bytes(b"a { color: red }\n" * 300)
+    (tmp_path / "templates").mkdir()
+    app = Chalice(app_name="kept")
+    cm = ContentManager(str(tmp_path / "templates"), str(static), app, auto_reload=auto_reload)
+    cm.register_static_routes()
+    first = [invoke(app, "GET", "/static/site.css", {"Accept-Encoding": e}) for e in ("", "gzip")]
+    path.write_bytes(b"b { color: blue }\n" * 400)
+    cm.static_files.bodies.clear()  # (files fixed: the bytes are read again after an eviction)
+    second = [invoke(app, "GET", "/static/site.css", {"Accept-Encoding": e}) for e in ("", "gzip")]
+    assert first[0].body == gzip.decompress(first[1].body) == b"a { color: red }\n" * 300
+    assert second[0].body == gzip.decompress(second[1].body) == b"b { color: blue }\n" * 400
+    for response in first + second:
+        assert check_consistent(response.status, response.headers, response.body) is None
+    gc.collect()
+    gc.disable()
+    try:
+        cm.static_files.bodies.clear()
+        kept = [
+            o
+            for o in gc.get_objects()
+            if type(o) in (toolkit._StaticSnapshot, toolkit._VersionBytes)
+        ]
+    finally:
+        gc.enable()
+    assert kept == []
+
+
 def test_an_edit_while_compressing_leaves_no_old_gzip_under_the_new_etag(tmp_path, monkeypatch):
     """The file changes while one request gzips it and another request sees the change.
 
