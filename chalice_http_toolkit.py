@@ -4774,13 +4774,27 @@ class _GatewayResponse(Response):
     private_answer: tuple[Any, ...] | None = None
 
     def to_dict(self, binary_types: list[str] | None = None) -> dict[str, Any]:
-        response = super().to_dict(None)
-        body = response["body"]
+        body = self.body
+        headers = self.headers
+        if (type(body) is str or type(body) is bytes) and _TEXT_ONLY.issuperset(
+            map(type, headers.values())
+        ):  # what Chalice makes of it (every header single), without its loop per header
+            response = {
+                "headers": dict(headers),
+                "multiValueHeaders": {},
+                "statusCode": self.status_code,
+                "body": body,
+            }
+        else:
+            response = super().to_dict(None)
+            body = response["body"]
         if isinstance(body, (bytes, bytearray)):
             response["body"] = base64.b64encode(body).decode("ascii")
             response["isBase64Encoded"] = True
         return response
 
+
+_TEXT_ONLY = frozenset((str,))
 
 _CHALICE_INSTALLED = "_chalice_http_toolkit_gateway"
 
