@@ -4280,6 +4280,10 @@ class _Page:
 # A page's offer: the tuple, its _PageBody and two bound methods (288 bytes on CPython 3.11).
 _PAGE_OFFER_BYTES = 384
 
+# A memoised ETag's entry besides the ETag: its tuple, the offer, its partial and the bound
+# method (64 + 112 + 80 + 72 + 64 bytes on CPython 3.11).
+_MEMO_OFFER_BYTES = 448
+
 
 def _payload_size(body: str | bytes, headers: Mapping[str, Any]) -> int:
     """Size of the JSON payload Lambda returns for this response (exact for large bodies)."""
@@ -5386,10 +5390,12 @@ class _Pages:
 
     def _page_etag(
         self, filename: str, kwargs: Mapping[str, Any], salt: str, remembered_only: bool = False
-    ) -> tuple[str | None, _PagePlan]:
-        """:meth:`template_etag` and the template's :class:`_PagePlan`, memoised together.
+    ) -> tuple[str | None, _PagePlan, Offer | None]:
+        """:meth:`template_etag`, the template's :class:`_PagePlan`, and the page's offer.
 
-        ``remembered_only``: the memo's ETag, else ``None`` (no digest is computed).
+        Memoised together; the offer (of a memoised ETag only) renders from the memo
+        key, an exact copy of the arguments. ``remembered_only``: the memo's ETag, else
+        ``None`` (no digest is computed).
         """
         key = _memo_key(kwargs)
         memo: tuple[Any, ...] | None = None if key is None else (filename, salt, key)
@@ -5409,7 +5415,7 @@ class _Pages:
                 if found is not _MISSING:
                     return found
         if remembered_only:
-            return None, plan
+            return None, plan, None
         etag = None
         has_bytes = False
         if plan.base is not None:
@@ -5422,11 +5428,25 @@ class _Pages:
                 hasher.update(arguments.encode())
                 etag = quote_etag(hasher.hexdigest())
                 self._digest_paid(filename, salt, False)
-        found = (etag, plan)
-        if memo is not None and etag is not None and not has_bytes:
-            # the plan is shared by every entry of the template: count its reference only
-            self._template_etags.put(memo, found, cost=_held_size(etag) + 64)
+        if memo is None or etag is None or has_bytes:
+            return etag, plan, None
+        # The page's offer, made once: its body is rendered (and kept) only when asked for.
+        render = functools.partial(self._render_kept, filename, key, plan.content_type, etag)
+        found = (etag, plan, Offer(plan.content_type, render, etag))
+        # the plan and the key are shared with the entry's key: count their references only
+        self._template_etags.put(memo, found, cost=_held_size(etag) + _MEMO_OFFER_BYTES)
         return found
+
+    def _render_kept(self, filename: str, key: bytes, content_type: str, etag: str) -> str:
+        """The page a memoised ETag names, rendered from its memo key and kept under it.
+
+        ``marshal.loads(key)`` is a copy of the arguments that made the ETag (the memo
+        holds no value that marshal would write as another type), so a later change to
+        the objects a view passed never reaches a page rendered under the old ETag.
+        """
+        made = _Page(self.render_template(filename, **marshal.loads(key)), content_type, etag)
+        self.pages.put(etag, made, cost=made.cost())
+        return made.body
 
     def _page_plan(self, filename: str, salt: str) -> _PagePlan:
         plan = self._page_plans.get((filename, salt))
@@ -5493,7 +5513,7 @@ class _Pages:
             remembered_only = payoff[2] % _DIGEST_RETRY_EVERY != 0
             if remembered_only and private:
                 return self._rendered_offer(filename, kwargs, private, fast_gzip=True), payoff
-        etag, plan = self._page_etag(filename, kwargs, salt, remembered_only)
+        etag, plan, remembered = self._page_etag(filename, kwargs, salt, remembered_only)
         if etag is None and remembered_only:
             return self._rendered_offer(filename, kwargs, private, fast_gzip=True), payoff
         # (the template's first digest, in this request, made its payoff)
@@ -5506,6 +5526,8 @@ class _Pages:
             if counted is not None:
                 counted[1] += 1
             return kept.offer, None
+        if remembered is not None:  # (its gzip form is made by the answer, the first time)
+            return remembered, counted
         content_type = plan.content_type
         held: list[_Page] = []
 

@@ -219,6 +219,36 @@ def test_an_evicted_page_is_freed_at_once_not_by_the_cycle_collector(deployed):
     assert kept == []
 
 
+def test_a_remembered_page_renders_from_a_copy_of_its_arguments(deployed):
+    """Regression for the offer memoised with a page's ETag (made once, read by every request).
+
+    It renders from the memo key, so a list a view passed and changed afterwards never
+    makes the page kept under the old ETag; a 304 needs no render at all.
+    """
+    app, cm, cf = deployed
+    lists = [["a", "b"], ["a", "b"]]  # equal, and alike to marshal: one memo entry
+
+    @app.route("/list/{n}", methods=["GET"])
+    def listed(n):
+        return cf.template("index.html", title="list", items=lists[int(n)])
+
+    renders = counting(cm)
+    with Client(app) as client:
+        first = client.http.get("/list/0")
+        etag = first.headers["ETag"]
+        lists[0].append("c")  # the list the first page was made from changes afterwards
+        cm.pages.clear()  # and the page is evicted
+        not_modified = client.http.get("/list/1", headers={"If-None-Match": etag})
+        rendered_before = len(renders)
+        other = client.http.get("/list/1")
+        changed = client.http.get("/list/0")
+    assert len(cm._pages._template_etags) == 2  # /list/1 found /list/0's entry
+    assert not_modified.status_code == 304 and rendered_before == 1
+    assert other.headers["ETag"] == etag and other.body == first.body
+    assert b"<p>c</p>" not in other.body
+    assert changed.headers["ETag"] != etag and b"<p>c</p>" in changed.body
+
+
 def test_page_cache_follows_template_edits_in_development(site):
     templates, static = site
     app, _, _ = build_app(templates, static, auto_reload=True)
