@@ -5499,19 +5499,31 @@ class _Pages:
         return self._page_offer(filename, kwargs, salt, private)[0]
 
     def _page_offer(
-        self, filename: str, kwargs: Mapping[str, Any], salt: str, private: bool
+        self,
+        filename: str,
+        kwargs: Mapping[str, Any],
+        salt: str,
+        private: bool,
+        request_headers: Mapping[str, str] | None = None,
     ) -> tuple[Offer, list[int] | None]:
-        """:meth:`page_offer`, and the template's digest payoff (where a 304 counts as spared)."""
+        """:meth:`page_offer`, and the template's digest payoff (where a 304 counts as spared).
+
+        ``request_headers`` (lower-case): a conditional request is asked of the memo even
+        while the template renders and hashes.
+        """
         payoff = self._digest_payoff.get((filename, salt))
         remembered_only = False
         if payoff is not None and payoff[0] >= _DIGEST_TRIALS and payoff[1] * 8 < payoff[0]:
             # Hashing this template's arguments has not spared a render in the last
-            # trials (new arguments every request): render and hash the output unless
-            # the memo knows these arguments' ETag (arguments that came before: their
-            # ETag costs nothing and keeps validating), and try the digest now and then.
+            # trials (new arguments every request): render and hash the output, and try
+            # the digest now and then. A revalidation of arguments that came before
+            # keeps the ETag the memo knows (it costs no digest, and it is the one the
+            # client holds): a 304, not the page rendered whole under another ETag.
             payoff[2] += 1
             remembered_only = payoff[2] % _DIGEST_RETRY_EVERY != 0
-            if remembered_only and private:
+            if remembered_only and (
+                private or request_headers is None or not _has_preconditions(request_headers)
+            ):
                 return self._rendered_offer(filename, kwargs, private, fast_gzip=True), payoff
         etag, plan, remembered = self._page_etag(filename, kwargs, salt, remembered_only)
         if etag is None and remembered_only:
@@ -6884,7 +6896,9 @@ class CloudFront:
         exchange = _current_exchange(cm.app)
         private = _personal(exchange)
         salt = self.etag_salt + _script_root(exchange)  # url_for() differs by host and stage
-        offer, payoff = cm._pages._page_offer(filename, kwargs, salt, private)
+        offer, payoff = cm._pages._page_offer(
+            filename, kwargs, salt, private, None if exchange is None else exchange.headers
+        )
         private = private or _personal(exchange)  # rendering may have read who is asking
         response = cm._responder._respond(
             exchange,
