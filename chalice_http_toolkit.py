@@ -4999,7 +4999,8 @@ class _RouteTable:
         """:meth:`match` for a request path (``encoded``: still percent-encoded), remembered.
 
         A table lives as long as the app's routes are unchanged (:func:`_route_table`), so
-        a path's route does too; up to ``_ROUTED_PATHS`` short paths are kept.
+        a path's route does too; up to ``_ROUTED_PATHS`` short paths are kept. The
+        parameters are a copy (the view may change them); ``{}`` is shared: read only.
         """
         key = (path, encoded)
         found = self.paths.get(key, _MISSING)
@@ -5010,7 +5011,7 @@ class _RouteTable:
             found = self.match(segments)
             if len(self.paths) < _ROUTED_PATHS and len(path) <= _ROUTED_PATH_LENGTH:
                 self.paths[key] = found
-        return None if found is None else (found[0], dict(found[1]))
+        return found if found is None or not found[1] else (found[0], dict(found[1]))
 
     def match(self, segments: list[str]) -> tuple[str, dict[str, str]] | None:
         """The route for a request path's (decoded) segments and its parameters, or ``None``."""
@@ -7043,12 +7044,12 @@ def _rest_event(
     query: dict[str, list[str]],
     body: tuple[str | None, bool],
     context: dict[str, Any],
-    stage_variables: Any = None,
 ) -> dict[str, Any]:
-    """The API Gateway REST proxy event Chalice routes; when no route matches, one for
-    :data:`_UNROUTED_RESOURCE_PATH`, which the toolkit's middleware answers with the 404 page.
+    """The API Gateway REST proxy event Chalice routes (of an ALB's); when no route matches,
+    one for :data:`_UNROUTED_RESOURCE_PATH`, which the toolkit's middleware answers with the
+    404 page (:func:`_event_from_v2` builds the same event in one literal).
 
-    ``encoded``: the path is still percent-encoded (Function URLs, ALB); path
+    ``encoded``: the path is still percent-encoded (as an ALB passes it); path
     parameters reach the view decoded, as REST APIs hand them.
     """
     found = table.match_path(path, encoded)
@@ -7066,7 +7067,7 @@ def _rest_event(
         else None,
         "multiValueQueryStringParameters": query or None,
         "pathParameters": captured or None,
-        "stageVariables": stage_variables or None,
+        "stageVariables": None,
         "requestContext": context,
         "body": body[0],
         "isBase64Encoded": body[1],
@@ -7076,7 +7077,10 @@ def _rest_event(
 class _V2Request(
     collections.namedtuple("_V2Request", "method raw_path path encoded headers context http")
 ):
-    """What a payload format 2.0 event asks for, read once for the static door and Chalice."""
+    """What a payload format 2.0 event asks for, read once for the static door and Chalice.
+
+    Made with ``_new_tuple(_V2Request, fields)``: half the time of the generated ``__new__``.
+    """
 
     __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
@@ -7084,9 +7088,12 @@ class _V2Request(
     raw_path: str
     path: str  # without an HTTP API's named stage
     encoded: bool  # the path is still percent-encoded (Function URLs)
-    headers: dict[str, str]  # lower-case names, the cookies array joined in
+    headers: dict[str, str]  # lower-case names, the cookies array joined in; read only
     context: Mapping[str, Any]
     http: Mapping[str, Any]
+
+
+_new_tuple = tuple.__new__
 
 
 def _read_v2(event: Mapping[str, Any]) -> _V2Request:
@@ -7111,17 +7118,19 @@ def _read_v2(event: Mapping[str, Any]) -> _V2Request:
     if cookies:
         if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
             raise _BadEvent("cookies must be a list of strings")
-        headers["cookie"] = "; ".join(cookies)
+        headers = {**headers, "cookie": "; ".join(cookies)}
     # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
     encoded = ".lambda-url." in (context.get("domainName") or "")
-    return _V2Request(http["method"].upper(), raw_path, path, encoded, headers, context, http)
+    return _new_tuple(
+        _V2Request, (http["method"].upper(), raw_path, path, encoded, headers, context, http)
+    )
 
 
 def _lower_string_map(value: Any, field: str) -> dict[str, str]:
     """``_string_map(value, field, lower=True)``, quicker for the lower-case names 2.0 sends.
 
-    One ``join`` checks that every name and value is a string (a ``TypeError`` otherwise)
-    and, when the names are lower case already, a copy replaces the per-header loop.
+    One ``join`` checks that every name and value is a string (a ``TypeError`` otherwise);
+    when the names are lower case already, ``value`` itself is the answer: read only.
     """
     if type(value) is dict:
         try:
@@ -7130,49 +7139,64 @@ def _lower_string_map(value: Any, field: str) -> dict[str, str]:
         except TypeError:
             raise _BadEvent(f"{field} must be an object of strings") from None
         if names.lower() == names:  # (an ASCII lower() is far quicker than islower())
-            return dict(value)
+            return value
     return _string_map(value, field, lower=True)
 
 
 def _event_from_v2(
     event: Mapping[str, Any], table: _RouteTable, request: _V2Request | None = None
 ) -> dict[str, Any]:
-    """A REST event from payload format 2.0 (HTTP API, Function URL)."""
-    if request is None:
-        request = _read_v2(event)
-    context, http, headers = request.context, request.http, request.headers
+    """A REST event from payload format 2.0 (HTTP API, Function URL).
+
+    One literal with what Chalice's ``Request`` and the view read (``multiValueHeaders``
+    neither: it is left out, as ``chalice local`` leaves it out); this is the door's cost.
+    """
+    method, raw_path, path, encoded, headers, context, http = request or _read_v2(event)
     raw_query = event.get("rawQueryString")
-    query: dict[str, list[str]] = {}
+    query: dict[str, list[str]] | None = None
     if isinstance(raw_query, str):
-        for name, value in parse_qsl(raw_query, keep_blank_values=True) if raw_query else ():
-            query.setdefault(name, []).append(value)
+        if raw_query:
+            query = {}
+            for name, value in parse_qsl(raw_query, keep_blank_values=True):
+                query.setdefault(name, []).append(value)
     else:
-        for name, value in _string_map(event.get("queryStringParameters"), "query").items():
-            query[name] = [value]
-    rest_context = {
-        "path": request.raw_path,
-        "stage": context.get("stage") or "$default",
-        "requestId": context.get("requestId"),
-        "domainName": context.get("domainName") or "",
-        "apiId": context.get("apiId"),
-        "accountId": context.get("accountId"),
-        "protocol": http.get("protocol"),
-        "requestTimeEpoch": context.get("timeEpoch"),
-        "identity": {"sourceIp": http.get("sourceIp"), "userAgent": http.get("userAgent")},
-        "authorizer": context.get("authorizer"),
+        query = {
+            name: [value]
+            for name, value in _string_map(event.get("queryStringParameters"), "query").items()
+        }
+    body = event.get("body")
+    if body is not None and not isinstance(body, str):
+        raise _BadEvent("body must be a string")
+    route, captured = table.match_path(path, encoded) or (_UNROUTED_RESOURCE_PATH, None)
+    get = context.get
+    return {
+        "resource": route,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "queryStringParameters": {name: values[-1] for name, values in query.items()}
+        if query
+        else None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": captured or None,
+        "stageVariables": event.get("stageVariables") or None,
+        "requestContext": {
+            "path": raw_path,
+            "stage": get("stage") or "$default",
+            "requestId": get("requestId"),
+            "domainName": get("domainName") or "",
+            "apiId": get("apiId"),
+            "accountId": get("accountId"),
+            "protocol": http.get("protocol"),
+            "requestTimeEpoch": get("timeEpoch"),
+            "identity": {"sourceIp": http.get("sourceIp"), "userAgent": http.get("userAgent")},
+            "authorizer": get("authorizer"),
+            "resourcePath": route,
+            "httpMethod": method,
+        },
+        "body": body or None,
+        "isBase64Encoded": bool(event.get("isBase64Encoded")),
     }
-    return _rest_event(
-        table,
-        request.method,
-        request.path,
-        request.encoded,
-        headers,
-        {name: [value] for name, value in headers.items()},
-        query,
-        _body_of(event),
-        rest_context,
-        event.get("stageVariables"),
-    )
 
 
 _STATIC_DOOR_ATTRIBUTE = "_chalice_http_toolkit_static_door"
@@ -7378,9 +7402,23 @@ def _result_header_pairs(result: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _to_v2(result: Mapping[str, Any]) -> dict[str, Any]:
     """A REST proxy result as payload format 2.0: one ``cookies`` entry per Set-Cookie."""
+    multi = result.get("multiValueHeaders")
+    single = result.get("headers") or {}
+    if not multi and not _sets_cookie(single):
+        # The usual answer: no cookie, no repeated header; Chalice made ``single`` for it.
+        try:
+            "".join(single.values())  # every value a str (Chalice passes others as given)
+        except TypeError:
+            pass
+        else:
+            return {
+                "statusCode": result["statusCode"],
+                "headers": single,
+                "body": result.get("body") or "",
+                "isBase64Encoded": bool(result.get("isBase64Encoded")),
+            }
     headers: dict[str, str] = {}
     cookies = []
-    multi = result.get("multiValueHeaders")
     pairs = _result_header_pairs(result) if multi else (result.get("headers") or {}).items()
     for name, value in pairs:
         if type(value) is not str:
@@ -7583,9 +7621,10 @@ def lambda_handler(
             if kind == "v2":
                 request = _read_v2(event)
                 door = _static_door(app)
-                answered = _static_answer(app, table, request, door) if door[0] else None
-                if answered is not None:
-                    return _v2_response(answered)
+                if door[0] and request.path.startswith(door[0]):
+                    answered = _static_answer(app, table, request, door)
+                    if answered is not None:
+                        return _v2_response(answered)
                 rest = _event_from_v2(event, table, request)
             else:
                 rest = _event_from_alb(event, table)
@@ -7596,7 +7635,8 @@ def lambda_handler(
             return _in_format(
                 kind, event, _plain_response(404, _NOT_FOUND_BODY, "application/json")
             )
-        return _in_format(kind, event, app(rest, context))
+        result = app(rest, context)
+        return _to_v2(result) if kind == "v2" else _in_format(kind, event, result)
 
     return handler
 
