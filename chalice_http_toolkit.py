@@ -7201,12 +7201,14 @@ def _event_from_v2(
 
 _STATIC_DOOR_ATTRIBUTE = "_chalice_http_toolkit_static_door"
 
-# (URL prefixes of the toolkit's static routes, {(path, encoded): (manager, file, Cache-Control)})
-_StaticDoor = tuple[tuple[str, ...], dict[tuple[str, bool], tuple[Any, str, Any]]]
+# (the app's route table, URL prefixes of the toolkit's static routes,
+#  {(path, encoded): (manager, file, Cache-Control)})
+_StaticDoor = tuple[_RouteTable, tuple[str, ...], dict[tuple[str, bool], tuple[Any, str, Any]]]
 
 
 def _static_door(app: Any) -> _StaticDoor:
-    """The prefixes (``/static/``) of the toolkit's static routes that may skip Chalice.
+    """The route table and the prefixes (``/static/``) of the toolkit's static routes that
+    may skip Chalice: one look-up per request for both.
 
     No prefix when the app has an HTTP middleware of its own: it must see every request.
     Made again, with an empty memo of routed paths, when routes or middleware were added.
@@ -7227,7 +7229,7 @@ def _static_door(app: Any) -> _StaticDoor:
         entry = methods.get("GET")
         if entry is not None and hasattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE):
             prefixes.add(route[: route.index("/{") + 1])
-    door: _StaticDoor = (tuple(sorted(prefixes)), {})
+    door: _StaticDoor = (_route_table(app), tuple(sorted(prefixes)), {})
     setattr(app, _STATIC_DOOR_ATTRIBUTE, (key, door))
     return door
 
@@ -7246,9 +7248,7 @@ def _static_route(app: Any, table: _RouteTable, request: _V2Request) -> tuple[An
     return responder, "/".join(captured[name] for name in names), cache_control
 
 
-def _static_answer(
-    app: Any, table: _RouteTable, request: _V2Request, door: _StaticDoor
-) -> Answer | None:
+def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer | None:
     """What the toolkit's static route would answer, without Chalice; ``None``: ask Chalice.
 
     Only a GET/HEAD without a body type for a route of ``register_static_routes`` whose
@@ -7256,7 +7256,7 @@ def _static_answer(
     variants, CORS set on the route, an app whose binary types are not ``*/*``) goes
     through Chalice, which gives the same answer the long way.
     """
-    prefixes, routed = door
+    table, prefixes, routed = door
     if (
         request.method not in ("GET", "HEAD")
         or not request.path.startswith(prefixes)
@@ -7617,17 +7617,16 @@ def lambda_handler(
         if kind == "rest":
             return app(event, context)
         try:
-            table = _route_table(app)
             if kind == "v2":
                 request = _read_v2(event)
                 door = _static_door(app)
-                if door[0] and request.path.startswith(door[0]):
-                    answered = _static_answer(app, table, request, door)
+                if door[1] and request.path.startswith(door[1]):
+                    answered = _static_answer(app, request, door)
                     if answered is not None:
                         return _v2_response(answered)
-                rest = _event_from_v2(event, table, request)
+                rest = _event_from_v2(event, door[0], request)
             else:
-                rest = _event_from_alb(event, table)
+                rest = _event_from_alb(event, _route_table(app))
         except _BadEvent as error:
             logger.error("lambda_handler: malformed %s event: %s", kind, error)
             return _in_format(kind, event, _plain_response(400, f"Bad Request: {error}"))
