@@ -7100,17 +7100,18 @@ def _read_v2(event: Mapping[str, Any]) -> _V2Request:
     """The request of a payload format 2.0 event (HTTP API, Function URL); malformed: raises."""
     context = event.get("requestContext")  # a Mapping: _event_kind checked it
     http = context.get("http")
-    if (type(http) is not dict and not isinstance(http, Mapping)) or type(
-        http.get("method")
-    ) is not str:
+    method = http.get("method") if type(http) is dict or isinstance(http, Mapping) else None
+    if type(method) is not str:
         raise _BadEvent("requestContext.http.method is missing")
-    raw_path = event.get("rawPath", http.get("path"))
+    raw_path = event.get("rawPath", _MISSING)
+    if raw_path is _MISSING:
+        raw_path = http.get("path")
     if not isinstance(raw_path, str) or not raw_path.startswith("/"):
         raise _BadEvent("rawPath must be a path")
-    stage = context.get("stage") or "$default"
+    stage = context.get("stage")
     path = raw_path
     # An HTTP API's named stage (not $default) leads rawPath; routes do not have it.
-    if stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+    if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
         path = path[len(stage) + 1 :] or "/"
     # Repeated headers arrive joined with commas already.
     headers = _lower_string_map(event.get("headers"), "headers")
@@ -7121,9 +7122,7 @@ def _read_v2(event: Mapping[str, Any]) -> _V2Request:
         headers = {**headers, "cookie": "; ".join(cookies)}
     # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
     encoded = ".lambda-url." in (context.get("domainName") or "")
-    return _new_tuple(
-        _V2Request, (http["method"].upper(), raw_path, path, encoded, headers, context, http)
-    )
+    return _new_tuple(_V2Request, (method.upper(), raw_path, path, encoded, headers, context, http))
 
 
 def _lower_string_map(value: Any, field: str) -> dict[str, str]:
