@@ -102,7 +102,9 @@ def test_peers_bench_runs_where_the_peers_are_installed(peers, tmp_path: Path) -
         assert results["rows"][name]["ours"] > 0, name
         assert results["rows"][name]["flask"] > 0, name
         assert results["rows"][name]["starlette"] > 0, name
-    assert "| static 304 via Function URL |" in peers.markdown(results)
+    table = peers.markdown(results)
+    assert "| static 304 via Function URL |" in table
+    assert f"| {peers.OVER_REST} | " in table
 
 
 def test_the_cold_start_task_of_ours_ships_the_prepared_templates(peers, tmp_path: Path) -> None:
