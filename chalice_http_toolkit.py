@@ -7113,8 +7113,20 @@ def _read_v2(event: Mapping[str, Any]) -> _V2Request:
     # An HTTP API's named stage (not $default) leads rawPath; routes do not have it.
     if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
         path = path[len(stage) + 1 :] or "/"
-    # Repeated headers arrive joined with commas already.
-    headers = _lower_string_map(event.get("headers"), "headers")
+    # Repeated headers arrive joined with commas already, names in lower case: then the
+    # event's own dict is the answer (read only); two joins check every name and value is
+    # a str (a TypeError otherwise), an ASCII lower() that the names are lower case.
+    headers = event.get("headers")
+    if type(headers) is dict:
+        try:
+            names = "\n".join(headers)
+            "".join(headers.values())
+        except TypeError:
+            raise _BadEvent("headers must be an object of strings") from None
+        if names.lower() != names:
+            headers = _string_map(headers, "headers", lower=True)
+    else:
+        headers = _string_map(headers, "headers", lower=True)
     cookies = event.get("cookies")
     if cookies:
         if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
@@ -7123,23 +7135,6 @@ def _read_v2(event: Mapping[str, Any]) -> _V2Request:
     # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
     encoded = ".lambda-url." in (context.get("domainName") or "")
     return _new_tuple(_V2Request, (method.upper(), raw_path, path, encoded, headers, context, http))
-
-
-def _lower_string_map(value: Any, field: str) -> dict[str, str]:
-    """``_string_map(value, field, lower=True)``, quicker for the lower-case names 2.0 sends.
-
-    One ``join`` checks that every name and value is a string (a ``TypeError`` otherwise);
-    when the names are lower case already, ``value`` itself is the answer: read only.
-    """
-    if type(value) is dict:
-        try:
-            names = "\n".join(value)
-            "".join(value.values())
-        except TypeError:
-            raise _BadEvent(f"{field} must be an object of strings") from None
-        if names.lower() == names:  # (an ASCII lower() is far quicker than islower())
-            return value
-    return _string_map(value, field, lower=True)
 
 
 def _event_from_v2(
