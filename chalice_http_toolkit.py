@@ -7088,7 +7088,7 @@ class _V2Request(
     raw_path: str
     path: str  # without an HTTP API's named stage
     encoded: bool  # the path is still percent-encoded (Function URLs)
-    headers: dict[str, str]  # lower-case names, the cookies array joined in; read only
+    headers: dict[str, str]  # as sent (lower-case names), the cookies array joined in; read only
     context: Mapping[str, Any]
     http: Mapping[str, Any]
 
@@ -7113,20 +7113,17 @@ def _read_v2(event: Mapping[str, Any]) -> _V2Request:
     # An HTTP API's named stage (not $default) leads rawPath; routes do not have it.
     if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
         path = path[len(stage) + 1 :] or "/"
-    # Repeated headers arrive joined with commas already, names in lower case: then the
-    # event's own dict is the answer (read only); two joins check every name and value is
-    # a str (a TypeError otherwise), an ASCII lower() that the names are lower case.
+    # Repeated headers arrive joined with commas already, names in lower case (Chalice
+    # lower-cases them anyway; the static door checks). The event's own dict goes on, read
+    # only: one join checks every value is a str (a JSON object's names always are).
     headers = event.get("headers")
     if type(headers) is dict:
         try:
-            names = "\n".join(headers)
             "".join(headers.values())
         except TypeError:
             raise _BadEvent("headers must be an object of strings") from None
-        if names.lower() != names:
-            headers = _string_map(headers, "headers", lower=True)
     else:
-        headers = _string_map(headers, "headers", lower=True)
+        headers = _string_map(headers, "headers")
     cookies = event.get("cookies")
     if cookies:
         if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
@@ -7251,10 +7248,17 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
     through Chalice, which gives the same answer the long way.
     """
     table, prefixes, routed = door
+    if request.method not in ("GET", "HEAD") or not request.path.startswith(prefixes):
+        return None
+    headers = request.headers
+    try:
+        names = "\n".join(headers)
+    except TypeError:
+        raise _BadEvent("headers must be an object of strings") from None
+    if names.lower() != names:  # (an ASCII lower() is far quicker than islower())
+        headers = _string_map(headers, "headers", lower=True)
     if (
-        request.method not in ("GET", "HEAD")
-        or not request.path.startswith(prefixes)
-        or "content-type" in request.headers  # Chalice checks it against the route
+        "content-type" in headers  # Chalice checks it against the route
         or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
     ):
         return None
@@ -7285,7 +7289,7 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
             return None
         return _answer(
             request.method,
-            request.headers,
+            headers,
             _static_offer(snapshot, snapshot.content_type),
             200,
             None,

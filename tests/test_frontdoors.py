@@ -545,6 +545,19 @@ def test_the_event_is_left_as_it_came():
     assert event == before
 
 
+def test_header_names_in_capitals_through_payload_2(front_app):
+    # AWS sends 2.0 names in lower case; another caller may not. Both ways answer alike.
+    handler = lambda_handler(front_app)
+    for path in ("/static/css/site.css", "/page/about"):  # the static door, and Chalice
+        first = handler(v2_event("GET", path), lambda_context())
+        again = v2_event("GET", path)
+        again["headers"]["If-None-Match"] = first["headers"]["ETag"]
+        assert handler(again, lambda_context())["statusCode"] == 304, path
+    echo = v2_event("GET", "/echo")
+    echo["headers"]["X-Capital"] = "1"
+    assert "x-capital" in json.loads(handler(echo, lambda_context())["body"])["headers"]
+
+
 def test_a_2_0_event_with_query_string_parameters_only():
     event = v2_event("GET", "/seen?a=1&b=x")
     del event["rawQueryString"]
