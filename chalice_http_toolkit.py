@@ -7077,7 +7077,7 @@ def _rest_event(
 class _V2Request(
     collections.namedtuple("_V2Request", "method raw_path path encoded headers context http")
 ):
-    """What a payload format 2.0 event asks for, read once for the static door and Chalice.
+    """What a payload format 2.0 event under a static prefix asks for, read for the static door.
 
     Made with ``_new_tuple(_V2Request, fields)``: half the time of the generated ``__new__``.
     """
@@ -7096,22 +7096,32 @@ class _V2Request(
 _new_tuple = tuple.__new__
 
 
-def _read_v2(event: Mapping[str, Any]) -> _V2Request:
-    """The request of a payload format 2.0 event (HTTP API, Function URL); malformed: raises."""
+def _event_from_v2(
+    event: Mapping[str, Any], table: _RouteTable, static: tuple[str, ...] = ()
+) -> dict[str, Any] | _V2Request:
+    """The REST event Chalice routes for a payload format 2.0 event (HTTP API, Function URL);
+    malformed: raises :class:`_BadEvent`. A GET or HEAD under one of the ``static`` prefixes
+    (the static door's) comes back as the :class:`_V2Request` the door reads instead.
+
+    This is the door's cost: the event is read once and the REST event built in one literal
+    with what Chalice's ``Request`` and the view read (no ``multiValueHeaders``: neither
+    reads it, and ``chalice local`` leaves it out too).
+    """
     context = event.get("requestContext")  # a Mapping: _event_kind checked it
     http = context.get("http")
     method = http.get("method") if type(http) is dict or isinstance(http, Mapping) else None
     if type(method) is not str:
         raise _BadEvent("requestContext.http.method is missing")
+    method = method.upper()
     raw_path = event.get("rawPath", _MISSING)
     if raw_path is _MISSING:
         raw_path = http.get("path")
     if not isinstance(raw_path, str) or not raw_path.startswith("/"):
         raise _BadEvent("rawPath must be a path")
-    stage = context.get("stage")
+    stage = context.get("stage") or "$default"
     path = raw_path
     # An HTTP API's named stage (not $default) leads rawPath; routes do not have it.
-    if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+    if stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
         path = path[len(stage) + 1 :] or "/"
     # Repeated headers arrive joined with commas already, names in lower case (Chalice
     # lower-cases them anyway; the static door checks). The event's own dict goes on, read
@@ -7130,19 +7140,10 @@ def _read_v2(event: Mapping[str, Any]) -> _V2Request:
             raise _BadEvent("cookies must be a list of strings")
         headers = {**headers, "cookie": "; ".join(cookies)}
     # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
-    encoded = ".lambda-url." in (context.get("domainName") or "")
-    return _new_tuple(_V2Request, (method.upper(), raw_path, path, encoded, headers, context, http))
-
-
-def _event_from_v2(
-    event: Mapping[str, Any], table: _RouteTable, request: _V2Request | None = None
-) -> dict[str, Any]:
-    """A REST event from payload format 2.0 (HTTP API, Function URL).
-
-    One literal with what Chalice's ``Request`` and the view read (``multiValueHeaders``
-    neither: it is left out, as ``chalice local`` leaves it out); this is the door's cost.
-    """
-    method, raw_path, path, encoded, headers, context, http = request or _read_v2(event)
+    domain = context.get("domainName") or ""
+    encoded = ".lambda-url." in domain
+    if static and path.startswith(static) and method in ("GET", "HEAD"):
+        return _new_tuple(_V2Request, (method, raw_path, path, encoded, headers, context, http))
     raw_query = event.get("rawQueryString")
     query: dict[str, list[str]] | None = None
     if isinstance(raw_query, str):
@@ -7173,9 +7174,9 @@ def _event_from_v2(
         "stageVariables": event.get("stageVariables") or None,
         "requestContext": {
             "path": raw_path,
-            "stage": get("stage") or "$default",
+            "stage": stage,
             "requestId": get("requestId"),
-            "domainName": get("domainName") or "",
+            "domainName": domain,
             "apiId": get("apiId"),
             "accountId": get("accountId"),
             "protocol": http.get("protocol"),
@@ -7616,13 +7617,13 @@ def lambda_handler(
             return app(event, context)
         try:
             if kind == "v2":
-                request = _read_v2(event)
                 door = _static_door(app)
-                if door[1] and request.path.startswith(door[1]):
-                    answered = _static_answer(app, request, door)
+                rest = _event_from_v2(event, door[0], door[1])
+                if type(rest) is _V2Request:  # under a static prefix: the door may answer
+                    answered = _static_answer(app, rest, door)
                     if answered is not None:
                         return _v2_response(answered)
-                rest = _event_from_v2(event, door[0], request)
+                    rest = _event_from_v2(event, door[0])
             else:
                 rest = _event_from_alb(event, _route_table(app))
         except _BadEvent as error:
