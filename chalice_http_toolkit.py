@@ -7591,7 +7591,9 @@ def lambda_handler(
     secrets = _origin_secrets(origin_secret)
 
     def handler(event: Any, context: Any) -> dict[str, Any]:
-        kind = _event_kind(event)
+        # A Function URL's or HTTP API's event as the runtime hands it, known at once.
+        v2 = type(event) is dict and event.get("version") == "2.0"
+        kind = "v2" if v2 and type(event.get("requestContext")) is dict else _event_kind(event)
         if kind is None:
             logger.error(
                 "lambda_handler: not an HTTP event of API Gateway, a Function URL or an ALB "
