@@ -656,6 +656,30 @@ def test_origin_secret_admits_cloudfront_and_hides_the_header(front_app, door):
     assert "x-origin-verify" not in json.loads(got.body)["headers"]
 
 
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"x-origin-verify": SECRET}, 200),
+        ({"X-Origin-Verify": SECRET}, 200),
+        ({"x-origin-verify": SECRET, "X-ORIGIN-VERIFY": SECRET}, 200),
+        ({"x-origin-verify": "wrong-secret-0123456789", "X-Origin-Verify": SECRET}, 200),
+        ({"x-origin-verify": SECRET[:-1] + "!"}, 403),
+        ({"x-origin-verify": "caf\u00e9-" + SECRET}, 403),
+    ],
+    ids=["lower", "capitals", "both", "one-of-two", "wrong", "not-ascii"],
+)
+def test_origin_secret_in_any_spelling_through_payload_2(front_app, headers, status):
+    handler = toolkit.lambda_handler(front_app, origin_secret=SECRET)
+    event = v2_event("GET", "/echo")
+    event["headers"].update(headers)
+    before = json.loads(json.dumps(event))
+    result = handler(event, lambda_context())
+    assert result["statusCode"] == status
+    if status == 200:
+        assert not [h for h in json.loads(result["body"])["headers"] if "origin" in h]
+    assert event == before
+
+
 def test_origin_secret_from_the_environment_with_rotation(front_app, monkeypatch):
     old, new = "old-secret-0123456789abcdef", "new-secret-0123456789abcdef"
     monkeypatch.setenv(toolkit.ORIGIN_SECRET_ENV, f"{new}, {old}")
