@@ -12,9 +12,10 @@ one's own Lambda handler.
 The rows are those of issue 22: the catalogue page with new arguments on every
 request (without and with ``Accept-Encoding: gzip``), a static 304 through REST
 and through a Function URL, a static 200 through a Function URL, the bare route
-through a Function URL, and the first page after a cold start under the Lambda
-Runtime Interface Emulator (``aws-lambda-rie`` from ``.venv-tools`` running
-``awslambdaric``, as ``tests/rie.py`` runs it), for each variant. Medians of many
+through a Function URL (and its difference to the same request as a REST event,
+measured again in that row, interleaved), and the first page after a cold start
+under the Lambda Runtime Interface Emulator (``aws-lambda-rie`` from ``.venv-tools``
+running ``awslambdaric``, as ``tests/rie.py`` runs it), for each variant. Medians of many
 interleaved requests; read the ratios, not the microseconds. Nothing here fails
 on a slow number.
 
