@@ -36,6 +36,7 @@ import os
 import re
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn, Union
 from urllib.parse import parse_qsl, unquote, unquote_plus  # loaded by chalice already
@@ -170,11 +171,22 @@ def _on_lambda() -> bool:
     return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
 
 
+def _blake2b() -> Any:
+    """A 128-bit blake2b hasher: ``hashlib.blake2b``, imported from where hashlib takes it.
+
+    hashlib prefers CPython's built-in blake2 to OpenSSL's; importing hashlib itself
+    loads OpenSSL (milliseconds of a cold start) for nothing.
+    """
+    try:
+        from _blake2 import blake2b
+    except ImportError:  # a Python without CPython's module
+        from hashlib import blake2b
+    return blake2b(digest_size=16)
+
+
 def _digest(*parts: bytes) -> str:
     """Hex digest of ``parts``: blake2b, 128 bits, identical in every process."""
-    import hashlib  # deferred: hashlib loads OpenSSL, which a cold start may not need
-
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = _blake2b()
     for part in parts:
         hasher.update(part)
     return hasher.hexdigest()
@@ -1294,23 +1306,32 @@ class _SessionSigner:
     """Signs and verifies session cookies: ``payload.timestamp.signature`` (base64url).
 
     The signature is HMAC-SHA256 over ``payload.timestamp`` with a key derived
-    from each secret; the newest secret signs, every one verifies (rotation).
+    from each secret; the newest secret signs, every one verifies (rotation). The
+    keys are derived on first use: ``hmac`` loads OpenSSL, which a cold start whose
+    first request has no session does not need.
     """
 
     def __init__(
         self, secret_keys: list[bytes], max_age: int, cookie_name: str = "session"
     ) -> None:
-        import hashlib
-        import hmac
-
-        self._hmac = hmac
-        self._sha256 = hashlib.sha256
-        self.keys = [hmac.new(key, _SESSION_SALT, hashlib.sha256).digest() for key in secret_keys]
+        self._secrets = secret_keys
+        self._keys: list[bytes] | None = None
         self.max_age = max_age
         self.cookie_name = cookie_name
 
+    @property
+    def keys(self) -> list[bytes]:
+        """The signing keys, newest first: HMAC-SHA256 of the salt under each secret."""
+        if self._keys is None:
+            import hmac
+
+            self._keys = [hmac.digest(key, _SESSION_SALT, "sha256") for key in self._secrets]
+        return self._keys
+
     def _signature(self, key: bytes, message: bytes) -> bytes:
-        return self._hmac.new(key, message, self._sha256).digest()
+        import hmac
+
+        return hmac.digest(key, message, "sha256")
 
     @staticmethod
     def payload(data: Mapping[str, Any]) -> bytes:
@@ -1329,6 +1350,8 @@ class _SessionSigner:
 
     def verify(self, cookie: str, now: float) -> dict[str, Any] | None:
         """The session a cookie carries; ``None`` (and a log line) when it is not one of ours."""
+        import hmac
+
         try:
             raw = cookie.encode("ascii")
         except UnicodeEncodeError:
@@ -1340,7 +1363,7 @@ class _SessionSigner:
         except (binascii.Error, ValueError):
             signature = b""
         if not any(
-            self._hmac.compare_digest(self._signature(key, message), signature) for key in self.keys
+            hmac.compare_digest(self._signature(key, message), signature) for key in self.keys
         ):
             logger.warning("session cookie refused: bad signature (tampered, or another key)")
             return None
@@ -2036,12 +2059,11 @@ def _gzip_file(path: str, digest: str, size: int) -> bytes | None:
     no longer hash to ``digest`` (the file changed since its ETag was taken).
     Memory: one chunk and the output so far, never the whole file.
     """
-    import hashlib
     import zlib
 
     limit = min(size, _LARGEST_LAMBDA_BODY)
     compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 15)  # a gzip wrapper
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = _blake2b()
     pieces: list[bytes] = []
     produced = 0
     with open(path, "rb") as handle:
@@ -2102,9 +2124,7 @@ class StaticFile:
                 head = body[:_HEAD_BYTES]
                 size = len(body)
             else:  # hash it in chunks: a large file is never held whole
-                import hashlib
-
-                hasher = hashlib.blake2b(digest_size=16)
+                hasher = _blake2b()
                 head = handle.read(_HEAD_BYTES)
                 hasher.update(head)
                 size = len(head)
@@ -5315,8 +5335,6 @@ class _Pages:
 
     def _make_page_plan(self, filename: str, salt: str) -> _PagePlan:
         """What serving ``filename`` needs besides its arguments (see :class:`_PagePlan`)."""
-        import hashlib
-
         deps = self.template_dependencies(filename)
         impure, values = _template_helpers(self.env, deps, self._own_globals)
         content_type = _template_content_type(filename)
@@ -5331,7 +5349,7 @@ class _Pages:
                 static_file = static_files.get(relpath.lstrip("/"))
                 parts.append(f"{relpath}={static_file.digest if static_file else '-'}")
             statics = "\0".join(parts)
-        hasher = hashlib.blake2b(digest_size=16)
+        hasher = _blake2b()
         for part in (
             f"t2\0{__version__}\0{len(filename)}:{filename}\0{salt}\0{self.statics.static_prefix}\0"
             f"{self.statics.images.widths}\0",
@@ -6352,14 +6370,16 @@ def _bind_delegates(manager: Any) -> None:
     """Put the parts' bound methods on ``manager`` itself (a non-data descriptor yields to them).
 
     Only methods: a property (``session``) or a value (``static_prefix``) is read
-    from its part every time.
+    from its part every time. (The class dictionaries are read directly, as
+    ``inspect.getattr_static`` would: importing inspect costs milliseconds of a cold start.)
     """
-    import inspect
-
     for name, delegate in vars(type(manager)).items():
-        if isinstance(delegate, _Delegate) and inspect.isfunction(
-            inspect.getattr_static(delegate.part, name, None)
-        ):
+        if not isinstance(delegate, _Delegate):
+            continue
+        found = next(
+            (vars(klass)[name] for klass in delegate.part.__mro__ if name in vars(klass)), None
+        )
+        if isinstance(found, types.FunctionType):
             manager.__dict__[name] = delegate.__get__(manager)
 
 
