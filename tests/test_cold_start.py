@@ -172,3 +172,14 @@ def test_an_unprepared_cold_start_still_answers_the_warm_etag(lib: Path) -> None
 
     assert answer["status"] == 304 and answer["etag"] == etag
     assert "jinja2" in answer["imported"]  # nothing prepared: the templates are parsed
+
+
+def test_the_digest_taken_without_hashlib_is_hashlibs_blake2b() -> None:
+    import hashlib
+
+    import chalice_http_toolkit as cht
+
+    for data in (b"", b"x", bytes(range(256)) * 1000):
+        expected = hashlib.blake2b(data, digest_size=16).hexdigest()
+        assert cht._digest(data) == expected
+        assert cht._digest(data[:7], data[7:]) == expected
