@@ -811,7 +811,7 @@ def prepare_templates(project: Path, interpreter: str) -> list[Path]:
 
 def _prepare_command() -> str:
     """How the user runs ``prepare`` from the project's directory."""
-    return f"{PROG} prepare" if INSTALLED else f"python {HERE / 'cli.py'} prepare"
+    return f"{PROG} prepare" if INSTALLED else f"python {PROG} prepare"
 
 
 def _relative(path: Path, project: Path) -> str:
