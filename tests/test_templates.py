@@ -570,6 +570,41 @@ def test_prepare_keeps_the_sections_of_other_template_folders(project):
     assert "page.html" in data["templates"]["templates"]["entries"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "page.html",
+        "./page.html",
+        "sub/inner.html",
+        "sub//inner.html",
+        "sub/./inner.html",
+        "crlf.html",
+        "sub\\back.html",
+        "missing.html",
+        "../outside.html",
+        "sub/../page.html",
+        "sub",
+    ],
+)
+def test_a_template_read_without_jinja2_is_what_its_filesystem_loader_reads(tmp_path, name):
+    import jinja2
+
+    from chalice_http_toolkit import _template_source
+
+    templates = tmp_path / "templates"
+    (templates / "sub").mkdir(parents=True)
+    (templates / "page.html").write_text("<p>{{ x }}</p>\n")
+    (templates / "sub" / "inner.html").write_text("inner é")
+    (templates / "sub\\back.html").write_text("a backslash is a character here")
+    (templates / "crlf.html").write_bytes(b"line one\r\nline two\r\n")
+    (tmp_path / "outside.html").write_text("outside")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)))
+
+    assert _template_source(None, str(templates), name) == _template_source(
+        env, str(templates), name
+    )
+
+
 # Before its environment is made (a cold start's 304), a manager plans a page from the
 # prepared file alone: the plan must be the one it makes once Jinja2 is imported.
 HELPER_TEMPLATES = {
