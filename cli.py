@@ -614,6 +614,91 @@ def _move_into_project(tree: Path, saved: Path, project: Path, relpaths: list[st
 
 
 # ---------------------------------------------------------------------------
+# `prepare`: the templates parsed and compiled before deploying
+# ---------------------------------------------------------------------------
+
+#: The project's copy of the module and its templates, relative to the project.
+PROJECT_MODULE = "chalicelib/chalice_http_toolkit.py"
+PROJECT_TEMPLATES = "chalicelib/templates"
+
+#: What the project's Python runs: the copy's ``prepare_deployment`` (exit codes below).
+PREPARE_SCRIPT = """\
+import importlib.util, logging, sys
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+for needed, code in (("jinja2", 10), ("chalice", 11)):
+    if importlib.util.find_spec(needed) is None:
+        raise SystemExit(code)
+spec = importlib.util.spec_from_file_location("chalice_http_toolkit", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["chalice_http_toolkit"] = module
+spec.loader.exec_module(module)
+print(module.prepare_deployment(sys.argv[2]))
+"""
+_PREPARE_MISSING = {10: "Jinja2", 11: "Chalice"}
+PREPARE_TIMEOUT = 300.0
+
+
+class PrepareError(Exception):
+    """The project's Python could not prepare the templates (the message says why)."""
+
+
+def prepare_templates(project: Path, interpreter: str) -> list[Path]:
+    """Run the project's module's ``prepare_deployment`` with ``interpreter``; the files written.
+
+    A subprocess: this program is standard library only, the module needs Chalice and
+    Jinja2, which the Python that deploys the project has.
+    """
+    module = project / PROJECT_MODULE
+    templates = project / PROJECT_TEMPLATES
+    if not module.is_file() or not templates.is_dir():
+        raise PrepareError(f"{project} has no {PROJECT_MODULE} and {PROJECT_TEMPLATES}/")
+    command = [interpreter, "-c", PREPARE_SCRIPT, str(module), str(templates)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=PREPARE_TIMEOUT, check=False
+        )
+    except OSError as error:
+        raise PrepareError(f"cannot run {interpreter}: {error.strerror or error}") from None
+    except subprocess.TimeoutExpired:
+        raise PrepareError(f"{interpreter} took over {PREPARE_TIMEOUT:.0f} s") from None
+    sys.stderr.write(done.stderr)  # the templates that do not compile, if any
+    missing = _PREPARE_MISSING.get(done.returncode)
+    if missing is not None:
+        raise PrepareError(
+            f"{missing} is not installed for {interpreter}: install it there "
+            f"(`{interpreter} -m pip install {missing.lower()}`) or pass --interpreter "
+            "the Python that deploys the project"
+        )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise PrepareError(f"{interpreter} exited with code {done.returncode}")
+    written = Path(lines[-1])
+    return [written, written.with_name(written.name + ".bytecode")]
+
+
+def _prepare_command() -> str:
+    """How the user runs ``prepare`` from the project's directory."""
+    return f"{PROG} prepare" if INSTALLED else f"python {PROG} prepare"
+
+
+def _relative(path: Path, project: Path) -> str:
+    return Path(os.path.relpath(path, project)).as_posix()
+
+
+def command_prepare(args: argparse.Namespace) -> int:
+    """Parse and compile the project's templates now, so that no cold start does."""
+    project = Path(args.path)
+    try:
+        written = prepare_templates(project, args.interpreter)
+    except PrepareError as error:
+        _say(f"prepare: {error}")
+        return EXIT_PREPARE_FAILED
+    for path in written:
+        print(f"  prepare   {_relative(path, project)}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
 # `setup`
 # ---------------------------------------------------------------------------
 
@@ -744,91 +829,6 @@ def _print_next_steps(
         "  No API Gateway charge: chalice package --merge-template "
         f"{FUNCTION_URL_MERGE_FILENAME} ({DOCS}/front-doors.md)"
     )
-
-
-# ---------------------------------------------------------------------------
-# `prepare`: the templates parsed and compiled before deploying
-# ---------------------------------------------------------------------------
-
-#: The project's copy of the module and its templates, relative to the project.
-PROJECT_MODULE = "chalicelib/chalice_http_toolkit.py"
-PROJECT_TEMPLATES = "chalicelib/templates"
-
-#: What the project's Python runs: the copy's ``prepare_deployment`` (exit codes below).
-PREPARE_SCRIPT = """\
-import importlib.util, logging, sys
-logging.basicConfig(level=logging.WARNING, format="%(message)s")
-for needed, code in (("jinja2", 10), ("chalice", 11)):
-    if importlib.util.find_spec(needed) is None:
-        raise SystemExit(code)
-spec = importlib.util.spec_from_file_location("chalice_http_toolkit", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-sys.modules["chalice_http_toolkit"] = module
-spec.loader.exec_module(module)
-print(module.prepare_deployment(sys.argv[2]))
-"""
-_PREPARE_MISSING = {10: "Jinja2", 11: "Chalice"}
-PREPARE_TIMEOUT = 300.0
-
-
-class PrepareError(Exception):
-    """The project's Python could not prepare the templates (the message says why)."""
-
-
-def prepare_templates(project: Path, interpreter: str) -> list[Path]:
-    """Run the project's module's ``prepare_deployment`` with ``interpreter``; the files written.
-
-    A subprocess: this program is standard library only, the module needs Chalice and
-    Jinja2, which the Python that deploys the project has.
-    """
-    module = project / PROJECT_MODULE
-    templates = project / PROJECT_TEMPLATES
-    if not module.is_file() or not templates.is_dir():
-        raise PrepareError(f"{project} has no {PROJECT_MODULE} and {PROJECT_TEMPLATES}/")
-    command = [interpreter, "-c", PREPARE_SCRIPT, str(module), str(templates)]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=PREPARE_TIMEOUT, check=False
-        )
-    except OSError as error:
-        raise PrepareError(f"cannot run {interpreter}: {error.strerror or error}") from None
-    except subprocess.TimeoutExpired:
-        raise PrepareError(f"{interpreter} took over {PREPARE_TIMEOUT:.0f} s") from None
-    sys.stderr.write(done.stderr)  # the templates that do not compile, if any
-    missing = _PREPARE_MISSING.get(done.returncode)
-    if missing is not None:
-        raise PrepareError(
-            f"{missing} is not installed for {interpreter}: install it there "
-            f"(`{interpreter} -m pip install {missing.lower()}`) or pass --interpreter "
-            "the Python that deploys the project"
-        )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise PrepareError(f"{interpreter} exited with code {done.returncode}")
-    written = Path(lines[-1])
-    return [written, written.with_name(written.name + ".bytecode")]
-
-
-def _prepare_command() -> str:
-    """How the user runs ``prepare`` from the project's directory."""
-    return f"{PROG} prepare" if INSTALLED else f"python {PROG} prepare"
-
-
-def _relative(path: Path, project: Path) -> str:
-    return Path(os.path.relpath(path, project)).as_posix()
-
-
-def command_prepare(args: argparse.Namespace) -> int:
-    """Parse and compile the project's templates now, so that no cold start does."""
-    project = Path(args.path)
-    try:
-        written = prepare_templates(project, args.interpreter)
-    except PrepareError as error:
-        _say(f"prepare: {error}")
-        return EXIT_PREPARE_FAILED
-    for path in written:
-        print(f"  prepare   {_relative(path, project)}")
-    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------
