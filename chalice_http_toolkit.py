@@ -33,9 +33,11 @@ import json
 import logging
 import marshal
 import os
+import posixpath
 import re
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn, Union
 from urllib.parse import parse_qsl, unquote, unquote_plus  # loaded by chalice already
@@ -170,11 +172,22 @@ def _on_lambda() -> bool:
     return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
 
 
+def _blake2b() -> Any:
+    """A 128-bit blake2b hasher: ``hashlib.blake2b``, imported from where hashlib takes it.
+
+    hashlib prefers CPython's built-in blake2 to OpenSSL's; importing hashlib itself
+    loads OpenSSL (milliseconds of a cold start) for nothing.
+    """
+    try:  # (``import … as``: ``from _blake2 import`` costs 0.5 µs a call, this 0.05)
+        import _blake2 as blake2
+    except ImportError:  # a Python without CPython's module
+        import hashlib as blake2
+    return blake2.blake2b(digest_size=16)
+
+
 def _digest(*parts: bytes) -> str:
     """Hex digest of ``parts``: blake2b, 128 bits, identical in every process."""
-    import hashlib  # deferred: hashlib loads OpenSSL, which a cold start may not need
-
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = _blake2b()
     for part in parts:
         hasher.update(part)
     return hasher.hexdigest()
@@ -1294,23 +1307,32 @@ class _SessionSigner:
     """Signs and verifies session cookies: ``payload.timestamp.signature`` (base64url).
 
     The signature is HMAC-SHA256 over ``payload.timestamp`` with a key derived
-    from each secret; the newest secret signs, every one verifies (rotation).
+    from each secret; the newest secret signs, every one verifies (rotation). The
+    keys are derived on first use: ``hmac`` loads OpenSSL, which a cold start whose
+    first request has no session does not need.
     """
 
     def __init__(
         self, secret_keys: list[bytes], max_age: int, cookie_name: str = "session"
     ) -> None:
-        import hashlib
-        import hmac
-
-        self._hmac = hmac
-        self._sha256 = hashlib.sha256
-        self.keys = [hmac.new(key, _SESSION_SALT, hashlib.sha256).digest() for key in secret_keys]
+        self._secrets = secret_keys
+        self._keys: list[bytes] | None = None
         self.max_age = max_age
         self.cookie_name = cookie_name
 
+    @property
+    def keys(self) -> list[bytes]:
+        """The signing keys, newest first: HMAC-SHA256 of the salt under each secret."""
+        if self._keys is None:
+            import hmac
+
+            self._keys = [hmac.digest(key, _SESSION_SALT, "sha256") for key in self._secrets]
+        return self._keys
+
     def _signature(self, key: bytes, message: bytes) -> bytes:
-        return self._hmac.new(key, message, self._sha256).digest()
+        import hmac
+
+        return hmac.digest(key, message, "sha256")
 
     @staticmethod
     def payload(data: Mapping[str, Any]) -> bytes:
@@ -1329,6 +1351,8 @@ class _SessionSigner:
 
     def verify(self, cookie: str, now: float) -> dict[str, Any] | None:
         """The session a cookie carries; ``None`` (and a log line) when it is not one of ours."""
+        import hmac
+
         try:
             raw = cookie.encode("ascii")
         except UnicodeEncodeError:
@@ -1340,7 +1364,7 @@ class _SessionSigner:
         except (binascii.Error, ValueError):
             signature = b""
         if not any(
-            self._hmac.compare_digest(self._signature(key, message), signature) for key in self.keys
+            hmac.compare_digest(self._signature(key, message), signature) for key in self.keys
         ):
             logger.warning("session cookie refused: bad signature (tampered, or another key)")
             return None
@@ -2036,12 +2060,11 @@ def _gzip_file(path: str, digest: str, size: int) -> bytes | None:
     no longer hash to ``digest`` (the file changed since its ETag was taken).
     Memory: one chunk and the output so far, never the whole file.
     """
-    import hashlib
     import zlib
 
     limit = min(size, _LARGEST_LAMBDA_BODY)
     compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 15)  # a gzip wrapper
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = _blake2b()
     pieces: list[bytes] = []
     produced = 0
     with open(path, "rb") as handle:
@@ -2102,9 +2125,7 @@ class StaticFile:
                 head = body[:_HEAD_BYTES]
                 size = len(body)
             else:  # hash it in chunks: a large file is never held whole
-                import hashlib
-
-                hasher = hashlib.blake2b(digest_size=16)
+                hasher = _blake2b()
                 head = handle.read(_HEAD_BYTES)
                 hasher.update(head)
                 size = len(head)
@@ -2719,6 +2740,25 @@ def _template_helpers(env: Any, deps: _TemplateDeps, own: Mapping[str, Any]) -> 
     return impure, tuple(values)
 
 
+def _default_template_helpers(
+    deps: _TemplateDeps, own: Iterable[str], jinja_globals: Iterable[str]
+) -> bool:
+    """:func:`_template_helpers`'s verdict for the environment a manager makes, without Jinja2.
+
+    That environment has Jinja2's own globals (``jinja_globals``, as the build
+    recorded them), filters and tests, and the toolkit's ``own`` globals: no value
+    globals, nothing the site registered.
+    """
+    own = frozenset(own)
+    jinja_globals = frozenset(jinja_globals) - own
+    for name in deps.names:
+        if name in _REQUEST_TEMPLATE_NAMES and name in own:
+            return True
+        if name in _VOLATILE_TEMPLATE_NAMES and name in jinja_globals:
+            return True
+    return any(name in _VOLATILE_TEMPLATE_NAMES for name in (*deps.filters, *deps.tests))
+
+
 # A template engine's suffixes, looked through to the type the output has.
 _TEMPLATE_SUFFIXES = (".jinja2", ".jinja", ".j2", ".tmpl")
 
@@ -2867,8 +2907,10 @@ def prepare_deployment(
     under ``templates_dir`` relative to that file. ``environment``: the site's
     ``cm.env`` when it registers filters or extensions (else a default one). A
     container uses an entry only when every source still has its digest and its
-    environment parses and compiles alike; anything else is parsed as before. Run it
-    after editing templates, before ``chalice deploy``. Returns the JSON file's path.
+    environment parses and compiles alike; anything else is parsed as before. With
+    Jinja2's defaults recorded too, a container answers a page's 304 before it imports
+    Jinja2. ``chalice-http-toolkit prepare`` (and ``setup``) runs it; run it again after
+    editing templates, before ``chalice deploy``. Returns the JSON file's path.
     """
     import jinja2
 
@@ -2903,7 +2945,11 @@ def prepare_deployment(
         compiled[name] = (settings, bucket.bytecode_to_string())
     key = _prepared_key(templates_dir, path)
     prepared = _read_prepared(path, json.load, "r")
-    prepared["templates"][key] = {"parser": _parser_settings(env), "entries": entries}
+    prepared["templates"][key] = {
+        "parser": _parser_settings(env),
+        "entries": entries,
+        "defaults": _jinja_defaults(jinja2.Environment()),
+    }
     with open(path, "w") as handle:
         json.dump(prepared, handle, indent=1, sort_keys=True)
     code = _read_prepared(path + ".bytecode", marshal.load, "rb")
@@ -3032,17 +3078,32 @@ def _parser_settings(env: Any) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _prepared_entries(templates_dir: str, prepared_file: str) -> tuple[str, dict[str, Any]]:
-    """(parser settings, entries) that :func:`prepare_deployment` wrote for ``templates_dir``."""
+def _prepared_entries(
+    templates_dir: str, prepared_file: str
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(parser settings, entries, Jinja2's defaults) :func:`prepare_deployment` wrote for a folder.
+
+    The defaults are ``{}`` in a file written before they were recorded.
+    """
     try:
         with open(prepared_file) as handle:
             prepared = json.load(handle)
         if prepared.get("format") != _PREPARED_FORMAT:
-            return "", {}
+            return "", {}, {}
         section = prepared["templates"][_prepared_key(templates_dir, prepared_file)]
-        return section["parser"], section["entries"]
+        defaults = section.get("defaults")
+        if not isinstance(defaults, dict) or defaults.keys() != {"parser", "globals"}:
+            defaults = {}
+        return section["parser"], section["entries"], defaults
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return "", {}
+        return "", {}, {}
+
+
+def _jinja_defaults(env: Any) -> dict[str, Any]:
+    """What a default environment is to a page plan: how it parses, and Jinja2's own globals."""
+    from jinja2 import defaults
+
+    return {"parser": _parser_settings(env), "globals": sorted(defaults.DEFAULT_NAMESPACE)}
 
 
 def _has_fields(entry: Mapping[str, Any]) -> bool:
@@ -3056,31 +3117,29 @@ def _prepared_template(env: Any, filename: str, templates_dir: str) -> _Template
 
     Reads the closure's sources (not parsing them): a digest that differs, a template
     gone or come back, or another parser setting, and the template is analysed anew.
+    ``env`` ``None`` stands for the environment a manager makes, not made yet: Jinja2's
+    defaults as the build recorded them, the sources read without importing Jinja2.
     """
-    import jinja2
-
-    parser, entries = _prepared_entries(templates_dir, _prepared_path())
+    parser, entries, defaults = _prepared_entries(templates_dir, _prepared_path())
     entry = entries.get(filename)
-    if entry is None or parser != _parser_settings(env) or not _has_fields(entry):
+    expected = defaults.get("parser") if env is None else _parser_settings(env)
+    if entry is None or parser != expected or not _has_fields(entry):
         return None
     sources: list[bytes] = []
     files: list[tuple[str, tuple[int, int] | None]] = []
-    try:
-        for name, digest in entry["closure"].items():
-            source, path, _ = env.loader.get_source(env, name)
-            data = source.encode("utf-8")
-            if _digest(data) != digest:
-                return None
-            files.append((path, _stat_key(path)))
-            sources.append(f"{name}\0{len(source)}\0".encode() + data)
-    except jinja2.TemplateNotFound:
-        return None
+    for name, digest in entry["closure"].items():
+        found = _template_source(env, templates_dir, name)
+        if found is None:
+            return None
+        source, path = found
+        data = source.encode("utf-8")
+        if _digest(data) != digest:
+            return None
+        files.append((path, _stat_key(path)))
+        sources.append(f"{name}\0{len(source)}\0".encode() + data)
     for name in entry["missing"]:
-        try:
-            env.loader.get_source(env, name)
-        except jinja2.TemplateNotFound:
-            continue
-        return None  # there now: its names were never seen
+        if _template_source(env, templates_dir, name, read=False) is not None:
+            return None  # there now: its names were never seen
     sources.sort()
     fields = entry["fields"]
     return _TemplateDeps(
@@ -3088,6 +3147,39 @@ def _prepared_template(env: Any, filename: str, templates_dir: str) -> _Template
         files=tuple(files),
         **{field: None if fields[field] is None else frozenset(fields[field]) for field in fields},
     )
+
+
+def _template_source(
+    env: Any, templates_dir: str, name: str, *, read: bool = True
+) -> tuple[str, str] | None:
+    """(source, path) of the template ``name``; ``None`` when there is none.
+
+    Found by ``env``'s loader; with no ``env``, read as Jinja2's
+    ``FileSystemLoader(templates_dir)`` reads it (a name with ``..`` or a separator
+    in a segment is none; text in UTF-8, universal newlines), without importing Jinja2.
+    ``read=False`` only looks: the source is then ``""``.
+    """
+    if env is not None:
+        import jinja2
+
+        try:
+            source, path, _ = env.loader.get_source(env, name)
+        except jinja2.TemplateNotFound:
+            return None
+        return source, path
+    pieces = []
+    for piece in name.split("/"):
+        if os.sep in piece or (os.altsep and os.altsep in piece) or piece == os.pardir:
+            return None
+        if piece and piece != ".":
+            pieces.append(piece)
+    path = posixpath.join(os.fspath(templates_dir), *pieces)
+    if not os.path.isfile(path):
+        return None
+    if not read:
+        return "", os.path.normpath(path)
+    with open(path, encoding="utf-8") as handle:
+        return handle.read(), os.path.normpath(path)
 
 
 def _stat_key(path: str | None) -> tuple[int, int] | None:
@@ -4886,6 +4978,9 @@ def _script_root(exchange: Exchange | None) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _is_execute_api_host(host: str) -> bool:
+    # The pattern is compiled only for hosts that may match (a cold start behind a domain never).
+    if ".execute-api." not in host.lower():
+        return False
     return re.fullmatch(_EXECUTE_API_HOST, host, re.IGNORECASE) is not None
 
 
@@ -5161,6 +5256,7 @@ class _Pages:
         self._make_own_globals = own_globals
         self._env: Any = None
         self._own_globals: dict[str, Any] = {}  # the toolkit's helpers in templates
+        self._planned_by_build = False  # a page plan made before the environment
         #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
         self.pages = BoundedCache(page_cache_bytes)
         self._template_deps = BoundedCache(memo_cache_bytes)  # filename -> _TemplateDeps
@@ -5198,6 +5294,8 @@ class _Pages:
                 bytecode_cache=_prepared_bytecode(self.templates_dir),  # a build's work
             )
             env = self._env
+            if self._planned_by_build:
+                self._check_build_defaults(env)
             own = self._own_globals
             own.update(self._make_own_globals())
             # A helper the site adds or replaces later makes the page plans stale.
@@ -5205,6 +5303,14 @@ class _Pages:
             env.filters = _Registry(env.filters, self._forget_plans, _at_render_time)
             env.tests = _Registry(env.tests, self._forget_plans, _at_render_time)
         return self._env
+
+    def _check_build_defaults(self, env: Any) -> None:
+        """Forget the plans made before ``env`` if the build's Jinja2 had other defaults."""
+        recorded = _prepared_entries(self.templates_dir, _prepared_path())[2]
+        if recorded != _jinja_defaults(env):
+            logger.warning("prepared file: another Jinja2 made it; its templates are parsed anew")
+            self._template_deps.clear()
+            self._forget_plans()
 
     def _forget_plans(self) -> None:
         """Forget what was learnt of templates' helpers (the site changed one)."""
@@ -5250,7 +5356,8 @@ class _Pages:
             not self.auto_reload or all(_stat_key(path) == key for path, key in cached.files)
         ):
             return cached
-        deps = _prepared_template(self.env, filename, self.templates_dir)  # a build's work
+        # a build's work; before the environment is made, read without importing Jinja2
+        deps = _prepared_template(self._env, filename, self.templates_dir)
         if deps is None:
             deps = _analyse_template(self.env, filename, self.templates_dir)
         self._template_deps.put(filename, deps)
@@ -5316,10 +5423,14 @@ class _Pages:
 
     def _make_page_plan(self, filename: str, salt: str) -> _PagePlan:
         """What serving ``filename`` needs besides its arguments (see :class:`_PagePlan`)."""
-        import hashlib
-
         deps = self.template_dependencies(filename)
-        impure, values = _template_helpers(self.env, deps, self._own_globals)
+        if self._env is None:  # the build's analysis, Jinja2's defaults (a cold start's 304)
+            defaults = _prepared_entries(self.templates_dir, _prepared_path())[2]
+            self._planned_by_build = True
+            impure = _default_template_helpers(deps, self._make_own_globals(), defaults["globals"])
+            values: tuple[str, ...] = ()
+        else:
+            impure, values = _template_helpers(self.env, deps, self._own_globals)
         content_type = _template_content_type(filename)
         if deps.digest is None or impure:
             return _PagePlan(None, content_type, ())
@@ -5332,7 +5443,7 @@ class _Pages:
                 static_file = static_files.get(relpath.lstrip("/"))
                 parts.append(f"{relpath}={static_file.digest if static_file else '-'}")
             statics = "\0".join(parts)
-        hasher = hashlib.blake2b(digest_size=16)
+        hasher = _blake2b()
         for part in (
             f"t2\0{__version__}\0{len(filename)}:{filename}\0{salt}\0{self.statics.static_prefix}\0"
             f"{self.statics.images.widths}\0",
@@ -6353,14 +6464,16 @@ def _bind_delegates(manager: Any) -> None:
     """Put the parts' bound methods on ``manager`` itself (a non-data descriptor yields to them).
 
     Only methods: a property (``session``) or a value (``static_prefix``) is read
-    from its part every time.
+    from its part every time. (The class dictionaries are read directly, as
+    ``inspect.getattr_static`` would: importing inspect costs milliseconds of a cold start.)
     """
-    import inspect
-
     for name, delegate in vars(type(manager)).items():
-        if isinstance(delegate, _Delegate) and inspect.isfunction(
-            inspect.getattr_static(delegate.part, name, None)
-        ):
+        if not isinstance(delegate, _Delegate):
+            continue
+        found = next(
+            (vars(klass)[name] for klass in delegate.part.__mro__ if name in vars(klass)), None
+        )
+        if isinstance(found, types.FunctionType):
             manager.__dict__[name] = delegate.__get__(manager)
 
 
