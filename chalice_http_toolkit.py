@@ -33,9 +33,11 @@ import json
 import logging
 import marshal
 import os
+import posixpath
 import re
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn, Union
 from urllib.parse import parse_qsl, unquote, unquote_plus  # loaded by chalice already
@@ -170,11 +172,22 @@ def _on_lambda() -> bool:
     return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
 
 
+def _blake2b() -> Any:
+    """A 128-bit blake2b hasher: ``hashlib.blake2b``, imported from where hashlib takes it.
+
+    hashlib prefers CPython's built-in blake2 to OpenSSL's; importing hashlib itself
+    loads OpenSSL (milliseconds of a cold start) for nothing.
+    """
+    try:  # (``import … as``: ``from _blake2 import`` costs 0.5 µs a call, this 0.05)
+        import _blake2 as blake2
+    except ImportError:  # a Python without CPython's module
+        import hashlib as blake2
+    return blake2.blake2b(digest_size=16)
+
+
 def _digest(*parts: bytes) -> str:
     """Hex digest of ``parts``: blake2b, 128 bits, identical in every process."""
-    import hashlib  # deferred: hashlib loads OpenSSL, which a cold start may not need
-
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = _blake2b()
     for part in parts:
         hasher.update(part)
     return hasher.hexdigest()
@@ -1295,23 +1308,32 @@ class _SessionSigner:
     """Signs and verifies session cookies: ``payload.timestamp.signature`` (base64url).
 
     The signature is HMAC-SHA256 over ``payload.timestamp`` with a key derived
-    from each secret; the newest secret signs, every one verifies (rotation).
+    from each secret; the newest secret signs, every one verifies (rotation). The
+    keys are derived on first use: ``hmac`` loads OpenSSL, which a cold start whose
+    first request has no session does not need.
     """
 
     def __init__(
         self, secret_keys: list[bytes], max_age: int, cookie_name: str = "session"
     ) -> None:
-        import hashlib
-        import hmac
-
-        self._hmac = hmac
-        self._sha256 = hashlib.sha256
-        self.keys = [hmac.new(key, _SESSION_SALT, hashlib.sha256).digest() for key in secret_keys]
+        self._secrets = secret_keys
+        self._keys: list[bytes] | None = None
         self.max_age = max_age
         self.cookie_name = cookie_name
 
+    @property
+    def keys(self) -> list[bytes]:
+        """The signing keys, newest first: HMAC-SHA256 of the salt under each secret."""
+        if self._keys is None:
+            import hmac
+
+            self._keys = [hmac.digest(key, _SESSION_SALT, "sha256") for key in self._secrets]
+        return self._keys
+
     def _signature(self, key: bytes, message: bytes) -> bytes:
-        return self._hmac.new(key, message, self._sha256).digest()
+        import hmac
+
+        return hmac.digest(key, message, "sha256")
 
     @staticmethod
     def payload(data: Mapping[str, Any]) -> bytes:
@@ -1330,6 +1352,8 @@ class _SessionSigner:
 
     def verify(self, cookie: str, now: float) -> dict[str, Any] | None:
         """The session a cookie carries; ``None`` (and a log line) when it is not one of ours."""
+        import hmac
+
         try:
             raw = cookie.encode("ascii")
         except UnicodeEncodeError:
@@ -1341,7 +1365,7 @@ class _SessionSigner:
         except (binascii.Error, ValueError):
             signature = b""
         if not any(
-            self._hmac.compare_digest(self._signature(key, message), signature) for key in self.keys
+            hmac.compare_digest(self._signature(key, message), signature) for key in self.keys
         ):
             logger.warning("session cookie refused: bad signature (tampered, or another key)")
             return None
@@ -2074,12 +2098,11 @@ def _gzip_file(path: str, digest: str, size: int) -> bytes | None:
     no longer hash to ``digest`` (the file changed since its ETag was taken).
     Memory: one chunk and the output so far, never the whole file.
     """
-    import hashlib
     import zlib
 
     limit = min(size, _LARGEST_LAMBDA_BODY)
     compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 15)  # a gzip wrapper
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = _blake2b()
     pieces: list[bytes] = []
     produced = 0
     with open(path, "rb") as handle:
@@ -2140,9 +2163,7 @@ class StaticFile:
                 head = body[:_HEAD_BYTES]
                 size = len(body)
             else:  # hash it in chunks: a large file is never held whole
-                import hashlib
-
-                hasher = hashlib.blake2b(digest_size=16)
+                hasher = _blake2b()
                 head = handle.read(_HEAD_BYTES)
                 hasher.update(head)
                 size = len(head)
@@ -2794,6 +2815,25 @@ def _template_helpers(env: Any, deps: _TemplateDeps, own: Mapping[str, Any]) -> 
     return impure, tuple(values)
 
 
+def _default_template_helpers(
+    deps: _TemplateDeps, own: Iterable[str], jinja_globals: Iterable[str]
+) -> bool:
+    """:func:`_template_helpers`'s verdict for the environment a manager makes, without Jinja2.
+
+    That environment has Jinja2's own globals (``jinja_globals``, as the build
+    recorded them), filters and tests, and the toolkit's ``own`` globals: no value
+    globals, nothing the site registered.
+    """
+    own = frozenset(own)
+    jinja_globals = frozenset(jinja_globals) - own
+    for name in deps.names:
+        if name in _REQUEST_TEMPLATE_NAMES and name in own:
+            return True
+        if name in _VOLATILE_TEMPLATE_NAMES and name in jinja_globals:
+            return True
+    return any(name in _VOLATILE_TEMPLATE_NAMES for name in (*deps.filters, *deps.tests))
+
+
 # A template engine's suffixes, looked through to the type the output has.
 _TEMPLATE_SUFFIXES = (".jinja2", ".jinja", ".j2", ".tmpl")
 
@@ -2942,8 +2982,10 @@ def prepare_deployment(
     under ``templates_dir`` relative to that file. ``environment``: the site's
     ``cm.env`` when it registers filters or extensions (else a default one). A
     container uses an entry only when every source still has its digest and its
-    environment parses and compiles alike; anything else is parsed as before. Run it
-    after editing templates, before ``chalice deploy``. Returns the JSON file's path.
+    environment parses and compiles alike; anything else is parsed as before. With
+    Jinja2's defaults recorded too, a container answers a page's 304 before it imports
+    Jinja2. ``chalice-http-toolkit prepare`` (and ``setup``) runs it; run it again after
+    editing templates, before ``chalice deploy``. Returns the JSON file's path.
     """
     import jinja2
 
@@ -2978,7 +3020,11 @@ def prepare_deployment(
         compiled[name] = (settings, bucket.bytecode_to_string())
     key = _prepared_key(templates_dir, path)
     prepared = _read_prepared(path, json.load, "r")
-    prepared["templates"][key] = {"parser": _parser_settings(env), "entries": entries}
+    prepared["templates"][key] = {
+        "parser": _parser_settings(env),
+        "entries": entries,
+        "defaults": _jinja_defaults(jinja2.Environment()),
+    }
     with open(path, "w") as handle:
         json.dump(prepared, handle, indent=1, sort_keys=True)
     code = _read_prepared(path + ".bytecode", marshal.load, "rb")
@@ -3107,17 +3153,32 @@ def _parser_settings(env: Any) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _prepared_entries(templates_dir: str, prepared_file: str) -> tuple[str, dict[str, Any]]:
-    """(parser settings, entries) that :func:`prepare_deployment` wrote for ``templates_dir``."""
+def _prepared_entries(
+    templates_dir: str, prepared_file: str
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(parser settings, entries, Jinja2's defaults) :func:`prepare_deployment` wrote for a folder.
+
+    The defaults are ``{}`` in a file written before they were recorded.
+    """
     try:
         with open(prepared_file) as handle:
             prepared = json.load(handle)
         if prepared.get("format") != _PREPARED_FORMAT:
-            return "", {}
+            return "", {}, {}
         section = prepared["templates"][_prepared_key(templates_dir, prepared_file)]
-        return section["parser"], section["entries"]
+        defaults = section.get("defaults")
+        if not isinstance(defaults, dict) or defaults.keys() != {"parser", "globals"}:
+            defaults = {}
+        return section["parser"], section["entries"], defaults
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return "", {}
+        return "", {}, {}
+
+
+def _jinja_defaults(env: Any) -> dict[str, Any]:
+    """What a default environment is to a page plan: how it parses, and Jinja2's own globals."""
+    from jinja2 import defaults
+
+    return {"parser": _parser_settings(env), "globals": sorted(defaults.DEFAULT_NAMESPACE)}
 
 
 def _has_fields(entry: Mapping[str, Any]) -> bool:
@@ -3131,31 +3192,29 @@ def _prepared_template(env: Any, filename: str, templates_dir: str) -> _Template
 
     Reads the closure's sources (not parsing them): a digest that differs, a template
     gone or come back, or another parser setting, and the template is analysed anew.
+    ``env`` ``None`` stands for the environment a manager makes, not made yet: Jinja2's
+    defaults as the build recorded them, the sources read without importing Jinja2.
     """
-    import jinja2
-
-    parser, entries = _prepared_entries(templates_dir, _prepared_path())
+    parser, entries, defaults = _prepared_entries(templates_dir, _prepared_path())
     entry = entries.get(filename)
-    if entry is None or parser != _parser_settings(env) or not _has_fields(entry):
+    expected = defaults.get("parser") if env is None else _parser_settings(env)
+    if entry is None or parser != expected or not _has_fields(entry):
         return None
     sources: list[bytes] = []
     files: list[tuple[str, tuple[int, int] | None]] = []
-    try:
-        for name, digest in entry["closure"].items():
-            source, path, _ = env.loader.get_source(env, name)
-            data = source.encode("utf-8")
-            if _digest(data) != digest:
-                return None
-            files.append((path, _stat_key(path)))
-            sources.append(f"{name}\0{len(source)}\0".encode() + data)
-    except jinja2.TemplateNotFound:
-        return None
+    for name, digest in entry["closure"].items():
+        found = _template_source(env, templates_dir, name)
+        if found is None:
+            return None
+        source, path = found
+        data = source.encode("utf-8")
+        if _digest(data) != digest:
+            return None
+        files.append((path, _stat_key(path)))
+        sources.append(f"{name}\0{len(source)}\0".encode() + data)
     for name in entry["missing"]:
-        try:
-            env.loader.get_source(env, name)
-        except jinja2.TemplateNotFound:
-            continue
-        return None  # there now: its names were never seen
+        if _template_source(env, templates_dir, name, read=False) is not None:
+            return None  # there now: its names were never seen
     sources.sort()
     fields = entry["fields"]
     return _TemplateDeps(
@@ -3163,6 +3222,39 @@ def _prepared_template(env: Any, filename: str, templates_dir: str) -> _Template
         files=tuple(files),
         **{field: None if fields[field] is None else frozenset(fields[field]) for field in fields},
     )
+
+
+def _template_source(
+    env: Any, templates_dir: str, name: str, *, read: bool = True
+) -> tuple[str, str] | None:
+    """(source, path) of the template ``name``; ``None`` when there is none.
+
+    Found by ``env``'s loader; with no ``env``, read as Jinja2's
+    ``FileSystemLoader(templates_dir)`` reads it (a name with ``..`` or a separator
+    in a segment is none; text in UTF-8, universal newlines), without importing Jinja2.
+    ``read=False`` only looks: the source is then ``""``.
+    """
+    if env is not None:
+        import jinja2
+
+        try:
+            source, path, _ = env.loader.get_source(env, name)
+        except jinja2.TemplateNotFound:
+            return None
+        return source, path
+    pieces = []
+    for piece in name.split("/"):
+        if os.sep in piece or (os.altsep and os.altsep in piece) or piece == os.pardir:
+            return None
+        if piece and piece != ".":
+            pieces.append(piece)
+    path = posixpath.join(os.fspath(templates_dir), *pieces)
+    if not os.path.isfile(path):
+        return None
+    if not read:
+        return "", os.path.normpath(path)
+    with open(path, encoding="utf-8") as handle:
+        return handle.read(), os.path.normpath(path)
 
 
 def _stat_key(path: str | None) -> tuple[int, int] | None:
@@ -5007,6 +5099,9 @@ def _script_root(exchange: Exchange | None) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _is_execute_api_host(host: str) -> bool:
+    # The pattern is compiled only for hosts that may match (a cold start behind a domain never).
+    if ".execute-api." not in host.lower():
+        return False
     return re.fullmatch(_EXECUTE_API_HOST, host, re.IGNORECASE) is not None
 
 
@@ -5120,7 +5215,8 @@ class _RouteTable:
         """:meth:`match` for a request path (``encoded``: still percent-encoded), remembered.
 
         A table lives as long as the app's routes are unchanged (:func:`_route_table`), so
-        a path's route does too; up to ``_ROUTED_PATHS`` short paths are kept.
+        a path's route does too; up to ``_ROUTED_PATHS`` short paths are kept. The
+        parameters are a copy (the view may change them); ``{}`` is shared: read only.
         """
         key = (path, encoded)
         found = self.paths.get(key, _MISSING)
@@ -5131,7 +5227,7 @@ class _RouteTable:
             found = self.match(segments)
             if len(self.paths) < _ROUTED_PATHS and len(path) <= _ROUTED_PATH_LENGTH:
                 self.paths[key] = found
-        return None if found is None else (found[0], dict(found[1]))
+        return found if found is None or not found[1] else (found[0], dict(found[1]))
 
     def match(self, segments: list[str]) -> tuple[str, dict[str, str]] | None:
         """The route for a request path's (decoded) segments and its parameters, or ``None``."""
@@ -5281,6 +5377,7 @@ class _Pages:
         self._make_own_globals = own_globals
         self._env: Any = None
         self._own_globals: dict[str, Any] = {}  # the toolkit's helpers in templates
+        self._planned_by_build = False  # a page plan made before the environment
         #: Pages rendered by :meth:`CloudFront.template`, keyed by their ETag.
         self.pages = BoundedCache(page_cache_bytes)
         self._template_deps = BoundedCache(memo_cache_bytes)  # filename -> _TemplateDeps
@@ -5318,6 +5415,8 @@ class _Pages:
                 bytecode_cache=_prepared_bytecode(self.templates_dir),  # a build's work
             )
             env = self._env
+            if self._planned_by_build:
+                self._check_build_defaults(env)
             own = self._own_globals
             own.update(self._make_own_globals())
             # A helper the site adds or replaces later makes the page plans stale.
@@ -5325,6 +5424,14 @@ class _Pages:
             env.filters = _Registry(env.filters, self._forget_plans, _at_render_time)
             env.tests = _Registry(env.tests, self._forget_plans, _at_render_time)
         return self._env
+
+    def _check_build_defaults(self, env: Any) -> None:
+        """Forget the plans made before ``env`` if the build's Jinja2 had other defaults."""
+        recorded = _prepared_entries(self.templates_dir, _prepared_path())[2]
+        if recorded != _jinja_defaults(env):
+            logger.warning("prepared file: another Jinja2 made it; its templates are parsed anew")
+            self._template_deps.clear()
+            self._forget_plans()
 
     def _forget_plans(self) -> None:
         """Forget what was learnt of templates' helpers (the site changed one)."""
@@ -5370,7 +5477,8 @@ class _Pages:
             not self.auto_reload or all(_stat_key(path) == key for path, key in cached.files)
         ):
             return cached
-        deps = _prepared_template(self.env, filename, self.templates_dir)  # a build's work
+        # a build's work; before the environment is made, read without importing Jinja2
+        deps = _prepared_template(self._env, filename, self.templates_dir)
         if deps is None:
             deps = _analyse_template(self.env, filename, self.templates_dir)
         self._template_deps.put(filename, deps)
@@ -5457,10 +5565,14 @@ class _Pages:
 
     def _make_page_plan(self, filename: str, salt: str) -> _PagePlan:
         """What serving ``filename`` needs besides its arguments (see :class:`_PagePlan`)."""
-        import hashlib
-
         deps = self.template_dependencies(filename)
-        impure, values = _template_helpers(self.env, deps, self._own_globals)
+        if self._env is None:  # the build's analysis, Jinja2's defaults (a cold start's 304)
+            defaults = _prepared_entries(self.templates_dir, _prepared_path())[2]
+            self._planned_by_build = True
+            impure = _default_template_helpers(deps, self._make_own_globals(), defaults["globals"])
+            values: tuple[str, ...] = ()
+        else:
+            impure, values = _template_helpers(self.env, deps, self._own_globals)
         content_type = _template_content_type(filename)
         if deps.digest is None or impure:
             return _PagePlan(None, content_type, ())
@@ -5473,7 +5585,7 @@ class _Pages:
                 static_file = static_files.get(relpath.lstrip("/"))
                 parts.append(f"{relpath}={static_file.digest if static_file else '-'}")
             statics = "\0".join(parts)
-        hasher = hashlib.blake2b(digest_size=16)
+        hasher = _blake2b()
         for part in (
             f"t2\0{__version__}\0{len(filename)}:{filename}\0{salt}\0{self.statics.static_prefix}\0"
             f"{self.statics.images.widths}\0",
@@ -6527,14 +6639,16 @@ def _bind_delegates(manager: Any) -> None:
     """Put the parts' bound methods on ``manager`` itself (a non-data descriptor yields to them).
 
     Only methods: a property (``session``) or a value (``static_prefix``) is read
-    from its part every time.
+    from its part every time. (The class dictionaries are read directly, as
+    ``inspect.getattr_static`` would: importing inspect costs milliseconds of a cold start.)
     """
-    import inspect
-
     for name, delegate in vars(type(manager)).items():
-        if isinstance(delegate, _Delegate) and inspect.isfunction(
-            inspect.getattr_static(delegate.part, name, None)
-        ):
+        if not isinstance(delegate, _Delegate):
+            continue
+        found = next(
+            (vars(klass)[name] for klass in delegate.part.__mro__ if name in vars(klass)), None
+        )
+        if isinstance(found, types.FunctionType):
             manager.__dict__[name] = delegate.__get__(manager)
 
 
@@ -7235,12 +7349,12 @@ def _rest_event(
     query: dict[str, list[str]],
     body: tuple[str | None, bool],
     context: dict[str, Any],
-    stage_variables: Any = None,
 ) -> dict[str, Any]:
-    """The API Gateway REST proxy event Chalice routes; when no route matches, one for
-    :data:`_UNROUTED_RESOURCE_PATH`, which the toolkit's middleware answers with the 404 page.
+    """The API Gateway REST proxy event Chalice routes (of an ALB's); when no route matches,
+    one for :data:`_UNROUTED_RESOURCE_PATH`, which the toolkit's middleware answers with the
+    404 page (:func:`_event_from_v2` builds the same event in one literal).
 
-    ``encoded``: the path is still percent-encoded (Function URLs, ALB); path
+    ``encoded``: the path is still percent-encoded (as an ALB passes it); path
     parameters reach the view decoded, as REST APIs hand them.
     """
     found = table.match_path(path, encoded)
@@ -7258,7 +7372,7 @@ def _rest_event(
         else None,
         "multiValueQueryStringParameters": query or None,
         "pathParameters": captured or None,
-        "stageVariables": stage_variables or None,
+        "stageVariables": None,
         "requestContext": context,
         "body": body[0],
         "isBase64Encoded": body[1],
@@ -7268,7 +7382,10 @@ def _rest_event(
 class _V2Request(
     collections.namedtuple("_V2Request", "method raw_path path encoded headers context http")
 ):
-    """What a payload format 2.0 event asks for, read once for the static door and Chalice."""
+    """What a payload format 2.0 event under a static prefix asks for, read for the static door.
+
+    Made with ``_new_tuple(_V2Request, fields)``: half the time of the generated ``__new__``.
+    """
 
     __slots__ = ()  # fields typed below: annotations only, so the class costs no import time
 
@@ -7276,20 +7393,34 @@ class _V2Request(
     raw_path: str
     path: str  # without an HTTP API's named stage
     encoded: bool  # the path is still percent-encoded (Function URLs)
-    headers: dict[str, str]  # lower-case names, the cookies array joined in
+    headers: dict[str, str]  # as sent (lower-case names), the cookies array joined in; read only
     context: Mapping[str, Any]
     http: Mapping[str, Any]
 
 
-def _read_v2(event: Mapping[str, Any]) -> _V2Request:
-    """The request of a payload format 2.0 event (HTTP API, Function URL); malformed: raises."""
+_new_tuple = tuple.__new__
+
+
+def _event_from_v2(
+    event: Mapping[str, Any], table: _RouteTable, static: tuple[str, ...] = ()
+) -> dict[str, Any] | _V2Request:
+    """The REST event Chalice routes for a payload format 2.0 event (HTTP API, Function URL);
+    malformed: raises :class:`_BadEvent`. A GET or HEAD under one of the ``static`` prefixes
+    (the static door's) comes back as the :class:`_V2Request` the door reads instead.
+
+    This is the door's cost: the event is read once and the REST event built in one literal
+    with what Chalice's ``Request`` and the view read (no ``multiValueHeaders``: neither
+    reads it, and ``chalice local`` leaves it out too).
+    """
     context = event.get("requestContext")  # a Mapping: _event_kind checked it
     http = context.get("http")
-    if (type(http) is not dict and not isinstance(http, Mapping)) or type(
-        http.get("method")
-    ) is not str:
+    method = http.get("method") if type(http) is dict or isinstance(http, Mapping) else None
+    if type(method) is not str:
         raise _BadEvent("requestContext.http.method is missing")
-    raw_path = event.get("rawPath", http.get("path"))
+    method = method.upper()
+    raw_path = event.get("rawPath", _MISSING)
+    if raw_path is _MISSING:
+        raw_path = http.get("path")
     if not isinstance(raw_path, str) or not raw_path.startswith("/"):
         raise _BadEvent("rawPath must be a path")
     stage = context.get("stage") or "$default"
@@ -7297,84 +7428,84 @@ def _read_v2(event: Mapping[str, Any]) -> _V2Request:
     # An HTTP API's named stage (not $default) leads rawPath; routes do not have it.
     if stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
         path = path[len(stage) + 1 :] or "/"
-    # Repeated headers arrive joined with commas already.
-    headers = _lower_string_map(event.get("headers"), "headers")
+    # Repeated headers arrive joined with commas already, names in lower case (Chalice
+    # lower-cases them anyway; the static door checks). The event's own dict goes on, read
+    # only: one join checks every value is a str (a JSON object's names always are).
+    headers = event.get("headers")
+    if type(headers) is dict:
+        try:
+            "".join(headers.values())
+        except TypeError:
+            raise _BadEvent("headers must be an object of strings") from None
+    else:
+        headers = _string_map(headers, "headers")
     cookies = event.get("cookies")
     if cookies:
         if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
             raise _BadEvent("cookies must be a list of strings")
-        headers["cookie"] = "; ".join(cookies)
+        headers = {**headers, "cookie": "; ".join(cookies)}
     # Function URLs pass the path percent-encoded; HTTP APIs decode it first.
-    encoded = ".lambda-url." in (context.get("domainName") or "")
-    return _V2Request(http["method"].upper(), raw_path, path, encoded, headers, context, http)
-
-
-def _lower_string_map(value: Any, field: str) -> dict[str, str]:
-    """``_string_map(value, field, lower=True)``, quicker for the lower-case names 2.0 sends.
-
-    One ``join`` checks that every name and value is a string (a ``TypeError`` otherwise)
-    and, when the names are lower case already, a copy replaces the per-header loop.
-    """
-    if type(value) is dict:
-        try:
-            names = "\n".join(value)
-            "".join(value.values())
-        except TypeError:
-            raise _BadEvent(f"{field} must be an object of strings") from None
-        if names.lower() == names:  # (an ASCII lower() is far quicker than islower())
-            return dict(value)
-    return _string_map(value, field, lower=True)
-
-
-def _event_from_v2(
-    event: Mapping[str, Any], table: _RouteTable, request: _V2Request | None = None
-) -> dict[str, Any]:
-    """A REST event from payload format 2.0 (HTTP API, Function URL)."""
-    if request is None:
-        request = _read_v2(event)
-    context, http, headers = request.context, request.http, request.headers
+    domain = context.get("domainName") or ""
+    encoded = ".lambda-url." in domain
+    if static and path.startswith(static) and method in ("GET", "HEAD"):
+        return _new_tuple(_V2Request, (method, raw_path, path, encoded, headers, context, http))
     raw_query = event.get("rawQueryString")
-    query: dict[str, list[str]] = {}
+    query: dict[str, list[str]] | None = None
     if isinstance(raw_query, str):
-        for name, value in parse_qsl(raw_query, keep_blank_values=True) if raw_query else ():
-            query.setdefault(name, []).append(value)
+        if raw_query:
+            query = {}
+            for name, value in parse_qsl(raw_query, keep_blank_values=True):
+                query.setdefault(name, []).append(value)
     else:
-        for name, value in _string_map(event.get("queryStringParameters"), "query").items():
-            query[name] = [value]
-    rest_context = {
-        "path": request.raw_path,
-        "stage": context.get("stage") or "$default",
-        "requestId": context.get("requestId"),
-        "domainName": context.get("domainName") or "",
-        "apiId": context.get("apiId"),
-        "accountId": context.get("accountId"),
-        "protocol": http.get("protocol"),
-        "requestTimeEpoch": context.get("timeEpoch"),
-        "identity": {"sourceIp": http.get("sourceIp"), "userAgent": http.get("userAgent")},
-        "authorizer": context.get("authorizer"),
+        query = {
+            name: [value]
+            for name, value in _string_map(event.get("queryStringParameters"), "query").items()
+        }
+    body = event.get("body")
+    if body is not None and not isinstance(body, str):
+        raise _BadEvent("body must be a string")
+    route, captured = table.match_path(path, encoded) or (_UNROUTED_RESOURCE_PATH, None)
+    get = context.get
+    return {
+        "resource": route,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "queryStringParameters": {name: values[-1] for name, values in query.items()}
+        if query
+        else None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": captured or None,
+        "stageVariables": event.get("stageVariables") or None,
+        "requestContext": {
+            "path": raw_path,
+            "stage": stage,
+            "requestId": get("requestId"),
+            "domainName": domain,
+            "apiId": get("apiId"),
+            "accountId": get("accountId"),
+            "protocol": http.get("protocol"),
+            "requestTimeEpoch": get("timeEpoch"),
+            "identity": {"sourceIp": http.get("sourceIp"), "userAgent": http.get("userAgent")},
+            "authorizer": get("authorizer"),
+            "resourcePath": route,
+            "httpMethod": method,
+        },
+        "body": body or None,
+        "isBase64Encoded": bool(event.get("isBase64Encoded")),
     }
-    return _rest_event(
-        table,
-        request.method,
-        request.path,
-        request.encoded,
-        headers,
-        {name: [value] for name, value in headers.items()},
-        query,
-        _body_of(event),
-        rest_context,
-        event.get("stageVariables"),
-    )
 
 
 _STATIC_DOOR_ATTRIBUTE = "_chalice_http_toolkit_static_door"
 
-# (URL prefixes of the toolkit's static routes, {(path, encoded): (manager, file, Cache-Control)})
-_StaticDoor = tuple[tuple[str, ...], dict[tuple[str, bool], tuple[Any, str, Any]]]
+# (the app's route table, URL prefixes of the toolkit's static routes,
+#  {(path, encoded): (manager, file, Cache-Control)})
+_StaticDoor = tuple[_RouteTable, tuple[str, ...], dict[tuple[str, bool], tuple[Any, str, Any]]]
 
 
 def _static_door(app: Any) -> _StaticDoor:
-    """The prefixes (``/static/``) of the toolkit's static routes that may skip Chalice.
+    """The route table and the prefixes (``/static/``) of the toolkit's static routes that
+    may skip Chalice: one look-up per request for both.
 
     No prefix when the app has an HTTP middleware of its own: it must see every request.
     Made again, with an empty memo of routed paths, when routes or middleware were added.
@@ -7395,7 +7526,7 @@ def _static_door(app: Any) -> _StaticDoor:
         entry = methods.get("GET")
         if entry is not None and hasattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE):
             prefixes.add(route[: route.index("/{") + 1])
-    door: _StaticDoor = (tuple(sorted(prefixes)), {})
+    door: _StaticDoor = (_route_table(app), tuple(sorted(prefixes)), {})
     setattr(app, _STATIC_DOOR_ATTRIBUTE, (key, door))
     return door
 
@@ -7414,9 +7545,7 @@ def _static_route(app: Any, table: _RouteTable, request: _V2Request) -> tuple[An
     return responder, "/".join(captured[name] for name in names), cache_control
 
 
-def _static_answer(
-    app: Any, table: _RouteTable, request: _V2Request, door: _StaticDoor
-) -> Answer | None:
+def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer | None:
     """What the toolkit's static route would answer, without Chalice; ``None``: ask Chalice.
 
     Only a GET/HEAD without a body type for a route of ``register_static_routes`` whose
@@ -7424,11 +7553,18 @@ def _static_answer(
     variants, CORS set on the route, an app whose binary types are not ``*/*``) goes
     through Chalice, which gives the same answer the long way.
     """
-    prefixes, routed = door
+    table, prefixes, routed = door
+    if request.method not in ("GET", "HEAD") or not request.path.startswith(prefixes):
+        return None
+    headers = request.headers
+    try:
+        names = "\n".join(headers)
+    except TypeError:
+        raise _BadEvent("headers must be an object of strings") from None
+    if names.lower() != names:  # (an ASCII lower() is far quicker than islower())
+        headers = _string_map(headers, "headers", lower=True)
     if (
-        request.method not in ("GET", "HEAD")
-        or not request.path.startswith(prefixes)
-        or "content-type" in request.headers  # Chalice checks it against the route
+        "content-type" in headers  # Chalice checks it against the route
         or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
     ):
         return None
@@ -7459,7 +7595,7 @@ def _static_answer(
             return None
         return _answer(
             request.method,
-            request.headers,
+            headers,
             _static_offer(snapshot, snapshot.content_type),
             200,
             None,
@@ -7570,9 +7706,23 @@ def _result_header_pairs(result: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _to_v2(result: Mapping[str, Any]) -> dict[str, Any]:
     """A REST proxy result as payload format 2.0: one ``cookies`` entry per Set-Cookie."""
+    multi = result.get("multiValueHeaders")
+    single = result.get("headers") or {}
+    if not multi and not _sets_cookie(single):
+        # The usual answer: no cookie, no repeated header; Chalice made ``single`` for it.
+        try:
+            "".join(single.values())  # every value a str (Chalice passes others as given)
+        except TypeError:
+            pass
+        else:
+            return {
+                "statusCode": result["statusCode"],
+                "headers": single,
+                "body": result.get("body") or "",
+                "isBase64Encoded": bool(result.get("isBase64Encoded")),
+            }
     headers: dict[str, str] = {}
     cookies = []
-    multi = result.get("multiValueHeaders")
     pairs = _result_header_pairs(result) if multi else (result.get("headers") or {}).items()
     for name, value in pairs:
         if type(value) is not str:
@@ -7718,6 +7868,39 @@ def _origin_secret_matches(event: Mapping[str, Any], secrets: tuple[bytes, ...])
     return matched
 
 
+def _admitted_v2(event: Mapping[str, Any], secrets: tuple[bytes, ...]) -> dict[str, Any] | None:
+    """A 2.0 event that carries one of ``secrets``, as AWS sends it (header names in lower
+    case): a copy without the header. ``None`` for any other event, which
+    :func:`_origin_secret_matches` and :func:`_without_origin_secret` decide the long way.
+    """
+    headers = event.get("headers")
+    if type(headers) is not dict:
+        return None
+    value = headers.get(_ORIGIN_SECRET_NAME)
+    if type(value) is not str or not value.isascii():
+        return None
+    try:
+        names = "\n".join(headers)
+    except TypeError:
+        return None
+    if names.lower() != names:  # another spelling of the header may be there too
+        return None
+    import hmac
+
+    sent = value.encode("ascii")
+    matched = False
+    for secret in secrets:  # every candidate, as _origin_secret_matches compares them
+        matched |= hmac.compare_digest(sent, secret)
+    if not matched:
+        return None
+    headers = dict(headers)
+    del headers[_ORIGIN_SECRET_NAME]
+    return {**event, "headers": headers}
+
+
+_ORIGIN_SECRET_NAME = ORIGIN_SECRET_HEADER.lower()
+
+
 def _without_origin_secret(event: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``event`` without the secret header, so the app never sees or logs it."""
     wanted = ORIGIN_SECRET_HEADER.lower()
@@ -7746,7 +7929,9 @@ def lambda_handler(
     secrets = _origin_secrets(origin_secret)
 
     def handler(event: Any, context: Any) -> dict[str, Any]:
-        kind = _event_kind(event)
+        # A Function URL's or HTTP API's event as the runtime hands it, known at once.
+        v2 = type(event) is dict and event.get("version") == "2.0"
+        kind = "v2" if v2 and type(event.get("requestContext")) is dict else _event_kind(event)
         if kind is None:
             logger.error(
                 "lambda_handler: not an HTTP event of API Gateway, a Function URL or an ALB "
@@ -7761,26 +7946,29 @@ def lambda_handler(
             if warming is not None:
                 return _keep_warm_response(warming).to_dict()
         elif secrets:
-            if not _origin_secret_matches(event, secrets):
-                logger.warning(
-                    "lambda_handler: refused a request without the origin secret header %s",
-                    ORIGIN_SECRET_HEADER,
-                )
-                return _in_format(kind, event, _plain_response(403, "Forbidden"))
-            event = _without_origin_secret(event)
+            admitted = _admitted_v2(event, secrets) if kind == "v2" else None
+            if admitted is None:
+                if not _origin_secret_matches(event, secrets):
+                    logger.warning(
+                        "lambda_handler: refused a request without the origin secret header %s",
+                        ORIGIN_SECRET_HEADER,
+                    )
+                    return _in_format(kind, event, _plain_response(403, "Forbidden"))
+                admitted = _without_origin_secret(event)
+            event = admitted
         if kind == "rest":
             return app(event, context)
         try:
-            table = _route_table(app)
             if kind == "v2":
-                request = _read_v2(event)
                 door = _static_door(app)
-                answered = _static_answer(app, table, request, door) if door[0] else None
-                if answered is not None:
-                    return _v2_response(answered)
-                rest = _event_from_v2(event, table, request)
+                rest = _event_from_v2(event, door[0], door[1])
+                if type(rest) is _V2Request:  # under a static prefix: the door may answer
+                    answered = _static_answer(app, rest, door)
+                    if answered is not None:
+                        return _v2_response(answered)
+                    rest = _event_from_v2(event, door[0])
             else:
-                rest = _event_from_alb(event, table)
+                rest = _event_from_alb(event, _route_table(app))
         except _BadEvent as error:
             logger.error("lambda_handler: malformed %s event: %s", kind, error)
             return _in_format(kind, event, _plain_response(400, f"Bad Request: {error}"))
@@ -7788,7 +7976,8 @@ def lambda_handler(
             return _in_format(
                 kind, event, _plain_response(404, _NOT_FOUND_BODY, "application/json")
             )
-        return _in_format(kind, event, app(rest, context))
+        result = app(rest, context)
+        return _to_v2(result) if kind == "v2" else _in_format(kind, event, result)
 
     return handler
 

@@ -8,6 +8,7 @@ site-packages):
     python cli.py layers -r us-east-1 [--python 3.13] [--arch x86_64|arm64] [-j]
     python cli.py setup -n mysite -p mysite [-e magic] [-e tasks] [-r us-east-1] [--force]
     python cli.py cloudfront [-o cloudfront.json] [--stage api] [--static-prefix /static]
+    python cli.py prepare [-p mysite] [--interpreter .venv/bin/python]  # before deploying
     python cli.py demo [-p build/demo] [--port 8000] [--fresh]      # `make demo`
     python cli.py --version
 
@@ -57,6 +58,8 @@ EXIT_EXISTS = 4
 EXIT_SETUP_FAILED = 5
 #: ``demo``: the port asked for is taken, or ``chalice`` is not installed.
 EXIT_DEMO_FAILED = 6
+#: ``prepare``: the project's Python lacks Jinja2 or Chalice, or cannot run the module.
+EXIT_PREPARE_FAILED = 7
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -67,6 +70,7 @@ exit codes:
   4  setup, cloudfront: files already exist (use --force); nothing was written
   5  setup, cloudfront: a source file is missing or a file could not be written
   6  demo: the port asked for is in use, or chalice is not installed
+  7  prepare: the project's Python lacks Jinja2 or Chalice, or could not prepare
 """
 
 #: Default base URL of the Klayers API (environment variable ``KLAYERS_API_URL``).
@@ -610,6 +614,91 @@ def _move_into_project(tree: Path, saved: Path, project: Path, relpaths: list[st
 
 
 # ---------------------------------------------------------------------------
+# `prepare`: the templates parsed and compiled before deploying
+# ---------------------------------------------------------------------------
+
+#: The project's copy of the module and its templates, relative to the project.
+PROJECT_MODULE = "chalicelib/chalice_http_toolkit.py"
+PROJECT_TEMPLATES = "chalicelib/templates"
+
+#: What the project's Python runs: the copy's ``prepare_deployment`` (exit codes below).
+PREPARE_SCRIPT = """\
+import importlib.util, logging, sys
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+for needed, code in (("jinja2", 10), ("chalice", 11)):
+    if importlib.util.find_spec(needed) is None:
+        raise SystemExit(code)
+spec = importlib.util.spec_from_file_location("chalice_http_toolkit", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["chalice_http_toolkit"] = module
+spec.loader.exec_module(module)
+print(module.prepare_deployment(sys.argv[2]))
+"""
+_PREPARE_MISSING = {10: "Jinja2", 11: "Chalice"}
+PREPARE_TIMEOUT = 300.0
+
+
+class PrepareError(Exception):
+    """The project's Python could not prepare the templates (the message says why)."""
+
+
+def prepare_templates(project: Path, interpreter: str) -> list[Path]:
+    """Run the project's module's ``prepare_deployment`` with ``interpreter``; the files written.
+
+    A subprocess: this program is standard library only, the module needs Chalice and
+    Jinja2, which the Python that deploys the project has.
+    """
+    module = project / PROJECT_MODULE
+    templates = project / PROJECT_TEMPLATES
+    if not module.is_file() or not templates.is_dir():
+        raise PrepareError(f"{project} has no {PROJECT_MODULE} and {PROJECT_TEMPLATES}/")
+    command = [interpreter, "-c", PREPARE_SCRIPT, str(module), str(templates)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=PREPARE_TIMEOUT, check=False
+        )
+    except OSError as error:
+        raise PrepareError(f"cannot run {interpreter}: {error.strerror or error}") from None
+    except subprocess.TimeoutExpired:
+        raise PrepareError(f"{interpreter} took over {PREPARE_TIMEOUT:.0f} s") from None
+    sys.stderr.write(done.stderr)  # the templates that do not compile, if any
+    missing = _PREPARE_MISSING.get(done.returncode)
+    if missing is not None:
+        raise PrepareError(
+            f"{missing} is not installed for {interpreter}: install it there "
+            f"(`{interpreter} -m pip install {missing.lower()}`) or pass --interpreter "
+            "the Python that deploys the project"
+        )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise PrepareError(f"{interpreter} exited with code {done.returncode}")
+    written = Path(lines[-1])
+    return [written, written.with_name(written.name + ".bytecode")]
+
+
+def _prepare_command() -> str:
+    """How the user runs ``prepare`` from the project's directory."""
+    return f"{PROG} prepare" if INSTALLED else f"python {PROG} prepare"
+
+
+def _relative(path: Path, project: Path) -> str:
+    return Path(os.path.relpath(path, project)).as_posix()
+
+
+def command_prepare(args: argparse.Namespace) -> int:
+    """Parse and compile the project's templates now, so that no cold start does."""
+    project = Path(args.path)
+    try:
+        written = prepare_templates(project, args.interpreter)
+    except PrepareError as error:
+        _say(f"prepare: {error}")
+        return EXIT_PREPARE_FAILED
+    for path in written:
+        print(f"  prepare   {_relative(path, project)}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
 # `setup`
 # ---------------------------------------------------------------------------
 
@@ -692,6 +781,13 @@ def command_setup(args: argparse.Namespace) -> int:
             compiled = False
         else:
             print(f"  compile   {cfile.relative_to(project).as_posix()}")
+    if not getattr(args, "demo", False):  # `chalice local` reads templates as they change
+        try:
+            for path in prepare_templates(project, sys.executable):
+                print(f"  prepare   {_relative(path, project)}")
+        except PrepareError as error:
+            _say(f"setup: the templates are not prepared: {error}")
+            _say(f"       Before deploying, run `{_prepare_command()} -p {project}`.")
     for layer in layers:
         print(f"  layer     {layer.package} {layer.version}: {layer.arn}")
     if not getattr(args, "demo", False):  # `demo` serves the project at once
@@ -712,6 +808,9 @@ def _print_next_steps(
     if not compiled:
         print(f"  python{args.python} -m compileall -q --invalidation-mode checked-hash chalicelib")
         print("  (before deploying: spares Lambda compiling the module on every cold start)")
+    interpreter = "" if args.python == running_python() else f" --interpreter python{args.python}"
+    print(f"  {_prepare_command()}{interpreter}")
+    print("  (after editing templates, before deploying: no cold start parses or compiles them)")
     print(f"  export AWS_DEFAULT_REGION={region}" + ("" if args.region else "   # your region"))
     print("  (chalice package and deploy need a region: this variable, or region in")
     print("   ~/.aws/config; .chalice/config.json has no setting for it)")
@@ -1508,6 +1607,27 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--force", action="store_true", help="overwrite existing files")
     setup.set_defaults(handler=command_setup, command_parser=setup)
 
+    prepare = commands.add_parser(
+        "prepare",
+        help="parse and compile the project's templates before deploying",
+        description=(
+            "Run the project's chalice_http_toolkit.prepare_deployment with the project's "
+            f"Python: {PROJECT_TEMPLATES}/ parsed and compiled into files beside "
+            f"{PROJECT_MODULE}, which a cold start reads instead (see {DOCS}/performance.md)."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prepare.add_argument(
+        "-p", "--path", default=".", help="project directory (default: %(default)s)"
+    )
+    prepare.add_argument(
+        "--interpreter",
+        default=sys.executable,
+        help="the Python that deploys the project, with Chalice and Jinja2 (default: this one)",
+    )
+    prepare.set_defaults(handler=command_prepare, command_parser=prepare)
+
     demo = commands.add_parser(
         "demo",
         help="scaffold a demo site and serve it with chalice local",
@@ -1602,6 +1722,8 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.command == "demo":
         if args.port is not None and not 0 < args.port < 65536:
             parser.error(f"--port must be 1 to 65535, not {args.port}")
+        return
+    if args.command == "prepare":
         return
     if args.region is not None and args.region not in REGIONS:
         parser.error(f"unknown region {args.region!r}; Klayers regions: {', '.join(REGIONS)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -102,7 +103,9 @@ def test_peers_bench_runs_where_the_peers_are_installed(peers, tmp_path: Path) -
         assert results["rows"][name]["ours"] > 0, name
         assert results["rows"][name]["flask"] > 0, name
         assert results["rows"][name]["starlette"] > 0, name
-    assert "| static 304 via Function URL |" in peers.markdown(results)
+    table = peers.markdown(results)
+    assert "| static 304 via Function URL |" in table
+    assert f"| {peers.OVER_REST} | " in table
 
 
 def test_the_cold_start_task_of_ours_ships_the_prepared_templates(peers, tmp_path: Path) -> None:
@@ -148,3 +151,38 @@ def test_the_previous_revision_bench_runs_side_by_side(tmp_path: Path) -> None:
         "JSON reading the session",
         "new arguments every request",
     ]
+
+
+def test_the_bare_jinja2_cold_start_task_renders_the_catalogue(peers, tmp_path: Path) -> None:
+    """The Jinja2 floor row: a bare Chalice app rendering the same page with plain Jinja2."""
+    site = tmp_path / "site"
+    peers.write_site(site)
+    task = peers.task_root(peers.BARE_JINJA, site, tmp_path / "tasks")
+    event = {
+        "resource": "/fresh",
+        "path": "/fresh",
+        "httpMethod": "GET",
+        "headers": {"Accept": "text/html"},
+        "multiValueHeaders": {"Accept": ["text/html"]},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {"resourcePath": "/fresh", "httpMethod": "GET", "stage": "api"},
+        "body": None,
+        "isBase64Encoded": False,
+    }
+    script = (
+        "import json, sys; sys.path.insert(0, '.'); import handler; "
+        "print(json.dumps(handler.handler(json.loads(sys.argv[1]), None)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(event)],
+        cwd=task,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["statusCode"] == 200
+    assert "SKU-0-19" in answer["body"] and "&lt;canvas&gt;" in answer["body"]

@@ -29,11 +29,13 @@ from typing import Callable
 import pytest
 from PIL import Image
 
+import chalice_http_toolkit
 import cli
 
 from conftest import ROOT, CliResult, run_cli
 from fake_klayers import CATALOGUE, REGIONS, FakeKlayers, layer_arn
 from localserver import LOOPBACK, free_port, run_python, wait_until_serving
+from localserver import run as run_command
 
 Result = CliResult
 Runner = Callable[..., Result]
@@ -361,12 +363,22 @@ PROJECT_FILES = [
 ]
 
 
+#: What `setup` builds from the project's files (see test_setup_prepares_the_templates…).
+PREPARED = [
+    "chalicelib/chalice_http_toolkit.prepared.json",
+    "chalicelib/chalice_http_toolkit.prepared.json.bytecode",
+]
+
+
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` with its bytes, byte code aside (see test_setup_byte_compiles…)."""
+    """Every file under ``root`` with its bytes, byte code and the prepared templates aside
+    (see test_setup_byte_compiles… and test_setup_prepares_the_templates…)."""
     return {
         path.relative_to(root).as_posix(): path.read_bytes()
         for path in sorted(root.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and path.relative_to(root).as_posix() not in PREPARED
     }
 
 
@@ -400,6 +412,111 @@ def test_setup_for_another_python_says_how_to_compile(run, klayers, tmp_path):
         f"python{other} -m compileall -q --invalidation-mode checked-hash chalicelib"
         in result.stdout
     )
+
+
+def prepared_entries(project: Path) -> dict:
+    data = json.loads((project / PREPARED[0]).read_text())
+    return data["templates"]["templates"]["entries"]
+
+
+def test_setup_prepares_the_templates_so_that_no_cold_start_parses_them(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    result = run("setup", "-n", "site", "-p", str(project), "--python", RUNNING)
+    assert result.code == 0 and "prepare" not in result.stderr
+    for relpath in PREPARED:
+        assert f"  prepare   {relpath}\n" in result.stdout
+        assert (project / relpath).is_file()
+    index = (project / "chalicelib" / "templates" / "index.html").read_text()
+    entries = prepared_entries(project)
+    assert {"404.html", "base.html", "contact.html", "index.html"} <= set(entries)
+    [digest] = [d for name, d in entries["index.html"]["closure"].items() if name == "index.html"]
+    assert digest == chalice_http_toolkit._digest(index.encode())
+    steps = result.stdout.partition("Next steps:")[2]
+    assert " prepare\n  (after editing templates, before deploying" in steps
+
+
+def test_prepare_after_editing_a_template(run, klayers, tmp_path):
+    """`prepare` runs the project's own copy of the module with the project's Python."""
+    project = tmp_path / "site"
+    assert run("setup", "-n", "site", "-p", str(project), "--python", RUNNING).code == 0
+    (project / "chalicelib" / "templates" / "about.html").write_text(
+        "{% extends 'base.html' %}{% block content %}About{% endblock %}"
+    )
+
+    result = run_cli("prepare", "-p", str(project), "--interpreter", sys.executable)
+
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout == "".join(f"  prepare   {relpath}\n" for relpath in PREPARED)
+    assert set(prepared_entries(project)["about.html"]["closure"]) == {"about.html", "base.html"}
+
+
+def test_prepare_names_a_template_that_does_not_compile(run, klayers, tmp_path):
+    project = tmp_path / "site"
+    assert run("setup", "-n", "site", "-p", str(project), "--python", RUNNING).code == 0
+    (project / "chalicelib" / "templates" / "broken.html").write_text("{% if %}")
+
+    result = run("prepare", "-p", str(project))
+
+    assert result.code == 0
+    assert result.stderr.startswith("prepare: template broken.html does not compile: ")
+    assert "broken.html" not in prepared_entries(project)
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory) -> Path:
+    """A Python with neither Jinja2 nor Chalice (a fresh venv without site packages)."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    made = run_python("-m", "venv", "--without-pip", venv)
+    assert made.returncode == 0, made.stderr
+    return venv / "bin" / "python"
+
+
+def test_prepare_with_a_python_without_jinja2_says_so(run, klayers, tmp_path, bare_python):
+    project = tmp_path / "site"
+    assert run("setup", "-n", "site", "-p", str(project), "--python", RUNNING).code == 0
+    before = (project / PREPARED[0]).read_bytes()
+
+    result = run("prepare", "-p", str(project), "--interpreter", str(bare_python))
+
+    assert (result.code, result.stdout) == (cli.EXIT_PREPARE_FAILED, "")
+    assert result.stderr == (
+        f"prepare: Jinja2 is not installed for {bare_python}: install it there "
+        f"(`{bare_python} -m pip install jinja2`) or pass --interpreter the Python that "
+        "deploys the project\n"
+    )
+    assert (project / PREPARED[0]).read_bytes() == before
+
+
+def test_setup_with_a_python_without_jinja2_writes_the_project_and_says_to_prepare(
+    klayers, tmp_path, bare_python
+):
+    project = tmp_path / "site"
+    done = run_command(
+        [bare_python, ROOT / "cli.py", "setup", "-n", "site", "-p", project, "--python", RUNNING],
+        **LOOPBACK,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(tree(project)) == PROJECT_FILES
+    assert not (project / PREPARED[0]).exists()
+    assert f"setup: the templates are not prepared: Jinja2 is not installed for {bare_python}" in (
+        done.stderr
+    )
+    assert f"cli.py prepare -p {project}`" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("where", "interpreter", "message"),
+    [
+        ("elsewhere", sys.executable, "has no chalicelib/chalice_http_toolkit.py"),
+        ("site", "/nonexistent/python3", "cannot run /nonexistent/python3: No such file"),
+    ],
+)
+def test_prepare_refusals(run, klayers, tmp_path, where, interpreter, message):
+    assert run("setup", "-n", "site", "-p", str(tmp_path / "site")).code == 0
+    (tmp_path / "elsewhere").mkdir()
+    result = run("prepare", "-p", str(tmp_path / where), "--interpreter", interpreter)
+    assert (result.code, result.stdout) == (cli.EXIT_PREPARE_FAILED, "")
+    assert result.stderr.startswith("prepare: ") and message in result.stderr
 
 
 def requirement_names(project: Path) -> list[str]:

@@ -388,6 +388,189 @@ def test_a_2_0_event_without_cookies_or_query_string(front_app):
     assert json.loads(result["body"])["query"] == {}
 
 
+# -- what the view sees: the REST event the adapter builds -----------------------------------
+
+
+def seen_app() -> Chalice:
+    """An app whose views report what ``app.current_request`` holds."""
+    from chalice import Response
+
+    app = Chalice(app_name="seen")
+
+    def seen():
+        request = app.current_request
+        event = request.to_original_event()
+        return {
+            "method": request.method,
+            "headers": dict(request.headers),
+            "query": {k: request.query_params.getlist(k) for k in request.query_params or {}},
+            "uri_params": request.uri_params,
+            "context": request.context,
+            "stage_vars": request.stage_vars,
+            "body": base64.b64encode(request.raw_body).decode() if request.raw_body else None,
+            "event_keys": sorted(event),
+        }
+
+    app.route("/seen")(seen)
+
+    @app.route("/seen/{name}", methods=["POST"], content_types=["application/octet-stream"])
+    def seen_name(name):
+        return seen()
+
+    @app.route("/mutate/{name}")
+    def mutate(name):
+        params = app.current_request.uri_params
+        answer = dict(params)
+        params["name"] = "changed by the view"
+        return answer
+
+    @app.route("/answer")
+    def answer():
+        return Response(
+            body="x",
+            headers={"Content-Type": "text/plain", "set-cookie": "a=1"},
+        )
+
+    return app
+
+
+REST_EVENT_KEYS = [
+    "body",
+    "headers",
+    "httpMethod",
+    "isBase64Encoded",
+    "multiValueQueryStringParameters",
+    "path",
+    "pathParameters",
+    "queryStringParameters",
+    "requestContext",
+    "resource",
+    "stageVariables",
+]
+
+
+@pytest.mark.parametrize("door", ["function-url", "http-api-stage"])
+def test_what_the_view_sees_through_payload_2(door):
+    data = bytes(range(200, 256))
+    event = v2_event(
+        "POST",
+        "/seen/caf%C3%A9%2Fx?a=1&a=2&b=x%20y&c=",
+        {"Content-Type": "application/octet-stream", "Accept": "*/*"},
+        cookies=["session=abc", "theme=dark"],
+        body=data,
+        binary=True,
+        function_url=door == "function-url",
+        stage="prod" if door == "http-api-stage" else "$default",
+    )
+    if door == "http-api-stage":  # an HTTP API decodes the path before invoking
+        event["rawPath"] = event["requestContext"]["http"]["path"] = "/prod/seen/café%2Fx"
+    result = lambda_handler(seen_app())(event, lambda_context())
+    assert result["statusCode"] == 200, result
+    seen = json.loads(result["body"])
+    function_url = door == "function-url"
+    host = FUNCTION_URL_HOST if function_url else "r4nd0m1d42.execute-api.us-east-1.amazonaws.com"
+    assert seen == {
+        "method": "POST",
+        "headers": {
+            "host": host,
+            "x-forwarded-proto": "https",
+            "x-forwarded-port": "443",
+            "x-forwarded-for": "198.51.100.7",
+            "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0 Safari/537.36",
+            "x-amzn-trace-id": "Root=1-67a1b2c3-0123456789abcdef01234567",
+            "content-type": "application/octet-stream",
+            "accept": "*/*",
+            "cookie": "session=abc; theme=dark",
+        },
+        "query": {"a": ["1", "2"], "b": ["x y"], "c": [""]},
+        "uri_params": {"name": "café/x"} if function_url else {"name": "café%2Fx"},
+        "context": {
+            "path": event["rawPath"],
+            "stage": "$default" if function_url else "prod",
+            "requestId": "c0ffee00-1234-4321-abcd-0123456789ab",
+            "domainName": host,
+            "apiId": event["requestContext"]["apiId"],
+            "accountId": event["requestContext"]["accountId"],
+            "protocol": "HTTP/1.1",
+            "requestTimeEpoch": 1796162400000,
+            "identity": {
+                "sourceIp": "198.51.100.7",
+                "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0 Safari/537.36",
+            },
+            "authorizer": None,
+            "resourcePath": "/seen/{name}",
+            "httpMethod": "POST",
+        },
+        "stage_vars": None,
+        "body": base64.b64encode(data).decode(),
+        "event_keys": REST_EVENT_KEYS,  # no multiValueHeaders: Chalice reads none
+    }
+
+
+@pytest.mark.parametrize("multi_value", [False, True], ids=["alb", "alb-multi"])
+def test_what_the_view_sees_through_an_alb(multi_value):
+    event = alb_event(
+        "GET", "/seen?a=1&a=2&b=x%20y", {"Cookie": "session=abc"}, multi_value=multi_value
+    )
+    seen = json.loads(lambda_handler(seen_app())(event, lambda_context())["body"])
+    assert seen["query"] == {"a": ["1", "2"] if multi_value else ["2"], "b": ["x y"]}
+    assert seen["headers"]["cookie"] == "session=abc"
+    assert seen["uri_params"] is None
+    assert seen["context"] == {
+        "path": "/seen",
+        "stage": "$default",
+        "elb": event["requestContext"]["elb"],
+        "identity": {
+            "sourceIp": "198.51.100.7",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0 Safari/537.36",
+        },
+        "resourcePath": "/seen",
+        "httpMethod": "GET",
+    }
+    assert seen["event_keys"] == sorted([*REST_EVENT_KEYS, "multiValueHeaders"])
+
+
+def test_a_view_that_changes_its_path_parameters_leaves_the_next_request_alone():
+    handler = lambda_handler(seen_app())
+    for _ in range(2):
+        result = handler(v2_event("GET", "/mutate/abc"), lambda_context())
+        assert json.loads(result["body"]) == {"name": "abc"}
+
+
+def test_the_event_is_left_as_it_came():
+    event = v2_event("GET", "/seen?a=1", {"Accept": "*/*"}, cookies=["a=1", "b=2"])
+    before = json.loads(json.dumps(event))
+    result = lambda_handler(seen_app())(event, lambda_context())
+    assert json.loads(result["body"])["headers"]["cookie"] == "a=1; b=2"
+    assert event == before
+
+
+def test_header_names_in_capitals_through_payload_2(front_app):
+    # AWS sends 2.0 names in lower case; another caller may not. Both ways answer alike.
+    handler = lambda_handler(front_app)
+    for path in ("/static/css/site.css", "/page/about"):  # the static door, and Chalice
+        first = handler(v2_event("GET", path), lambda_context())
+        again = v2_event("GET", path)
+        again["headers"]["If-None-Match"] = first["headers"]["ETag"]
+        assert handler(again, lambda_context())["statusCode"] == 304, path
+    echo = v2_event("GET", "/echo")
+    echo["headers"]["X-Capital"] = "1"
+    assert "x-capital" in json.loads(handler(echo, lambda_context())["body"])["headers"]
+
+
+def test_a_2_0_event_with_query_string_parameters_only():
+    event = v2_event("GET", "/seen?a=1&b=x")
+    del event["rawQueryString"]
+    seen = json.loads(lambda_handler(seen_app())(event, lambda_context())["body"])
+    assert seen["query"] == {"a": ["1"], "b": ["x"]}
+
+
+def test_payload_2_answers_a_set_cookie_string_in_cookies():
+    result = lambda_handler(seen_app())(v2_event("GET", "/answer"), lambda_context())
+    assert result["cookies"] == ["a=1"]
+    assert result["headers"] == {"Content-Type": "text/plain"}
+
+
 # -- bad input ---------------------------------------------------------------
 
 
@@ -471,6 +654,30 @@ def test_origin_secret_admits_cloudfront_and_hides_the_header(front_app, door):
     got = send(door, front_app, "GET", "/echo", {"X-Origin-Verify": SECRET}, handler=handler)
     assert got.status == 200
     assert "x-origin-verify" not in json.loads(got.body)["headers"]
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"x-origin-verify": SECRET}, 200),
+        ({"X-Origin-Verify": SECRET}, 200),
+        ({"x-origin-verify": SECRET, "X-ORIGIN-VERIFY": SECRET}, 200),
+        ({"x-origin-verify": "wrong-secret-0123456789", "X-Origin-Verify": SECRET}, 200),
+        ({"x-origin-verify": SECRET[:-1] + "!"}, 403),
+        ({"x-origin-verify": "caf\u00e9-" + SECRET}, 403),
+    ],
+    ids=["lower", "capitals", "both", "one-of-two", "wrong", "not-ascii"],
+)
+def test_origin_secret_in_any_spelling_through_payload_2(front_app, headers, status):
+    handler = toolkit.lambda_handler(front_app, origin_secret=SECRET)
+    event = v2_event("GET", "/echo")
+    event["headers"].update(headers)
+    before = json.loads(json.dumps(event))
+    result = handler(event, lambda_context())
+    assert result["statusCode"] == status
+    if status == 200:
+        assert not [h for h in json.loads(result["body"])["headers"] if "origin" in h]
+    assert event == before
 
 
 def test_origin_secret_from_the_environment_with_rotation(front_app, monkeypatch):

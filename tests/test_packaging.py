@@ -101,7 +101,8 @@ def test_installed_command_scaffolds_the_same_project_as_cli_py(venv, tmp_path):
         return {
             path.relative_to(root).as_posix(): path.read_bytes()
             for path in sorted(root.rglob("*"))
-            if path.is_file() and "__pycache__" not in path.parts  # a .pyc names its source
+            # a .pyc names its source, the templates' compiled code theirs
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".bytecode"
         }
 
     project = files(tmp_path / "x")
@@ -116,7 +117,9 @@ def test_installed_command_scaffolds_the_same_project_as_cli_py(venv, tmp_path):
         ".chalice/config.json",
         ".gitignore",
         "cloudfront.json",
+        "chalicelib/chalice_http_toolkit.prepared.json",
     } <= set(project)
+    assert (tmp_path / "x" / "chalicelib" / "chalice_http_toolkit.prepared.json.bytecode").is_file()
     assert 'app = Chalice(app_name="x")' in project["app.py"].decode()
 
 

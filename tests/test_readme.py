@@ -224,9 +224,10 @@ def test_exit_codes_are_documented_for_every_command_that_uses_them():
     assert "4 `setup`, `cloudfront`: files exist" in text
     assert "5 `setup`, `cloudfront`:" in text
     assert "6 `demo`: the port asked for is in use" in text
+    assert "7 `prepare`: the Python given lacks Jinja2 or Chalice" in text
     assert "4  setup, cloudfront: files already exist" in cli.EXIT_CODES_HELP
     codes = re.findall(r"^  (\d)  ", cli.EXIT_CODES_HELP, re.MULTILINE)
-    assert codes == [str(n) for n in range(7)]
+    assert codes == [str(n) for n in range(8)]
 
 
 def test_make_test_row_says_what_it_installs():
@@ -395,6 +396,8 @@ def test_cli_doc_setup_transcript_is_what_setup_prints(tmp_path):
     for line in shown:
         if f"python{running} -m compileall" in line or "spares Lambda compiling" in line:
             continue  # setup under the Python it writes for compiles the module itself
+        if f"prepare --interpreter python{running}" in line:
+            continue  # ... and prepares with the Python that runs it
         if line.strip() != "...":
             assert line in printed, line  # in order: `in` consumes the iterator
 

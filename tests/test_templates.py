@@ -570,6 +570,113 @@ def test_prepare_keeps_the_sections_of_other_template_folders(project):
     assert "page.html" in data["templates"]["templates"]["entries"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "page.html",
+        "./page.html",
+        "sub/inner.html",
+        "sub//inner.html",
+        "sub/./inner.html",
+        "crlf.html",
+        "sub\\back.html",
+        "missing.html",
+        "../outside.html",
+        "sub/../page.html",
+        "sub",
+    ],
+)
+def test_a_template_read_without_jinja2_is_what_its_filesystem_loader_reads(tmp_path, name):
+    import jinja2
+
+    from chalice_http_toolkit import _template_source
+
+    templates = tmp_path / "templates"
+    (templates / "sub").mkdir(parents=True)
+    (templates / "page.html").write_text("<p>{{ x }}</p>\n")
+    (templates / "sub" / "inner.html").write_text("inner é")
+    (templates / "sub\\back.html").write_text("a backslash is a character here")
+    (templates / "crlf.html").write_bytes(b"line one\r\nline two\r\n")
+    (tmp_path / "outside.html").write_text("outside")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)))
+
+    assert _template_source(None, str(templates), name) == _template_source(
+        env, str(templates), name
+    )
+
+
+# Before its environment is made (a cold start's 304), a manager plans a page from the
+# prepared file alone: the plan must be the one it makes once Jinja2 is imported.
+HELPER_TEMPLATES = {
+    "plain.html": "{{ title }}",
+    "request-g.html": "{{ g.user }}",
+    "csrf.html": "<input value='{{ csrf_token() }}'>",
+    "flashes.html": "{% for m in get_flashed_messages() %}{{ m }}{% endfor %}",
+    "lipsum.html": "{{ lipsum(1) }}",
+    "random-filter.html": "{{ items|random }}",
+    "random-argument.html": "{{ random }}",
+    "jinja-globals.html": "{% for i in range(2) %}{{ dict(a=i) }}{{ cycler(1, 2).next() }}"
+    "{% endfor %}",
+    "tests.html": "{% if 4 is divisibleby 2 %}{{ title|upper }}{% endif %}",
+    "helpers.html": "{{ static('site.css') }} {{ srcset('site.css') }}",
+    "include-missing.html": "{% include 'none.html' ignore missing %}{{ title }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HELPER_TEMPLATES))
+def test_a_page_planned_before_the_environment_has_the_etag_of_one_planned_after(project, name):
+    for template, text in HELPER_TEMPLATES.items():
+        (project / "templates" / template).write_text(text)
+    prepare(project)
+    arguments = {"title": "t", "items": [1, 2], "random": 4}
+
+    module = load_module(project)
+    cold = module.ContentManager(
+        str(project / "templates"), str(project / "static"), auto_reload=False
+    )
+    before = cold.template_etag(name, arguments)
+    assert cold._pages._env is None  # planned from the prepared file alone
+    warm = manager(load_module(project), project)[0]  # its environment made first
+
+    assert before == warm.template_etag(name, arguments)
+    assert cold.env is not None and cold.template_etag(name, arguments) == before
+
+
+def test_a_prepared_file_made_with_other_jinja2_defaults_is_caught_once_jinja2_loads(
+    project, caplog
+):
+    (project / "templates" / "lipsum.html").write_text("{{ lipsum(1) }}")
+    prepare(project)
+    prepared = project / "chalice_http_toolkit.prepared.json"
+    data = json.loads(prepared.read_text())
+    data["templates"]["templates"]["defaults"]["globals"].remove("lipsum")  # unknown to it
+    prepared.write_text(json.dumps(data))
+    cm = load_module(project).ContentManager(
+        str(project / "templates"), str(project / "static"), auto_reload=False
+    )
+    assert cm.template_etag("lipsum.html", {}) is not None  # the build's word for it
+
+    with caplog.at_level("WARNING", logger="chalice_http_toolkit"):
+        cm.env  # noqa: B018  (made now: Jinja2's defaults are checked)
+
+    assert "another Jinja2" in caplog.text
+    assert cm.template_etag("lipsum.html", {}) is None  # volatile after all: rendered
+
+
+def test_a_prepared_file_without_jinja2_defaults_is_used_once_jinja2_loads(project):
+    expected = manager(load_module(project), project)[0].template_etag("page.html", ARGS)
+    prepare(project)
+    prepared = project / "chalice_http_toolkit.prepared.json"
+    data = json.loads(prepared.read_text())
+    del data["templates"]["templates"]["defaults"]  # as an earlier version wrote it
+    prepared.write_text(json.dumps(data))
+
+    cm, counts = manager(load_module(project), project)
+
+    assert cm.template_etag("page.html", ARGS) == expected
+    assert counts["parse"] == 0
+
+
 # == ETag property =========================================================================
 # Hypothesis: two argument values that render differently never share a template ETag.
 #
