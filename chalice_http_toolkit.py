@@ -5538,12 +5538,14 @@ class _Pages:
                 self._digest_paid(filename, salt, False)
         if memo is None or etag is None or has_bytes:
             return etag, plan, None
-        # The page's offer, made once: its body is rendered (and kept) only when asked for.
+        # The page's offer, made once for the requests that find this entry: its body is
+        # rendered (and kept) only when asked for. This request renders from its own
+        # arguments (no copy to make).
         render = functools.partial(self._render_kept, filename, key, plan.content_type, etag)
         found = (etag, plan, Offer(plan.content_type, render, etag))
         # the plan and the key are shared with the entry's key: count their references only
         self._template_etags.put(memo, found, cost=_held_size(etag) + _MEMO_OFFER_BYTES)
-        return found
+        return etag, plan, None
 
     def _render_kept(self, filename: str, key: bytes, content_type: str, etag: str) -> str:
         """The page a memoised ETag names, rendered from its memo key and kept under it.
