@@ -2153,13 +2153,16 @@ def _prepared_gzip(snapshot: _StaticSnapshot) -> bytes | None:
             logger.debug("static: %s has no prepared gzip form", snapshot.relpath)
         return None
     path = os.path.join(prepared_file + _PREPARED_GZIP_SUFFIX, f"{digest}.gz")
+    if expected >= min(snapshot.size, _LARGEST_LAMBDA_BODY):  # read no more than that
+        logger.info("static: prepared %s recorded as too large; compressed now", path)
+        return None
     try:
         with open(path, "rb") as handle:
             data = handle.read(expected + 1)
     except OSError as error:
         logger.info("static: prepared %s unreadable (%s); compressed now", path, error)
         return None
-    if len(data) != expected or expected >= min(snapshot.size, _LARGEST_LAMBDA_BODY):
+    if len(data) != expected:
         logger.info("static: prepared %s is not the size recorded; compressed now", path)
         return None
     if snapshot._body is not None:

@@ -641,7 +641,7 @@ def test_a_file_edited_after_prepare_gets_a_gzip_of_its_new_bytes(lib, caplog):
 
 @pytest.mark.parametrize(
     "damage",
-    ["missing", "truncated", "same size, other bytes", "empty", "no manifest"],
+    ["missing", "truncated", "same size, other bytes", "empty", "recorded huge", "no manifest"],
 )
 def test_a_damaged_prepared_form_falls_back_to_compressing(lib, damage, caplog):
     prepare_static(lib)
@@ -655,6 +655,10 @@ def test_a_damaged_prepared_form_falls_back_to_compressing(lib, damage, caplog):
         form.write_bytes(gzip.compress(b"x" * 10).ljust(len(written), b"\0"))
     elif damage == "empty":
         form.write_bytes(b"")
+    elif damage == "recorded huge":  # never a read of that many bytes
+        manifest = json.loads((lib / "chalice_http_toolkit.prepared.json").read_text())
+        manifest["static"]["static"]["css/site.css"]["gzip"] = 10**15
+        (lib / "chalice_http_toolkit.prepared.json").write_text(json.dumps(manifest))
     else:
         (lib / "chalice_http_toolkit.prepared.json").unlink()
 
