@@ -825,7 +825,8 @@ def _print_next_steps(
         print("  (before deploying: spares Lambda compiling the module on every cold start)")
     interpreter = "" if args.python == running_python() else f" --interpreter python{args.python}"
     print(f"  {_prepare_command()}{interpreter}")
-    print("  (after editing templates, before deploying: no cold start parses or compiles them)")
+    print("  (after editing templates or static files, before deploying: no cold start parses,")
+    print("   compiles or gzips them)")
     print(f"  export AWS_DEFAULT_REGION={region}" + ("" if args.region else "   # your region"))
     print("  (chalice package and deploy need a region: this variable, or region in")
     print("   ~/.aws/config; .chalice/config.json has no setting for it)")

@@ -435,7 +435,7 @@ def test_setup_prepares_the_templates_so_that_no_cold_start_parses_them(run, kla
     [digest] = [d for name, d in entries["index.html"]["closure"].items() if name == "index.html"]
     assert digest == chalice_http_toolkit._digest(index.encode())
     steps = result.stdout.partition("Next steps:")[2]
-    assert " prepare\n  (after editing templates, before deploying" in steps
+    assert " prepare\n  (after editing templates or static files, before deploying" in steps
 
 
 def test_prepare_after_editing_a_template(run, klayers, tmp_path):
