@@ -6,6 +6,7 @@ made at build time.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import importlib.util
 import itertools
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from chalice import Chalice
 from chalice.test import Client
+from frontdoor_events import v2_event
 
 import chalice_http_toolkit as toolkit
 from chalice_http_toolkit import IMMUTABLE_CACHE_CONTROL, ContentManager, StaticIndex
@@ -610,6 +612,21 @@ def test_a_prepared_gzip_form_is_sent_byte_for_byte(lib):
     assert gzip.decompress(prepared.body) == source
     assert len(prepared.body) < len(unprepared.body)  # level 9, not the container's 6
     assert prepared.headers["ETag"] == unprepared.headers["ETag"]
+
+
+def test_the_function_url_door_sends_the_prepared_form(lib):
+    """``lambda_handler`` answers static files before Chalice: with the prepared form too."""
+    prepare_static(lib)
+    module = project_module(lib)
+    app = Chalice(app_name="prepared")
+    cm = module.ContentManager(str(lib / "templates"), str(lib / "static"), app)
+    cm.register_static_routes()
+    event = v2_event("GET", "/static/css/site.css", {"accept-encoding": "gzip"})
+
+    result = module.lambda_handler(app)(event, None)
+
+    assert result["statusCode"] == 200 and result["isBase64Encoded"]
+    assert base64.b64decode(result["body"]) == prepared_form(lib, "css/site.css").read_bytes()
 
 
 def test_a_file_not_held_in_memory_gets_its_prepared_form(lib):
