@@ -1989,34 +1989,40 @@ class _VersionBytes:
     no reference back to the snapshot (no cycle keeps an evicted version's bytes).
     """
 
-    __slots__ = ("_gzip_body", "digest", "held", "path", "size")
+    __slots__ = ("_body", "_gzip_body", "digest", "path", "relpath", "size")
 
-    def __init__(self, path: str, digest: str, size: int, held: bytes | None) -> None:
-        self.path = path
-        self.digest = digest
-        self.size = size
-        self.held = held
+    def __init__(self, snapshot: _StaticSnapshot) -> None:
+        self.path = snapshot.path
+        self.relpath = snapshot.relpath
+        self.digest = snapshot.digest
+        self.size = snapshot.size
+        self._body = snapshot._body  # (the bytes held, else None)
         self._gzip_body: Any = _MISSING
 
     def body(self) -> bytes:
-        if self.held is not None:
-            return self.held
+        if self._body is not None:
+            return self._body
         with open(self.path, "rb") as handle:
             return handle.read()
 
     def gzip_body(self) -> bytes | None:
         """The gzip form of this version, made once; ``None`` when it would not be smaller.
 
-        A body not held in memory is compressed from the file a chunk at a time
-        (:func:`_gzip_file`): the response already holds it, so it is never read
-        into memory a second time, and a gzip form too large for a Lambda
-        response is given up as soon as it gets there.
+        The one :func:`prepare_deployment` made of exactly these bytes when there is
+        one (:func:`_prepared_gzip`), else compressed now. A body not held in memory
+        is compressed from the file a chunk at a time (:func:`_gzip_file`): the
+        response already holds it, so it is never read into memory a second time,
+        and a gzip form too large for a Lambda response is given up as soon as it
+        gets there.
         """
         if self._gzip_body is _MISSING:
-            body = self.held
-            if body is None:
+            prepared = _prepared_gzip(self)
+            if prepared is not None:
+                self._gzip_body = prepared
+            elif self._body is None:
                 self._gzip_body = _gzip_file(self.path, self.digest, self.size)
             else:
+                body = self._body
                 compressed = _gzip(body)
                 self._gzip_body = compressed if len(compressed) < len(body) else None
         return self._gzip_body
@@ -2050,7 +2056,7 @@ class _StaticSnapshot:
         self.size = version.stat_key[1]
         self.etag = f'"{version.digest}"'
         self._body = body
-        self._bytes = _VersionBytes(self.path, self.digest, self.size, body)
+        self._bytes = _VersionBytes(self)
         #: This version's offer as its own type, made on first use (:func:`_static_offer`).
         self.offer: Any = None
 
@@ -2081,7 +2087,7 @@ class _StaticSnapshot:
         return self._bytes.gzip_body()
 
 
-# A held snapshot besides its bytes: itself, its _VersionBytes, ETag and offer (499 bytes
+# A held snapshot besides its bytes: itself, its _VersionBytes, ETag and offer (507 bytes
 # on CPython 3.11).
 _SNAPSHOT_BYTES = 512
 
@@ -2089,7 +2095,7 @@ _SNAPSHOT_BYTES = 512
 _LARGEST_LAMBDA_BODY = LAMBDA_RESPONSE_LIMIT * 3 // 4
 
 
-def _gzip_file(path: str, digest: str, size: int) -> bytes | None:
+def _gzip_file(path: str, digest: str, size: int, level: int = 6) -> bytes | None:
     """A file's gzip form, compressed as it is read; ``None`` unless worth sending.
 
     ``None`` when the output reaches the file's ``size`` (not smaller) or
@@ -2101,7 +2107,7 @@ def _gzip_file(path: str, digest: str, size: int) -> bytes | None:
     import zlib
 
     limit = min(size, _LARGEST_LAMBDA_BODY)
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 15)  # a gzip wrapper
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + 15)  # a gzip wrapper
     hasher = _blake2b()
     pieces: list[bytes] = []
     produced = 0
@@ -2120,6 +2126,96 @@ def _gzip_file(path: str, digest: str, size: int) -> bytes | None:
         return None
     compressed = b"".join(pieces)
     return compressed if len(compressed) < limit else None
+
+
+# Beside the prepared file (its name plus this): the gzip forms prepare_deployment made,
+# each named by its source's digest and nothing else.
+_PREPARED_GZIP_SUFFIX = ".gzip"
+
+_DIGEST_HEX = _LazyPattern(r"[0-9a-f]{32}")  # what _digest gives
+
+_PREPARED_GZIP_FILE = _LazyPattern(r"[0-9a-f]{32}\.gz(?:\.tmp)?")
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared_gzip_entries(prepared_file: str) -> tuple[dict[str, int], dict[str, str]]:
+    """(gzip size by source digest, source digest by relative path) a prepared file records.
+
+    Only well-formed entries: a digest that is not 32 hex digits (a path, ``..``) or a
+    size that is not an integer is left out, so nothing but a ``<digest>.gz``
+    of the build directory is ever opened. ``({}, {})`` without a readable file.
+    """
+    try:
+        with open(prepared_file) as handle:
+            prepared = json.load(handle)
+    except (OSError, ValueError) as error:
+        logger.debug("static: no prepared gzip forms (%s)", error)
+        return {}, {}
+    if not isinstance(prepared, dict) or prepared.get("format") != _PREPARED_FORMAT:
+        return {}, {}
+    sections = prepared.get("static")
+    entries = [
+        (relpath, entry.get("digest"), entry.get("gzip"))
+        for section in (sections.values() if isinstance(sections, dict) else ())
+        if isinstance(section, dict)
+        for relpath, entry in section.items()
+        if isinstance(entry, dict)
+    ]
+    sizes: dict[str, int] = {}
+    digests: dict[str, str] = {}
+    for relpath, digest, size in entries:
+        if isinstance(digest, str) and _DIGEST_HEX.fullmatch(digest) and type(size) is int:
+            sizes[digest] = size
+            digests[relpath] = digest
+    return sizes, digests
+
+
+def _prepared_gzip(snapshot: _StaticSnapshot | _VersionBytes) -> bytes | None:
+    """The gzip form :func:`prepare_deployment` made of exactly this snapshot's bytes, or ``None``.
+
+    Found by the snapshot's digest alone (mtimes prove nothing on Lambda: its zip stamps
+    every file 1980-01-01), used only when its size is the recorded one, smaller than
+    the body, and its gzip trailer (RFC 1952 §2.3.1: CRC-32 and length of the
+    original) is this snapshot's bytes'. Anything else is ``None`` and a log line:
+    the caller compresses the bytes as they are now.
+    """
+    import zlib
+
+    prepared_file = _prepared_path()
+    sizes, digests = _prepared_gzip_entries(prepared_file)
+    digest = snapshot.digest
+    expected = sizes.get(digest)
+    if expected is None:
+        if snapshot.relpath in digests:
+            logger.info("static: %s changed since prepare; compressed now", snapshot.relpath)
+        else:
+            logger.debug("static: %s has no prepared gzip form", snapshot.relpath)
+        return None
+    path = os.path.join(prepared_file + _PREPARED_GZIP_SUFFIX, f"{digest}.gz")
+    if expected >= min(snapshot.size, _LARGEST_LAMBDA_BODY):  # read no more than that
+        logger.info("static: prepared %s recorded as too large; compressed now", path)
+        return None
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(expected + 1)
+    except OSError as error:
+        logger.info("static: prepared %s unreadable (%s); compressed now", path, error)
+        return None
+    if len(data) != expected:
+        logger.info("static: prepared %s is not the size recorded; compressed now", path)
+        return None
+    if snapshot._body is not None:
+        crc = zlib.crc32(snapshot._body)
+    else:
+        crc = 0
+        with open(snapshot.path, "rb") as handle:
+            while chunk := handle.read(_READ_CHUNK):
+                crc = zlib.crc32(chunk, crc)
+    trailer = crc.to_bytes(4, "little") + (snapshot.size % 2**32).to_bytes(4, "little")
+    if data[:3] != b"\x1f\x8b\x08" or data[-8:] != trailer:
+        logger.info("static: prepared %s is not of %s; compressed now", path, snapshot.relpath)
+        return None
+    return data
 
 
 class StaticFile:
@@ -2972,7 +3068,11 @@ def _prepared_path() -> str:
 
 
 def prepare_deployment(
-    templates_dir: str, *, path: str | None = None, environment: Any = None
+    templates_dir: str,
+    *,
+    path: str | None = None,
+    environment: Any = None,
+    static_dir: str | None = None,
 ) -> str:
     """Parse and compile every template now, at build time, so a cold start does not.
 
@@ -2986,6 +3086,11 @@ def prepare_deployment(
     Jinja2's defaults recorded too, a container answers a page's 304 before it imports
     Jinja2. ``chalice-http-toolkit prepare`` (and ``setup``) runs it; run it again after
     editing templates, before ``chalice deploy``. Returns the JSON file's path.
+
+    With ``static_dir``, each static file worth compressing gets its gzip form too
+    (zlib level 9, into the directory of the JSON file's name plus ``.gzip``, named
+    by the source's digest), which a container sends instead of compressing while
+    the file still has that digest (:func:`_prepared_gzip`).
     """
     import jinja2
 
@@ -3025,6 +3130,13 @@ def prepare_deployment(
         "entries": entries,
         "defaults": _jinja_defaults(jinja2.Environment()),
     }
+    if static_dir is not None:
+        directory = path + _PREPARED_GZIP_SUFFIX
+        if not isinstance(prepared.get("static"), dict):
+            prepared["static"] = {}
+        entries_by_dir = prepared["static"]
+        entries_by_dir[_prepared_key(static_dir, path)] = _prepare_static(static_dir, directory)
+        _remove_unrecorded_gzip(directory, entries_by_dir)
     with open(path, "w") as handle:
         json.dump(prepared, handle, indent=1, sort_keys=True)
     code = _read_prepared(path + ".bytecode", marshal.load, "rb")
@@ -3032,8 +3144,56 @@ def prepare_deployment(
     with open(path + ".bytecode", "wb") as handle:
         marshal.dump(code, handle)
     _prepared_entries.cache_clear()
+    _prepared_gzip_entries.cache_clear()
     logger.info("prepare: %d templates of %s in %s", len(entries), templates_dir, path)
     return path
+
+
+def _prepare_static(static_dir: str, directory: str) -> dict[str, dict[str, Any]]:
+    """Write the gzip form of each static file worth compressing as ``<digest>.gz``.
+
+    The files the static index serves, with its digests and types: compressible, at
+    least :data:`COMPRESS_MIN_SIZE`, smaller compressed (zlib level 9: the build pays
+    once) and small enough for a Lambda response. Returns ``{relpath: {"digest",
+    "gzip" (its size)}}`` for the prepared file.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for relpath, static_file in sorted(StaticIndex(static_dir, cache_bytes=0).files.items()):
+        snapshot = static_file.snapshot()
+        if snapshot.size < COMPRESS_MIN_SIZE or not _is_compressible(snapshot.content_type):
+            continue
+        compressed = _gzip_file(snapshot.path, snapshot.digest, snapshot.size, level=9)
+        if compressed is None:
+            continue
+        os.makedirs(directory, exist_ok=True)
+        target = os.path.join(directory, f"{snapshot.digest}.gz")
+        with open(target + ".tmp", "wb") as handle:
+            handle.write(compressed)
+        os.replace(target + ".tmp", target)
+        entries[relpath] = {"digest": snapshot.digest, "gzip": len(compressed)}
+    logger.info("prepare: %d gzip forms of %s in %s", len(entries), static_dir, directory)
+    return entries
+
+
+def _remove_unrecorded_gzip(directory: str, entries_by_dir: Mapping[str, Any]) -> None:
+    """Delete the ``<digest>.gz`` files no entry names (an edited file's old form); an
+    empty directory too. Other files are the user's: left alone."""
+    recorded = {
+        f"{entry['digest']}.gz"
+        for entries in entries_by_dir.values()
+        if isinstance(entries, dict)
+        for entry in entries.values()
+        if isinstance(entry, dict) and isinstance(entry.get("digest"), str)
+    }
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name not in recorded and _PREPARED_GZIP_FILE.fullmatch(name):
+            os.remove(os.path.join(directory, name))
+    if not os.listdir(directory):
+        os.rmdir(directory)
 
 
 def _read_prepared(path: str, load: Callable[[Any], Any], mode: str) -> dict[str, Any]:

@@ -614,16 +614,18 @@ def _move_into_project(tree: Path, saved: Path, project: Path, relpaths: list[st
 
 
 # ---------------------------------------------------------------------------
-# `prepare`: the templates parsed and compiled before deploying
+# `prepare`: the templates parsed and compiled, static files gzipped, before deploying
 # ---------------------------------------------------------------------------
 
-#: The project's copy of the module and its templates, relative to the project.
+#: The project's copy of the module, its templates and static files, relative to the project.
 PROJECT_MODULE = "chalicelib/chalice_http_toolkit.py"
 PROJECT_TEMPLATES = "chalicelib/templates"
+PROJECT_STATIC = "chalicelib/static"
 
-#: What the project's Python runs: the copy's ``prepare_deployment`` (exit codes below).
+#: What the project's Python runs: the copy's ``prepare_deployment`` (exit codes below); the
+#: static folder, when given, only to a copy that takes it.
 PREPARE_SCRIPT = """\
-import importlib.util, logging, sys
+import importlib.util, inspect, logging, sys
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 for needed, code in (("jinja2", 10), ("chalice", 11)):
     if importlib.util.find_spec(needed) is None:
@@ -632,7 +634,10 @@ spec = importlib.util.spec_from_file_location("chalice_http_toolkit", sys.argv[1
 module = importlib.util.module_from_spec(spec)
 sys.modules["chalice_http_toolkit"] = module
 spec.loader.exec_module(module)
-print(module.prepare_deployment(sys.argv[2]))
+options = {}
+if sys.argv[3:] and "static_dir" in inspect.signature(module.prepare_deployment).parameters:
+    options["static_dir"] = sys.argv[3]
+print(module.prepare_deployment(sys.argv[2], **options))
 """
 _PREPARE_MISSING = {10: "Jinja2", 11: "Chalice"}
 PREPARE_TIMEOUT = 300.0
@@ -646,13 +651,17 @@ def prepare_templates(project: Path, interpreter: str) -> list[Path]:
     """Run the project's module's ``prepare_deployment`` with ``interpreter``; the files written.
 
     A subprocess: this program is standard library only, the module needs Chalice and
-    Jinja2, which the Python that deploys the project has.
+    Jinja2, which the Python that deploys the project has. With a static folder, its
+    files' gzip forms too (a folder beside the prepared file, when any is worth it).
     """
     module = project / PROJECT_MODULE
     templates = project / PROJECT_TEMPLATES
+    static = project / PROJECT_STATIC
     if not module.is_file() or not templates.is_dir():
         raise PrepareError(f"{project} has no {PROJECT_MODULE} and {PROJECT_TEMPLATES}/")
     command = [interpreter, "-c", PREPARE_SCRIPT, str(module), str(templates)]
+    if static.is_dir():
+        command.append(str(static))
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=PREPARE_TIMEOUT, check=False
@@ -673,7 +682,12 @@ def prepare_templates(project: Path, interpreter: str) -> list[Path]:
     if done.returncode != 0 or not lines:
         raise PrepareError(f"{interpreter} exited with code {done.returncode}")
     written = Path(lines[-1])
-    return [written, written.with_name(written.name + ".bytecode")]
+    gzipped = written.with_name(written.name + ".gzip")
+    return [
+        written,
+        written.with_name(written.name + ".bytecode"),
+        *([gzipped] if gzipped.is_dir() else []),
+    ]
 
 
 def _prepare_command() -> str:
@@ -686,7 +700,8 @@ def _relative(path: Path, project: Path) -> str:
 
 
 def command_prepare(args: argparse.Namespace) -> int:
-    """Parse and compile the project's templates now, so that no cold start does."""
+    """Parse and compile the project's templates and gzip its static files now, so that no
+    cold start does."""
     project = Path(args.path)
     try:
         written = prepare_templates(project, args.interpreter)
@@ -810,7 +825,8 @@ def _print_next_steps(
         print("  (before deploying: spares Lambda compiling the module on every cold start)")
     interpreter = "" if args.python == running_python() else f" --interpreter python{args.python}"
     print(f"  {_prepare_command()}{interpreter}")
-    print("  (after editing templates, before deploying: no cold start parses or compiles them)")
+    print("  (after editing templates or static files, before deploying: no cold start parses,")
+    print("   compiles or gzips them)")
     print(f"  export AWS_DEFAULT_REGION={region}" + ("" if args.region else "   # your region"))
     print("  (chalice package and deploy need a region: this variable, or region in")
     print("   ~/.aws/config; .chalice/config.json has no setting for it)")
@@ -1609,11 +1625,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser(
         "prepare",
-        help="parse and compile the project's templates before deploying",
+        help="parse and compile the project's templates, gzip its static files, before deploying",
         description=(
             "Run the project's chalice_http_toolkit.prepare_deployment with the project's "
-            f"Python: {PROJECT_TEMPLATES}/ parsed and compiled into files beside "
-            f"{PROJECT_MODULE}, which a cold start reads instead (see {DOCS}/performance.md)."
+            f"Python: {PROJECT_TEMPLATES}/ parsed and compiled, and the gzip forms of "
+            f"{PROJECT_STATIC}/, into files beside {PROJECT_MODULE}, which a cold start "
+            f"reads instead (see {DOCS}/performance.md)."
         ),
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,

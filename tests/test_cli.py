@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import datetime
 import errno
+import gzip
 import io
 import json
 import os
@@ -368,6 +369,8 @@ PREPARED = [
     "chalicelib/chalice_http_toolkit.prepared.json",
     "chalicelib/chalice_http_toolkit.prepared.json.bytecode",
 ]
+#: Where `prepare` puts the static files' gzip forms, when any is worth it.
+GZIPPED = "chalicelib/chalice_http_toolkit.prepared.json.gzip"
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -432,7 +435,7 @@ def test_setup_prepares_the_templates_so_that_no_cold_start_parses_them(run, kla
     [digest] = [d for name, d in entries["index.html"]["closure"].items() if name == "index.html"]
     assert digest == chalice_http_toolkit._digest(index.encode())
     steps = result.stdout.partition("Next steps:")[2]
-    assert " prepare\n  (after editing templates, before deploying" in steps
+    assert " prepare\n  (after editing templates or static files, before deploying" in steps
 
 
 def test_prepare_after_editing_a_template(run, klayers, tmp_path):
@@ -448,6 +451,45 @@ def test_prepare_after_editing_a_template(run, klayers, tmp_path):
     assert (result.code, result.stderr) == (0, "")
     assert result.stdout == "".join(f"  prepare   {relpath}\n" for relpath in PREPARED)
     assert set(prepared_entries(project)["about.html"]["closure"]) == {"about.html", "base.html"}
+
+
+def test_prepare_writes_the_gzip_forms_of_the_static_files(run, klayers, tmp_path):
+    """With ``chalicelib/static``, `prepare` gzips what is worth it beside the prepared file."""
+    project = tmp_path / "site"
+    assert run("setup", "-n", "site", "-p", str(project), "--python", RUNNING).code == 0
+    assert not (project / GZIPPED).exists()  # the scaffold's files are too small or images
+    bundle = "".join(f".c{i} {{ margin: {i % 97}px; color: #{i:06x}; }}\n" for i in range(900))
+    (project / "chalicelib" / "static" / "css" / "bundle.css").write_text(bundle)
+
+    result = run_cli("prepare", "-p", str(project), "--interpreter", sys.executable)
+
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout == "".join(f"  prepare   {relpath}\n" for relpath in [*PREPARED, GZIPPED])
+    data = json.loads((project / PREPARED[0]).read_text())
+    [(relpath, entry)] = data["static"]["static"].items()
+    assert relpath == "css/bundle.css"
+    assert entry["digest"] == chalice_http_toolkit._digest(bundle.encode())
+    form = (project / GZIPPED / f"{entry['digest']}.gz").read_bytes()
+    assert len(form) == entry["gzip"] and gzip.decompress(form) == bundle.encode()
+
+
+def test_prepare_a_project_whose_module_takes_no_static_dir(run, klayers, tmp_path):
+    """A project set up by an earlier release: its copy's prepare_deployment is called as before."""
+    project = tmp_path / "site"
+    assert run("setup", "-n", "site", "-p", str(project), "--python", RUNNING).code == 0
+    (project / "chalicelib" / "chalice_http_toolkit.py").write_text(
+        "import os\n"
+        "def prepare_deployment(templates_dir, *, path=None, environment=None):\n"
+        "    path = os.path.join(os.path.dirname(__file__), 'done.json')\n"
+        "    open(path, 'w').write(templates_dir)\n"
+        "    return path\n"
+    )
+
+    result = run_cli("prepare", "-p", str(project), "--interpreter", sys.executable)
+
+    assert (result.code, result.stderr) == (0, "")
+    assert "chalicelib/done.json" in result.stdout
+    assert (project / "chalicelib" / "done.json").read_text().endswith("templates")
 
 
 def test_prepare_names_a_template_that_does_not_compile(run, klayers, tmp_path):

@@ -7,6 +7,8 @@ template).
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import io
 import json
@@ -467,6 +469,62 @@ def test_the_packaged_module_loads_from_its_pyc_on_lambda(tmp_path):
     log = done.stderr
     assert f"{task / pyc} matches {task / 'chalicelib' / 'chalice_http_toolkit.py'}" in log
     assert "bytecode is stale for 'chalicelib.chalice_http_toolkit'" not in log
+
+
+#: The unzipped package, as Lambda imports it (its own ``chalice/app.py``), asked for a
+#: stylesheet with gzip by API Gateway: the handler's result as JSON.
+PACKAGED_GZIP_REQUEST = """
+import json
+import app
+route = "/static/{p0}/{p1}"
+headers = {"Accept": "text/css,*/*;q=0.1", "Accept-Encoding": "gzip"}
+event = {
+    "resource": route, "path": "/static/css/bundle.css", "httpMethod": "GET",
+    "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
+    "queryStringParameters": None, "multiValueQueryStringParameters": None,
+    "pathParameters": {"p0": "css", "p1": "bundle.css"}, "stageVariables": None,
+    "requestContext": {"resourcePath": route, "httpMethod": "GET", "stage": "api"},
+    "body": None, "isBase64Encoded": False,
+}
+print(json.dumps(app.app(event, None)))
+"""
+
+
+def test_the_package_ships_the_prepared_gzip_forms_and_lambda_sends_them(tmp_path):
+    """`prepare` writes the gzip forms beside the module; `chalice package` ships them and
+    the unzipped package (1980 mtimes, read-only) sends them instead of compressing."""
+    running = "{}.{}".format(*sys.version_info[:2])
+    project = scaffold(tmp_path, "--python", running, missing_layers_ok=True)
+    (project / "requirements.txt").write_text("")  # offline; the dependencies are not the point
+    bundle = "".join(
+        f".c{i} > a {{ margin: {i % 89}px; color: #{i * 7:06x}; }}\n" for i in range(2000)
+    )
+    (project / "chalicelib" / "static" / "css" / "bundle.css").write_text(bundle)
+    prepared = run_python(ROOT / "cli.py", "prepare", "-p", project)
+    assert prepared.returncode == 0, prepared.stderr
+    out = tmp_path / "out"
+    package(project, out)
+    task = tmp_path / "task"
+    digest = toolkit._digest(bundle.encode())
+    form = f"chalicelib/chalice_http_toolkit.prepared.json.gzip/{digest}.gz"
+    with zipfile.ZipFile(out / "deployment.zip") as archive:
+        shipped = archive.read(form)
+        archive.extractall(task)
+    for path in task.rglob("*"):
+        os.utime(path, (315532800, 315532800))  # 1980-01-01, as Chalice's zip stamps them
+    # /var/task is read-only; the runtime names the function
+    env = offline_env(PYTHONDONTWRITEBYTECODE="1", AWS_LAMBDA_FUNCTION_NAME="scaffold-prod")
+    env.pop("PYTHONPATH", None)
+
+    done = run_python("-c", PACKAGED_GZIP_REQUEST, cwd=task, env=env)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["statusCode"] == 200 and result["isBase64Encoded"], result
+    assert result["headers"]["Content-Encoding"] == "gzip"
+    assert base64.b64decode(result["body"]) == shipped  # the build's form, not one made now
+    assert gzip.decompress(shipped) == bundle.encode()
+    assert len(shipped) < len(toolkit._gzip(bundle.encode()))
 
 
 # ---------------------------------------------------------------------------

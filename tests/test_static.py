@@ -1,13 +1,21 @@
 """Static files through Chalice's own machinery: types, nesting, validators, ranges, traversal.
 
-Last section: auto_reload (every chalice local).
+Last sections: auto_reload (every chalice local), and the gzip forms prepare_deployment
+made at build time.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
+import importlib.util
+import itertools
+import json
+import logging
 import os
+import random
 import re
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -15,6 +23,7 @@ from pathlib import Path
 import pytest
 from chalice import Chalice
 from chalice.test import Client
+from frontdoor_events import v2_event
 
 import chalice_http_toolkit as toolkit
 from chalice_http_toolkit import IMMUTABLE_CACHE_CONTROL, ContentManager, StaticIndex
@@ -587,3 +596,231 @@ def test_an_edit_while_compressing_leaves_no_old_gzip_under_the_new_etag(tmp_pat
     assert check_consistent(during.status, during.headers, during.body) is None
     assert check_consistent(after.status, after.headers, after.body) is None
     assert gzip.decompress(after.body) == new
+
+
+# == prepared gzip forms ===================================================================
+# prepare_deployment(static_dir=...) writes each static file's gzip form at build time; a
+# container sends it only for exactly the bytes it was made of. A project's copy of the
+# module reads the files prepare wrote beside it (as on Lambda: chalicelib/).
+
+_COPIES = itertools.count()
+
+
+def stylesheet(rules: int, seed: int = 0) -> bytes:
+    """A CSS file of ``rules`` varied rules: level 9 compresses it smaller than level 6."""
+    generator = random.Random(seed)
+    names = ["color", "margin", "padding", "display", "border", "font-size", "line-height"]
+    return "".join(
+        f".c{i} > .x{generator.randrange(999)} {{ {generator.choice(names)}: "
+        f"{generator.randrange(99)}px; background: #{generator.randrange(16**6):06x}; }}\n"
+        for i in range(rules)
+    ).encode()
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Path:
+    """A project's ``chalicelib``: its copy of the module, a template, static files."""
+    lib = tmp_path / "chalicelib"
+    (lib / "templates").mkdir(parents=True)
+    (lib / "templates" / "index.html").write_text("<p>{{ x }}</p>")
+    (lib / "static" / "css").mkdir(parents=True)
+    (lib / "static" / "css" / "site.css").write_bytes(stylesheet(600))
+    (lib / "static" / "app.js").write_bytes(stylesheet(300, seed=1))
+    shutil.copy2(Path(toolkit.__file__), lib / "chalice_http_toolkit.py")
+    return lib
+
+
+def project_module(lib: Path):
+    """The project's copy of the module as a fresh container imports it."""
+    name = f"cht_gzip_{next(_COPIES)}"
+    spec = importlib.util.spec_from_file_location(name, lib / "chalice_http_toolkit.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def prepare_static(lib: Path) -> dict:
+    """Run prepare as a build does; the prepared file's static entries."""
+    module = project_module(lib)
+    module.prepare_deployment(str(lib / "templates"), static_dir=str(lib / "static"))
+    return json.loads((lib / module.PREPARED_FILE).read_text())["static"]["static"]
+
+
+def prepared_form(lib: Path, relpath: str) -> Path:
+    digest = json.loads((lib / "chalice_http_toolkit.prepared.json").read_text())["static"][
+        "static"
+    ][relpath]["digest"]
+    return lib / "chalice_http_toolkit.prepared.json.gzip" / f"{digest}.gz"
+
+
+def container(lib: Path, **options) -> Chalice:
+    """A fresh container: the project's module, a manager with its static routes."""
+    module = project_module(lib)
+    app = Chalice(app_name="prepared")
+    cm = module.ContentManager(str(lib / "templates"), str(lib / "static"), app, **options)
+    cm.register_static_routes()
+    return app
+
+
+def container_get(lib: Path, path: str):
+    """A fresh container's answer to a gzip-accepting GET of ``path``."""
+    return invoke(container(lib), "GET", path, {"Accept-Encoding": "gzip"})
+
+
+def stamp_1980(root: Path) -> None:
+    """As Chalice's zip does: every file dated 1980-01-01, so mtimes tell nothing."""
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (315532800, 315532800))
+
+
+def test_a_prepared_gzip_form_is_sent_byte_for_byte(lib):
+    unprepared = container_get(lib, "/static/css/site.css")
+    entries = prepare_static(lib)
+
+    prepared = container_get(lib, "/static/css/site.css")
+
+    source = (lib / "static" / "css" / "site.css").read_bytes()
+    assert set(entries) == {"css/site.css", "app.js"}
+    assert prepared.status == 200 and prepared.headers["Content-Encoding"] == "gzip"
+    assert prepared.body == prepared_form(lib, "css/site.css").read_bytes()
+    assert gzip.decompress(prepared.body) == source
+    assert len(prepared.body) < len(unprepared.body)  # level 9, not the container's 6
+    assert prepared.headers["ETag"] == unprepared.headers["ETag"]
+
+
+def test_the_function_url_door_sends_the_prepared_form(lib):
+    """``lambda_handler`` answers static files before Chalice: with the prepared form too."""
+    prepare_static(lib)
+    module = project_module(lib)
+    app = Chalice(app_name="prepared")
+    cm = module.ContentManager(str(lib / "templates"), str(lib / "static"), app)
+    cm.register_static_routes()
+    event = v2_event("GET", "/static/css/site.css", {"accept-encoding": "gzip"})
+
+    result = module.lambda_handler(app)(event, None)
+
+    assert result["statusCode"] == 200 and result["isBase64Encoded"]
+    assert base64.b64decode(result["body"]) == prepared_form(lib, "css/site.css").read_bytes()
+
+
+def test_a_file_not_held_in_memory_gets_its_prepared_form(lib):
+    prepare_static(lib)
+    app = container(lib, static_cache_bytes=1024)  # the stylesheet is over a quarter of it
+    first = invoke(app, "GET", "/static/css/site.css", {"Accept-Encoding": "gzip"})
+    again = invoke(app, "GET", "/static/css/site.css", {"Accept-Encoding": "gzip"})  # not held
+    assert first.body == again.body == prepared_form(lib, "css/site.css").read_bytes()
+
+
+def test_a_file_edited_after_prepare_gets_a_gzip_of_its_new_bytes(lib, caplog):
+    """Regression: the same size and a 1980 mtime, as a redeploy leaves it, but other bytes."""
+    prepare_static(lib)
+    css = lib / "static" / "css" / "site.css"
+    old = css.read_bytes()
+    new = old.replace(b"color", b"COLOR")
+    assert len(new) == len(old) and new != old
+    css.write_bytes(new)
+    stamp_1980(lib)
+
+    with caplog.at_level(logging.INFO, logger="chalice_http_toolkit"):
+        answer = container_get(lib, "/static/css/site.css")
+
+    assert gzip.decompress(answer.body) == new
+    assert answer.body != prepared_form(lib, "css/site.css").read_bytes()
+    assert answer.headers["ETag"] == toolkit._gzip_etag(f'"{toolkit._digest(new)}"')
+    assert "static: css/site.css changed since prepare; compressed now" in caplog.messages
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["missing", "truncated", "same size, other bytes", "empty", "recorded huge", "no manifest"],
+)
+def test_a_damaged_prepared_form_falls_back_to_compressing(lib, damage, caplog):
+    prepare_static(lib)
+    form = prepared_form(lib, "css/site.css")
+    written = form.read_bytes()
+    if damage == "missing":
+        form.unlink()
+    elif damage == "truncated":
+        form.write_bytes(written[:-9])
+    elif damage == "same size, other bytes":
+        form.write_bytes(gzip.compress(b"x" * 10).ljust(len(written), b"\0"))
+    elif damage == "empty":
+        form.write_bytes(b"")
+    elif damage == "recorded huge":  # never a read of that many bytes
+        manifest = json.loads((lib / "chalice_http_toolkit.prepared.json").read_text())
+        manifest["static"]["static"]["css/site.css"]["gzip"] = 10**15
+        (lib / "chalice_http_toolkit.prepared.json").write_text(json.dumps(manifest))
+    else:
+        (lib / "chalice_http_toolkit.prepared.json").unlink()
+
+    with caplog.at_level(logging.DEBUG, logger="chalice_http_toolkit"):
+        answer = container_get(lib, "/static/css/site.css")
+
+    source = (lib / "static" / "css" / "site.css").read_bytes()
+    assert answer.status == 200 and answer.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(answer.body) == source
+    assert answer.body != written
+    assert any("compressed now" in m or "no prepared gzip" in m for m in caplog.messages)
+
+
+def test_a_hostile_manifest_cannot_serve_another_file_or_read_outside(lib, tmp_path):
+    prepare_static(lib)
+    manifest_path = lib / "chalice_http_toolkit.prepared.json"
+    manifest = json.loads(manifest_path.read_text())
+    entries = manifest["static"]["static"]
+    css, js = entries["css/site.css"], entries["app.js"]
+    outside = tmp_path / "secret.gz"
+    outside.write_bytes(gzip.compress(b"secret"))
+    # The stylesheet's digest now names the script's gzip form, under the script's size ...
+    form = prepared_form(lib, "css/site.css")
+    form.write_bytes(prepared_form(lib, "app.js").read_bytes())
+    entries["css/site.css"] = {"digest": css["digest"], "gzip": js["gzip"]}
+    # ... and entries name files outside the build directory every way a path can.
+    size = outside.stat().st_size
+    entries["a"] = {"digest": "../../secret", "gzip": size}
+    entries["b"] = {"digest": str(outside.with_suffix("")), "gzip": size}
+    manifest["static"]["../.."] = {"c": {"digest": "/" + "0" * 32, "gzip": size}}
+    manifest["static"]["x"] = {"../secret.gz": {"digest": True, "gzip": "1"}}
+    manifest_path.write_text(json.dumps(manifest))
+
+    answer = container_get(lib, "/static/css/site.css")
+
+    assert gzip.decompress(answer.body) == (lib / "static" / "css" / "site.css").read_bytes()
+    module = project_module(lib)
+    sizes, _ = module._prepared_gzip_entries(str(manifest_path))
+    assert set(sizes) == {css["digest"], js["digest"]}
+
+
+def test_prepare_writes_only_forms_worth_sending(lib):
+    static = lib / "static"
+    (static / "small.css").write_bytes(b"a { color: red }\n")  # under COMPRESS_MIN_SIZE
+    (static / "noise.txt").write_bytes(random.Random(2).randbytes(8000))  # not smaller
+    (static / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 5000)  # not compressible
+    # Compressible, but its gzip form is more than a Lambda response carries.
+    (static / "big.txt").write_text(random.Random(3).randbytes(5_000_000).hex())
+    (static / ".hidden.css").write_bytes(stylesheet(100))  # the index does not serve it
+
+    entries = prepare_static(lib)
+
+    assert set(entries) == {"css/site.css", "app.js"}
+    written = sorted(p.name for p in (lib / "chalice_http_toolkit.prepared.json.gzip").iterdir())
+    assert written == sorted(f"{entry['digest']}.gz" for entry in entries.values())
+
+
+def test_prepare_again_removes_the_forms_of_edited_files_only(lib):
+    entries = prepare_static(lib)
+    build = lib / "chalice_http_toolkit.prepared.json.gzip"
+    (build / "README").write_text("mine")
+    (lib / "static" / "app.js").write_bytes(stylesheet(300, seed=9))
+
+    again = prepare_static(lib)
+
+    assert again["css/site.css"] == entries["css/site.css"]
+    assert again["app.js"] != entries["app.js"]
+    names = {p.name for p in build.iterdir()}
+    assert names == {"README", *(f"{entry['digest']}.gz" for entry in again.values())}
+    (lib / "static" / "app.js").unlink()
+    (lib / "static" / "css" / "site.css").unlink()
+    (build / "README").unlink()
+    assert prepare_static(lib) == {} and not build.exists()
