@@ -4926,6 +4926,7 @@ def _has_preconditions(request_headers: Mapping[str, str]) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=1024)  # asked of every conditional request for a compressible type
 def _gzip_etag(etag: str) -> str:
     """The gzip representation's ETag: never the identity's (RFC 9110 §8.8.3)."""
     return etag[:-1] + '-gz"'
