@@ -2747,6 +2747,11 @@ class _PagePlan(collections.namedtuple("_PagePlan", "base content_type values"))
 #: template are rendered and hashed, and the digest is tried again every so often.
 _DIGEST_TRIALS = 32
 
+#: At this many trials both counts are halved: the decision follows the recent requests
+#: (a template whose arguments stop repeating turns to render-and-hash within about 160
+#: requests however long they repeated before, and back again when they repeat anew).
+_DIGEST_WINDOW = 2 * _DIGEST_TRIALS
+
 _DIGEST_RETRY_EVERY = 64
 
 _DIGEST_PAYOFF_ENTRIES = 1024
@@ -5856,6 +5861,9 @@ class _Pages:
         payoff[0] += 1
         if paid:
             payoff[1] += 1
+        if payoff[0] >= _DIGEST_WINDOW:  # (remembered ETags count as paid, not as trials)
+            payoff[1] = min(payoff[1], payoff[0]) // 2
+            payoff[0] //= 2
 
 
 class _Responder:

@@ -464,3 +464,30 @@ def test_a_template_whose_arguments_repeat_keeps_its_page_cache(deployed):
         for n in range(200):
             client.http.get(f"/few/{n}")
     assert len(renders) == 3  # one render per distinct page, ever
+
+
+def test_a_template_whose_arguments_stop_repeating_turns_to_render_and_hash(deployed):
+    """Regression: the digest's payoff counted every request since start, so after a few
+    thousand repeated pages, fresh arguments kept being digested and cached for tens of
+    thousands of requests; the decision now follows the recent ones (both ways)."""
+    app, cm, cf = deployed
+
+    @app.route("/page/{n}", methods=["GET"])
+    def page(n):
+        return cf.template("index.html", title=n, items=[])
+
+    with Client(app) as client:
+        for n in range(2000):
+            client.http.get(f"/page/{n % 3}")  # repeated: the digest spares renders
+        cached_before = len(cm.pages)
+        renders = counting(cm)
+        for n in range(1000, 1600):
+            client.http.get(f"/page/{n}")  # fresh from now on
+        digested_fresh = len(cm.pages) - cached_before
+        for n in range(1000, 1600):  # the fresh ones come again: the digest pays once more
+            client.http.get(f"/page/{n % 3}")
+        renders.clear()
+        again = [client.http.get(f"/page/{n % 3}") for n in range(30)]
+    assert cached_before == 3
+    assert digested_fresh <= 160 + 600 // 64 + 1  # not all 600
+    assert renders == [] and {answer.status_code for answer in again} == {200}
