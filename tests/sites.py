@@ -12,6 +12,8 @@ an upload, and cookies. Needs only chalice and the module, so a project can copy
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import itertools
 import json
 import re
 import shutil
@@ -297,3 +299,17 @@ def imported_project(project: Path) -> Iterator[ModuleType]:
         sys.path.remove(str(project))
         for name in [n for n in sys.modules if n == "app" or n.split(".")[0] == "chalicelib"]:
             del sys.modules[name]
+
+
+_COPIES = itertools.count()
+
+
+def module_copy(lib: Path) -> ModuleType:
+    """``lib``'s copy of the module, imported as a fresh container imports it (a new one
+    each call, under a name of its own)."""
+    name = f"cht_copy_{next(_COPIES)}"
+    spec = importlib.util.spec_from_file_location(name, lib / "chalice_http_toolkit.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

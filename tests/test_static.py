@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import importlib.util
-import itertools
 import json
 import logging
 import os
@@ -30,6 +28,7 @@ from chalice_http_toolkit import IMMUTABLE_CACHE_CONTROL, ContentManager, Static
 
 from apigw import invoke
 from conftest import CSS, build_app
+from sites import module_copy
 
 
 def test_nested_static_paths_work_through_the_test_client(site_app):
@@ -603,8 +602,6 @@ def test_an_edit_while_compressing_leaves_no_old_gzip_under_the_new_etag(tmp_pat
 # container sends it only for exactly the bytes it was made of. A project's copy of the
 # module reads the files prepare wrote beside it (as on Lambda: chalicelib/).
 
-_COPIES = itertools.count()
-
 
 def stylesheet(rules: int, seed: int = 0) -> bytes:
     """A CSS file of ``rules`` varied rules: level 9 compresses it smaller than level 6."""
@@ -630,19 +627,9 @@ def lib(tmp_path: Path) -> Path:
     return lib
 
 
-def project_module(lib: Path):
-    """The project's copy of the module as a fresh container imports it."""
-    name = f"cht_gzip_{next(_COPIES)}"
-    spec = importlib.util.spec_from_file_location(name, lib / "chalice_http_toolkit.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def prepare_static(lib: Path) -> dict:
     """Run prepare as a build does; the prepared file's static entries."""
-    module = project_module(lib)
+    module = module_copy(lib)
     module.prepare_deployment(str(lib / "templates"), static_dir=str(lib / "static"))
     return json.loads((lib / module.PREPARED_FILE).read_text())["static"]["static"]
 
@@ -656,7 +643,7 @@ def prepared_form(lib: Path, relpath: str) -> Path:
 
 def container(lib: Path, **options) -> Chalice:
     """A fresh container: the project's module, a manager with its static routes."""
-    module = project_module(lib)
+    module = module_copy(lib)
     app = Chalice(app_name="prepared")
     cm = module.ContentManager(str(lib / "templates"), str(lib / "static"), app, **options)
     cm.register_static_routes()
@@ -692,7 +679,7 @@ def test_a_prepared_gzip_form_is_sent_byte_for_byte(lib):
 def test_the_function_url_door_sends_the_prepared_form(lib):
     """``lambda_handler`` answers static files before Chalice: with the prepared form too."""
     prepare_static(lib)
-    module = project_module(lib)
+    module = module_copy(lib)
     app = Chalice(app_name="prepared")
     cm = module.ContentManager(str(lib / "templates"), str(lib / "static"), app)
     cm.register_static_routes()
@@ -787,7 +774,7 @@ def test_a_hostile_manifest_cannot_serve_another_file_or_read_outside(lib, tmp_p
     answer = container_get(lib, "/static/css/site.css")
 
     assert gzip.decompress(answer.body) == (lib / "static" / "css" / "site.css").read_bytes()
-    module = project_module(lib)
+    module = module_copy(lib)
     sizes, _ = module._prepared_gzip_entries(str(manifest_path))
     assert set(sizes) == {css["digest"], js["digest"]}
 

@@ -10,8 +10,6 @@ import dataclasses
 import datetime
 import decimal
 import enum
-import importlib.util
-import itertools
 import json
 import os
 import shutil
@@ -32,6 +30,7 @@ from markupsafe import Markup
 from chalice_http_toolkit import ContentManager, TemplateNotFoundError, pure, stable_digest
 
 from conftest import ROOT, build_app
+from sites import module_copy
 
 
 def counting(cm: ContentManager) -> list[str]:
@@ -401,7 +400,6 @@ def test_304_keeps_last_modified_and_expires_and_honours_if_modified_since(site)
 # ``prepare_deployment`` wrote beside it. Whether a container parsed or compiled a template
 # is seen on Jinja2's own ``Environment.parse`` and ``Environment.compile``, counted.
 
-_NAMES = itertools.count()
 
 TEMPLATES = {
     "base.html": "<title>{% block title %}{% endblock %}</title>{% include 'nav.html' %}"
@@ -428,16 +426,6 @@ def project(tmp_path: Path) -> Path:
     return lib
 
 
-def load_module(lib: Path):
-    """The project's copy of the module, as a container imports it (a fresh module each time)."""
-    name = f"cht_prepared_{next(_NAMES)}"
-    spec = importlib.util.spec_from_file_location(name, lib / "chalice_http_toolkit.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def manager(module, lib: Path):
     cm = module.ContentManager(str(lib / "templates"), str(lib / "static"), auto_reload=False)
     counts = {"parse": 0, "compile": 0}
@@ -457,13 +445,13 @@ def manager(module, lib: Path):
 
 
 def prepare(lib: Path) -> None:
-    module = load_module(lib)
+    module = module_copy(lib)
     written = module.prepare_deployment(str(lib / "templates"))
     assert written == str(lib / module.PREPARED_FILE)
 
 
 def fresh_analysis(lib: Path, name: str):
-    cm, _ = manager(load_module(lib), lib)
+    cm, _ = manager(module_copy(lib), lib)
     (lib / "chalice_http_toolkit.prepared.json").rename(lib / "moved.json")
     try:
         return cm.template_dependencies(name)
@@ -472,7 +460,7 @@ def fresh_analysis(lib: Path, name: str):
 
 
 def test_a_prepared_container_neither_parses_nor_compiles(project):
-    unprepared, counts = manager(load_module(project), project)
+    unprepared, counts = manager(module_copy(project), project)
     expected = (
         unprepared.template_dependencies("page.html"),
         unprepared.render_template("page.html", **ARGS),
@@ -480,7 +468,7 @@ def test_a_prepared_container_neither_parses_nor_compiles(project):
     assert counts["parse"] > 0 and counts["compile"] > 0
     prepare(project)
 
-    cm, counts = manager(load_module(project), project)
+    cm, counts = manager(module_copy(project), project)
     got = cm.template_dependencies("page.html"), cm.render_template("page.html", **ARGS)
 
     assert counts == {"parse": 0, "compile": 0}
@@ -494,9 +482,9 @@ def test_a_prepared_container_neither_parses_nor_compiles(project):
 
 
 def test_the_same_etag_with_or_without_the_prepared_files(project):
-    before = manager(load_module(project), project)[0].template_etag("base.html", ARGS)
+    before = manager(module_copy(project), project)[0].template_etag("base.html", ARGS)
     prepare(project)
-    after = manager(load_module(project), project)[0].template_etag("base.html", ARGS)
+    after = manager(module_copy(project), project)[0].template_etag("base.html", ARGS)
     assert before == after is not None
 
 
@@ -504,7 +492,7 @@ def test_an_edited_template_is_parsed_and_compiled_again(project):
     prepare(project)
     (project / "templates" / "nav.html").write_text("<nav>{{ links|length }} links</nav>")
 
-    cm, counts = manager(load_module(project), project)
+    cm, counts = manager(module_copy(project), project)
     deps = cm.template_dependencies("page.html")
     page = cm.render_template("page.html", **ARGS)
 
@@ -517,7 +505,7 @@ def test_a_template_missing_at_build_time_is_not_ignored_once_it_exists(project)
     prepare(project)
     (project / "templates" / "extra.html").write_text("{{ csrf_token() }}")
 
-    cm, counts = manager(load_module(project), project)
+    cm, counts = manager(module_copy(project), project)
     deps = cm.template_dependencies("page.html")
 
     assert counts["parse"] > 0
@@ -526,7 +514,7 @@ def test_a_template_missing_at_build_time_is_not_ignored_once_it_exists(project)
 
 def test_another_parser_setting_parses_again(project):
     prepare(project)
-    cm, counts = manager(load_module(project), project)
+    cm, counts = manager(module_copy(project), project)
     cm.env.trim_blocks = True
     cm.template_dependencies("page.html")
     assert counts["parse"] > 0
@@ -536,7 +524,7 @@ def test_a_filter_that_takes_its_context_now_is_compiled_again(project):
     import jinja2
 
     prepare(project)
-    cm, counts = manager(load_module(project), project)
+    cm, counts = manager(module_copy(project), project)
     cm.env.filters["upper"] = jinja2.pass_context(lambda context, value: f"<{value}>")
     page = cm.render_template("page.html", **ARGS)
     assert counts["compile"] > 0
@@ -552,7 +540,7 @@ def test_another_python_or_a_garbled_file_is_ignored(project):
     data["format"] = -1
     prepared.write_text(json.dumps(data))
 
-    cm, counts = manager(load_module(project), project)
+    cm, counts = manager(module_copy(project), project)
     assert cm.template_dependencies("page.html").names
     assert cm.render_template("page.html", **ARGS).startswith("<title>A &lt;b&gt;</title>")
     assert counts["parse"] > 0 and counts["compile"] > 0
@@ -562,7 +550,7 @@ def test_prepare_keeps_the_sections_of_other_template_folders(project):
     other = project / "mail"
     other.mkdir()
     (other / "welcome.txt").write_text("Welcome {{ name }}")
-    module = load_module(project)
+    module = module_copy(project)
     module.prepare_deployment(str(project / "templates"))
     module.prepare_deployment(str(other))
     data = json.loads((project / module.PREPARED_FILE).read_text())
@@ -630,13 +618,13 @@ def test_a_page_planned_before_the_environment_has_the_etag_of_one_planned_after
     prepare(project)
     arguments = {"title": "t", "items": [1, 2], "random": 4}
 
-    module = load_module(project)
+    module = module_copy(project)
     cold = module.ContentManager(
         str(project / "templates"), str(project / "static"), auto_reload=False
     )
     before = cold.template_etag(name, arguments)
     assert cold._pages._env is None  # planned from the prepared file alone
-    warm = manager(load_module(project), project)[0]  # its environment made first
+    warm = manager(module_copy(project), project)[0]  # its environment made first
 
     assert before == warm.template_etag(name, arguments)
     assert cold.env is not None and cold.template_etag(name, arguments) == before
@@ -651,7 +639,7 @@ def test_a_prepared_file_made_with_other_jinja2_defaults_is_caught_once_jinja2_l
     data = json.loads(prepared.read_text())
     data["templates"]["templates"]["defaults"]["globals"].remove("lipsum")  # unknown to it
     prepared.write_text(json.dumps(data))
-    cm = load_module(project).ContentManager(
+    cm = module_copy(project).ContentManager(
         str(project / "templates"), str(project / "static"), auto_reload=False
     )
     assert cm.template_etag("lipsum.html", {}) is not None  # the build's word for it
@@ -664,14 +652,14 @@ def test_a_prepared_file_made_with_other_jinja2_defaults_is_caught_once_jinja2_l
 
 
 def test_a_prepared_file_without_jinja2_defaults_is_used_once_jinja2_loads(project):
-    expected = manager(load_module(project), project)[0].template_etag("page.html", ARGS)
+    expected = manager(module_copy(project), project)[0].template_etag("page.html", ARGS)
     prepare(project)
     prepared = project / "chalice_http_toolkit.prepared.json"
     data = json.loads(prepared.read_text())
     del data["templates"]["templates"]["defaults"]  # as an earlier version wrote it
     prepared.write_text(json.dumps(data))
 
-    cm, counts = manager(load_module(project), project)
+    cm, counts = manager(module_copy(project), project)
 
     assert cm.template_etag("page.html", ARGS) == expected
     assert counts["parse"] == 0
