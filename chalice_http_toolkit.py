@@ -7530,11 +7530,6 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
         raise _BadEvent("headers must be an object of strings") from None
     if names.lower() != names:  # (an ASCII lower() is far quicker than islower())
         headers = _string_map(headers, "headers", lower=True)
-    if (
-        "content-type" in headers  # Chalice checks it against the route
-        or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
-    ):
-        return None
     key = (request.path, request.encoded)  # GET and HEAD share the view
     served = routed.get(key)
     if served is None:
@@ -7544,6 +7539,25 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
         if len(routed) < _ROUTED_PATHS and len(request.path) <= _ROUTED_PATH_LENGTH:
             routed[key] = served
     responder, filename, cache_control = served
+    return _static_file_answer(app, request.method, headers, responder, filename, cache_control)
+
+
+def _static_file_answer(
+    app: Any,
+    method: str,
+    headers: Mapping[str, str],
+    responder: Any,
+    filename: str,
+    cache_control: str | None,
+) -> Answer | None:
+    """The static view's answer for ``filename`` (as the route hands it to the responder) to
+    a GET/HEAD with these ``headers`` (lower-case names); ``None``: Chalice must answer.
+    """
+    if (
+        "content-type" in headers  # Chalice checks it against the route
+        or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
+    ):
+        return None
     # As ContentManager.static() finds the file (images are negotiated there); its answer
     # depends on the file alone (the static view marks its exchange a resource).
     index = responder.static_files
@@ -7561,7 +7575,7 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
         if snapshot.content_type in IMAGE_FORMATS:
             return None
         return _answer(
-            request.method,
+            method,
             headers,
             _static_offer(snapshot, snapshot.content_type),
             200,
@@ -7575,6 +7589,68 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
         )
     except OSError:  # gone meanwhile: Chalice's route gives its answer
         return None
+
+
+def _rest_static_answer(
+    app: Any, event: Mapping[str, Any], prefixes: tuple[str, ...]
+) -> Answer | None:
+    """:func:`_static_answer` for a REST proxy event: the resource and path parameters API
+    Gateway matched, read as Chalice reads them (``requestContext.resourcePath`` and
+    ``httpMethod``, ``pathParameters``, ``headers``); ``None``: ask Chalice.
+
+    ``event["path"]`` is not read: behind a custom domain's base path mapping it carries
+    the mapping's prefix. An event Chalice could not make a request of (a field missing,
+    a header that is not a string) is Chalice's to answer too.
+    """
+    context = event["requestContext"]
+    resource = context.get("resourcePath")
+    if type(resource) is not str or not resource.startswith(prefixes):
+        return None
+    method = context.get("httpMethod")
+    if method != "GET" and method != "HEAD":
+        return None
+    entry = app.routes.get(resource, _NO_METHODS).get(method)
+    served = getattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE, None) if entry else None
+    if (
+        served is None
+        or entry.cors is not None
+        or "body" not in event
+        or "multiValueQueryStringParameters" not in event
+    ):
+        return None
+    responder, names, cache_control = served
+    params = event.get("pathParameters")
+    headers = event.get("headers") or {}
+    try:
+        filename = "/".join([params[name] for name in names])
+        "".join(headers.values())  # every value a str
+        # Lower-case names, the last of two spellings winning, as Chalice's request has them.
+        headers = dict(zip(map(str.lower, headers), headers.values()))
+    except (TypeError, KeyError, AttributeError):
+        return None
+    return _static_file_answer(app, method, headers, responder, filename, cache_control)
+
+
+_NO_METHODS: Mapping[str, Any] = types.MappingProxyType({})
+
+
+def _rest_response(answer: Answer) -> dict[str, Any]:
+    """An answer as the REST proxy result Chalice makes of the route's (``_GatewayResponse``)."""
+    body = answer.body
+    if isinstance(body, (bytes, bytearray)):
+        return {
+            "headers": answer.headers,
+            "multiValueHeaders": {},
+            "statusCode": answer.status,
+            "body": base64.b64encode(body).decode("ascii"),
+            "isBase64Encoded": True,
+        }
+    return {
+        "headers": answer.headers,
+        "multiValueHeaders": {},
+        "statusCode": answer.status,
+        "body": body,
+    }
 
 
 def _v2_response(answer: Answer) -> dict[str, Any]:
@@ -7924,6 +8000,11 @@ def lambda_handler(
                 admitted = _without_origin_secret(event)
             event = admitted
         if kind == "rest":
+            prefixes = _static_door(app)[1]
+            if prefixes:  # the toolkit's static routes, and no HTTP middleware of the app's
+                answered = _rest_static_answer(app, event, prefixes)
+                if answered is not None:
+                    return _rest_response(answered)
             return app(event, context)
         try:
             if kind == "v2":
