@@ -7591,9 +7591,7 @@ def _static_file_answer(
         return None
 
 
-def _rest_static_answer(
-    app: Any, event: Mapping[str, Any], prefixes: tuple[str, ...]
-) -> Answer | None:
+def _rest_static_answer(app: Any, event: Mapping[str, Any]) -> Answer | None:
     """:func:`_static_answer` for a REST proxy event: the resource and path parameters API
     Gateway matched, read as Chalice reads them (``requestContext.resourcePath`` and
     ``httpMethod``, ``pathParameters``, ``headers``); ``None``: ask Chalice.
@@ -7603,19 +7601,18 @@ def _rest_static_answer(
     a header that is not a string) is Chalice's to answer too.
     """
     context = event["requestContext"]
-    resource = context.get("resourcePath")
-    if type(resource) is not str or not resource.startswith(prefixes):
-        return None
     method = context.get("httpMethod")
     if method != "GET" and method != "HEAD":
         return None
-    entry = app.routes.get(resource, _NO_METHODS).get(method)
+    resource = context.get("resourcePath")
+    entry = app.routes.get(resource, _NO_METHODS).get(method) if type(resource) is str else None
     served = getattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE, None) if entry else None
     if (
         served is None
         or entry.cors is not None
         or "body" not in event
         or "multiValueQueryStringParameters" not in event
+        or not _static_door(app)[1]  # the app has an HTTP middleware of its own
     ):
         return None
     responder, names, cache_control = served
@@ -7984,7 +7981,7 @@ def lambda_handler(
                 else type(event).__name__,
             )
             return _plain_response(500, "Internal Server Error: unknown event shape")
-        if kind == "rest" and is_keep_warm_event(event):
+        if kind == "rest" and event.get(_KEEP_WARM_MARKER) is True and is_keep_warm_event(event):
             warming = getattr(app, _KEEP_WARM_ATTRIBUTE, None)  # register_keep_warm's manager
             if warming is not None:
                 return _keep_warm_response(warming).to_dict()
@@ -8000,11 +7997,9 @@ def lambda_handler(
                 admitted = _without_origin_secret(event)
             event = admitted
         if kind == "rest":
-            prefixes = _static_door(app)[1]
-            if prefixes:  # the toolkit's static routes, and no HTTP middleware of the app's
-                answered = _rest_static_answer(app, event, prefixes)
-                if answered is not None:
-                    return _rest_response(answered)
+            answered = _rest_static_answer(app, event)
+            if answered is not None:
+                return _rest_response(answered)
             return app(event, context)
         try:
             if kind == "v2":
