@@ -7925,17 +7925,64 @@ def _admitted_v2(event: Mapping[str, Any], secrets: tuple[bytes, ...]) -> dict[s
         return None
     if names.lower() != names:  # another spelling of the header may be there too
         return None
-    import hmac
-
-    sent = value.encode("ascii")
-    matched = False
-    for secret in secrets:  # every candidate, as _origin_secret_matches compares them
-        matched |= hmac.compare_digest(sent, secret)
-    if not matched:
+    if not _is_origin_secret(value, secrets):
         return None
     headers = dict(headers)
     del headers[_ORIGIN_SECRET_NAME]
     return {**event, "headers": headers}
+
+
+def _is_origin_secret(value: str, secrets: tuple[bytes, ...]) -> bool:
+    """Whether ``value`` (ASCII) is one of ``secrets``, every candidate compared in constant
+    time (as :func:`_origin_secret_matches` compares them)."""
+    import hmac
+
+    sent = value.encode("ascii")
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(sent, secret)
+    return matched
+
+
+def _admitted_rest(event: Mapping[str, Any], secrets: tuple[bytes, ...]) -> dict[str, Any] | None:
+    """A REST event that carries one of ``secrets`` in one spelling of the header, as
+    CloudFront sends it (:data:`ORIGIN_SECRET_HEADER`, or in lower case): a copy without the
+    header in ``headers`` and ``multiValueHeaders``, neither of the caller's dicts changed.
+
+    ``None`` for any other event (the secret in another spelling, two spellings, a value
+    that is not the secret): :func:`_origin_secret_matches` and
+    :func:`_without_origin_secret` decide it the long way.
+    """
+    headers = event.get("headers")
+    if type(headers) is not dict:
+        return None
+    name = ORIGIN_SECRET_HEADER
+    value = headers.get(name)
+    if value is None:
+        name = _ORIGIN_SECRET_NAME
+        value = headers.get(name)
+    if type(value) is not str or not value.isascii() or not _is_origin_secret(value, secrets):
+        return None
+    multi = event.get("multiValueHeaders")
+    try:
+        # No other spelling in either field: one name holds the header's lower-cased name.
+        if "\n".join(headers).lower().count(_ORIGIN_SECRET_NAME) != 1:
+            return None
+        if multi is not None and (
+            type(multi) is not dict
+            or "\n".join(multi).lower().count(_ORIGIN_SECRET_NAME) != (name in multi)
+        ):
+            return None
+    except TypeError:  # a name that is not a string
+        return None
+    headers = dict(headers)
+    del headers[name]
+    admitted = {**event, "headers": headers}
+    if multi and name in multi:
+        multi = dict(multi)
+        del multi[name]  # all its values: the last (in ``headers``) is the secret
+        admitted["multiValueHeaders"] = multi
+    return admitted
 
 
 _ORIGIN_SECRET_NAME = ORIGIN_SECRET_HEADER.lower()
@@ -7986,7 +8033,10 @@ def lambda_handler(
             if warming is not None:
                 return _keep_warm_response(warming).to_dict()
         elif secrets:
-            admitted = _admitted_v2(event, secrets) if kind == "v2" else None
+            if kind == "v2":
+                admitted = _admitted_v2(event, secrets)
+            else:
+                admitted = _admitted_rest(event, secrets) if kind == "rest" else None
             if admitted is None:
                 if not _origin_secret_matches(event, secrets):
                     logger.warning(
