@@ -7964,21 +7964,22 @@ def _admitted_rest(event: Mapping[str, Any], secrets: tuple[bytes, ...]) -> dict
     if type(value) is not str or not value.isascii() or not _is_origin_secret(value, secrets):
         return None
     multi = event.get("multiValueHeaders")
+    if multi is None:
+        multi = {}
+    elif type(multi) is not dict:
+        return None
     try:
-        # No other spelling in either field: one name holds the header's lower-cased name.
-        if "\n".join(headers).lower().count(_ORIGIN_SECRET_NAME) != 1:
-            return None
-        if multi is not None and (
-            type(multi) is not dict
-            or "\n".join(multi).lower().count(_ORIGIN_SECRET_NAME) != (name in multi)
-        ):
-            return None
+        # No other spelling in either field: the lower-cased names hold the header's name
+        # once in ``headers`` and once more only where ``multiValueHeaders`` has it too.
+        names = "\n".join([*headers, *multi]).lower()
     except TypeError:  # a name that is not a string
+        return None
+    if names.count(_ORIGIN_SECRET_NAME) != 1 + (name in multi):
         return None
     headers = dict(headers)
     del headers[name]
     admitted = {**event, "headers": headers}
-    if multi and name in multi:
+    if name in multi:
         multi = dict(multi)
         del multi[name]  # all its values: the last (in ``headers``) is the secret
         admitted["multiValueHeaders"] = multi

@@ -796,11 +796,17 @@ def test_cloudfronts_rest_event_is_admitted_in_one_look_up(event_echo, name):
         {"X-Origin-Verify": WRONG},
         {"X-Origin-Verify": SECRET, "x-origin-verify": SECRET},
         {"X-Origin-Verify": SECRET, "X-Origin-Verify-Trace": "1"},
+        {"X-Origin-Verify": SECRET, 7: "a name that is not a string"},
+        {"X-Origin-Verify": SECRET, "multiValueHeaders": ["not", "an", "object"]},
     ],
-    ids=["other-spelling", "wrong", "two-spellings", "longer-name"],
+    ids=["other-spelling", "wrong", "two-spellings", "longer-name", "odd-name", "odd-multi"],
 )
 def test_other_rest_events_take_the_long_way(event_echo, headers):
+    headers = dict(headers)
+    multi = headers.pop("multiValueHeaders", None)
     event = make_event(event_echo, "GET", "/echo", headers)
+    if multi is not None:
+        event["multiValueHeaders"] = multi
     assert toolkit._admitted_rest(event, toolkit._origin_secrets(SECRET)) is None
 
 
