@@ -8004,11 +8004,13 @@ def lambda_handler(
 ) -> Callable[[Any, Any], dict[str, Any]]:
     """A Lambda handler for ``app`` behind any HTTP front door AWS offers.
 
-    REST API (v1) events go to ``app`` unchanged; HTTP API and Function URL events
-    (payload format 2.0) and ALB events (with or without multi-value headers) become
-    the REST event Chalice routes (API Gateway's resource matching, greedy
-    ``{proxy+}`` included), and the answer goes back in the caller's format: 2.0 with
-    a ``cookies`` entry per Set-Cookie, ALB with ``statusDescription``. A path no route
+    A GET/HEAD for a file of ``register_static_routes`` is answered from the static index
+    before Chalice runs (REST and 2.0 events; the route's answer). Other REST API (v1)
+    events go to ``app`` unchanged; HTTP API and Function URL events (payload format
+    2.0) and ALB events (with or without multi-value headers) become the REST event
+    Chalice routes (API Gateway's resource matching, greedy ``{proxy+}`` included), and
+    the answer goes back in the caller's format: 2.0 with a ``cookies`` entry per
+    Set-Cookie, ALB with ``statusDescription``. A path no route
     matches is a 404; an event no front door sends is logged and answered 500, a
     malformed one 400. With ``origin_secret`` (or ``$CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET``,
     comma-separated for rotation), a request without that value in
