@@ -395,6 +395,7 @@ def parse_etags(value: str | None) -> ETagList:
     return ETagList(frozenset(tags), frozenset(strong), False)
 
 
+@functools.lru_cache(maxsize=1024)  # asked of every candidate of every conditional request
 def _opaque(etag: str) -> str:
     """The opaque part of an entity-tag (``W/"x"`` and ``"x"`` give ``x``)."""
     if etag.startswith("W/"):
@@ -1981,53 +1982,28 @@ class _Version(collections.namedtuple("_Version", "stat_key digest content_type"
     content_type: str
 
 
-class _StaticSnapshot:
-    """One version of a static file: its body, validators and gzip form belong together.
+class _VersionBytes:
+    """One version's bytes (held, or read from the file per use) and its gzip form.
 
-    Taken once per request, so a file rewritten meanwhile never mixes one
-    version's body with another's ETag. A large file's body is not held: it is
-    read when asked for, for that response only.
+    Apart from its snapshot: an offer kept on the snapshot calls these, and holds
+    no reference back to the snapshot (no cycle keeps an evicted version's bytes).
     """
 
-    __slots__ = ("_body", "_gzip_body", "content_type", "digest", "path", "relpath", "size")
+    __slots__ = ("_body", "_gzip_body", "digest", "path", "relpath", "size")
 
-    def __init__(self, static_file: StaticFile, version: _Version, body: bytes | None) -> None:
-        self.path = static_file.path
-        self.relpath = static_file.relpath
-        self.content_type = version.content_type
-        self.digest = version.digest
-        self.size = version.stat_key[1]
-        self._body = body
+    def __init__(self, snapshot: _StaticSnapshot) -> None:
+        self.path = snapshot.path
+        self.relpath = snapshot.relpath
+        self.digest = snapshot.digest
+        self.size = snapshot.size
+        self._body = snapshot._body  # (the bytes held, else None)
         self._gzip_body: Any = _MISSING
 
-    @property
     def body(self) -> bytes:
         if self._body is not None:
             return self._body
         with open(self.path, "rb") as handle:
             return handle.read()
-
-    @property
-    def fingerprint(self) -> str:
-        return self.digest[:12]
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.digest}"'
-
-    def snapshot(self) -> _StaticSnapshot:
-        return self
-
-    def head(self) -> bytes:
-        """The first bytes, enough to sniff a type."""
-        if self._body is not None:
-            return self._body[:_HEAD_BYTES]
-        with open(self.path, "rb") as handle:
-            return handle.read(_HEAD_BYTES)
-
-    def image_source(self) -> bytes | str:
-        """What Pillow should open: the held bytes, else the file (never read whole)."""
-        return self._body if self._body is not None else self.path
 
     def gzip_body(self) -> bytes | None:
         """The gzip form of this version, made once; ``None`` when it would not be smaller.
@@ -2051,6 +2027,69 @@ class _StaticSnapshot:
                 self._gzip_body = compressed if len(compressed) < len(body) else None
         return self._gzip_body
 
+
+class _StaticSnapshot:
+    """One version of a static file: its body, validators and gzip form belong together.
+
+    Taken once per request, so a file rewritten meanwhile never mixes one
+    version's body with another's ETag. A large file's body is not held: it is
+    read when asked for, for that response only.
+    """
+
+    __slots__ = (
+        "_body",
+        "_bytes",
+        "content_type",
+        "digest",
+        "etag",
+        "offer",
+        "path",
+        "relpath",
+        "size",
+    )
+
+    def __init__(self, static_file: StaticFile, version: _Version, body: bytes | None) -> None:
+        self.path = static_file.path
+        self.relpath = static_file.relpath
+        self.content_type = version.content_type
+        self.digest = version.digest
+        self.size = version.stat_key[1]
+        self.etag = f'"{version.digest}"'
+        self._body = body
+        self._bytes = _VersionBytes(self)
+        #: This version's offer as its own type, made on first use (:func:`_static_offer`).
+        self.offer: Any = None
+
+    @property
+    def body(self) -> bytes:
+        return self._bytes.body()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.digest[:12]
+
+    def snapshot(self) -> _StaticSnapshot:
+        return self
+
+    def head(self) -> bytes:
+        """The first bytes, enough to sniff a type."""
+        if self._body is not None:
+            return self._body[:_HEAD_BYTES]
+        with open(self.path, "rb") as handle:
+            return handle.read(_HEAD_BYTES)
+
+    def image_source(self) -> bytes | str:
+        """What Pillow should open: the held bytes, else the file (never read whole)."""
+        return self._body if self._body is not None else self.path
+
+    def gzip_body(self) -> bytes | None:
+        """The gzip form of this version (see :meth:`_VersionBytes.gzip_body`)."""
+        return self._bytes.gzip_body()
+
+
+# A held snapshot besides its bytes: itself, its _VersionBytes, ETag and offer (507 bytes
+# on CPython 3.11).
+_SNAPSHOT_BYTES = 512
 
 #: The largest body a Lambda response carries once base64 has added its third.
 _LARGEST_LAMBDA_BODY = LAMBDA_RESPONSE_LIMIT * 3 // 4
@@ -2131,7 +2170,7 @@ def _prepared_gzip_entries(prepared_file: str) -> tuple[dict[str, int], dict[str
     return sizes, digests
 
 
-def _prepared_gzip(snapshot: _StaticSnapshot) -> bytes | None:
+def _prepared_gzip(snapshot: _StaticSnapshot | _VersionBytes) -> bytes | None:
     """The gzip form :func:`prepare_deployment` made of exactly this snapshot's bytes, or ``None``.
 
     Found by the snapshot's digest alone (mtimes prove nothing on Lambda: its zip stamps
@@ -2236,8 +2275,8 @@ class StaticFile:
         self.content_type = content_type
         snapshot = _StaticSnapshot(self, version, body)
         if body is not None and index is not None and size <= hold_limit:
-            # Room for the gzip form too, which a snapshot makes on first use.
-            cost = 2 * size if _is_compressible(content_type) else size
+            # Room for the gzip form too, which a snapshot makes on first use, and its offer.
+            cost = (2 * size if _is_compressible(content_type) else size) + _SNAPSHOT_BYTES
             index.bodies.put((self.path, version.stat_key), snapshot, cost=cost)
         return snapshot
 
@@ -2313,6 +2352,9 @@ class StaticIndex:
         self.auto_reload = auto_reload
         self.bodies = BoundedCache(cache_bytes)
         self.files: dict[str, StaticFile] = {}
+        # Fingerprinted names resolve() found current, while files are fixed (no auto_reload):
+        # name -> (file, fingerprint); at most one per file, so a request reads, not parses.
+        self._fingerprinted: dict[str, tuple[StaticFile, str]] = {}
         self._clock = time.monotonic
         self._scanned_at = 0.0
         self.scan()
@@ -2381,6 +2423,9 @@ class StaticIndex:
         static_file = self.get(relpath)
         if static_file is not None:
             return static_file, False
+        known = self._fingerprinted.get(relpath)
+        if known is not None:
+            return self._remembered(relpath, known)
         directory, _, name = relpath.rpartition("/")
         match = _FINGERPRINTED_NAME.fullmatch(name)
         if match is None:
@@ -2393,7 +2438,38 @@ class StaticIndex:
             snapshot = static_file.snapshot()
         except FileNotFoundError:
             return None, False
-        return snapshot, snapshot.fingerprint == match["hash"]
+        current = snapshot.fingerprint == match["hash"]
+        if current and not self.auto_reload and len(self._fingerprinted) < len(self.files):
+            self._fingerprinted[relpath] = (static_file, match["hash"])  # one name per file
+        return snapshot, current
+
+    def _remembered(
+        self, name: str, known: tuple[StaticFile, str]
+    ) -> tuple[_StaticSnapshot | None, bool]:
+        """A fingerprinted name found current before: its file now, and whether still current."""
+        static_file, fingerprint = known
+        try:
+            snapshot = static_file.snapshot()
+        except FileNotFoundError:
+            return None, False
+        if snapshot.fingerprint == fingerprint:
+            return snapshot, True
+        self._fingerprinted.pop(name, None)  # the file was read again, and changed
+        return snapshot, False
+
+    def known(self, name: str) -> tuple[StaticFile | _StaticSnapshot | None, bool] | None:
+        """:meth:`resolve` for a name the index already holds as it is, else ``None``.
+
+        While files are fixed, a plain relative path of a file or a fingerprinted name
+        found before is a clean path by construction: it needs no cleaning or parsing.
+        """
+        if self.auto_reload:
+            return None
+        static_file = self.files.get(name)
+        if static_file is not None:
+            return static_file, False
+        known = self._fingerprinted.get(name)
+        return None if known is None else self._remembered(name, known)
 
     def digest(self) -> str:
         """One hash over every file's path and content.
@@ -4412,27 +4488,53 @@ class ResponseTooLargeError(ValueError):
     """A response would exceed Lambda's 6 MB synchronous payload limit."""
 
 
-class _Page:
-    """A rendered page kept under its ETag, with its gzip form made on first use."""
+class _PageBody:
+    """A page's text and its gzip form, made on first use: the callables of its offer."""
 
-    __slots__ = ("_gzip_body", "body")
+    __slots__ = ("_gzip_body", "text")
 
-    def __init__(self, body: str) -> None:
-        self.body = body
+    def __init__(self, text: str) -> None:
+        self.text = text
         self._gzip_body: Any = _MISSING
+
+    def body(self) -> str:
+        return self.text
 
     def gzip_body(self) -> bytes | None:
         if self._gzip_body is _MISSING:
-            self._gzip_body = _gzip_if_smaller(self.body)
+            self._gzip_body = _gzip_if_smaller(self.text)
         return self._gzip_body
+
+
+class _Page:
+    """A rendered page kept under its ETag, and its offer (made once, read by every request).
+
+    The offer's callables belong to a :class:`_PageBody`, which holds the text and
+    not the page: no reference cycle keeps an evicted page's bytes alive.
+    """
+
+    __slots__ = ("body", "offer")
+
+    def __init__(self, body: str, content_type: str, etag: str) -> None:
+        self.body = body
+        made = _PageBody(body)
+        self.offer = Offer(content_type, made.body, etag, None, made.gzip_body)
 
     def cost(self) -> int:
         """Bytes this page holds in memory, with room for a gzip form made later."""
         body = self.body
-        size = sys.getsizeof(self) + sys.getsizeof(body)
+        size = sys.getsizeof(self) + sys.getsizeof(body) + _PAGE_OFFER_BYTES
         if _at_least(body, COMPRESS_MIN_SIZE):  # a gzip form is kept only when smaller
             size += sys.getsizeof(b"") + (len(body) if body.isascii() else 4 * len(body))
         return size
+
+
+# A page's offer: the tuple, its _PageBody and two bound methods (288 bytes on CPython 3.11).
+_PAGE_OFFER_BYTES = 384
+
+# A memoised ETag's entry besides the ETag: its tuple, the offer, its partial and the bound
+# method (64 + 112 + 80 + 72 + 64 bytes on CPython 3.11).
+_MEMO_OFFER_BYTES = 448
 
 
 def _payload_size(body: str | bytes, headers: Mapping[str, Any]) -> int:
@@ -4590,15 +4692,14 @@ def _answer(
     """:func:`answer_request` with positional arguments (the toolkit's own calls)."""
     content_type = offer.content_type
     may_gzip = compress and (content_type is None or _is_compressible(content_type))
-    private = private or offer.private or (bool(headers) and _sets_cookie(headers))
-    etag = None if private else offer.etag
-    last_modified = offer.last_modified
-    if last_modified is None and headers:
-        last_modified = _stated_last_modified(headers)
-    if private:
-        last_modified = None
-    if private:
+    if private or offer.private or (headers and _sets_cookie(headers)):
+        etag = last_modified = None
         cache_control = _PRIVATE_CACHE_CONTROL
+    else:
+        etag = offer.etag
+        last_modified = offer.last_modified
+        if last_modified is None and headers:
+            last_modified = _stated_last_modified(headers)
     success = 200 <= status < 300
     if success and (etag is not None or last_modified is not None):
         answered = _precondition_answer(
@@ -4825,6 +4926,7 @@ def _has_preconditions(request_headers: Mapping[str, str]) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=1024)  # asked of every conditional request for a compressible type
 def _gzip_etag(etag: str) -> str:
     """The gzip representation's ETag: never the identity's (RFC 9110 §8.8.3)."""
     return etag[:-1] + '-gz"'
@@ -4858,11 +4960,18 @@ def _fixed_headers(
     return out
 
 
-def _static_offer(static_file: StaticFile, content_type: str) -> Offer:
-    """A static file on offer: its content-hash ETag, its body and gzip form on demand."""
-    return Offer(
-        content_type, lambda: static_file.body, static_file.etag, None, static_file.gzip_body, True
-    )
+def _static_offer(static_file: _StaticSnapshot, content_type: str) -> Offer:
+    """A static file on offer: its content-hash ETag, its body and gzip form on demand.
+
+    As its own type, the offer is made once per version and kept on the snapshot.
+    """
+    if content_type == static_file.content_type and static_file.offer is not None:
+        return static_file.offer
+    made = static_file._bytes
+    offer = Offer(content_type, made.body, static_file.etag, None, made.gzip_body, True)
+    if content_type == static_file.content_type:
+        static_file.offer = offer
+    return offer
 
 
 def _no_body() -> bytes:
@@ -4922,13 +5031,27 @@ class _GatewayResponse(Response):
     private_answer: tuple[Any, ...] | None = None
 
     def to_dict(self, binary_types: list[str] | None = None) -> dict[str, Any]:
-        response = super().to_dict(None)
-        body = response["body"]
+        body = self.body
+        headers = self.headers
+        if (type(body) is str or type(body) is bytes) and _TEXT_ONLY.issuperset(
+            map(type, headers.values())
+        ):  # what Chalice makes of it (every header single), without its loop per header
+            response = {
+                "headers": dict(headers),
+                "multiValueHeaders": {},
+                "statusCode": self.status_code,
+                "body": body,
+            }
+        else:
+            response = super().to_dict(None)
+            body = response["body"]
         if isinstance(body, (bytes, bytearray)):
             response["body"] = base64.b64encode(body).decode("ascii")
             response["isBase64Encoded"] = True
         return response
 
+
+_TEXT_ONLY = frozenset((str,))
 
 _CHALICE_INSTALLED = "_chalice_http_toolkit_gateway"
 
@@ -5000,7 +5123,7 @@ def _gateway_marshalled(response: Any, fixed_headers: Mapping[str, str] | None =
 
 def _gateway_response(answer: Answer) -> _GatewayResponse:
     """An answer as the response Chalice hands to API Gateway."""
-    return _GatewayResponse(body=answer.body, headers=answer.headers, status_code=answer.status)
+    return _GatewayResponse(answer.body, answer.headers, answer.status)  # positional: cheaper
 
 
 _AppLike = Any  # chalice.Chalice or chalice.Blueprint
@@ -5535,9 +5658,14 @@ class _Pages:
         return self._page_etag(filename, kwargs, salt)[0]
 
     def _page_etag(
-        self, filename: str, kwargs: Mapping[str, Any], salt: str
-    ) -> tuple[str | None, _PagePlan]:
-        """:meth:`template_etag` and the template's :class:`_PagePlan`, memoised together."""
+        self, filename: str, kwargs: Mapping[str, Any], salt: str, remembered_only: bool = False
+    ) -> tuple[str | None, _PagePlan, Offer | None]:
+        """:meth:`template_etag`, the template's :class:`_PagePlan`, and the page's offer.
+
+        Memoised together; the offer (of a memoised ETag only) renders from the memo
+        key, an exact copy of the arguments. ``remembered_only``: the memo's ETag, else
+        ``None`` (no digest is computed).
+        """
         key = _memo_key(kwargs)
         memo: tuple[Any, ...] | None = None if key is None else (filename, salt, key)
         if memo is not None:
@@ -5555,6 +5683,8 @@ class _Pages:
                 found = self._template_etags.get(memo)
                 if found is not _MISSING:
                     return found
+        if remembered_only:
+            return None, plan, None
         etag = None
         has_bytes = False
         if plan.base is not None:
@@ -5567,11 +5697,27 @@ class _Pages:
                 hasher.update(arguments.encode())
                 etag = quote_etag(hasher.hexdigest())
                 self._digest_paid(filename, salt, False)
-        found = (etag, plan)
-        if memo is not None and etag is not None and not has_bytes:
-            # the plan is shared by every entry of the template: count its reference only
-            self._template_etags.put(memo, found, cost=_held_size(etag) + 64)
-        return found
+        if memo is None or etag is None or has_bytes:
+            return etag, plan, None
+        # The page's offer, made once for the requests that find this entry: its body is
+        # rendered (and kept) only when asked for. This request renders from its own
+        # arguments (no copy to make).
+        render = functools.partial(self._render_kept, filename, key, plan.content_type, etag)
+        found = (etag, plan, Offer(plan.content_type, render, etag))
+        # the plan and the key are shared with the entry's key: count their references only
+        self._template_etags.put(memo, found, cost=_held_size(etag) + _MEMO_OFFER_BYTES)
+        return etag, plan, None
+
+    def _render_kept(self, filename: str, key: bytes, content_type: str, etag: str) -> str:
+        """The page a memoised ETag names, rendered from its memo key and kept under it.
+
+        ``marshal.loads(key)`` is a copy of the arguments that made the ETag (the memo
+        holds no value that marshal would write as another type), so a later change to
+        the objects a view passed never reaches a page rendered under the old ETag.
+        """
+        made = _Page(self.render_template(filename, **marshal.loads(key)), content_type, etag)
+        self.pages.put(etag, made, cost=made.cost())
+        return made.body
 
     def _page_plan(self, filename: str, salt: str) -> _PagePlan:
         plan = self._page_plans.get((filename, salt))
@@ -5625,34 +5771,63 @@ class _Pages:
         all, rendered for this request and kept nowhere; when rendering read who is
         asking (a helper of the site's), the answer is private (:meth:`answer`).
         """
+        return self._page_offer(filename, kwargs, salt, private)[0]
+
+    def _page_offer(
+        self,
+        filename: str,
+        kwargs: Mapping[str, Any],
+        salt: str,
+        private: bool,
+        request_headers: Mapping[str, str] | None = None,
+    ) -> tuple[Offer, list[int] | None]:
+        """:meth:`page_offer`, and the template's digest payoff (where a 304 counts as spared).
+
+        ``request_headers`` (lower-case): a conditional request is asked of the memo even
+        while the template renders and hashes.
+        """
         payoff = self._digest_payoff.get((filename, salt))
+        remembered_only = False
         if payoff is not None and payoff[0] >= _DIGEST_TRIALS and payoff[1] * 8 < payoff[0]:
             # Hashing this template's arguments has not spared a render in the last
-            # trials (new arguments every request): render and hash the output, and
-            # try the arguments' digest again now and then.
+            # trials (new arguments every request): render and hash the output, and try
+            # the digest now and then. A revalidation of arguments that came before
+            # keeps the ETag the memo knows (it costs no digest, and it is the one the
+            # client holds): a 304, not the page rendered whole under another ETag.
             payoff[2] += 1
-            if payoff[2] % _DIGEST_RETRY_EVERY:
-                return self._rendered_offer(filename, kwargs, private, fast_gzip=True)
-        etag, plan = self._page_etag(filename, kwargs, salt)
+            remembered_only = payoff[2] % _DIGEST_RETRY_EVERY != 0
+            if remembered_only and (
+                private or request_headers is None or not _has_preconditions(request_headers)
+            ):
+                return self._rendered_offer(filename, kwargs, private, fast_gzip=True), payoff
+        etag, plan, remembered = self._page_etag(filename, kwargs, salt, remembered_only)
+        if etag is None and remembered_only:
+            return self._rendered_offer(filename, kwargs, private, fast_gzip=True), payoff
+        # (the template's first digest, in this request, made its payoff)
+        counted = payoff if payoff is not None else self._digest_payoff.get((filename, salt))
         if etag is None or private:
-            return self._rendered_offer(filename, kwargs, private)
+            return self._rendered_offer(filename, kwargs, private), counted
         pages = self.pages
+        kept = pages.get(etag)
+        if kept is not _MISSING:  # the arguments' digest spared a render (304 or not)
+            if counted is not None:
+                counted[1] += 1
+            return kept.offer, None
+        if remembered is not None:  # (its gzip form is made by the answer, the first time)
+            return remembered, counted
+        content_type = plan.content_type
         held: list[_Page] = []
 
         def page() -> str:
-            found = pages.get(etag)
-            if found is _MISSING:
-                found = _Page(self.render_template(filename, **kwargs))
-                pages.put(etag, found, cost=found.cost())
-            elif payoff is not None:  # the arguments' digest spared a render
-                payoff[1] += 1
-            held.append(found)
-            return found.body
+            made = _Page(self.render_template(filename, **kwargs), content_type, etag)
+            pages.put(etag, made, cost=made.cost())
+            held.append(made)
+            return made.body
 
         def gzip_body() -> bytes | None:  # called after page()
-            return held[0].gzip_body()
+            return held[0].offer.gzip_body()
 
-        return Offer(plan.content_type, page, etag, None, gzip_body)
+        return Offer(content_type, page, etag, None, gzip_body), counted
 
     def _rendered_offer(
         self, filename: str, kwargs: Mapping[str, Any], private: bool, fast_gzip: bool = False
@@ -5820,12 +5995,12 @@ class _Responder:
         :func:`negotiate_image_format`) and may carry a width (``hero.w640.jpg``).
         """
         index = self.static_files
-        static_file = None
-        if not index.auto_reload and "%" not in filename and "\\" not in filename:
-            # A key of the index is a clean relative path by construction.
-            static_file = index.files.get(filename)
-        if static_file is not None:
-            relpath, immutable = filename, False
+        found = None
+        if "%" not in filename and "\\" not in filename:
+            found = index.known(filename)
+        if found is not None:
+            relpath = filename
+            static_file, immutable = found
         else:
             relpath = _clean_segments(filename.split("/"))
             static_file, immutable = index.resolve(relpath) if relpath else (None, False)
@@ -6164,13 +6339,17 @@ class _Routes:
             )(self._static_view(names, cache_control))
 
     def _static_view(self, names: list[str], cache_control: str | None) -> Callable[..., Response]:
+        import operator
+
+        segments = operator.itemgetter(*names)  # one name gives the value, not a tuple
+        single = len(names) == 1
+
         def view(**params: str) -> Response:
             exchange = _current_exchange(self.app)
             if exchange is not None:  # a file's answer: whatever a middleware read is not in it
                 exchange.resource = True
-            return self.responder.static(
-                "/".join(params[name] for name in names), cache_control=cache_control
-            )
+            filename = segments(params) if single else "/".join(segments(params))
+            return self.responder.static(filename, cache_control=cache_control)
 
         setattr(view, _STATIC_VIEW_ATTRIBUTE, (self.responder, tuple(names), cache_control))
         return view
@@ -6506,7 +6685,7 @@ class _Site:
         exchange.active = True
         _local.exchange = exchange
         try:
-            if request.context.get("resourcePath") == _UNROUTED_RESOURCE_PATH:  # lambda_handler
+            if request.path == _UNROUTED_RESOURCE_PATH:  # lambda_handler's unrouted request
                 response = _error_response(self.managers[0][0], exchange, 404, None)
             elif exchange.method in _UNSAFE_METHODS:
                 response = self._checked(exchange, get_response)
@@ -6994,7 +7173,9 @@ class CloudFront:
         exchange = _current_exchange(cm.app)
         private = _personal(exchange)
         salt = self.etag_salt + _script_root(exchange)  # url_for() differs by host and stage
-        offer = cm._pages.page_offer(filename, kwargs, salt, private=private)
+        offer, payoff = cm._pages._page_offer(
+            filename, kwargs, salt, private, None if exchange is None else exchange.headers
+        )
         private = private or _personal(exchange)  # rendering may have read who is asking
         response = cm._responder._respond(
             exchange,
@@ -7005,10 +7186,8 @@ class CloudFront:
             (),
             private,
         )
-        if response.status_code == 304:  # the arguments' digest spared a render
-            payoff = cm._pages._digest_payoff.get((filename, salt))
-            if payoff is not None:
-                payoff[1] += 1
+        if payoff is not None and response.status_code == 304:  # the digest spared a render
+            payoff[1] += 1
         return response
 
     def static(
@@ -7040,8 +7219,7 @@ class CloudFront:
         and remembered for this route, its parameters and ``get_etag()``.
         """
         cm = self.content_manager
-        version = str(get_etag())
-        etag = quote_etag(_digest(version.encode("utf-8", "surrogatepass")))
+        etag = _version_etag(str(get_etag()))
         exchange = _current_exchange(self.app)
         offer = cm.asset_offer(
             get_asset, etag, _resource(exchange, get_asset), content_type=content_type
@@ -7055,6 +7233,22 @@ class CloudFront:
             (),
             _personal(exchange),
         )
+
+
+def _version_etag(version: str) -> str:
+    """The ETag of an asset's version string: its digest (the string may be any length)."""
+    if len(version) <= _MEMO_VERSION_CHARS:
+        return _short_version_etag(version)
+    return quote_etag(_digest(version.encode("utf-8", "surrogatepass")))
+
+
+# Versions a site repeats (a row's timestamp, a hash) are short: their ETags are memoised.
+_MEMO_VERSION_CHARS = 128
+
+
+@functools.lru_cache(maxsize=1024)
+def _short_version_etag(version: str) -> str:
+    return quote_etag(_digest(version.encode("utf-8", "surrogatepass")))
 
 
 def _resource(exchange: Exchange | None, get_asset: Callable[[], bytes]) -> tuple[Any, ...]:
@@ -7113,7 +7307,9 @@ def keep_warm_event() -> dict[str, Any]:
 
 def is_keep_warm_event(event: Any) -> bool:
     """True for a :func:`keep_warm_event` payload: the marker key AND the sentinel path."""
-    if not isinstance(event, Mapping) or event.get(_KEEP_WARM_MARKER) is not True:
+    if type(event) is not dict and not isinstance(event, Mapping):  # (an ABC check costs more)
+        return False
+    if event.get(_KEEP_WARM_MARKER) is not True:
         return False
     context = event.get("requestContext")
     return isinstance(context, Mapping) and context.get("resourcePath") == _KEEP_WARM_RESOURCE_PATH

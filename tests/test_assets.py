@@ -170,6 +170,23 @@ def test_cloudfront_etag_is_quoted_and_derived_from_get_etag(site):
     assert etag == f'"{toolkit._digest(b"png-v1")}"'
 
 
+@pytest.mark.parametrize("length", [1, 128, 129, 10_000])
+def test_an_asset_version_etag_is_its_digest_memoised_or_not(length):
+    """Regression for the memo of version ETags: any version gets the digest of its own
+    text, in any order, and only short ones are kept (a bounded LRU)."""
+    versions = [f"{n}-" + "v" * length for n in range(3)]
+    for version in versions + versions[::-1]:
+        expected = f'"{toolkit._digest(version.encode("utf-8", "surrogatepass"))}"'
+        assert toolkit._version_etag(version) == expected
+    lone = toolkit._digest(b"\xed\xa0\x80")  # a lone surrogate, as surrogatepass encodes it
+    assert toolkit._version_etag("\ud800") == f'"{lone}"'
+    info = toolkit._short_version_etag.cache_info()
+    assert info.maxsize == 1024 and info.currsize <= 1024
+    for n in range(3000):
+        toolkit._version_etag(f"v{n}")
+    assert toolkit._short_version_etag.cache_info().currsize == 1024
+
+
 def test_head_has_the_headers_and_no_body(site, mode):
     client, _, _ = site
     response = client.http.head("/asset/pdf")

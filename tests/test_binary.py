@@ -7,6 +7,7 @@ header, deployed (modelled) and locally (`chalice.test.Client`).
 
 from __future__ import annotations
 
+import base64
 import gzip
 import logging
 import sys
@@ -128,6 +129,35 @@ def test_text_bodies_travel_as_text(site_app):
     result = app(make_event(app, "GET", "/", {"Accept": "text/html"}), lambda_context())
     assert result.get("isBase64Encoded", False) is False
     assert "<h1>" in result["body"]
+
+
+class _Cookies(list):
+    """A list subclass: Chalice sends it as multi-value headers too."""
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ("", {"ETag": '"x"', "Vary": "Accept-Encoding"}),
+        ("<p>é</p>", {"Content-Type": "text/html; charset=utf-8"}),
+        (b"\x89PNG\r\n", {"Content-Type": "image/png"}),
+        ({"json": [1, 2]}, {"Content-Type": "application/json"}),
+        ("x", {"Set-Cookie": ["a=1", "b=2"], "Vary": "Cookie"}),
+        ("x", {"Set-Cookie": _Cookies(["a=1"])}),
+        ("x", {"X-Count": 5}),
+        (b"", {}),
+    ],
+)
+def test_a_gateway_response_marshals_as_chalice_does_then_base64s_bytes(body, headers):
+    """Regression for _GatewayResponse.to_dict's shortcut (str values, str or bytes body)."""
+    from chalice_http_toolkit import _GatewayResponse
+
+    ours = _GatewayResponse(body, dict(headers), 203).to_dict(["*/*"])
+    chalices = Response(body, dict(headers), 203).to_dict(None)
+    if isinstance(chalices["body"], bytes):
+        chalices["body"] = base64.b64encode(chalices["body"]).decode("ascii")
+        chalices["isBase64Encoded"] = True
+    assert ours == chalices
 
 
 def test_head_requests_through_the_gateway(site_app):

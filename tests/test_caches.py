@@ -137,6 +137,118 @@ def test_a_page_is_rendered_once_per_etag(deployed):
     assert cm.pages.hits == 2 and len(cm.pages) == 2
 
 
+SECRET = "test-caches-secret-key-0123456789abcdef"
+
+
+def test_a_kept_page_is_anybodys_answer_and_never_a_personal_one(site):
+    """Regression for the kept page's offer (made once, then read by every request for it).
+
+    Visitors who did not touch who is asking share it (whole, HEAD and 304); a
+    request that read a session its cookie carried (before or after cf.template) gets
+    the page privately, and does not make the next anonymous one private.
+    """
+    app, cm, cf = build_app(*site, auto_reload=False, secret_key=SECRET)
+
+    @app.route("/sign-in", methods=["GET"])
+    def sign_in():
+        cm.session["user"] = "ann"
+        return cm.html("<p>hi</p>")
+
+    @app.route("/late", methods=["GET"])
+    def late():
+        response = cf.template("index.html", title="Home <&>", items=["a", "b"])
+        cm.session.get("user")  # who is asking, read after the answer was made
+        return response
+
+    renders = counting(cm)
+    with Client(app) as client:
+        first = client.http.get("/")
+        etag = first.headers["ETag"]
+        again = client.http.get("/")
+        head = client.http.head("/")
+        not_modified = client.http.get("/", headers={"If-None-Match": etag})
+        cookies = client.http.get("/sign-in").headers["Set-Cookie"]
+        mine = {"Cookie": "; ".join(c.split(";")[0] for c in cookies), "If-None-Match": etag}
+        personal = client.http.get("/personal", headers=mine)
+        late_personal = client.http.get("/late", headers=mine)
+        late_anyone = client.http.get("/late", headers={"If-None-Match": etag})
+        after = client.http.get("/", headers={"If-None-Match": etag})
+    assert len(renders) == 2 and len(cm.pages) == 1  # the first, and /personal's own
+    assert again.body == first.body and again.headers["ETag"] == etag
+    assert head.status_code == 200 and head.body == b"" and head.headers["ETag"] == etag
+    assert not_modified.status_code == 304 and after.status_code == 304
+    assert late_anyone.status_code == 304
+    for answer in (personal, late_personal):
+        assert answer.status_code == 200 and answer.body == first.body
+        assert answer.headers["Cache-Control"] == "private, no-store"
+        assert "ETag" not in answer.headers
+    assert after.headers["ETag"] == etag and "private" not in after.headers["Cache-Control"]
+
+
+def test_a_page_too_large_to_keep_is_rendered_each_time_and_still_gzipped(site):
+    app, cm, cf = build_app(*site, auto_reload=False, page_cache_bytes=3000)
+
+    @app.route("/big", methods=["GET"])
+    def big():
+        return cf.template("index.html", title="big", items=[f"item {i} " * 10 for i in range(40)])
+
+    renders = counting(cm)
+    with Client(app) as client:
+        plain = client.http.get("/big")
+        zipped = client.http.get("/big", headers={"Accept-Encoding": "gzip"})
+    assert len(renders) == 2 and len(cm.pages) == 0
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.body) == plain.body
+
+
+def test_an_evicted_page_is_freed_at_once_not_by_the_cycle_collector(deployed):
+    """A kept page's offer must not refer back to the page: its bytes go with the entry."""
+    import gc
+
+    app, cm, _ = deployed
+    with Client(app) as client:
+        assert client.http.get("/").status_code == 200
+    gc.collect()
+    gc.disable()
+    try:
+        assert len(cm.pages) == 1
+        cm.pages.clear()
+        kept = [o for o in gc.get_objects() if type(o) in (toolkit._Page, toolkit._PageBody)]
+    finally:
+        gc.enable()
+    assert kept == []
+
+
+def test_a_remembered_page_renders_from_a_copy_of_its_arguments(deployed):
+    """Regression for the offer memoised with a page's ETag (made once, read by every request).
+
+    It renders from the memo key, so a list a view passed and changed afterwards never
+    makes the page kept under the old ETag; a 304 needs no render at all.
+    """
+    app, cm, cf = deployed
+    lists = [["a", "b"], ["a", "b"]]  # equal, and alike to marshal: one memo entry
+
+    @app.route("/list/{n}", methods=["GET"])
+    def listed(n):
+        return cf.template("index.html", title="list", items=lists[int(n)])
+
+    renders = counting(cm)
+    with Client(app) as client:
+        first = client.http.get("/list/0")
+        etag = first.headers["ETag"]
+        lists[0].append("c")  # the list the first page was made from changes afterwards
+        cm.pages.clear()  # and the page is evicted
+        not_modified = client.http.get("/list/1", headers={"If-None-Match": etag})
+        rendered_before = len(renders)
+        other = client.http.get("/list/1")
+        changed = client.http.get("/list/0")
+    assert len(cm._pages._template_etags) == 2  # /list/1 found /list/0's entry
+    assert not_modified.status_code == 304 and rendered_before == 1
+    assert other.headers["ETag"] == etag and other.body == first.body
+    assert b"<p>c</p>" not in other.body
+    assert changed.headers["ETag"] != etag and b"<p>c</p>" in changed.body
+
+
 def test_page_cache_follows_template_edits_in_development(site):
     templates, static = site
     app, _, _ = build_app(templates, static, auto_reload=True)
@@ -306,6 +418,38 @@ def test_a_template_whose_arguments_never_repeat_stops_paying_for_their_digest(d
     assert len(cm.pages) <= 32 + 300 // 64 + 1
     assert all(answer.status_code == 200 and "ETag" in answer.headers for answer in answers)
     assert all(f"<h1>{n}</h1>".encode() in answers[n].body for n in (0, 150, 299))
+
+
+def test_arguments_that_came_before_keep_their_etag_while_the_template_renders_and_hashes(
+    deployed,
+):
+    """Regression: a page revalidated after its template's fresh pages turned the digest off
+    was rendered again and sent whole (200, another ETag) for over a thousand requests."""
+    app, cm, cf = deployed
+
+    @app.route("/fresh/{n}", methods=["GET"])
+    def fresh(n):
+        return cf.template("index.html", title=n, items=[f"{n}-{i}" for i in range(5)])
+
+    @app.route("/home", methods=["GET"])
+    def home():
+        return cf.template("index.html", title="home", items=["a"])
+
+    renders = counting(cm)  # (a helper changed: before any request, or the memo is forgotten)
+    with Client(app) as client:
+        first = client.http.get("/home")
+        etag = first.headers["ETag"]
+        for n in range(300):
+            client.http.get(f"/fresh/{n}")
+        renders.clear()
+        revalidated = [client.http.get("/home", headers={"If-None-Match": etag}) for _ in range(50)]
+        whole = client.http.get("/home")
+        fresh = client.http.get("/fresh/new")
+    assert {answer.status_code for answer in revalidated} == {304}
+    assert whole.status_code == 200 and whole.body == first.body
+    assert whole.headers["ETag"] == etag
+    assert renders == ["css/site.css"]  # only /fresh/new was rendered
+    assert fresh.status_code == 200 and b"<h1>new</h1>" in fresh.body
 
 
 def test_a_template_whose_arguments_repeat_keeps_its_page_cache(deployed):

@@ -121,6 +121,42 @@ def test_static_url_is_fingerprinted_and_immutable(site_app):
     assert stale.status_code == 200 and stale.headers["Cache-Control"] == "no-cache"
 
 
+@pytest.mark.parametrize("auto_reload", [False, True])
+def test_a_fingerprinted_name_is_immutable_only_for_the_bytes_it_names(tmp_path, auto_reload):
+    """Regression for the memo of fingerprinted names (files fixed: a dict read per request).
+
+    A name is remembered only once found current, one per file: made-up hashes are
+    not; a file read again with other bytes is not served immutable under its old name.
+    """
+    from conftest import write_site
+
+    templates, static = write_site(tmp_path / "site")
+    app, cm, _ = build_app(templates, static, auto_reload=auto_reload)
+    index = cm.static_files
+    old_url = cm.static_url("css/site.css")
+    with Client(app) as client:
+        made_up = [client.http.get(f"/static/css/site.{n:012x}.css") for n in range(1000)]
+        assert client.http.get(old_url).headers["Cache-Control"] == IMMUTABLE_CACHE_CONTROL
+        assert client.http.get(old_url).headers["Cache-Control"] == IMMUTABLE_CACHE_CONTROL
+        assert len(index._fingerprinted) == (0 if auto_reload else 1)
+        (static / "css" / "site.css").write_text("body { color: green; }\n")
+        index.bodies.clear()  # the bytes read again (an eviction, or auto_reload's stat)
+        stale = client.http.get(old_url)
+        new_url = cm.static_url("css/site.css") if auto_reload else None
+    assert {r.headers["Cache-Control"] for r in made_up} == {"no-cache"}
+    assert len(index._fingerprinted) <= len(index.files)
+    assert stale.status_code == 200 and stale.body == b"body { color: green; }\n"
+    assert stale.headers["Cache-Control"] == "no-cache"
+    assert stale.headers["ETag"] == f'"{toolkit._digest(stale.body)}"'
+    assert old_url not in {f"/static/{name}" for name in index._fingerprinted}
+    if new_url is not None:
+        assert new_url != old_url
+        with Client(app) as client:
+            fresh = client.http.get(new_url)
+        assert fresh.headers["Cache-Control"] == IMMUTABLE_CACHE_CONTROL
+        assert fresh.body == b"body { color: green; }\n"
+
+
 def test_static_url_for_file_without_extension(site_app):
     app, cm, _ = site_app
     url = cm.static_url("noext")
@@ -490,6 +526,45 @@ def test_after_a_change_the_gzip_body_is_the_new_version(tmp_path):
     assert gzip.decompress(first.body) == b"a { color: red }\n" * 300
     assert gzip.decompress(second.body) == b"b { color: blue }\n" * 400
     assert check_consistent(second.status, second.headers, second.body) is None
+
+
+@pytest.mark.parametrize("auto_reload", [True, False])
+def test_a_versions_kept_offer_serves_that_version_only_and_goes_with_it(tmp_path, auto_reload):
+    """Regression for the offer kept on a static version (made once, read by every request).
+
+    A replaced file is served whole with its own ETag, identity and gzip; an evicted
+    version's bytes are freed at once (its offer refers to no snapshot: no cycle).
+    """
+    import gc
+
+    static = tmp_path / "static"
+    static.mkdir()
+    path = static / "site.css"
+    path.write_bytes(b"a { color: red }\n" * 300)
+    (tmp_path / "templates").mkdir()
+    app = Chalice(app_name="kept")
+    cm = ContentManager(str(tmp_path / "templates"), str(static), app, auto_reload=auto_reload)
+    cm.register_static_routes()
+    first = [invoke(app, "GET", "/static/site.css", {"Accept-Encoding": e}) for e in ("", "gzip")]
+    path.write_bytes(b"b { color: blue }\n" * 400)
+    cm.static_files.bodies.clear()  # (files fixed: the bytes are read again after an eviction)
+    second = [invoke(app, "GET", "/static/site.css", {"Accept-Encoding": e}) for e in ("", "gzip")]
+    assert first[0].body == gzip.decompress(first[1].body) == b"a { color: red }\n" * 300
+    assert second[0].body == gzip.decompress(second[1].body) == b"b { color: blue }\n" * 400
+    for response in first + second:
+        assert check_consistent(response.status, response.headers, response.body) is None
+    gc.collect()
+    gc.disable()
+    try:
+        cm.static_files.bodies.clear()
+        kept = [
+            o
+            for o in gc.get_objects()
+            if type(o) in (toolkit._StaticSnapshot, toolkit._VersionBytes)
+        ]
+    finally:
+        gc.enable()
+    assert kept == []
 
 
 def test_an_edit_while_compressing_leaves_no_old_gzip_under_the_new_etag(tmp_path, monkeypatch):
