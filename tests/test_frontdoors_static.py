@@ -354,12 +354,14 @@ def test_a_static_304_through_a_rest_event(static_app, gzip):
     assert answer["body"] == ""
 
 
-def test_head_through_a_rest_event_gets_the_headers_of_get(static_app):
+@pytest.mark.parametrize("headers", [{}, {"Accept-Encoding": "gzip"}], ids=["plain", "gzip"])
+def test_head_through_a_rest_event_gets_the_headers_of_get(static_app, headers):
     app, _cm = static_app
-    answer = assert_same_rest(app, rest_event(app, "HEAD", "/static/css/site.css"))
+    answer = assert_same_rest(app, rest_event(app, "HEAD", "/static/css/site.css", headers))
     assert answer["statusCode"] == 200
     assert answer["body"] == ""
     assert "isBase64Encoded" not in answer  # a text body, as Chalice marshals it
+    assert ("Content-Encoding" in answer["headers"]) == bool(headers)
 
 
 def test_a_fingerprinted_url_through_a_rest_event(static_app):
@@ -439,6 +441,23 @@ def test_an_app_with_a_middleware_of_its_own_sees_static_rest_requests(static_ap
     assert chalice_ran
     assert seen == ["/static/{p0}/{p1}"]
     assert answer["statusCode"] == 200
+
+
+def test_a_middleware_added_after_the_first_rest_request_is_honoured(tmp_path):
+    templates, static = write_site(tmp_path / "site")
+    app, _cm, _cf = build_app(templates, static)
+    event = rest_event(app, "GET", "/static/robots.txt")
+    assert rest_door_answer(app, event)[1] is False  # answered by the door
+
+    seen = []
+
+    @app.middleware("http")
+    def count(event, get_response):
+        seen.append(event.path)
+        return get_response(event)
+
+    assert rest_door_answer(app, event)[1] is True
+    assert seen == ["/static/{p0}"]
 
 
 def test_a_route_of_the_app_under_the_prefix_wins_for_a_rest_event(tmp_path):
