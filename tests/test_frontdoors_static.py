@@ -20,6 +20,7 @@ import chalice_http_toolkit as toolkit
 
 from apigw import lambda_context, make_event
 from conftest import build_app, write_site
+from sites import SECRET_KEY
 
 CSS_ACCEPT = "text/css,*/*;q=0.1"
 NOT_CHALICE = object()
@@ -39,8 +40,13 @@ def door_answer(app, event):
 
 
 @pytest.fixture(
-    params=[{}, {"security_headers": True, "cors": "https://shop.example"}, {"cors": True}],
-    ids=["plain", "security-and-named-origin", "cors-star"],
+    params=[
+        {},
+        {"security_headers": True, "cors": "https://shop.example"},
+        {"cors": True},
+        {"secret_key": SECRET_KEY},
+    ],
+    ids=["plain", "security-and-named-origin", "cors-star", "sessions"],
 )
 def static_app(tmp_path, request):
     templates, static = write_site(tmp_path / "site")
@@ -376,6 +382,18 @@ def test_a_rest_event_behind_a_base_path_mapping(static_app):
     event = rest_event(app, "GET", "/static/css/site.css")
     event["path"] = "/v1/static/css/site.css"
     assert assert_same_rest(app, event)["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Cookie": "session=garbage; a=b"}, {"Origin": "https://evil.example", "Cookie": "a=b"}],
+    ids=["cookie", "cross-site"],
+)
+def test_a_static_rest_request_with_cookies_is_answered_as_the_route_answers(static_app, headers):
+    app, _cm = static_app
+    answer = assert_same_rest(app, rest_event(app, "GET", "/static/css/site.css", headers))
+    assert answer["statusCode"] == 200
+    assert "Set-Cookie" not in answer["headers"] and not answer["multiValueHeaders"]
 
 
 def test_a_header_spelt_twice_in_a_rest_event_counts_as_chalice_counts_it(static_app):
