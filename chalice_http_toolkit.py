@@ -8246,9 +8246,10 @@ def lambda_handler(
                 admitted = _without_origin_secret(event)
             event = admitted
         if kind == "rest":
-            answered = _rest_static_answer(app, event)
-            if answered is not None:
-                return _rest_response(answered)
+            if event.get("pathParameters"):  # (a static route has some)
+                answered = _rest_static_answer(app, event)
+                if answered is not None:
+                    return _rest_response(answered)
             return app(event, context)
         try:
             if kind == "v2":
