@@ -7734,11 +7734,6 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
         raise _BadEvent("headers must be an object of strings") from None
     if names.lower() != names:  # (an ASCII lower() is far quicker than islower())
         headers = _string_map(headers, "headers", lower=True)
-    if (
-        "content-type" in headers  # Chalice checks it against the route
-        or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
-    ):
-        return None
     key = (request.path, request.encoded)  # GET and HEAD share the view
     served = routed.get(key)
     if served is None:
@@ -7748,6 +7743,25 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
         if len(routed) < _ROUTED_PATHS and len(request.path) <= _ROUTED_PATH_LENGTH:
             routed[key] = served
     responder, filename, cache_control = served
+    return _static_file_answer(app, request.method, headers, responder, filename, cache_control)
+
+
+def _static_file_answer(
+    app: Any,
+    method: str,
+    headers: Mapping[str, str],
+    responder: Any,
+    filename: str,
+    cache_control: str | None,
+) -> Answer | None:
+    """The static view's answer for ``filename`` (as the route hands it to the responder) to
+    a GET/HEAD with these ``headers`` (lower-case names); ``None``: Chalice must answer.
+    """
+    if (
+        "content-type" in headers  # Chalice checks it against the route
+        or "*/*" not in app.api.binary_types  # else Chalice may refuse a binary answer
+    ):
+        return None
     # As ContentManager.static() finds the file (images are negotiated there); its answer
     # depends on the file alone (the static view marks its exchange a resource).
     index = responder.static_files
@@ -7765,7 +7779,7 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
         if snapshot.content_type in IMAGE_FORMATS:
             return None
         return _answer(
-            request.method,
+            method,
             headers,
             _static_offer(snapshot, snapshot.content_type),
             200,
@@ -7779,6 +7793,65 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
         )
     except OSError:  # gone meanwhile: Chalice's route gives its answer
         return None
+
+
+def _rest_static_answer(app: Any, event: Mapping[str, Any]) -> Answer | None:
+    """:func:`_static_answer` for a REST proxy event: the resource and path parameters API
+    Gateway matched, read as Chalice reads them (``requestContext.resourcePath`` and
+    ``httpMethod``, ``pathParameters``, ``headers``); ``None``: ask Chalice.
+
+    ``event["path"]`` is not read: behind a custom domain's base path mapping it carries
+    the mapping's prefix. An event Chalice could not make a request of (a field missing,
+    a header that is not a string) is Chalice's to answer too.
+    """
+    context = event["requestContext"]
+    method = context.get("httpMethod")
+    if method != "GET" and method != "HEAD":
+        return None
+    resource = context.get("resourcePath")
+    entry = app.routes.get(resource, _NO_METHODS).get(method) if type(resource) is str else None
+    served = getattr(entry.view_function, _STATIC_VIEW_ATTRIBUTE, None) if entry else None
+    if (
+        served is None
+        or entry.cors is not None
+        or "body" not in event
+        or "multiValueQueryStringParameters" not in event
+        or not _static_door(app)[1]  # the app has an HTTP middleware of its own
+    ):
+        return None
+    responder, names, cache_control = served
+    params = event.get("pathParameters")
+    headers = event.get("headers") or {}
+    try:
+        filename = "/".join([params[name] for name in names])
+        "".join(headers.values())  # every value a str
+        # Lower-case names, the last of two spellings winning, as Chalice's request has them.
+        headers = dict(zip(map(str.lower, headers), headers.values()))
+    except (TypeError, KeyError, AttributeError):
+        return None
+    return _static_file_answer(app, method, headers, responder, filename, cache_control)
+
+
+_NO_METHODS: Mapping[str, Any] = types.MappingProxyType({})
+
+
+def _rest_response(answer: Answer) -> dict[str, Any]:
+    """An answer as the REST proxy result Chalice makes of the route's (``_GatewayResponse``)."""
+    body = answer.body
+    if isinstance(body, (bytes, bytearray)):
+        return {
+            "headers": answer.headers,
+            "multiValueHeaders": {},
+            "statusCode": answer.status,
+            "body": base64.b64encode(body).decode("ascii"),
+            "isBase64Encoded": True,
+        }
+    return {
+        "headers": answer.headers,
+        "multiValueHeaders": {},
+        "statusCode": answer.status,
+        "body": body,
+    }
 
 
 def _v2_response(answer: Answer) -> dict[str, Any]:
@@ -8056,17 +8129,65 @@ def _admitted_v2(event: Mapping[str, Any], secrets: tuple[bytes, ...]) -> dict[s
         return None
     if names.lower() != names:  # another spelling of the header may be there too
         return None
-    import hmac
-
-    sent = value.encode("ascii")
-    matched = False
-    for secret in secrets:  # every candidate, as _origin_secret_matches compares them
-        matched |= hmac.compare_digest(sent, secret)
-    if not matched:
+    if not _is_origin_secret(value, secrets):
         return None
     headers = dict(headers)
     del headers[_ORIGIN_SECRET_NAME]
     return {**event, "headers": headers}
+
+
+def _is_origin_secret(value: str, secrets: tuple[bytes, ...]) -> bool:
+    """Whether ``value`` (ASCII) is one of ``secrets``, every candidate compared in constant
+    time (as :func:`_origin_secret_matches` compares them)."""
+    import hmac
+
+    sent = value.encode("ascii")
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(sent, secret)
+    return matched
+
+
+def _admitted_rest(event: Mapping[str, Any], secrets: tuple[bytes, ...]) -> dict[str, Any] | None:
+    """A REST event that carries one of ``secrets`` in one spelling of the header, as
+    CloudFront sends it (:data:`ORIGIN_SECRET_HEADER`, or in lower case): a copy without the
+    header in ``headers`` and ``multiValueHeaders``, neither of the caller's dicts changed.
+
+    ``None`` for any other event (the secret in another spelling, two spellings, a value
+    that is not the secret): :func:`_origin_secret_matches` and
+    :func:`_without_origin_secret` decide it the long way.
+    """
+    headers = event.get("headers")
+    if type(headers) is not dict:
+        return None
+    name = ORIGIN_SECRET_HEADER
+    value = headers.get(name)
+    if value is None:
+        name = _ORIGIN_SECRET_NAME
+        value = headers.get(name)
+    if type(value) is not str or not value.isascii() or not _is_origin_secret(value, secrets):
+        return None
+    multi = event.get("multiValueHeaders")
+    if multi is None:
+        multi = {}
+    elif type(multi) is not dict:
+        return None
+    try:
+        # No other spelling in either field: the lower-cased names hold the header's name
+        # once in ``headers`` and once more only where ``multiValueHeaders`` has it too.
+        names = "\n".join([*headers, *multi]).lower()
+    except TypeError:  # a name that is not a string
+        return None
+    if names.count(_ORIGIN_SECRET_NAME) != 1 + (name in multi):
+        return None
+    headers = dict(headers)
+    del headers[name]
+    admitted = {**event, "headers": headers}
+    if name in multi:
+        multi = dict(multi)
+        del multi[name]  # all its values: the last (in ``headers``) is the secret
+        admitted["multiValueHeaders"] = multi
+    return admitted
 
 
 _ORIGIN_SECRET_NAME = ORIGIN_SECRET_HEADER.lower()
@@ -8087,11 +8208,13 @@ def lambda_handler(
 ) -> Callable[[Any, Any], dict[str, Any]]:
     """A Lambda handler for ``app`` behind any HTTP front door AWS offers.
 
-    REST API (v1) events go to ``app`` unchanged; HTTP API and Function URL events
-    (payload format 2.0) and ALB events (with or without multi-value headers) become
-    the REST event Chalice routes (API Gateway's resource matching, greedy
-    ``{proxy+}`` included), and the answer goes back in the caller's format: 2.0 with
-    a ``cookies`` entry per Set-Cookie, ALB with ``statusDescription``. A path no route
+    A GET/HEAD for a file of ``register_static_routes`` is answered from the static index
+    before Chalice runs (REST and 2.0 events; the route's answer). Other REST API (v1)
+    events go to ``app`` unchanged; HTTP API and Function URL events (payload format
+    2.0) and ALB events (with or without multi-value headers) become the REST event
+    Chalice routes (API Gateway's resource matching, greedy ``{proxy+}`` included), and
+    the answer goes back in the caller's format: 2.0 with a ``cookies`` entry per
+    Set-Cookie, ALB with ``statusDescription``. A path no route
     matches is a 404; an event no front door sends is logged and answered 500, a
     malformed one 400. With ``origin_secret`` (or ``$CHALICE_HTTP_TOOLKIT_ORIGIN_SECRET``,
     comma-separated for rotation), a request without that value in
@@ -8112,12 +8235,15 @@ def lambda_handler(
                 else type(event).__name__,
             )
             return _plain_response(500, "Internal Server Error: unknown event shape")
-        if kind == "rest" and is_keep_warm_event(event):
+        if kind == "rest" and event.get(_KEEP_WARM_MARKER) is True and is_keep_warm_event(event):
             warming = getattr(app, _KEEP_WARM_ATTRIBUTE, None)  # register_keep_warm's manager
             if warming is not None:
                 return _keep_warm_response(warming).to_dict()
         elif secrets:
-            admitted = _admitted_v2(event, secrets) if kind == "v2" else None
+            if kind == "v2":
+                admitted = _admitted_v2(event, secrets)
+            else:
+                admitted = _admitted_rest(event, secrets) if kind == "rest" else None
             if admitted is None:
                 if not _origin_secret_matches(event, secrets):
                     logger.warning(
@@ -8128,6 +8254,10 @@ def lambda_handler(
                 admitted = _without_origin_secret(event)
             event = admitted
         if kind == "rest":
+            if event.get("pathParameters"):  # (a static route has some)
+                answered = _rest_static_answer(app, event)
+                if answered is not None:
+                    return _rest_response(answered)
             return app(event, context)
         try:
             if kind == "v2":

@@ -680,6 +680,136 @@ def test_origin_secret_in_any_spelling_through_payload_2(front_app, headers, sta
     assert event == before
 
 
+@pytest.fixture(scope="module")
+def event_echo():
+    """An app whose view answers the header fields of the event Chalice handed it."""
+    app = Chalice(app_name="event_echo")
+
+    @app.route("/echo")
+    def echo():
+        event = app.current_request.to_original_event()
+        return {"headers": event["headers"], "multi": event["multiValueHeaders"]}
+
+    return app
+
+
+WRONG = "wrong-secret-0123456789"
+
+
+@pytest.mark.parametrize(
+    "headers, multi, status",
+    [
+        ({"X-Origin-Verify": SECRET}, {"X-Origin-Verify": [SECRET]}, 200),
+        ({"x-origin-verify": SECRET}, {"x-origin-verify": [SECRET]}, 200),
+        ({"X-ORIGIN-VERIFY": SECRET}, {"X-ORIGIN-VERIFY": [SECRET]}, 200),
+        ({"x-Origin-verify": SECRET}, {"x-Origin-verify": [SECRET]}, 200),
+        ({"X-Origin-Verify": SECRET}, None, 200),
+        ({"X-Origin-Verify": SECRET}, {"x-origin-verify": [SECRET]}, 200),
+        ({"X-Origin-Verify": SECRET}, {"X-Origin-Verify": [WRONG, SECRET]}, 200),
+        ({"X-Origin-Verify": WRONG}, {"X-Origin-Verify": [SECRET, WRONG]}, 200),
+        ({"X-Origin-Verify": SECRET}, {"X-Origin-Verify": [SECRET, SECRET]}, 200),
+        (
+            {"X-Origin-Verify": WRONG, "x-origin-verify": SECRET},
+            {"X-Origin-Verify": [WRONG], "x-origin-verify": [SECRET]},
+            200,
+        ),
+        (
+            {"X-Origin-Verify": SECRET, "x-origin-verify": WRONG},
+            {"X-Origin-Verify": [SECRET], "x-origin-verify": [WRONG]},
+            200,
+        ),
+        ({}, {"X-Origin-Verify": [SECRET]}, 200),
+        (
+            {"X-Origin-Verify": SECRET, "X-Origin-Verify-Trace": "1"},
+            {"X-Origin-Verify": [SECRET], "X-Origin-Verify-Trace": ["1"]},
+            200,
+        ),
+        ({}, {}, 403),
+        ({"X-Origin-Verify": WRONG}, {"X-Origin-Verify": [WRONG]}, 403),
+        ({"X-Origin-Verify": WRONG, "x-origin-verify": WRONG}, None, 403),
+        ({"X-Origin-Verify": "caf\u00e9-" + SECRET}, None, 403),
+        ({"X-Origin-Verify": SECRET + " "}, None, 403),
+    ],
+    ids=[
+        "cloudfront",
+        "lower",
+        "upper",
+        "mixed",
+        "no-multi-value-field",
+        "multi-value-spelt-otherwise",
+        "duplicates-secret-last",
+        "duplicates-secret-first",
+        "duplicates-same",
+        "two-spellings-secret-second",
+        "two-spellings-secret-first",
+        "multi-value-only",
+        "a-longer-name-stays",
+        "absent",
+        "wrong",
+        "wrong-in-two-spellings",
+        "not-ascii",
+        "trailing-space",
+    ],
+)
+def test_origin_secret_in_any_spelling_through_a_rest_event(event_echo, headers, multi, status):
+    handler = toolkit.lambda_handler(event_echo, origin_secret=SECRET)
+    event = make_event(event_echo, "GET", "/echo")
+    event["headers"].update(headers)
+    if multi is None:
+        event["multiValueHeaders"] = None
+    else:
+        event["multiValueHeaders"].update(multi)
+    before = json.loads(json.dumps(event))
+    result = handler(event, lambda_context())
+    assert result["statusCode"] == status
+    assert event == before  # the caller's event, its dicts included, left as it came
+    if status == 403:
+        return
+    seen = json.loads(result["body"])
+    secret_names = {
+        name for name in (*headers, *(multi or {})) if name.lower() == "x-origin-verify"
+    }
+    assert seen["headers"] == {k: v for k, v in before["headers"].items() if k not in secret_names}
+    assert seen["multi"] == (
+        None
+        if multi is None
+        else {k: v for k, v in before["multiValueHeaders"].items() if k not in secret_names}
+    )
+
+
+@pytest.mark.parametrize("name", ["X-Origin-Verify", "x-origin-verify"])
+def test_cloudfronts_rest_event_is_admitted_in_one_look_up(event_echo, name):
+    """The usual shape takes the short way: one spelling, the secret, no other spelling."""
+    event = make_event(event_echo, "GET", "/echo", {name: SECRET})
+    before = json.loads(json.dumps(event))
+    admitted = toolkit._admitted_rest(event, toolkit._origin_secrets(SECRET))
+    assert event == before
+    assert name not in admitted["headers"] and name not in admitted["multiValueHeaders"]
+    assert admitted["headers"]["Host"] == before["headers"]["Host"]
+    assert admitted["requestContext"] is event["requestContext"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-ORIGIN-VERIFY": SECRET},
+        {"X-Origin-Verify": WRONG},
+        {"X-Origin-Verify": SECRET, "x-origin-verify": SECRET},
+        {"X-Origin-Verify": SECRET, "X-Origin-Verify-Trace": "1"},
+        {"X-Origin-Verify": SECRET, 7: "a name that is not a string"},
+        {"X-Origin-Verify": SECRET, "multiValueHeaders": ["not", "an", "object"]},
+    ],
+    ids=["other-spelling", "wrong", "two-spellings", "longer-name", "odd-name", "odd-multi"],
+)
+def test_other_rest_events_take_the_long_way(event_echo, headers):
+    headers = dict(headers)
+    multi = headers.pop("multiValueHeaders", None)
+    event = make_event(event_echo, "GET", "/echo", headers)
+    if multi is not None:
+        event["multiValueHeaders"] = multi
+    assert toolkit._admitted_rest(event, toolkit._origin_secrets(SECRET)) is None
+
+
 def test_origin_secret_from_the_environment_with_rotation(front_app, monkeypatch):
     old, new = "old-secret-0123456789abcdef", "new-secret-0123456789abcdef"
     monkeypatch.setenv(toolkit.ORIGIN_SECRET_ENV, f"{new}, {old}")
