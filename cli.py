@@ -659,7 +659,9 @@ def prepare_templates(project: Path, interpreter: str) -> list[Path]:
     static = project / PROJECT_STATIC
     if not module.is_file() or not templates.is_dir():
         raise PrepareError(f"{project} has no {PROJECT_MODULE} and {PROJECT_TEMPLATES}/")
-    command = [interpreter, "-c", PREPARE_SCRIPT, str(module), str(templates)]
+    # -B: the module is imported by path to run it, and no .pyc of this Python is left in
+    # chalicelib/__pycache__ (setup writes the deploying Python's own, checked-hash one).
+    command = [interpreter, "-B", "-c", PREPARE_SCRIPT, str(module), str(templates)]
     if static.is_dir():
         command.append(str(static))
     try:
