@@ -565,8 +565,11 @@ def _evaluate_preconditions(
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None:
         parsed = _etag_list(if_none_match)
+        if parsed.star:
+            return ((304 if safe else 412), current) if etags else (None, None)
+        tags = parsed.tags
         for etag in etags:
-            if parsed.star or _opaque(etag) in parsed.tags:
+            if _opaque(etag) in tags:
                 return (304 if safe else 412), etag
         return None, None
     if safe and last_modified is not None:
@@ -4606,6 +4609,10 @@ class Offer(
     describe: Callable[[Any], tuple[str, Mapping[str, str] | None]] | None
 
 
+#: ``tuple.__new__``: a namedtuple made from its fields without the Python ``__new__`` call.
+_new_tuple = tuple.__new__
+
+
 class Answer(collections.namedtuple("Answer", "status headers body built")):
     """What :func:`answer_request` decided: status, headers, body and whether the body was made."""
 
@@ -4768,7 +4775,9 @@ def _answer(
             if etag is not None:
                 out["ETag"] = _gzip_etag(etag)
             body = compressed
-    return _sized(Answer(status, out, body, not head_only), method, debug, fixed_headers)
+    return _sized(
+        _new_tuple(Answer, (status, out, body, not head_only)), method, debug, fixed_headers
+    )
 
 
 def answer_preconditions(
@@ -4826,7 +4835,7 @@ def _precondition_answer(
     """
     if not _has_preconditions(request_headers):
         return None
-    candidates = () if etag is None else (etag, _gzip_etag(etag)) if may_gzip else (etag,)
+    candidates = () if etag is None else _gzip_candidates(etag) if may_gzip else (etag,)
     outcome, named = _evaluate_preconditions(method, request_headers, candidates, last_modified)
     if outcome is None:
         return None
@@ -4838,7 +4847,7 @@ def _precondition_answer(
     )
     if etag is not None:
         out["ETag"] = named or etag
-    return Answer(outcome, out, "", False)
+    return _new_tuple(Answer, (outcome, out, "", False))  # Answer(...) without its __new__
 
 
 def _stated_last_modified(headers: Mapping[str, str]) -> int | None:
@@ -4935,6 +4944,12 @@ def _has_preconditions(request_headers: Mapping[str, str]) -> bool:
 def _gzip_etag(etag: str) -> str:
     """The gzip representation's ETag: never the identity's (RFC 9110 §8.8.3)."""
     return etag[:-1] + '-gz"'
+
+
+@functools.lru_cache(maxsize=1024)  # asked of every conditional request for a compressible type
+def _gzip_candidates(etag: str) -> tuple[str, str]:
+    """The ETags a condition may name when the answer may be gzipped: identity, then gzip."""
+    return etag, _gzip_etag(etag)
 
 
 def _not_modified_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -5050,6 +5065,8 @@ class _GatewayResponse(Response):
         else:
             response = super().to_dict(None)
             body = response["body"]
+        if type(body) is str:  # the common case, without an isinstance check
+            return response
         if isinstance(body, (bytes, bytearray)):
             response["body"] = base64.b64encode(body).decode("ascii")
             response["isBase64Encoded"] = True
@@ -7567,9 +7584,6 @@ class _V2Request(
     headers: dict[str, str]  # as sent (lower-case names), the cookies array joined in; read only
     context: Mapping[str, Any]
     http: Mapping[str, Any]
-
-
-_new_tuple = tuple.__new__
 
 
 def _event_from_v2(
