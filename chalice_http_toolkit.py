@@ -536,6 +536,26 @@ def _etag_list(value: str) -> ETagList:
     return _parsed_etags(value) if len(value) <= 512 else parse_etags(value)
 
 
+def _none_match(field: str, etags: tuple[str, ...]) -> str | None:
+    """The first of ``etags`` an ``If-None-Match`` ``field`` names, else ``None``.
+
+    Weak comparison (RFC 9110 §13.1.2); ``*`` names the first, if there is one.
+    """
+    parsed = parse_etags(field)
+    if parsed.star:
+        return etags[0] if etags else None
+    tags = parsed.tags
+    for etag in etags:
+        if _opaque(etag) in tags:
+            return etag
+    return None
+
+
+# A pure function of the client's short field and the representation's ETags: asked of
+# every revalidation, memoised for the fields clients repeat (bounded: 512 each).
+_short_none_match = functools.lru_cache(maxsize=512)(_none_match)
+
+
 def _evaluate_preconditions(
     method: str,
     headers: Mapping[str, str],
@@ -564,14 +584,12 @@ def _evaluate_preconditions(
     safe = method in ("GET", "HEAD")
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None:
-        parsed = _etag_list(if_none_match)
-        if parsed.star:
-            return ((304 if safe else 412), current) if etags else (None, None)
-        tags = parsed.tags
-        for etag in etags:
-            if _opaque(etag) in tags:
-                return (304 if safe else 412), etag
-        return None, None
+        named = (
+            _short_none_match(if_none_match, etags)
+            if len(if_none_match) <= 512
+            else _none_match(if_none_match, etags)
+        )
+        return (None, None) if named is None else ((304 if safe else 412), named)
     if safe and last_modified is not None:
         modified_since = parse_http_date(headers.get("if-modified-since"))
         if modified_since is not None and last_modified <= modified_since:

@@ -357,6 +357,54 @@ def test_evaluate_preconditions_public_signature_unchanged():
     assert evaluate_preconditions("GET", {"if-none-match": "*"}, '"a"') == 304
 
 
+# -- the If-None-Match memo (a field and a representation's ETags -> the one named) ------
+
+
+def test_the_if_none_match_memo_follows_the_representations_etags():
+    field = {"if-none-match": '"v1-gz"'}
+    named = toolkit._evaluate_preconditions("GET", field, ('"v1"', '"v1-gz"'), None)
+    changed = toolkit._evaluate_preconditions("GET", field, ('"v2"', '"v2-gz"'), None)
+    identity_only = toolkit._evaluate_preconditions("GET", field, ('"v1"',), None)
+    unsafe = toolkit._evaluate_preconditions("PUT", field, ('"v1"', '"v1-gz"'), None)
+    assert named == (304, '"v1-gz"')
+    assert changed == (None, None) and identity_only == (None, None)  # never the old answer
+    assert unsafe == (412, '"v1-gz"')
+    star = {"if-none-match": "*"}
+    assert toolkit._evaluate_preconditions("GET", star, ('"v2"', '"v2-gz"'), None) == (304, '"v2"')
+    assert toolkit._evaluate_preconditions("GET", star, (), None) == (None, None)
+
+
+def test_the_if_none_match_memo_is_bounded_and_long_fields_skip_it():
+    memo = toolkit._short_none_match
+    memo.cache_clear()
+    for index in range(600):
+        toolkit._evaluate_preconditions("GET", {"if-none-match": f'"{index}"'}, ('"1"',), None)
+    assert memo.cache_info().currsize == memo.cache_info().maxsize == 512
+    memo.cache_clear()
+    long_field = {"if-none-match": ", ".join(f'"{index}"' for index in range(200))}
+    assert toolkit._evaluate_preconditions("GET", long_field, ('"150"',), None) == (304, '"150"')
+    assert memo.cache_info().currsize == 0
+
+
+def test_a_revalidation_the_memo_answered_is_never_another_visitors(site):
+    app, cm, cf = build_app(*site, auto_reload=False)
+
+    @app.route("/mine", methods=["GET"])
+    def mine():
+        cm.cookies()  # reads who is asking
+        return cf.template("index.html", title="Home <&>", items=["a", "b"])
+
+    with Client(app) as client:
+        first = client.http.get("/", headers={"Accept-Encoding": "gzip"})
+        condition = {"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]}
+        shared = [client.http.get("/", headers=condition) for _ in range(2)]
+        personal = client.http.get("/mine", headers={**condition, "Cookie": "user=1"})
+    assert [response.status_code for response in shared] == [304, 304]
+    assert personal.status_code == 200 and personal.body
+    assert personal.headers["Cache-Control"] == "private, no-store"
+    assert "ETag" not in personal.headers
+
+
 # -- threads (chalice local serves each request on its own thread) -------------
 
 
