@@ -5300,10 +5300,19 @@ def _script_root(exchange: Exchange | None) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _is_execute_api_host(host: str) -> bool:
+    """Whether ``host`` is API Gateway's own ``{api}.execute-api.{region}.amazonaws.com``."""
+    # Asked of every page: memoised for the few hosts a site sees (longer is no hostname).
+    return _is_short_execute_api_host(host) if len(host) <= 255 else _matches_execute_api(host)
+
+
+def _matches_execute_api(host: str) -> bool:
     # The pattern is compiled only for hosts that may match (a cold start behind a domain never).
     if ".execute-api." not in host.lower():
         return False
     return re.fullmatch(_EXECUTE_API_HOST, host, re.IGNORECASE) is not None
+
+
+_is_short_execute_api_host = functools.lru_cache(maxsize=64)(_matches_execute_api)
 
 
 def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:

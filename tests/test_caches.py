@@ -405,6 +405,20 @@ def test_a_revalidation_the_memo_answered_is_never_another_visitors(site):
     assert "ETag" not in personal.headers
 
 
+def test_the_execute_api_host_memo_agrees_with_the_pattern_and_is_bounded():
+    memo = toolkit._is_short_execute_api_host
+    memo.cache_clear()
+    hosts = [f"abc{index}.execute-api.eu-west-1.amazonaws.com" for index in range(100)]
+    hosts += ["www.example.com", "ABC.EXECUTE-API.us-east-1.amazonaws.com:443", "x.execute-api."]
+    for host in hosts * 2:
+        assert toolkit._is_execute_api_host(host) is toolkit._matches_execute_api(host)
+    assert memo.cache_info().currsize == memo.cache_info().maxsize == 64
+    memo.cache_clear()
+    long_host = "a" * 300 + ".execute-api.eu-west-1.amazonaws.com"
+    assert toolkit._is_execute_api_host(long_host) is True
+    assert memo.cache_info().currsize == 0
+
+
 # -- threads (chalice local serves each request on its own thread) -------------
 
 
