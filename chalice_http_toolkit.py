@@ -4859,13 +4859,46 @@ def _precondition_answer(
         return None
     cache_control, vary, fixed_headers, headers = options
     if headers:  # of the caller's headers, a 304/412 keeps those about caching
-        headers = _not_modified_headers(headers)
-    out = _response_headers(
-        None, cache_control, vary, may_gzip, last_modified, fixed_headers, headers
-    )
+        out = _response_headers(
+            None,
+            cache_control,
+            vary,
+            may_gzip,
+            last_modified,
+            fixed_headers,
+            _not_modified_headers(headers),
+        )
+    else:
+        fixed = tuple(fixed_headers.items()) if fixed_headers else ()
+        try:
+            out = _validation_headers(cache_control, tuple(vary), may_gzip, last_modified, fixed)
+        except TypeError:  # an option that is no key (a header given as a list): made here
+            out = _response_headers(
+                None, cache_control, vary, may_gzip, last_modified, fixed_headers, None
+            )
+        else:
+            out = out.copy()
     if etag is not None:
         out["ETag"] = named or etag
     return _new_tuple(Answer, (outcome, out, "", False))  # Answer(...) without its __new__
+
+
+@functools.lru_cache(maxsize=256)
+def _validation_headers(
+    cache_control: str | None,
+    vary: tuple[str, ...],
+    may_gzip: bool,
+    last_modified: int | None,
+    fixed_headers: tuple[tuple[str, str], ...],
+) -> dict[str, str]:
+    """A 304/412's headers but its ETag, memoised: a function of these options alone.
+
+    The key holds no request and no ETag (a site has a few of each option); callers
+    copy the answer before adding to it.
+    """
+    return _response_headers(
+        None, cache_control, vary, may_gzip, last_modified, dict(fixed_headers), None
+    )
 
 
 def _stated_last_modified(headers: Mapping[str, str]) -> int | None:

@@ -419,6 +419,48 @@ def test_the_execute_api_host_memo_agrees_with_the_pattern_and_is_bounded():
     assert memo.cache_info().currsize == 0
 
 
+def _not_modified(etag: str, **options):
+    offer = toolkit.Offer("text/html; charset=utf-8", lambda: "<p>x</p>", etag)
+    return toolkit.answer_request("GET", {"if-none-match": etag}, offer, **options)
+
+
+def test_the_validation_headers_memo_holds_no_etag_and_follows_every_option():
+    toolkit._validation_headers.cache_clear()
+    fixed = {"X-Frame-Options": "DENY"}
+    first = _not_modified('"a"', cache_control="no-cache", fixed_headers=fixed)
+    second = _not_modified('"b"', cache_control="no-cache", fixed_headers=fixed)
+    fixed["X-Frame-Options"] = "SAMEORIGIN"  # a mapping changed in place: its new value
+    changed = _not_modified('"b"', cache_control="no-cache", fixed_headers=fixed)
+    other = _not_modified('"b"', cache_control="max-age=60", vary=("Accept",))
+    assert first.status == second.status == changed.status == other.status == 304
+    assert first.headers["ETag"] == '"a"' and second.headers["ETag"] == '"b"'
+    assert second.headers["X-Frame-Options"] == "DENY"
+    assert changed.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert other.headers["Cache-Control"] == "max-age=60" and "X-Frame-Options" not in other.headers
+    assert other.headers["Vary"] == "Accept, Accept-Encoding"
+    first.headers["Set-Cookie"] = "a=1"  # a view adding to its answer: never to the memo
+    again = _not_modified(
+        '"c"', cache_control="no-cache", fixed_headers={"X-Frame-Options": "DENY"}
+    )
+    assert "Set-Cookie" not in again.headers and again.headers["ETag"] == '"c"'
+
+
+def test_the_validation_headers_memo_is_bounded_and_skips_the_callers_headers():
+    memo = toolkit._validation_headers
+    memo.cache_clear()
+    for age in range(300):
+        _not_modified('"a"', cache_control=f"max-age={age}")
+    assert memo.cache_info().currsize == memo.cache_info().maxsize == 256
+    memo.cache_clear()
+    own = _not_modified('"a"', headers={"Expires": "0", "X-Mine": "1"})
+    assert own.headers["Expires"] == "0" and "X-Mine" not in own.headers
+    assert memo.cache_info().currsize == 0
+    listed = _not_modified('"a"', vary=["Accept"], fixed_headers={"Link": ["<a>", "<b>"]})
+    assert listed.status == 304 and listed.headers["Link"] == ["<a>", "<b>"]
+    assert listed.headers["Vary"] == "Accept, Accept-Encoding"
+    assert memo.cache_info().currsize == 0
+
+
 # -- threads (chalice local serves each request on its own thread) -------------
 
 
