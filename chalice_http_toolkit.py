@@ -536,6 +536,26 @@ def _etag_list(value: str) -> ETagList:
     return _parsed_etags(value) if len(value) <= 512 else parse_etags(value)
 
 
+def _none_match(field: str, etags: tuple[str, ...]) -> str | None:
+    """The first of ``etags`` an ``If-None-Match`` ``field`` names, else ``None``.
+
+    Weak comparison (RFC 9110 §13.1.2); ``*`` names the first, if there is one.
+    """
+    parsed = parse_etags(field)
+    if parsed.star:
+        return etags[0] if etags else None
+    tags = parsed.tags
+    for etag in etags:
+        if _opaque(etag) in tags:
+            return etag
+    return None
+
+
+# A pure function of the client's short field and the representation's ETags: asked of
+# every revalidation, memoised for the fields clients repeat (bounded: 512 each).
+_short_none_match = functools.lru_cache(maxsize=512)(_none_match)
+
+
 def _evaluate_preconditions(
     method: str,
     headers: Mapping[str, str],
@@ -564,11 +584,12 @@ def _evaluate_preconditions(
     safe = method in ("GET", "HEAD")
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None:
-        parsed = _etag_list(if_none_match)
-        for etag in etags:
-            if parsed.star or _opaque(etag) in parsed.tags:
-                return (304 if safe else 412), etag
-        return None, None
+        named = (
+            _short_none_match(if_none_match, etags)
+            if len(if_none_match) <= 512
+            else _none_match(if_none_match, etags)
+        )
+        return (None, None) if named is None else ((304 if safe else 412), named)
     if safe and last_modified is not None:
         modified_since = parse_http_date(headers.get("if-modified-since"))
         if modified_since is not None and last_modified <= modified_since:
@@ -4606,6 +4627,10 @@ class Offer(
     describe: Callable[[Any], tuple[str, Mapping[str, str] | None]] | None
 
 
+#: ``tuple.__new__``: a namedtuple made from its fields without the Python ``__new__`` call.
+_new_tuple = tuple.__new__
+
+
 class Answer(collections.namedtuple("Answer", "status headers body built")):
     """What :func:`answer_request` decided: status, headers, body and whether the body was made."""
 
@@ -4768,7 +4793,9 @@ def _answer(
             if etag is not None:
                 out["ETag"] = _gzip_etag(etag)
             body = compressed
-    return _sized(Answer(status, out, body, not head_only), method, debug, fixed_headers)
+    return _sized(
+        _new_tuple(Answer, (status, out, body, not head_only)), method, debug, fixed_headers
+    )
 
 
 def answer_preconditions(
@@ -4826,19 +4853,52 @@ def _precondition_answer(
     """
     if not _has_preconditions(request_headers):
         return None
-    candidates = () if etag is None else (etag, _gzip_etag(etag)) if may_gzip else (etag,)
+    candidates = () if etag is None else _gzip_candidates(etag) if may_gzip else (etag,)
     outcome, named = _evaluate_preconditions(method, request_headers, candidates, last_modified)
     if outcome is None:
         return None
     cache_control, vary, fixed_headers, headers = options
     if headers:  # of the caller's headers, a 304/412 keeps those about caching
-        headers = _not_modified_headers(headers)
-    out = _response_headers(
-        None, cache_control, vary, may_gzip, last_modified, fixed_headers, headers
-    )
+        out = _response_headers(
+            None,
+            cache_control,
+            vary,
+            may_gzip,
+            last_modified,
+            fixed_headers,
+            _not_modified_headers(headers),
+        )
+    else:
+        fixed = tuple(fixed_headers.items()) if fixed_headers else ()
+        try:
+            out = _validation_headers(cache_control, tuple(vary), may_gzip, last_modified, fixed)
+        except TypeError:  # an option that is no key (a header given as a list): made here
+            out = _response_headers(
+                None, cache_control, vary, may_gzip, last_modified, fixed_headers, None
+            )
+        else:
+            out = out.copy()
     if etag is not None:
         out["ETag"] = named or etag
-    return Answer(outcome, out, "", False)
+    return _new_tuple(Answer, (outcome, out, "", False))  # Answer(...) without its __new__
+
+
+@functools.lru_cache(maxsize=256)
+def _validation_headers(
+    cache_control: str | None,
+    vary: tuple[str, ...],
+    may_gzip: bool,
+    last_modified: int | None,
+    fixed_headers: tuple[tuple[str, str], ...],
+) -> dict[str, str]:
+    """A 304/412's headers but its ETag, memoised: a function of these options alone.
+
+    The key holds no request and no ETag (a site has a few of each option); callers
+    copy the answer before adding to it.
+    """
+    return _response_headers(
+        None, cache_control, vary, may_gzip, last_modified, dict(fixed_headers), None
+    )
 
 
 def _stated_last_modified(headers: Mapping[str, str]) -> int | None:
@@ -4935,6 +4995,12 @@ def _has_preconditions(request_headers: Mapping[str, str]) -> bool:
 def _gzip_etag(etag: str) -> str:
     """The gzip representation's ETag: never the identity's (RFC 9110 §8.8.3)."""
     return etag[:-1] + '-gz"'
+
+
+@functools.lru_cache(maxsize=1024)  # asked of every conditional request for a compressible type
+def _gzip_candidates(etag: str) -> tuple[str, str]:
+    """The ETags a condition may name when the answer may be gzipped: identity, then gzip."""
+    return etag, _gzip_etag(etag)
 
 
 def _not_modified_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -5050,6 +5116,8 @@ class _GatewayResponse(Response):
         else:
             response = super().to_dict(None)
             body = response["body"]
+        if type(body) is str:  # the common case, without an isinstance check
+            return response
         if isinstance(body, (bytes, bytearray)):
             response["body"] = base64.b64encode(body).decode("ascii")
             response["isBase64Encoded"] = True
@@ -5265,10 +5333,19 @@ def _script_root(exchange: Exchange | None) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _is_execute_api_host(host: str) -> bool:
+    """Whether ``host`` is API Gateway's own ``{api}.execute-api.{region}.amazonaws.com``."""
+    # Asked of every page: memoised for the few hosts a site sees (longer is no hostname).
+    return _is_short_execute_api_host(host) if len(host) <= 255 else _matches_execute_api(host)
+
+
+def _matches_execute_api(host: str) -> bool:
     # The pattern is compiled only for hosts that may match (a cold start behind a domain never).
     if ".execute-api." not in host.lower():
         return False
     return re.fullmatch(_EXECUTE_API_HOST, host, re.IGNORECASE) is not None
+
+
+_is_short_execute_api_host = functools.lru_cache(maxsize=64)(_matches_execute_api)
 
 
 def _routes_of(app: _AppLike) -> Mapping[str, Mapping[str, Any]]:
@@ -7567,9 +7644,6 @@ class _V2Request(
     headers: dict[str, str]  # as sent (lower-case names), the cookies array joined in; read only
     context: Mapping[str, Any]
     http: Mapping[str, Any]
-
-
-_new_tuple = tuple.__new__
 
 
 def _event_from_v2(

@@ -357,6 +357,110 @@ def test_evaluate_preconditions_public_signature_unchanged():
     assert evaluate_preconditions("GET", {"if-none-match": "*"}, '"a"') == 304
 
 
+# -- the If-None-Match memo (a field and a representation's ETags -> the one named) ------
+
+
+def test_the_if_none_match_memo_follows_the_representations_etags():
+    field = {"if-none-match": '"v1-gz"'}
+    named = toolkit._evaluate_preconditions("GET", field, ('"v1"', '"v1-gz"'), None)
+    changed = toolkit._evaluate_preconditions("GET", field, ('"v2"', '"v2-gz"'), None)
+    identity_only = toolkit._evaluate_preconditions("GET", field, ('"v1"',), None)
+    unsafe = toolkit._evaluate_preconditions("PUT", field, ('"v1"', '"v1-gz"'), None)
+    assert named == (304, '"v1-gz"')
+    assert changed == (None, None) and identity_only == (None, None)  # never the old answer
+    assert unsafe == (412, '"v1-gz"')
+    star = {"if-none-match": "*"}
+    assert toolkit._evaluate_preconditions("GET", star, ('"v2"', '"v2-gz"'), None) == (304, '"v2"')
+    assert toolkit._evaluate_preconditions("GET", star, (), None) == (None, None)
+
+
+def test_the_if_none_match_memo_is_bounded_and_long_fields_skip_it():
+    memo = toolkit._short_none_match
+    memo.cache_clear()
+    for index in range(600):
+        toolkit._evaluate_preconditions("GET", {"if-none-match": f'"{index}"'}, ('"1"',), None)
+    assert memo.cache_info().currsize == memo.cache_info().maxsize == 512
+    memo.cache_clear()
+    long_field = {"if-none-match": ", ".join(f'"{index}"' for index in range(200))}
+    assert toolkit._evaluate_preconditions("GET", long_field, ('"150"',), None) == (304, '"150"')
+    assert memo.cache_info().currsize == 0
+
+
+def test_a_revalidation_the_memo_answered_is_never_another_visitors(site):
+    app, cm, cf = build_app(*site, auto_reload=False)
+
+    @app.route("/mine", methods=["GET"])
+    def mine():
+        cm.cookies()  # reads who is asking
+        return cf.template("index.html", title="Home <&>", items=["a", "b"])
+
+    with Client(app) as client:
+        first = client.http.get("/", headers={"Accept-Encoding": "gzip"})
+        condition = {"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]}
+        shared = [client.http.get("/", headers=condition) for _ in range(2)]
+        personal = client.http.get("/mine", headers={**condition, "Cookie": "user=1"})
+    assert [response.status_code for response in shared] == [304, 304]
+    assert personal.status_code == 200 and personal.body
+    assert personal.headers["Cache-Control"] == "private, no-store"
+    assert "ETag" not in personal.headers
+
+
+def test_the_execute_api_host_memo_agrees_with_the_pattern_and_is_bounded():
+    memo = toolkit._is_short_execute_api_host
+    memo.cache_clear()
+    hosts = [f"abc{index}.execute-api.eu-west-1.amazonaws.com" for index in range(100)]
+    hosts += ["www.example.com", "ABC.EXECUTE-API.us-east-1.amazonaws.com:443", "x.execute-api."]
+    for host in hosts * 2:
+        assert toolkit._is_execute_api_host(host) is toolkit._matches_execute_api(host)
+    assert memo.cache_info().currsize == memo.cache_info().maxsize == 64
+    memo.cache_clear()
+    long_host = "a" * 300 + ".execute-api.eu-west-1.amazonaws.com"
+    assert toolkit._is_execute_api_host(long_host) is True
+    assert memo.cache_info().currsize == 0
+
+
+def _not_modified(etag: str, **options):
+    offer = toolkit.Offer("text/html; charset=utf-8", lambda: "<p>x</p>", etag)
+    return toolkit.answer_request("GET", {"if-none-match": etag}, offer, **options)
+
+
+def test_the_validation_headers_memo_holds_no_etag_and_follows_every_option():
+    toolkit._validation_headers.cache_clear()
+    fixed = {"X-Frame-Options": "DENY"}
+    first = _not_modified('"a"', cache_control="no-cache", fixed_headers=fixed)
+    second = _not_modified('"b"', cache_control="no-cache", fixed_headers=fixed)
+    fixed["X-Frame-Options"] = "SAMEORIGIN"  # a mapping changed in place: its new value
+    changed = _not_modified('"b"', cache_control="no-cache", fixed_headers=fixed)
+    other = _not_modified('"b"', cache_control="max-age=60", vary=("Accept",))
+    assert first.status == second.status == changed.status == other.status == 304
+    assert first.headers["ETag"] == '"a"' and second.headers["ETag"] == '"b"'
+    assert second.headers["X-Frame-Options"] == "DENY"
+    assert changed.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert other.headers["Cache-Control"] == "max-age=60" and "X-Frame-Options" not in other.headers
+    assert other.headers["Vary"] == "Accept, Accept-Encoding"
+    first.headers["Set-Cookie"] = "a=1"  # a view adding to its answer: never to the memo
+    again = _not_modified(
+        '"c"', cache_control="no-cache", fixed_headers={"X-Frame-Options": "DENY"}
+    )
+    assert "Set-Cookie" not in again.headers and again.headers["ETag"] == '"c"'
+
+
+def test_the_validation_headers_memo_is_bounded_and_skips_the_callers_headers():
+    memo = toolkit._validation_headers
+    memo.cache_clear()
+    for age in range(300):
+        _not_modified('"a"', cache_control=f"max-age={age}")
+    assert memo.cache_info().currsize == memo.cache_info().maxsize == 256
+    memo.cache_clear()
+    own = _not_modified('"a"', headers={"Expires": "0", "X-Mine": "1"})
+    assert own.headers["Expires"] == "0" and "X-Mine" not in own.headers
+    assert memo.cache_info().currsize == 0
+    listed = _not_modified('"a"', vary=["Accept"], fixed_headers={"Link": ["<a>", "<b>"]})
+    assert listed.status == 304 and listed.headers["Link"] == ["<a>", "<b>"]
+    assert listed.headers["Vary"] == "Accept, Accept-Encoding"
+    assert memo.cache_info().currsize == 0
+
+
 # -- threads (chalice local serves each request on its own thread) -------------
 
 
