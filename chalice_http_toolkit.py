@@ -2900,6 +2900,32 @@ def _at_render_time(helper: Any) -> Any:
     return jinja2.pass_context(at_render_time)
 
 
+class _TemplateGlobals(collections.ChainMap):
+    """A template's globals over the environment's, looked up without a ``KeyError`` per name.
+
+    Jinja2 copies them into every render's context; ``ChainMap`` tries the template's
+    own map (usually empty) first and catches a ``KeyError`` for each name it lacks.
+    """
+
+    def __getitem__(self, key: str) -> Any:
+        for mapping in self.maps:
+            if key in mapping:
+                return mapping[key]
+        return self.__missing__(key)
+
+
+@functools.cache
+def _environment_class() -> type:
+    """``jinja2.Environment`` whose templates' globals are a :class:`_TemplateGlobals`."""
+    import jinja2
+
+    class Environment(jinja2.Environment):
+        def make_globals(self, d: Any) -> _TemplateGlobals:
+            return _TemplateGlobals({} if d is None else d, self.globals)
+
+    return Environment
+
+
 def _template_helpers(env: Any, deps: _TemplateDeps, own: Mapping[str, Any]) -> tuple[bool, tuple]:
     """Whether a closure's output may not follow from its arguments, and the value globals it reads.
 
@@ -5648,7 +5674,7 @@ class _Pages:
         if self._env is None:
             import jinja2
 
-            self._env = jinja2.Environment(
+            self._env = _environment_class()(
                 loader=jinja2.FileSystemLoader(self.templates_dir),
                 autoescape=_template_autoescape,
                 auto_reload=self.auto_reload,

@@ -61,6 +61,27 @@ def test_autoescape_on_for_html_and_xml(site_app):
     assert cm.render_template("note.txt", text="<b>") == "<b>"  # not an HTML template
 
 
+def test_template_globals_behave_as_jinja2s(tmp_path):
+    """The manager's environment looks globals up without an exception per name; what a
+    template sees is what Jinja2's own ChainMap gives: its own globals over the
+    environment's, later changes to either included, a missing name undefined."""
+    import jinja2
+
+    (tmp_path / "t.html").write_text("{{ shade }}|{{ size }}|{{ missing is defined }}")
+    cm = ContentManager(str(tmp_path), str(tmp_path))
+    assert isinstance(cm.env, jinja2.Environment)
+    cm.env.globals["shade"] = "red"
+    template = cm.env.get_template("t.html", globals={"size": 1})
+    assert template.render() == "red|1|False"
+    cm.env.globals["shade"] = "blue"  # after the template was loaded
+    template.globals["size"] = 2
+    assert template.render() == "blue|2|False"
+    assert template.globals["shade"] == "blue" and "missing" not in template.globals
+    with pytest.raises(KeyError):
+        template.globals["missing"]
+    assert dict(template.globals) == {**cm.env.globals, "size": 2}
+
+
 def test_static_global_gives_fingerprinted_url(site_app):
     app, cm, _ = site_app
     with Client(app) as client:
