@@ -2901,10 +2901,11 @@ def _at_render_time(helper: Any) -> Any:
 
 
 class _TemplateGlobals(collections.ChainMap):
-    """A template's globals over the environment's, looked up without a ``KeyError`` per name.
+    """A template's globals over the environment's: ``ChainMap``'s answers, made cheaply.
 
-    Jinja2 copies them into every render's context; ``ChainMap`` tries the template's
-    own map (usually empty) first and catches a ``KeyError`` for each name it lacks.
+    Jinja2 copies them into every render's context and lists their names for every
+    include's: ``ChainMap`` catches a ``KeyError`` per name the template's own map
+    (usually empty) lacks, and builds a dict of both maps' names to list them.
     """
 
     def __getitem__(self, key: str) -> Any:
@@ -2912,6 +2913,12 @@ class _TemplateGlobals(collections.ChainMap):
             if key in mapping:
                 return mapping[key]
         return self.__missing__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        maps = self.maps
+        if len(maps) == 2 and not maps[0]:  # no names of the template's own
+            return iter(maps[1])
+        return super().__iter__()
 
 
 @functools.cache

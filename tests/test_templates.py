@@ -6,6 +6,7 @@ Hypothesis property of template ETags.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import decimal
@@ -71,6 +72,9 @@ def test_template_globals_behave_as_jinja2s(tmp_path):
     cm = ContentManager(str(tmp_path), str(tmp_path))
     assert isinstance(cm.env, jinja2.Environment)
     cm.env.globals["shade"] = "red"
+    plain = cm.env.get_template("t.html")  # no globals of its own: the environment's, listed
+    assert list(plain.globals) == list(cm.env.globals) and "shade" in plain.globals
+    assert dict(plain.globals) == dict(collections.ChainMap({}, cm.env.globals))
     template = cm.env.get_template("t.html", globals={"size": 1})
     assert template.render() == "red|1|False"
     cm.env.globals["shade"] = "blue"  # after the template was loaded
@@ -80,6 +84,7 @@ def test_template_globals_behave_as_jinja2s(tmp_path):
     with pytest.raises(KeyError):
         template.globals["missing"]
     assert dict(template.globals) == {**cm.env.globals, "size": 2}
+    assert list(template.globals) == list(collections.ChainMap({"size": 2}, cm.env.globals))
 
 
 def test_static_global_gives_fingerprinted_url(site_app):
