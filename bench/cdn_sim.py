@@ -206,7 +206,7 @@ def build_ours(*args: Any, fresh: int = 0) -> Callable[[Path, Path, bytes], Any]
             str(static),
             app,
             auto_reload=False,
-            secret_key="bench-secret-0123456789abcdefghijklm",
+            secret_key=bench.SECRET_KEY,
         )
         cm.set_static_handler_prefix("/static")
         cf = module.CloudFront(cm, app, *args)

@@ -134,7 +134,7 @@ def build_bare(templates: Path) -> Any:
 
 def build_ours(templates: Path, static: Path) -> Any:
     """Our module: CloudFront pages, registered static routes; ``lambda_handler`` for every door."""
-    from chalice import Chalice, Response
+    from chalice import Chalice
 
     module = base.load_ours()
     app = Chalice(app_name="ours")
@@ -143,11 +143,17 @@ def build_ours(templates: Path, static: Path) -> Any:
         str(static),
         app,
         auto_reload=False,
-        secret_key="bench-secret-0123456789abcdefghijklm",
+        secret_key=base.SECRET_KEY,
     )
     cm.set_static_handler_prefix("/static")
     cm.register_static_routes()
     cf = module.CloudFront(cm, app)
+    return _page_routes(app, cf)
+
+
+def _page_routes(app: Any, cf: Any) -> Any:
+    """The bare route and the catalogue page, as ours and 0.6.2 both serve them."""
+    from chalice import Response
 
     @app.route("/bare")
     def bare() -> Response:
@@ -162,7 +168,7 @@ def build_ours(templates: Path, static: Path) -> Any:
 
 def build_old(templates: Path, static: Path) -> Any | None:
     """0.6.2 on the same site (REST only), its defaults as deployed."""
-    from chalice import Chalice, Response
+    from chalice import Chalice
 
     loaded = base.load_old()
     if loaded is None:
@@ -178,15 +184,7 @@ def build_old(templates: Path, static: Path) -> Any | None:
     def static3(p0: str, p1: str, p2: str) -> Any:
         return cf.static(f"{p0}/{p1}/{p2}", cache_control="no-cache")
 
-    @app.route("/bare")
-    def bare() -> Response:
-        return Response(body="hello", headers={"Content-Type": "text/plain"})
-
-    @app.route("/fresh")
-    def fresh() -> Any:
-        return cf.template("catalog.html", **next_args())
-
-    return app
+    return _page_routes(app, cf)
 
 
 def build_flask(templates: Path, static: Path) -> Callable[[dict, Any], dict]:
@@ -446,7 +444,7 @@ import itertools
 from chalice import Chalice
 from chalice_http_toolkit import CloudFront, ContentManager, lambda_handler
 app = Chalice(app_name="ours")
-cm = ContentManager("templates", "static", app, secret_key="bench-secret-0123456789abcdefghijklm")
+cm = ContentManager("templates", "static", app, secret_key=SECRET_KEY)
 cm.register_static_routes()
 cf = CloudFront(cm, app)
 COUNT = itertools.count()
@@ -527,7 +525,8 @@ def task_root(kind: str, site: Path, root: Path) -> Path:
         if prepare is not None and kind == "ours":  # what a build computes before deploying
             prepare(str(task / "templates"), path=str(task / "chalice_http_toolkit.prepared.json"))
     handler = _HANDLERS["ours" if kind.startswith("ours") else kind]
-    (task / "handler.py").write_text(CATALOG_ARGS_SOURCE + handler)
+    key = f"SECRET_KEY = {base.SECRET_KEY!r}\n"
+    (task / "handler.py").write_text(key + CATALOG_ARGS_SOURCE + handler)
     return task
 
 

@@ -115,6 +115,9 @@ JSON_BODY = {
 
 ASSET_ETAG = "asset-v1"
 
+#: The sessions' signing key of every benchmark site (long enough for the module's check).
+SECRET_KEY = "bench-secret-0123456789abcdefghijklm"
+
 
 def _css(seed: int, rules: int) -> str:
     return "".join(
@@ -257,11 +260,7 @@ def build_ours(templates: Path, static: Path, asset: bytes) -> Any:
 
     module = load_ours()
     app = Chalice(app_name="ours")
-    options = (
-        {"secret_key": "bench-secret-0123456789abcdefghijklm"}
-        if hasattr(module, "parse_form")
-        else {}
-    )
+    options = {"secret_key": SECRET_KEY} if hasattr(module, "parse_form") else {}
     cm = module.ContentManager(str(templates), str(static), app, auto_reload=False, **options)
     cm.set_static_handler_prefix("/static")
     cf = module.CloudFront(cm, app)
