@@ -7583,6 +7583,24 @@ class _BadEvent(ValueError):
     """An HTTP event of a known front door whose fields are missing or of the wrong type."""
 
 
+def _all_text(values: Iterable[Any]) -> bool:
+    """Whether every one of ``values`` is a str (one join: quicker than a check per value)."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
+
+
+def _lower_case_names(headers: Mapping[Any, Any]) -> bool | None:
+    """Whether every header name is in lower case; ``None`` when one is not a str."""
+    try:
+        names = "\n".join(headers)
+    except TypeError:
+        return None
+    return names.lower() == names  # (an ASCII lower() is far quicker than islower())
+
+
 def _string_map(value: Any, field: str, lower: bool = False) -> dict[str, str]:
     """``value`` as a dict of strings (names lower-cased with ``lower``); ``{}`` for null."""
     if value is None:
@@ -7711,10 +7729,8 @@ def _event_from_v2(
     # only: one join checks every value is a str (a JSON object's names always are).
     headers = event.get("headers")
     if type(headers) is dict:
-        try:
-            "".join(headers.values())
-        except TypeError:
-            raise _BadEvent("headers must be an object of strings") from None
+        if not _all_text(headers.values()):
+            raise _BadEvent("headers must be an object of strings")
     else:
         headers = _string_map(headers, "headers")
     cookies = event.get("cookies")
@@ -7835,11 +7851,10 @@ def _static_answer(app: Any, request: _V2Request, door: _StaticDoor) -> Answer |
     if request.method not in ("GET", "HEAD") or not request.path.startswith(prefixes):
         return None
     headers = request.headers
-    try:
-        names = "\n".join(headers)
-    except TypeError:
-        raise _BadEvent("headers must be an object of strings") from None
-    if names.lower() != names:  # (an ASCII lower() is far quicker than islower())
+    lower = _lower_case_names(headers)
+    if lower is None:
+        raise _BadEvent("headers must be an object of strings")
+    if not lower:
         headers = _string_map(headers, "headers", lower=True)
     key = (request.path, request.encoded)  # GET and HEAD share the view
     served = routed.get(key)
@@ -7931,10 +7946,11 @@ def _rest_static_answer(app: Any, event: Mapping[str, Any]) -> Answer | None:
     headers = event.get("headers") or {}
     try:
         filename = "/".join([params[name] for name in names])
-        "".join(headers.values())  # every value a str
         # Lower-case names, the last of two spellings winning, as Chalice's request has them.
         headers = dict(zip(map(str.lower, headers), headers.values()))
     except (TypeError, KeyError, AttributeError):
+        return None
+    if not _all_text(headers.values()):
         return None
     return _static_file_answer(app, method, headers, responder, filename, cache_control)
 
@@ -8059,19 +8075,15 @@ def _to_v2(result: Mapping[str, Any]) -> dict[str, Any]:
     """A REST proxy result as payload format 2.0: one ``cookies`` entry per Set-Cookie."""
     multi = result.get("multiValueHeaders")
     single = result.get("headers") or {}
-    if not multi and not _sets_cookie(single):
-        # The usual answer: no cookie, no repeated header; Chalice made ``single`` for it.
-        try:
-            "".join(single.values())  # every value a str (Chalice passes others as given)
-        except TypeError:
-            pass
-        else:
-            return {
-                "statusCode": result["statusCode"],
-                "headers": single,
-                "body": result.get("body") or "",
-                "isBase64Encoded": bool(result.get("isBase64Encoded")),
-            }
+    # The usual answer: no cookie, no repeated header, every value a str (Chalice passes
+    # others as given); Chalice made ``single`` for it.
+    if not multi and not _sets_cookie(single) and _all_text(single.values()):
+        return {
+            "statusCode": result["statusCode"],
+            "headers": single,
+            "body": result.get("body") or "",
+            "isBase64Encoded": bool(result.get("isBase64Encoded")),
+        }
     headers: dict[str, str] = {}
     cookies = []
     pairs = _result_header_pairs(result) if multi else (result.get("headers") or {}).items()
@@ -8230,11 +8242,7 @@ def _admitted_v2(event: Mapping[str, Any], secrets: tuple[bytes, ...]) -> dict[s
     value = headers.get(_ORIGIN_SECRET_NAME)
     if type(value) is not str or not value.isascii():
         return None
-    try:
-        names = "\n".join(headers)
-    except TypeError:
-        return None
-    if names.lower() != names:  # another spelling of the header may be there too
+    if not _lower_case_names(headers):  # another spelling of the header may be there too
         return None
     if not _is_origin_secret(value, secrets):
         return None
